@@ -1,0 +1,1 @@
+//! Reading Kubernetes manifests from files: YAML multi-doc, JSON, `kind: List`, directories.

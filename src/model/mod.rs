@@ -1,0 +1,1 @@
+//! PURE: a snapshot of Kubernetes objects -> one `DesiredLb` per CLB stack, plus `Problem`s.

@@ -1,0 +1,1 @@
+//! PURE: `DesiredLb` x `ObservedLb` x ownership -> an ordered, minimal list of `Change`s.

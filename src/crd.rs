@@ -1,0 +1,129 @@
+//! The `ClbClassParameters` custom resource: per-IngressClass settings (which CLB, how to create
+//! it, listeners, target mode, sharing), referenced from an IngressClass's `spec.parameters`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// API group of the project's custom resources.
+pub const API_GROUP: &str = "clb-ingress.io";
+/// Kind of the class-parameters object as referenced from `IngressClass.spec.parameters.kind`.
+pub const CLASS_PARAMETERS_KIND: &str = "ClbClassParameters";
+
+/// Settings shared by every Ingress of an IngressClass handled by clb-ingress.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "clb-ingress.io",
+    version = "v1alpha1",
+    kind = "ClbClassParameters",
+    plural = "clbclassparameters",
+    shortname = "clbparams",
+    printcolumn = r#"{"name":"LB","type":"string","jsonPath":".spec.loadBalancerId"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.targetMode"}"#,
+    printcolumn = r#"{"name":"Sharing","type":"string","jsonPath":".spec.sharing"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClbClassParametersSpec {
+    /// Adopt this existing CLB (`lb-xxxxxxxx`) instead of creating one. Only listeners that
+    /// clb-ingress creates on it are ever changed or deleted; the CLB itself is never deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^lb-[a-z0-9]{8}$"))]
+    pub load_balancer_id: Option<String>,
+    /// Settings used only when clb-ingress creates a CLB (ignored for an adopted CLB).
+    #[serde(default)]
+    pub create: CreateSettings,
+    /// How targets are bound: `NodePort` (CVM instance + nodePort) or `Direct` (pod IP + port).
+    #[serde(default)]
+    pub target_mode: TargetMode,
+    /// `PerIngress` (default, like TKE): each Ingress gets its own CLB. `Shared`: all Ingresses
+    /// of the class are merged onto one CLB.
+    #[serde(default)]
+    pub sharing: Sharing,
+    /// Port of the HTTP listener (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub http_port: Option<u16>,
+    /// Port of the HTTPS listener (default 443), created when an Ingress has `spec.tls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub https_port: Option<u16>,
+    /// Certificate served for hosts without their own `spec.tls` entry (and for unknown SNI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_certificate: Option<CertificateRef>,
+    /// Only Ingresses in namespaces matching this selector are handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// Creation-only settings of a CLB.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateSettings {
+    /// `OPEN` (public, default) or `INTERNAL` (private; needs `vpcId` and `subnetId`).
+    #[serde(default)]
+    pub network_type: NetworkType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<i64>,
+    /// Maximum outbound bandwidth in Mbps (public CLBs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10240))]
+    pub bandwidth_mbps: Option<i64>,
+    /// Extra tags put on the CLB at creation (at most 17: three are clb-ingress's own).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum NetworkType {
+    #[default]
+    #[serde(rename = "OPEN")]
+    Open,
+    #[serde(rename = "INTERNAL")]
+    Internal,
+}
+
+#[derive(
+    Deserialize,
+    Serialize,
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    JsonSchema,
+)]
+pub enum TargetMode {
+    #[default]
+    NodePort,
+    Direct,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Sharing {
+    #[default]
+    PerIngress,
+    Shared,
+}
+
+/// A certificate: an uploaded Tencent Cloud certificate id, or a Secret (kubernetes.io/tls PEM,
+/// or Opaque with `qcloud_cert_id`).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_id: Option<String>,
+    /// `namespace/name` of a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}

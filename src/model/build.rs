@@ -1,0 +1,1182 @@
+//! Snapshot of Kubernetes objects -> `DesiredLb` per stack + `Problem`s. Pure and deterministic.
+//!
+//! Order of work: class selection -> stack assignment -> per stack, oldest Ingress first:
+//! validate, resolve backends to targets, merge (oldest wins conflicts), check CLB limits (an
+//! Ingress that would exceed one is parked whole, never truncated) -> translate each listener.
+
+use super::translate::{self, HostKey, SyntaxProblem};
+use super::types::*;
+use crate::crd::{ClbClassParameters, ClbClassParametersSpec, TargetMode};
+use crate::matching::ingress::{HostRules, IngressView, PathKind, PathRule};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// The `spec.controller` value of IngressClasses handled by clb-ingress.
+pub const DEFAULT_CONTROLLER_NAME: &str = "clb-ingress.io/ingress-controller";
+pub const ANN_INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
+pub const ANN_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
+pub const ANN_EXIST_LB_ID: &str = "kubernetes.io/ingress.existLbId";
+pub const ANN_DIRECT_ACCESS: &str = "ingress.cloud.tencent.com/direct-access";
+pub const ANN_LISTEN_PORTS: &str = "ingress.cloud.tencent.com/listen-ports";
+pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub const SECRET_QCLOUD_CERT_ID: &str = "qcloud_cert_id";
+pub const TAG_CLUSTER: &str = "clb-ingress.io/cluster";
+pub const TAG_STACK: &str = "clb-ingress.io/stack";
+pub const TAG_CREATED_BY: &str = "clb-ingress.io/created-by";
+pub const CREATED_BY: &str = "clb-ingress";
+/// Listener names start with this; the rest is the stack hash.
+pub const LISTENER_NAME_PREFIX: &str = "clb-ingress-";
+pub const DEFAULT_HTTP_PORT: u16 = 80;
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+/// CLB's default target weight.
+pub const DEFAULT_WEIGHT: u32 = 10;
+pub const MAX_WEIGHT: u32 = 100;
+const MAX_LB_NAME: usize = 60;
+
+/// CLB quotas checked before any call (clb-api.md §6); DescribeQuota can override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub listeners_per_lb: usize,
+    pub rules_per_listener: usize,
+    pub targets_per_rule: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            listeners_per_lb: 50,
+            rules_per_listener: 50,
+            targets_per_rule: 100,
+        }
+    }
+}
+
+/// Every object the model reads.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub cluster_id: String,
+    pub controller_name: String,
+    pub limits: Limits,
+    pub ingress_classes: Vec<IngressClass>,
+    pub class_params: Vec<ClbClassParameters>,
+    pub ingresses: Vec<Ingress>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub secrets: Vec<Secret>,
+    pub nodes: Vec<Node>,
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Snapshot {
+    pub fn new(cluster_id: &str) -> Self {
+        Self {
+            cluster_id: cluster_id.to_string(),
+            controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOutput {
+    pub stacks: BTreeMap<StackId, DesiredLb>,
+    pub problems: Vec<Problem>,
+}
+
+/// Build every stack.
+pub fn build(snap: &Snapshot) -> BuildOutput {
+    let index = Index::new(snap);
+    let mut out = BuildOutput {
+        problems: index.problems.clone(),
+        ..Default::default()
+    };
+    for stack in index.stack_ids() {
+        let (lb, problems) = index.build_stack(stack);
+        out.problems.extend(problems);
+        if let Some(lb) = lb {
+            out.stacks.insert(stack.clone(), lb);
+        }
+    }
+    out.problems.sort();
+    out
+}
+
+fn meta_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+    (
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or(""),
+    )
+}
+
+fn annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
+    ing.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// A stable short hash (sha256, hex) used in names and tags.
+pub fn short_hash(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())[..12].to_string()
+}
+
+/// Does a label selector match these labels (matchLabels and matchExpressions)?
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// How one managed Ingress is handled.
+#[derive(Debug, Clone)]
+struct Managed<'a> {
+    ing: &'a Ingress,
+    key: ObjectRef,
+    params: Option<&'a ClbClassParametersSpec>,
+    source: LbSource,
+}
+
+/// Lookups built once per snapshot; `build_stack` then works on one stack at a time.
+pub struct Index<'a> {
+    snap: &'a Snapshot,
+    services: HashMap<(&'a str, &'a str), &'a Service>,
+    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    /// Ready nodes with a CVM instance id: (node name, instance id).
+    nodes: Vec<(&'a str, String)>,
+    stacks: BTreeMap<StackId, Vec<Managed<'a>>>,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(snap: &'a Snapshot) -> Self {
+        let mut services = HashMap::new();
+        for s in &snap.services {
+            services.insert(meta_name(&s.metadata), s);
+        }
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        for s in &snap.endpoint_slices {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_SERVICE_NAME))
+            {
+                slices.entry((ns, svc.as_str())).or_default().push(s);
+            }
+        }
+        for v in slices.values_mut() {
+            v.sort_by_key(|s| s.metadata.name.as_deref());
+        }
+        let mut secrets = HashMap::new();
+        for s in &snap.secrets {
+            secrets.insert(meta_name(&s.metadata), s);
+        }
+        let mut nodes: Vec<(&str, String)> = snap
+            .nodes
+            .iter()
+            .filter(|n| node_ready(n))
+            .filter_map(|n| {
+                let inst = instance_id(n.spec.as_ref()?.provider_id.as_deref()?)?;
+                Some((n.metadata.name.as_deref().unwrap_or(""), inst))
+            })
+            .collect();
+        nodes.sort();
+        let mut index = Index {
+            snap,
+            services,
+            slices,
+            secrets,
+            nodes,
+            stacks: BTreeMap::new(),
+            problems: Vec::new(),
+        };
+        index.assign_stacks();
+        index
+    }
+
+    pub fn stack_ids(&self) -> impl Iterator<Item = &StackId> {
+        self.stacks.keys()
+    }
+
+    /// The stack an Ingress belongs to, if clb-ingress manages it.
+    pub fn stack_of(&self, namespace: &str, name: &str) -> Option<&StackId> {
+        self.stacks.iter().find_map(|(id, ms)| {
+            ms.iter()
+                .any(|m| m.key.namespace.as_deref() == Some(namespace) && m.key.name == name)
+                .then_some(id)
+        })
+    }
+
+    /// Problems found while selecting classes (not tied to one stack).
+    pub fn global_problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    fn assign_stacks(&mut self) {
+        let snap = self.snap;
+        let ours: Vec<&IngressClass> = snap
+            .ingress_classes
+            .iter()
+            .filter(|c| {
+                c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                    == Some(snap.controller_name.as_str())
+            })
+            .collect();
+        let default_class = ours
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANN_DEFAULT_CLASS))
+                    .map(String::as_str)
+                    == Some("true")
+            })
+            .min_by_key(|c| c.metadata.name.as_deref())
+            .copied();
+        let ns_labels: HashMap<&str, &BTreeMap<String, String>> = snap
+            .namespaces
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?)))
+            .collect();
+        let empty = BTreeMap::new();
+        for ing in &snap.ingresses {
+            let (ns, name) = meta_name(&ing.metadata);
+            let spec_class = ing
+                .spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.as_deref());
+            let class_name = spec_class.or_else(|| annotation(ing, ANN_INGRESS_CLASS));
+            let class = match class_name {
+                Some(cn) => ours
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(cn))
+                    .copied(),
+                None => default_class,
+            };
+            let Some(class) = class else { continue };
+            let class_name = class.metadata.name.as_deref().unwrap_or("");
+            let key = ObjectRef::namespaced("Ingress", ns, name);
+            let params = match class.spec.as_ref().and_then(|s| s.parameters.as_ref()) {
+                None => None,
+                Some(p) => {
+                    let found = (p.kind == crate::crd::CLASS_PARAMETERS_KIND)
+                        .then(|| {
+                            snap.class_params
+                                .iter()
+                                .find(|cp| cp.metadata.name.as_deref() == Some(p.name.as_str()))
+                        })
+                        .flatten();
+                    match found {
+                        Some(cp) => Some(&cp.spec),
+                        None => {
+                            self.problems.push(Problem {
+                                object: key.clone(),
+                                field: "spec.ingressClassName".into(),
+                                reason: Reason::ClassParametersNotFound,
+                                effect: Effect::Ignored,
+                                message: format!(
+                                    "IngressClass {class_name} refers to {} {:?}, which does not exist; its Ingresses are not synced until it does",
+                                    p.kind, p.name
+                                ),
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(sel) = params.and_then(|p| p.namespace_selector.as_ref())
+                && !selector_matches(sel, ns_labels.get(ns).copied().unwrap_or(&empty))
+            {
+                continue;
+            }
+            let (stack, source) = if let Some(lb) = annotation(ing, ANN_EXIST_LB_ID) {
+                (
+                    StackId(format!("lb:{lb}")),
+                    LbSource::Existing { id: lb.to_string() },
+                )
+            } else if let Some(lb) = params.and_then(|p| p.load_balancer_id.as_ref()) {
+                (
+                    StackId(format!("lb:{lb}")),
+                    LbSource::Existing { id: lb.clone() },
+                )
+            } else if params.is_some_and(|p| p.sharing == crate::crd::Sharing::Shared) {
+                let id = StackId(format!("class:{class_name}"));
+                let lb_name = lb_name(&snap.cluster_id, &["class", class_name], &id);
+                (
+                    id,
+                    LbSource::Create {
+                        name: lb_name,
+                        settings: params.map(|p| p.create.clone()).unwrap_or_default(),
+                    },
+                )
+            } else {
+                let id = StackId(format!("ing:{ns}/{name}"));
+                let lb_name = lb_name(&snap.cluster_id, &[ns, name], &id);
+                (
+                    id,
+                    LbSource::Create {
+                        name: lb_name,
+                        settings: params.map(|p| p.create.clone()).unwrap_or_default(),
+                    },
+                )
+            };
+            self.stacks.entry(stack).or_default().push(Managed {
+                ing,
+                key,
+                params,
+                source,
+            });
+        }
+        for members in self.stacks.values_mut() {
+            members.sort_by(|a, b| {
+                let ta = a.ing.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                let tb = b.ing.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                ta.cmp(&tb).then_with(|| a.key.cmp(&b.key))
+            });
+        }
+    }
+
+    /// Build one stack: the desired CLB (None if no Ingress could be placed) and its Problems.
+    pub fn build_stack(&self, id: &StackId) -> (Option<DesiredLb>, Vec<Problem>) {
+        let Some(members) = self.stacks.get(id) else {
+            return (None, Vec::new());
+        };
+        StackBuilder::new(self, id, members).run()
+    }
+
+    fn resolve_backend(
+        &self,
+        ns: &str,
+        backend: &IngressBackend,
+        mode: TargetMode,
+        field: &str,
+        object: &ObjectRef,
+    ) -> Result<Resolved, Problem> {
+        let problem = |reason, field: String, message: String| Problem {
+            object: object.clone(),
+            field,
+            reason,
+            effect: Effect::PathUnserved,
+            message,
+        };
+        let Some(svc_ref) = backend.service.as_ref() else {
+            return Err(problem(
+                Reason::UnsupportedBackend,
+                format!("{field}.resource"),
+                "Resource backends are not supported by CLB; the path serves no target".into(),
+            ));
+        };
+        if svc_ref.name.contains('/') {
+            return Err(problem(
+                Reason::UnsupportedBackend,
+                format!("{field}.service.name"),
+                format!(
+                    "{:?}: an Ingress can only route to Services in its own namespace",
+                    svc_ref.name
+                ),
+            ));
+        }
+        let Some(svc) = self.services.get(&(ns, svc_ref.name.as_str())) else {
+            return Err(problem(
+                Reason::ServiceNotFound,
+                format!("{field}.service.name"),
+                format!("Service {ns}/{} not found", svc_ref.name),
+            ));
+        };
+        let spec = svc.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            return Err(problem(
+                Reason::UnsupportedServiceType,
+                format!("{field}.service.name"),
+                format!(
+                    "Service {ns}/{} is of type ExternalName, which CLB cannot target",
+                    svc_ref.name
+                ),
+            ));
+        }
+        let want = svc_ref.port.as_ref();
+        let port = spec.ports.iter().flatten().find(|p| match want {
+            Some(w) => match (&w.name, w.number) {
+                (Some(n), _) if !n.is_empty() => p.name.as_deref() == Some(n.as_str()),
+                (_, Some(num)) => p.port == num,
+                _ => false,
+            },
+            None => false,
+        });
+        let port_label = match want {
+            Some(w) => w
+                .name
+                .clone()
+                .filter(|n| !n.is_empty())
+                .or_else(|| w.number.map(|n| n.to_string()))
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        let Some(port) = port else {
+            return Err(problem(
+                Reason::ServicePortNotFound,
+                format!("{field}.service.port"),
+                format!("Service {ns}/{} has no port {port_label:?}", svc_ref.name),
+            ));
+        };
+        if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
+            return Err(problem(
+                Reason::UnsupportedProtocol,
+                format!("{field}.service.port"),
+                format!(
+                    "port {port_label:?} of Service {ns}/{} is {}; layer-7 CLB needs TCP",
+                    svc_ref.name,
+                    port.protocol.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        let backend_ref = BackendRef {
+            namespace: ns.to_string(),
+            service: svc_ref.name.clone(),
+            port: port_label,
+            mode,
+        };
+        let slices = self
+            .slices
+            .get(&(ns, svc_ref.name.as_str()))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let port_name = port.name.clone().unwrap_or_default();
+        let mut targets: BTreeSet<Target> = BTreeSet::new();
+        match mode {
+            TargetMode::Direct => {
+                for slice in slices {
+                    if slice.address_type != "IPv4" {
+                        continue;
+                    }
+                    let Some(ep_port) = slice.ports.iter().flatten().find(|p| {
+                        p.name.clone().unwrap_or_default() == port_name
+                            && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
+                    }) else {
+                        continue;
+                    };
+                    let Some(num) = ep_port.port.and_then(|p| u16::try_from(p).ok()) else {
+                        continue;
+                    };
+                    for ep in slice.endpoints.iter().filter(|e| endpoint_usable(e)) {
+                        for addr in &ep.addresses {
+                            targets.insert(Target {
+                                addr: TargetAddr::Ip(addr.clone()),
+                                port: num,
+                                weight: DEFAULT_WEIGHT,
+                            });
+                        }
+                    }
+                }
+            }
+            TargetMode::NodePort => {
+                let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()) else {
+                    return Err(problem(
+                        Reason::NoNodePort,
+                        format!("{field}.service.port"),
+                        format!(
+                            "Service {ns}/{} port {} has no nodePort (type {}); use type NodePort or LoadBalancer, or direct mode",
+                            svc_ref.name,
+                            backend_ref.port,
+                            spec.type_.as_deref().unwrap_or("ClusterIP")
+                        ),
+                    ));
+                };
+                if spec.external_traffic_policy.as_deref() == Some("Local") {
+                    // Only nodes running ready pods receive traffic, weighted by pod count.
+                    let mut per_node: BTreeMap<&str, u32> = BTreeMap::new();
+                    for slice in slices {
+                        for ep in slice.endpoints.iter().filter(|e| endpoint_usable(e)) {
+                            if let Some(n) = ep.node_name.as_deref() {
+                                *per_node.entry(n).or_default() += 1;
+                            }
+                        }
+                    }
+                    for (node, inst) in &self.nodes {
+                        if let Some(count) = per_node.get(node) {
+                            targets.insert(Target {
+                                addr: TargetAddr::Instance(inst.clone()),
+                                port: node_port,
+                                weight: (DEFAULT_WEIGHT * count).min(MAX_WEIGHT),
+                            });
+                        }
+                    }
+                } else {
+                    for (_, inst) in &self.nodes {
+                        targets.insert(Target {
+                            addr: TargetAddr::Instance(inst.clone()),
+                            port: node_port,
+                            weight: DEFAULT_WEIGHT,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Resolved {
+            backend: backend_ref,
+            targets: targets.into_iter().collect(),
+        })
+    }
+
+    fn certificate_from_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        object: &ObjectRef,
+        field: &str,
+    ) -> Result<CertSource, Problem> {
+        let problem = |reason, message| Problem {
+            object: object.clone(),
+            field: field.to_string(),
+            reason,
+            effect: Effect::Degraded,
+            message,
+        };
+        let Some(secret) = self.secrets.get(&(ns, name)) else {
+            return Err(problem(
+                Reason::TlsSecretNotFound,
+                format!("Secret {ns}/{name} not found"),
+            ));
+        };
+        cert_from_secret(secret).map_err(|m| problem(Reason::TlsSecretInvalid, m))
+    }
+}
+
+/// A certificate from a `kubernetes.io/tls` Secret (PEM) or an Opaque one with `qcloud_cert_id`.
+pub fn cert_from_secret(secret: &Secret) -> Result<CertSource, String> {
+    let (ns, name) = meta_name(&secret.metadata);
+    let get = |k: &str| -> Option<String> {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k)).cloned())
+    };
+    if let Some(id) = get(SECRET_QCLOUD_CERT_ID) {
+        let id = id.trim().to_string();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!(
+                "Secret {ns}/{name} key {SECRET_QCLOUD_CERT_ID} is not a certificate id"
+            ));
+        }
+        return Ok(CertSource::Id(id));
+    }
+    let (Some(cert), Some(key)) = (get("tls.crt"), get("tls.key")) else {
+        return Err(format!(
+            "Secret {ns}/{name} has neither {SECRET_QCLOUD_CERT_ID} nor tls.crt and tls.key"
+        ));
+    };
+    if !cert.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!(
+            "Secret {ns}/{name} tls.crt is not a PEM certificate"
+        ));
+    }
+    if !key.contains("PRIVATE KEY-----") {
+        return Err(format!(
+            "Secret {ns}/{name} tls.key is not a PEM private key"
+        ));
+    }
+    let fingerprint = crate::clb::sign::sha256_hex(format!("{cert}\n{key}").as_bytes());
+    Ok(CertSource::Pem {
+        secret: ObjectRef::namespaced("Secret", ns, name),
+        fingerprint,
+        cert_pem: cert,
+        key_pem: key,
+    })
+}
+
+fn lb_name(cluster: &str, parts: &[&str], id: &StackId) -> String {
+    let raw = format!("{cluster}-{}", parts.join("-"));
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if clean.len() <= MAX_LB_NAME {
+        clean
+    } else {
+        // Names are labels for people; the stack tag is the identity, so shortening is safe.
+        let h = short_hash(&[cluster, &id.0]);
+        format!("{}-{h}", &clean[..MAX_LB_NAME - 13])
+    }
+}
+
+fn node_ready(n: &Node) -> bool {
+    if n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        return false;
+    }
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
+/// The CVM instance id from a TKE node's `spec.providerID` (`qcloud:///<zone>/ins-xxxxxxxx`).
+pub fn instance_id(provider_id: &str) -> Option<String> {
+    let last = provider_id.rsplit('/').next()?;
+    (last.starts_with("ins-") && last.len() > 4).then(|| last.to_string())
+}
+
+fn endpoint_usable(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
+    match e.conditions.as_ref() {
+        None => true,
+        Some(c) => match c.ready {
+            Some(true) | None => c.terminating != Some(true) || c.ready == Some(true),
+            Some(false) => c.serving == Some(true) && c.terminating != Some(true),
+        },
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Resolved {
+    backend: BackendRef,
+    targets: Vec<Target>,
+}
+
+/// A backend slot of one listener: resolved targets, or nothing (the path serves no target).
+type Slot = Option<Resolved>;
+
+struct TlsEntry {
+    hosts: Vec<String>,
+    cert: CertSource,
+}
+
+/// What one Ingress brings to its stack.
+struct Contribution {
+    member: ObjectRef,
+    listeners: Vec<(Protocol, u16)>,
+    /// (host, [(path, kind, field, slot index)])
+    rules: Vec<(Option<String>, Vec<(String, PathKind, String, usize)>)>,
+    default_backend: Option<usize>,
+    tls: Vec<TlsEntry>,
+}
+
+struct StackBuilder<'i, 'a> {
+    index: &'i Index<'a>,
+    id: &'i StackId,
+    members: &'i [Managed<'a>],
+    slots: Vec<Slot>,
+    problems: Vec<Problem>,
+}
+
+/// Listener-level merge state.
+#[derive(Default, Clone)]
+struct ListenerAcc {
+    view: Vec<HostRules<usize>>,
+    default_backend: Option<(usize, ObjectRef)>,
+    claimed: HashMap<(HostKey, PathKind, String), ObjectRef>,
+    members: Vec<usize>,
+}
+
+impl<'i, 'a> StackBuilder<'i, 'a> {
+    fn new(index: &'i Index<'a>, id: &'i StackId, members: &'i [Managed<'a>]) -> Self {
+        Self {
+            index,
+            id,
+            members,
+            slots: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    fn run(mut self) -> (Option<DesiredLb>, Vec<Problem>) {
+        let limits = self.index.snap.limits;
+        let mut accs: BTreeMap<(u16, Protocol), ListenerAcc> = BTreeMap::new();
+        let mut contributions: Vec<Contribution> = Vec::new();
+        for (mi, m) in self.members.iter().enumerate() {
+            let Some(c) = self.contribution(m) else {
+                continue;
+            };
+            // Tentatively merge; keep the merge only if every limit still holds.
+            let mut trial = accs.clone();
+            let mut local_problems = Vec::new();
+            for &(proto, port) in &c.listeners {
+                let acc = trial.entry((port, proto)).or_default();
+                merge(acc, &c, mi, &mut local_problems);
+            }
+            let port_clash = trial
+                .keys()
+                .zip(trial.keys().skip(1))
+                .find(|(a, b)| a.0 == b.0)
+                .map(|(a, _)| a.0);
+            let over = if let Some(port) = port_clash {
+                Some((
+                    Reason::ListenerPortConflict,
+                    format!("port {port} is wanted as both HTTP and HTTPS on this CLB"),
+                ))
+            } else if trial.len() > limits.listeners_per_lb {
+                Some((
+                    Reason::TooManyListeners,
+                    format!(
+                        "the CLB would need {} listeners; at most {} are allowed",
+                        trial.len(),
+                        limits.listeners_per_lb
+                    ),
+                ))
+            } else {
+                c.listeners.iter().find_map(|&(proto, port)| {
+                    let acc = &trial[&(port, proto)];
+                    let view = IngressView {
+                        rules: acc.view.clone(),
+                        default_backend: acc.default_backend.as_ref().map(|d| d.0),
+                    };
+                    let n: usize = translate::translate(&view).iter().map(|d| d.rules.len()).sum();
+                    (n > limits.rules_per_listener).then(|| {
+                        (
+                            Reason::TooManyRules,
+                            format!(
+                                "listener {} {port} would need {n} CLB rules; at most {} are allowed (each Prefix path takes two)",
+                                proto.as_str(),
+                                limits.rules_per_listener
+                            ),
+                        )
+                    })
+                })
+            };
+            if let Some((reason, message)) = over {
+                self.problems.push(Problem {
+                    object: c.member.clone(),
+                    field: "spec".into(),
+                    reason,
+                    effect: Effect::Parked,
+                    message,
+                });
+                continue;
+            }
+            self.problems.extend(local_problems);
+            accs = trial;
+            contributions.push(c);
+        }
+        if accs.is_empty() {
+            return (None, std::mem::take(&mut self.problems));
+        }
+        let first = &self.members[0];
+        let hash = short_hash(&[&self.index.snap.cluster_id, &self.id.0]);
+        let listener_name = format!("{LISTENER_NAME_PREFIX}{hash}");
+        let default_cert = self.default_certificate(&contributions);
+        let mut listeners = Vec::new();
+        let mut member_ports: BTreeMap<ObjectRef, Vec<(Protocol, u16)>> = BTreeMap::new();
+        for ((port, proto), acc) in &accs {
+            for &mi in &acc.members {
+                member_ports
+                    .entry(self.members[mi].key.clone())
+                    .or_default()
+                    .push((*proto, *port));
+            }
+            let view = IngressView {
+                rules: acc.view.clone(),
+                default_backend: acc.default_backend.as_ref().map(|d| d.0),
+            };
+            let domains = translate::translate(&view)
+                .into_iter()
+                .map(|d| {
+                    let certificate = (*proto == Protocol::Https)
+                        .then(|| self.cert_for(&d.host, &contributions, acc, &default_cert))
+                        .flatten();
+                    DesiredDomain {
+                        host: d.host.display(),
+                        domain: d.domain,
+                        default_server: d.default_server,
+                        certificate,
+                        rules: d
+                            .rules
+                            .into_iter()
+                            .map(|r| {
+                                let slot = r.backend.and_then(|i| self.slots[i].as_ref());
+                                DesiredRule {
+                                    url: r.url,
+                                    backend: slot.map(|s| s.backend.clone()),
+                                    targets: slot.map(|s| s.targets.clone()).unwrap_or_default(),
+                                }
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            listeners.push(DesiredListener {
+                protocol: *proto,
+                port: *port,
+                name: listener_name.clone(),
+                sni: *proto == Protocol::Https,
+                domains,
+            });
+        }
+        let lb = DesiredLb {
+            stack: self.id.clone(),
+            source: first.source.clone(),
+            tags: vec![
+                (TAG_CLUSTER.to_string(), self.index.snap.cluster_id.clone()),
+                (TAG_STACK.to_string(), hash),
+                (TAG_CREATED_BY.to_string(), CREATED_BY.to_string()),
+            ],
+            listeners,
+            members: member_ports
+                .into_iter()
+                .map(|(ingress, ports)| Member { ingress, ports })
+                .collect(),
+        };
+        (Some(lb), std::mem::take(&mut self.problems))
+    }
+
+    fn park(&mut self, object: &ObjectRef, field: String, reason: Reason, message: String) {
+        self.problems.push(Problem {
+            object: object.clone(),
+            field,
+            reason,
+            effect: Effect::Parked,
+            message,
+        });
+    }
+
+    /// Validate one Ingress and resolve its backends; None if it must be parked.
+    fn contribution(&mut self, m: &Managed<'a>) -> Option<Contribution> {
+        let ing = m.ing;
+        let (ns, _) = meta_name(&ing.metadata);
+        let spec = ing.spec.clone().unwrap_or_default();
+        let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                self.park(
+                    &m.key,
+                    format!("metadata.annotations[{ANN_DIRECT_ACCESS}]"),
+                    Reason::InvalidAnnotation,
+                    format!("{other:?} is not \"true\" or \"false\""),
+                );
+                return None;
+            }
+        };
+        let mode = match direct {
+            Some(true) => TargetMode::Direct,
+            Some(false) => TargetMode::NodePort,
+            None => m.params.map(|p| p.target_mode).unwrap_or_default(),
+        };
+        let http_port = m
+            .params
+            .and_then(|p| p.http_port)
+            .unwrap_or(DEFAULT_HTTP_PORT);
+        let https_port = m
+            .params
+            .and_then(|p| p.https_port)
+            .unwrap_or(DEFAULT_HTTPS_PORT);
+        let has_tls = spec.tls.as_ref().is_some_and(|t| !t.is_empty());
+        let listeners = match annotation(ing, ANN_LISTEN_PORTS) {
+            Some(v) => match parse_listen_ports(v) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.park(
+                        &m.key,
+                        format!("metadata.annotations[{ANN_LISTEN_PORTS}]"),
+                        Reason::InvalidAnnotation,
+                        e,
+                    );
+                    return None;
+                }
+            },
+            None if has_tls => vec![(Protocol::Http, http_port), (Protocol::Https, https_port)],
+            None => vec![(Protocol::Http, http_port)],
+        };
+        let mut parked = false;
+        let mut rules = Vec::new();
+        for (ri, rule) in spec.rules.iter().flatten().enumerate() {
+            let host = rule.host.clone().filter(|h| !h.is_empty());
+            if let Some(h) = &host
+                && let Err(SyntaxProblem::Host(msg) | SyntaxProblem::Path(msg)) =
+                    translate::check_host(h)
+            {
+                self.park(
+                    &m.key,
+                    format!("spec.rules[{ri}].host"),
+                    Reason::InvalidHost,
+                    msg,
+                );
+                parked = true;
+                continue;
+            }
+            let mut paths = Vec::new();
+            for (pi, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
+                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+                let kind = match p.path_type.as_str() {
+                    "Exact" => PathKind::Exact,
+                    "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+                    other => {
+                        self.park(
+                            &m.key,
+                            format!("{field}.pathType"),
+                            Reason::InvalidPathType,
+                            format!("{other:?} is not Exact, Prefix or ImplementationSpecific"),
+                        );
+                        parked = true;
+                        continue;
+                    }
+                };
+                let path = p.path.clone().unwrap_or_else(|| "/".to_string());
+                if let Err(SyntaxProblem::Path(msg) | SyntaxProblem::Host(msg)) =
+                    translate::clb_urls(&path, kind)
+                {
+                    self.park(&m.key, format!("{field}.path"), Reason::InvalidPath, msg);
+                    parked = true;
+                    continue;
+                }
+                let slot = self.slot(ns, &p.backend, mode, &format!("{field}.backend"), &m.key)?;
+                paths.push((path, kind, field, slot));
+            }
+            rules.push((host, paths));
+        }
+        if parked {
+            return None;
+        }
+        let default_backend = match &spec.default_backend {
+            Some(b) => Some(self.slot(ns, b, mode, "spec.defaultBackend", &m.key)?),
+            None => None,
+        };
+        let mut tls = Vec::new();
+        for (ti, t) in spec.tls.iter().flatten().enumerate() {
+            let Some(secret) = t.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            match self.index.certificate_from_secret(
+                ns,
+                secret,
+                &m.key,
+                &format!("spec.tls[{ti}].secretName"),
+            ) {
+                Ok(cert) => tls.push(TlsEntry {
+                    hosts: t.hosts.clone().unwrap_or_default(),
+                    cert,
+                }),
+                Err(p) => self.problems.push(p),
+            }
+        }
+        Some(Contribution {
+            member: m.key.clone(),
+            listeners,
+            rules,
+            default_backend,
+            tls,
+        })
+    }
+
+    /// Resolve a backend into a slot; None only if the Ingress must be parked.
+    fn slot(
+        &mut self,
+        ns: &str,
+        b: &IngressBackend,
+        mode: TargetMode,
+        field: &str,
+        object: &ObjectRef,
+    ) -> Option<usize> {
+        let limit = self.index.snap.limits.targets_per_rule;
+        let slot = match self.index.resolve_backend(ns, b, mode, field, object) {
+            Ok(r) if r.targets.len() > limit => {
+                self.park(
+                    object,
+                    field.to_string(),
+                    Reason::TooManyTargets,
+                    format!(
+                        "{} has {} targets; a CLB rule takes at most {limit}",
+                        r.backend,
+                        r.targets.len()
+                    ),
+                );
+                return None;
+            }
+            Ok(r) => Some(r),
+            Err(p) => {
+                self.problems.push(p);
+                None
+            }
+        };
+        self.slots.push(slot);
+        Some(self.slots.len() - 1)
+    }
+
+    fn default_certificate(&mut self, contributions: &[Contribution]) -> Option<CertSource> {
+        let params = self.members.first().and_then(|m| m.params);
+        if let Some(d) = params.and_then(|p| p.default_certificate.as_ref()) {
+            if let Some(id) = &d.cert_id {
+                return Some(CertSource::Id(id.clone()));
+            }
+            if let Some((ns, name)) = d.secret.as_deref().and_then(|s| s.split_once('/')) {
+                let obj = ObjectRef::cluster("IngressClass", "defaultCertificate");
+                match self.index.certificate_from_secret(
+                    ns,
+                    name,
+                    &obj,
+                    "spec.defaultCertificate.secret",
+                ) {
+                    Ok(c) => return Some(c),
+                    Err(p) => self.problems.push(p),
+                }
+            }
+        }
+        contributions
+            .iter()
+            .flat_map(|c| &c.tls)
+            .map(|t| t.cert.clone())
+            .next()
+    }
+
+    /// Certificate for a domain: exact tls host, then wildcard tls host, then a host-less tls
+    /// entry, oldest Ingress on the listener first; else the stack's default certificate.
+    fn cert_for(
+        &self,
+        host: &HostKey,
+        contributions: &[Contribution],
+        acc: &ListenerAcc,
+        default: &Option<CertSource>,
+    ) -> Option<CertSource> {
+        let on_listener: Vec<&Contribution> = contributions
+            .iter()
+            .filter(|c| {
+                acc.members
+                    .iter()
+                    .any(|&mi| self.members[mi].key == c.member)
+            })
+            .collect();
+        let name = host.display();
+        let entries = || on_listener.iter().flat_map(|c| &c.tls);
+        let exact = entries().find(|t| t.hosts.iter().any(|h| *h == name));
+        let wildcard = || {
+            entries().find(|t| {
+                t.hosts.iter().any(|h| {
+                    h.strip_prefix("*.").is_some_and(|suffix| {
+                        name.split_once('.')
+                            .is_some_and(|(l, rest)| l != "*" && rest == suffix)
+                    })
+                })
+            })
+        };
+        let hostless = || entries().find(|t| t.hosts.is_empty());
+        if *host == HostKey::CatchAll {
+            return default.clone();
+        }
+        exact
+            .or_else(wildcard)
+            .or_else(hostless)
+            .map(|t| t.cert.clone())
+            .or_else(|| default.clone())
+    }
+}
+
+fn merge(acc: &mut ListenerAcc, c: &Contribution, mi: usize, problems: &mut Vec<Problem>) {
+    acc.members.push(mi);
+    for (host, paths) in &c.rules {
+        let hk = HostKey::from_host(host.as_deref());
+        let mut kept = Vec::new();
+        for (path, kind, field, slot) in paths {
+            let key = match kind {
+                PathKind::Exact => path.clone(),
+                PathKind::Prefix => translate::prefix_key(path).to_string(),
+            };
+            match acc.claimed.get(&(hk.clone(), *kind, key.clone())) {
+                Some(owner) if *owner != c.member => {
+                    problems.push(Problem {
+                        object: c.member.clone(),
+                        field: format!("{field}.path"),
+                        reason: Reason::RuleConflict,
+                        effect: Effect::Overridden,
+                        message: format!(
+                            "host {} path {path:?} ({kind:?}) is already defined by the older {owner}, which keeps serving it",
+                            hk.display()
+                        ),
+                    });
+                    continue;
+                }
+                Some(_) => {}
+                None => {
+                    acc.claimed
+                        .insert((hk.clone(), *kind, key), c.member.clone());
+                }
+            }
+            kept.push(PathRule {
+                path: path.clone(),
+                kind: *kind,
+                backend: *slot,
+            });
+        }
+        acc.view.push(HostRules {
+            host: host.clone(),
+            paths: kept,
+        });
+    }
+    if let Some(d) = c.default_backend {
+        match &acc.default_backend {
+            Some((_, owner)) if *owner != c.member => problems.push(Problem {
+                object: c.member.clone(),
+                field: "spec.defaultBackend".into(),
+                reason: Reason::DefaultBackendConflict,
+                effect: Effect::Overridden,
+                message: format!(
+                    "the older {owner} already sets the default backend of this CLB, which keeps serving"
+                ),
+            }),
+            Some(_) => {}
+            None => acc.default_backend = Some((d, c.member.clone())),
+        }
+    }
+}
+
+/// Parse TKE's `ingress.cloud.tencent.com/listen-ports`: `[{"HTTP": 80}, {"HTTPS": 443}]`.
+pub fn parse_listen_ports(v: &str) -> Result<Vec<(Protocol, u16)>, String> {
+    let parsed: Vec<BTreeMap<String, serde_json::Value>> =
+        serde_json::from_str(v).map_err(|e| {
+            format!("{v:?} is not a JSON list like [{{\"HTTP\": 80}}, {{\"HTTPS\": 443}}]: {e}")
+        })?;
+    let mut out = Vec::new();
+    for entry in parsed {
+        for (proto, port) in entry {
+            let proto = match proto.as_str() {
+                "HTTP" => Protocol::Http,
+                "HTTPS" => Protocol::Https,
+                other => return Err(format!("protocol {other:?} is not HTTP or HTTPS")),
+            };
+            let port = port
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("port {port} is not in 1-65535"))?;
+            if !out.contains(&(proto, port)) {
+                out.push((proto, port));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err("no listener given".into());
+    }
+    Ok(out)
+}

@@ -556,7 +556,7 @@ mod tests {
     fn forwarded_for_appends_the_client_to_an_existing_chain() {
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
-        let peer: SocketAddr = "127.0.0.5:4000".parse().unwrap_or_else(|_| unreachable!());
+        let peer: SocketAddr = "127.0.0.5:4000".parse().expect("a socket address");
         add_forwarded(&mut headers, peer, PlaneProtocol::Https, "a.com");
         assert_eq!(headers[&X_FORWARDED_FOR], "1.2.3.4, 127.0.0.5");
         assert_eq!(headers[&X_FORWARDED_PROTO], "https");

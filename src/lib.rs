@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod clb;
+pub mod cli;
 pub mod crd;
 pub mod emulator;
 pub mod manifests;

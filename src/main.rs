@@ -1,7 +1,8 @@
 //! The `clb-ingress` command line: wiring only.
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use clb_ingress::cli;
 
 #[derive(Parser)]
 #[command(
@@ -9,8 +10,27 @@ use clap::Parser;
     version,
     about = "Kubernetes ingress controller for Tencent CLB"
 )]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Preview the CLB state and the changes that Ingress manifests produce.
+    Plan(cli::plan::PlanArgs),
+}
 
 fn main() {
-    let _ = Cli::parse();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Plan(args) => cli::plan::run(&args),
+    };
+    match code {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
 }

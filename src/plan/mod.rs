@@ -1,1 +1,726 @@
 //! PURE: `DesiredLb` x `ObservedLb` x ownership -> an ordered, minimal list of `Change`s.
+//!
+//! Creates and updates come in dependency order (CLB, certificates, listeners, rules, domain
+//! attributes, targets), deletes in reverse. A rule whose backend changes keeps its CLB rule and
+//! only has its targets re-pointed (new targets registered before old ones go), so there is no
+//! 404 window; a renamed path whose targets stay the same is a `ModifyRule` of its URL.
+//! Objects clb-ingress cannot prove it owns are never touched.
+
+use crate::model::{CertSource, DesiredLb, LbSource, Protocol, Target};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Certificates uploaded by clb-ingress are named with this prefix and the PEM's sha256.
+pub const CERT_NAME_PREFIX: &str = "clb-ingress-";
+/// Per-call caps of the batch actions (clb-api.md §6).
+pub const BATCH_TARGETS_PER_CALL: usize = 500;
+pub const DELETE_LISTENERS_PER_CALL: usize = 20;
+
+/// The name under which a PEM certificate is uploaded.
+pub fn cert_name(fingerprint: &str) -> String {
+    format!(
+        "{CERT_NAME_PREFIX}{}",
+        &fingerprint[..fingerprint.len().min(24)]
+    )
+}
+
+/// What `Describe*` returned for one CLB.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ObservedLb {
+    pub id: String,
+    pub name: String,
+    pub vips: Vec<String>,
+    pub domain: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub listeners: Vec<ObservedListener>,
+    /// Certificates uploaded by clb-ingress: PEM fingerprint -> certificate id.
+    pub certificates: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedListener {
+    pub id: String,
+    pub name: String,
+    pub protocol: Protocol,
+    pub port: u16,
+    pub sni: bool,
+    pub rules: Vec<ObservedRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ObservedRule {
+    pub location_id: String,
+    pub domain: String,
+    pub url: String,
+    pub default_server: bool,
+    pub certificate_id: Option<String>,
+    pub targets: Vec<Target>,
+}
+
+/// What clb-ingress may touch on this CLB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ownership {
+    /// The CLB was created by clb-ingress for this stack (proven by its tags).
+    pub lb_owned: bool,
+    /// Listeners with this name were created by clb-ingress for this stack.
+    pub listener_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum ListenerRef {
+    Id(String),
+    New { protocol: Protocol, port: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum RuleRef {
+    Id(String),
+    New { domain: String, url: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CertRef {
+    Id(String),
+    /// Uploaded earlier in the same plan.
+    Uploaded {
+        fingerprint: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewRule {
+    pub domain: String,
+    pub url: String,
+    pub default_server: bool,
+    pub certificate: Option<CertRef>,
+}
+
+/// A target on one rule.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct RuleTarget {
+    pub listener: ListenerRef,
+    pub rule: RuleRef,
+    pub target: Target,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Change {
+    CreateLoadBalancer {
+        name: String,
+        settings: crate::crd::CreateSettings,
+        tags: Vec<(String, String)>,
+    },
+    UploadCertificate {
+        fingerprint: String,
+        name: String,
+        secret: String,
+        #[serde(skip)]
+        cert_pem: String,
+        #[serde(skip)]
+        key_pem: String,
+    },
+    CreateListener {
+        protocol: Protocol,
+        port: u16,
+        name: String,
+        sni: bool,
+    },
+    EnableSni {
+        listener: String,
+        port: u16,
+    },
+    CreateRules {
+        listener: ListenerRef,
+        rules: Vec<NewRule>,
+    },
+    ModifyRuleUrl {
+        listener: String,
+        location_id: String,
+        domain: String,
+        from: String,
+        to: String,
+    },
+    ModifyDomain {
+        listener: ListenerRef,
+        domain: String,
+        certificate: Option<CertRef>,
+        make_default: bool,
+    },
+    RegisterTargets {
+        targets: Vec<RuleTarget>,
+    },
+    ModifyTargetWeights {
+        targets: Vec<RuleTarget>,
+    },
+    DeregisterTargets {
+        targets: Vec<RuleTarget>,
+    },
+    DeleteRules {
+        listener: String,
+        /// (location id, domain, url)
+        rules: Vec<(String, String, String)>,
+    },
+    DeleteListeners {
+        /// (listener id, protocol, port)
+        listeners: Vec<(String, Protocol, u16)>,
+    },
+    DeleteLoadBalancer {
+        id: String,
+    },
+}
+
+impl Change {
+    /// The number of API write calls this change takes.
+    pub fn api_calls(&self) -> usize {
+        match self {
+            Change::RegisterTargets { targets }
+            | Change::ModifyTargetWeights { targets }
+            | Change::DeregisterTargets { targets } => {
+                targets.len().div_ceil(BATCH_TARGETS_PER_CALL)
+            }
+            Change::DeleteListeners { listeners } => {
+                listeners.len().div_ceil(DELETE_LISTENERS_PER_CALL)
+            }
+            _ => 1,
+        }
+    }
+
+    /// A short bounded name (for metrics and tables).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Change::CreateLoadBalancer { .. } => "CreateLoadBalancer",
+            Change::UploadCertificate { .. } => "UploadCertificate",
+            Change::CreateListener { .. } => "CreateListener",
+            Change::EnableSni { .. } => "EnableSni",
+            Change::CreateRules { .. } => "CreateRules",
+            Change::ModifyRuleUrl { .. } => "ModifyRuleUrl",
+            Change::ModifyDomain { .. } => "ModifyDomain",
+            Change::RegisterTargets { .. } => "RegisterTargets",
+            Change::ModifyTargetWeights { .. } => "ModifyTargetWeights",
+            Change::DeregisterTargets { .. } => "DeregisterTargets",
+            Change::DeleteRules { .. } => "DeleteRules",
+            Change::DeleteListeners { .. } => "DeleteListeners",
+            Change::DeleteLoadBalancer { .. } => "DeleteLoadBalancer",
+        }
+    }
+}
+
+fn fmt_listener(l: &ListenerRef) -> String {
+    match l {
+        ListenerRef::Id(id) => id.clone(),
+        ListenerRef::New { protocol, port } => format!("(new {} {port})", protocol.as_str()),
+    }
+}
+
+fn fmt_rule(r: &RuleRef) -> String {
+    match r {
+        RuleRef::Id(id) => id.clone(),
+        RuleRef::New { domain, url } => format!("{domain} {url}"),
+    }
+}
+
+fn fmt_cert(c: &CertRef) -> String {
+    match c {
+        CertRef::Id(id) => id.clone(),
+        CertRef::Uploaded { fingerprint } => cert_name(fingerprint),
+    }
+}
+
+fn fmt_targets(f: &mut fmt::Formatter<'_>, ts: &[RuleTarget]) -> fmt::Result {
+    for t in ts {
+        write!(
+            f,
+            "\n    {} {} -> {}:{} w{}",
+            fmt_listener(&t.listener),
+            fmt_rule(&t.rule),
+            t.target.addr,
+            t.target.port,
+            t.target.weight
+        )?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::CreateLoadBalancer { name, settings, .. } => {
+                write!(f, "CreateLoadBalancer {name} ({:?})", settings.network_type)
+            }
+            Change::UploadCertificate { name, secret, .. } => {
+                write!(f, "UploadCertificate {name} from {secret}")
+            }
+            Change::CreateListener {
+                protocol,
+                port,
+                name,
+                sni,
+            } => write!(
+                f,
+                "CreateListener {} {port} name={name}{}",
+                protocol.as_str(),
+                if *sni { " sni" } else { "" }
+            ),
+            Change::EnableSni { listener, port } => write!(f, "EnableSni {listener} ({port})"),
+            Change::CreateRules { listener, rules } => {
+                write!(f, "CreateRules on {}", fmt_listener(listener))?;
+                for r in rules {
+                    write!(f, "\n    {} {}", r.domain, r.url)?;
+                    if r.default_server {
+                        write!(f, " [default]")?;
+                    }
+                    if let Some(c) = &r.certificate {
+                        write!(f, " cert={}", fmt_cert(c))?;
+                    }
+                }
+                Ok(())
+            }
+            Change::ModifyRuleUrl {
+                listener,
+                location_id,
+                domain,
+                from,
+                to,
+            } => write!(
+                f,
+                "ModifyRule {listener} {location_id} {domain}: {from} -> {to}"
+            ),
+            Change::ModifyDomain {
+                listener,
+                domain,
+                certificate,
+                make_default,
+            } => {
+                write!(
+                    f,
+                    "ModifyDomainAttributes {} {domain}",
+                    fmt_listener(listener)
+                )?;
+                if let Some(c) = certificate {
+                    write!(f, " cert={}", fmt_cert(c))?;
+                }
+                if *make_default {
+                    write!(f, " default=true")?;
+                }
+                Ok(())
+            }
+            Change::RegisterTargets { targets } => {
+                write!(f, "RegisterTargets ({})", targets.len())?;
+                fmt_targets(f, targets)
+            }
+            Change::ModifyTargetWeights { targets } => {
+                write!(f, "ModifyTargetWeights ({})", targets.len())?;
+                fmt_targets(f, targets)
+            }
+            Change::DeregisterTargets { targets } => {
+                write!(f, "DeregisterTargets ({})", targets.len())?;
+                fmt_targets(f, targets)
+            }
+            Change::DeleteRules { listener, rules } => {
+                write!(f, "DeleteRules on {listener}")?;
+                for (id, d, u) in rules {
+                    write!(f, "\n    {id} {d} {u}")?;
+                }
+                Ok(())
+            }
+            Change::DeleteListeners { listeners } => {
+                write!(f, "DeleteListeners")?;
+                for (id, p, port) in listeners {
+                    write!(f, " {id} ({} {port})", p.as_str())?;
+                }
+                Ok(())
+            }
+            Change::DeleteLoadBalancer { id } => write!(f, "DeleteLoadBalancer {id}"),
+        }
+    }
+}
+
+/// Why no plan could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("existing CLB {0} was not found")]
+    LoadBalancerNotFound(String),
+}
+
+/// A plan for one CLB, plus what it could not do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    /// Listener ports held by objects clb-ingress does not own (left alone).
+    pub conflicts: Vec<String>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+    /// API write calls the plan takes.
+    pub fn api_calls(&self) -> usize {
+        self.changes.iter().map(Change::api_calls).sum()
+    }
+}
+
+fn target_key(t: &Target) -> (&crate::model::TargetAddr, u16) {
+    (&t.addr, t.port)
+}
+
+fn resolve_cert(c: &CertSource, observed: Option<&ObservedLb>) -> CertRef {
+    match c {
+        CertSource::Id(id) => CertRef::Id(id.clone()),
+        CertSource::Pem { fingerprint, .. } => {
+            match observed.and_then(|o| o.certificates.get(fingerprint)) {
+                Some(id) => CertRef::Id(id.clone()),
+                None => CertRef::Uploaded {
+                    fingerprint: fingerprint.clone(),
+                },
+            }
+        }
+    }
+}
+
+/// Diff the desired state of a stack against what the CLB has.
+pub fn diff(
+    desired: Option<&DesiredLb>,
+    observed: Option<&ObservedLb>,
+    own: &Ownership,
+) -> Result<Plan, PlanError> {
+    let mut plan = Plan::default();
+    let Some(desired) = desired else {
+        if let Some(o) = observed {
+            if own.lb_owned {
+                plan.changes
+                    .push(Change::DeleteLoadBalancer { id: o.id.clone() });
+            } else {
+                let ours: Vec<_> = o
+                    .listeners
+                    .iter()
+                    .filter(|l| l.name == own.listener_name)
+                    .map(|l| (l.id.clone(), l.protocol, l.port))
+                    .collect();
+                if !ours.is_empty() {
+                    plan.changes
+                        .push(Change::DeleteListeners { listeners: ours });
+                }
+            }
+        }
+        return Ok(plan);
+    };
+    if observed.is_none() {
+        match &desired.source {
+            LbSource::Existing { id } => return Err(PlanError::LoadBalancerNotFound(id.clone())),
+            LbSource::Create { name, settings } => plan.changes.push(Change::CreateLoadBalancer {
+                name: name.clone(),
+                settings: settings.clone(),
+                tags: desired.tags.clone(),
+            }),
+        }
+    }
+    let owns_listener = |l: &ObservedListener| own.lb_owned || l.name == own.listener_name;
+
+    // Certificates to upload (each PEM once).
+    let mut uploads: BTreeSet<String> = BTreeSet::new();
+    for d in desired.listeners.iter().flat_map(|l| &l.domains) {
+        if let Some(
+            c @ CertSource::Pem {
+                fingerprint,
+                secret,
+                cert_pem,
+                key_pem,
+            },
+        ) = &d.certificate
+            && matches!(resolve_cert(c, observed), CertRef::Uploaded { .. })
+            && uploads.insert(fingerprint.clone())
+        {
+            plan.changes.push(Change::UploadCertificate {
+                fingerprint: fingerprint.clone(),
+                name: cert_name(fingerprint),
+                secret: format!(
+                    "{}/{}",
+                    secret.namespace.as_deref().unwrap_or(""),
+                    secret.name
+                ),
+                cert_pem: cert_pem.clone(),
+                key_pem: key_pem.clone(),
+            });
+        }
+    }
+
+    let observed_listeners: &[ObservedListener] =
+        observed.map(|o| o.listeners.as_slice()).unwrap_or_default();
+    let mut replace_deletes = Vec::new();
+    let mut creates = Vec::new();
+    let mut sni = Vec::new();
+    let mut rule_creates = Vec::new();
+    let mut url_mods = Vec::new();
+    let mut domain_mods = Vec::new();
+    let mut register = Vec::new();
+    let mut reweight = Vec::new();
+    let mut deregister = Vec::new();
+    let mut rule_deletes = Vec::new();
+    let mut stale_listeners = Vec::new();
+
+    for dl in &desired.listeners {
+        let existing = observed_listeners.iter().find(|l| l.port == dl.port);
+        let (lref, obs_rules): (ListenerRef, &[ObservedRule]) = match existing {
+            Some(ol) if !owns_listener(ol) => {
+                plan.conflicts.push(format!(
+                    "port {} is used by listener {} ({}), which clb-ingress did not create; {} {} is not synced",
+                    dl.port,
+                    ol.id,
+                    ol.name,
+                    dl.protocol.as_str(),
+                    dl.port
+                ));
+                continue;
+            }
+            Some(ol) if ol.protocol == dl.protocol => {
+                if dl.sni && !ol.sni {
+                    sni.push(Change::EnableSni {
+                        listener: ol.id.clone(),
+                        port: ol.port,
+                    });
+                }
+                (ListenerRef::Id(ol.id.clone()), ol.rules.as_slice())
+            }
+            other => {
+                if let Some(ol) = other {
+                    replace_deletes.push((ol.id.clone(), ol.protocol, ol.port));
+                }
+                creates.push(Change::CreateListener {
+                    protocol: dl.protocol,
+                    port: dl.port,
+                    name: dl.name.clone(),
+                    sni: dl.sni,
+                });
+                (
+                    ListenerRef::New {
+                        protocol: dl.protocol,
+                        port: dl.port,
+                    },
+                    &[],
+                )
+            }
+        };
+        let listener_id = match &lref {
+            ListenerRef::Id(id) => id.clone(),
+            ListenerRef::New { .. } => String::new(),
+        };
+        let obs_by_key: BTreeMap<(&str, &str), &ObservedRule> = obs_rules
+            .iter()
+            .map(|r| ((r.domain.as_str(), r.url.as_str()), r))
+            .collect();
+        let want_keys: BTreeSet<(&str, &str)> = dl
+            .domains
+            .iter()
+            .flat_map(|d| {
+                d.rules
+                    .iter()
+                    .map(move |r| (d.domain.as_str(), r.url.as_str()))
+            })
+            .collect();
+        // Stale rules, per domain, available for re-use by a renamed path.
+        let mut stale: BTreeMap<&str, Vec<&ObservedRule>> = BTreeMap::new();
+        for r in obs_rules {
+            if !want_keys.contains(&(r.domain.as_str(), r.url.as_str())) {
+                stale.entry(r.domain.as_str()).or_default().push(r);
+            }
+        }
+        let has_default = obs_rules.iter().any(|r| r.default_server);
+        let mut new_rules = Vec::new();
+        for d in &dl.domains {
+            let cert = d.certificate.as_ref().map(|c| resolve_cert(c, observed));
+            let obs_domain: Vec<&ObservedRule> =
+                obs_rules.iter().filter(|r| r.domain == d.domain).collect();
+            let domain_survives = obs_domain
+                .iter()
+                .any(|r| want_keys.contains(&(r.domain.as_str(), r.url.as_str())));
+            let mut domain_is_new = !domain_survives;
+            for r in &d.rules {
+                let mut want: Vec<&Target> = r.targets.iter().collect();
+                want.sort();
+                let existing_rule = obs_by_key
+                    .get(&(d.domain.as_str(), r.url.as_str()))
+                    .copied();
+                let reused = if existing_rule.is_none() {
+                    // A stale rule of this domain with exactly these targets: rename it.
+                    stale.get_mut(d.domain.as_str()).and_then(|cands| {
+                        let pos = cands.iter().position(|o| {
+                            !r.targets.is_empty() && same_targets(&o.targets, &r.targets)
+                        })?;
+                        Some(cands.remove(pos))
+                    })
+                } else {
+                    None
+                };
+                if let Some(o) = reused {
+                    url_mods.push(Change::ModifyRuleUrl {
+                        listener: listener_id.clone(),
+                        location_id: o.location_id.clone(),
+                        domain: d.domain.clone(),
+                        from: o.url.clone(),
+                        to: r.url.clone(),
+                    });
+                    domain_is_new = false;
+                    continue;
+                }
+                match existing_rule {
+                    Some(o) => {
+                        let rref = RuleRef::Id(o.location_id.clone());
+                        diff_targets(
+                            &lref,
+                            &rref,
+                            &o.targets,
+                            &r.targets,
+                            &mut register,
+                            &mut reweight,
+                            &mut deregister,
+                        );
+                    }
+                    None => {
+                        new_rules.push(NewRule {
+                            domain: d.domain.clone(),
+                            url: r.url.clone(),
+                            default_server: false,
+                            certificate: if domain_is_new { cert.clone() } else { None },
+                        });
+                        let rref = RuleRef::New {
+                            domain: d.domain.clone(),
+                            url: r.url.clone(),
+                        };
+                        diff_targets(
+                            &lref,
+                            &rref,
+                            &[],
+                            &r.targets,
+                            &mut register,
+                            &mut reweight,
+                            &mut deregister,
+                        );
+                    }
+                }
+            }
+            // Domain-level attributes of a domain that already exists on the listener.
+            if !domain_is_new {
+                let current_cert = obs_domain.iter().find_map(|r| r.certificate_id.clone());
+                let cert_change = match &cert {
+                    Some(CertRef::Id(id)) if current_cert.as_deref() != Some(id) => cert.clone(),
+                    Some(CertRef::Uploaded { .. }) => cert.clone(),
+                    _ => None,
+                };
+                let is_default = obs_domain.iter().any(|r| r.default_server);
+                let make_default = d.default_server && !is_default;
+                if cert_change.is_some() || make_default {
+                    domain_mods.push(Change::ModifyDomain {
+                        listener: lref.clone(),
+                        domain: d.domain.clone(),
+                        certificate: cert_change,
+                        make_default,
+                    });
+                }
+            } else if d.default_server {
+                if has_default {
+                    domain_mods.push(Change::ModifyDomain {
+                        listener: lref.clone(),
+                        domain: d.domain.clone(),
+                        certificate: None,
+                        make_default: true,
+                    });
+                } else if let Some(first) = new_rules.iter_mut().find(|n| n.domain == d.domain) {
+                    first.default_server = true;
+                }
+            }
+        }
+        if !new_rules.is_empty() {
+            // The default domain's rules first, so CLB never picks another domain as default.
+            new_rules.sort_by_key(|n| !n.default_server);
+            rule_creates.push(Change::CreateRules {
+                listener: lref.clone(),
+                rules: new_rules,
+            });
+        }
+        let dels: Vec<(String, String, String)> = stale
+            .values()
+            .flatten()
+            .map(|r| (r.location_id.clone(), r.domain.clone(), r.url.clone()))
+            .collect();
+        if !dels.is_empty() {
+            rule_deletes.push(Change::DeleteRules {
+                listener: listener_id.clone(),
+                rules: dels,
+            });
+        }
+    }
+    for ol in observed_listeners {
+        let wanted = desired.listeners.iter().any(|d| d.port == ol.port);
+        if !wanted && owns_listener(ol) {
+            stale_listeners.push((ol.id.clone(), ol.protocol, ol.port));
+        }
+    }
+    if !replace_deletes.is_empty() {
+        plan.changes.push(Change::DeleteListeners {
+            listeners: replace_deletes,
+        });
+    }
+    plan.changes.extend(creates);
+    plan.changes.extend(sni);
+    plan.changes.extend(rule_creates);
+    plan.changes.extend(url_mods);
+    plan.changes.extend(domain_mods);
+    if !register.is_empty() {
+        plan.changes
+            .push(Change::RegisterTargets { targets: register });
+    }
+    if !reweight.is_empty() {
+        plan.changes
+            .push(Change::ModifyTargetWeights { targets: reweight });
+    }
+    if !deregister.is_empty() {
+        plan.changes.push(Change::DeregisterTargets {
+            targets: deregister,
+        });
+    }
+    plan.changes.extend(rule_deletes);
+    if !stale_listeners.is_empty() {
+        plan.changes.push(Change::DeleteListeners {
+            listeners: stale_listeners,
+        });
+    }
+    Ok(plan)
+}
+
+fn same_targets(a: &[Target], b: &[Target]) -> bool {
+    let sa: BTreeSet<&Target> = a.iter().collect();
+    let sb: BTreeSet<&Target> = b.iter().collect();
+    sa == sb
+}
+
+fn diff_targets(
+    l: &ListenerRef,
+    r: &RuleRef,
+    have: &[Target],
+    want: &[Target],
+    register: &mut Vec<RuleTarget>,
+    reweight: &mut Vec<RuleTarget>,
+    deregister: &mut Vec<RuleTarget>,
+) {
+    let have_map: BTreeMap<_, &Target> = have.iter().map(|t| (target_key(t), t)).collect();
+    let want_map: BTreeMap<_, &Target> = want.iter().map(|t| (target_key(t), t)).collect();
+    let rt = |t: &Target| RuleTarget {
+        listener: l.clone(),
+        rule: r.clone(),
+        target: t.clone(),
+    };
+    for (k, t) in &want_map {
+        match have_map.get(k) {
+            None => register.push(rt(t)),
+            Some(h) if h.weight != t.weight => reweight.push(rt(t)),
+            Some(_) => {}
+        }
+    }
+    for (k, t) in &have_map {
+        if !want_map.contains_key(k) {
+            deregister.push(rt(t));
+        }
+    }
+}

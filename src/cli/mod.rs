@@ -1,0 +1,2 @@
+//! Subcommand implementations behind `main.rs` (which only parses and dispatches).
+pub mod plan;

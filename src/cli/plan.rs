@@ -1,7 +1,7 @@
 //! `clb-ingress plan -f PATH`: preview the CLB state and the changes that manifests produce.
 
 use crate::model::{self, DesiredLb, Effect, LbSource, Snapshot};
-use crate::plan::{self, ObservedLb, Ownership, Plan};
+use crate::plan::{self, ObservedLb, Plan};
 use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
@@ -51,19 +51,7 @@ pub fn plan_all<'a>(
     out.stacks
         .values()
         .map(|d| {
-            let own =
-                Ownership {
-                    lb_owned: matches!(d.source, LbSource::Create { .. }),
-                    listener_name: d.listeners.first().map(|l| l.name.clone()).unwrap_or_else(
-                        || {
-                            format!(
-                                "{}{}",
-                                model::build::LISTENER_NAME_PREFIX,
-                                model::build::short_hash(&[cluster_id, &d.stack.0])
-                            )
-                        },
-                    ),
-                };
+            let own = plan::ownership_of(d, cluster_id);
             let obs = observed(d);
             let plan = match plan::diff(Some(d), obs.as_ref(), &own) {
                 Ok(p) => p,

@@ -222,7 +222,7 @@ pub fn translate<B: Clone>(view: &IngressView<B>) -> Vec<TDomain<B>> {
     }
     let default = view.default_backend.as_ref();
     let mut out = Vec::with_capacity(hosts.len() + 1);
-    if !hosts.contains_key(&HostKey::CatchAll) && !hosts.is_empty() {
+    if !hosts.contains_key(&HostKey::CatchAll) && (!hosts.is_empty() || default.is_some()) {
         out.push(catch_all_without_rules(default));
     }
     for (key, paths) in &hosts {

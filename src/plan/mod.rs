@@ -724,3 +724,72 @@ fn diff_targets(
         }
     }
 }
+
+/// The `ObservedLb` a CLB would report right after `desired` was fully applied, with
+/// deterministic made-up ids. Used to preview steady-state plans and in tests and benchmarks.
+pub fn assume_applied(desired: &DesiredLb, lb_id: &str) -> ObservedLb {
+    let mut certificates = BTreeMap::new();
+    let mut n = 0usize;
+    let listeners = desired
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(li, l)| {
+            let mut rules = Vec::new();
+            for d in &l.domains {
+                let certificate_id = d.certificate.as_ref().map(|c| match c {
+                    CertSource::Id(id) => id.clone(),
+                    CertSource::Pem { fingerprint, .. } => certificates
+                        .entry(fingerprint.clone())
+                        .or_insert_with(|| {
+                            format!("cert-{}", &fingerprint[..8.min(fingerprint.len())])
+                        })
+                        .clone(),
+                });
+                for r in &d.rules {
+                    n += 1;
+                    rules.push(ObservedRule {
+                        location_id: format!("loc-{n:08}"),
+                        domain: d.domain.clone(),
+                        url: r.url.clone(),
+                        default_server: d.default_server,
+                        certificate_id: certificate_id.clone(),
+                        targets: r.targets.clone(),
+                    });
+                }
+            }
+            ObservedListener {
+                id: format!("lbl-{li:08}"),
+                name: l.name.clone(),
+                protocol: l.protocol,
+                port: l.port,
+                sni: l.sni,
+                rules,
+            }
+        })
+        .collect();
+    ObservedLb {
+        id: lb_id.to_string(),
+        name: match &desired.source {
+            LbSource::Create { name, .. } => name.clone(),
+            LbSource::Existing { id } => id.clone(),
+        },
+        vips: Vec::new(),
+        domain: None,
+        tags: desired.tags.iter().cloned().collect(),
+        listeners,
+        certificates,
+    }
+}
+
+/// The ownership clb-ingress has over the CLB of a stack.
+pub fn ownership_of(desired: &DesiredLb, cluster_id: &str) -> Ownership {
+    Ownership {
+        lb_owned: matches!(desired.source, LbSource::Create { .. }),
+        listener_name: format!(
+            "{}{}",
+            crate::model::build::LISTENER_NAME_PREFIX,
+            crate::model::build::short_hash(&[cluster_id, &desired.stack.0])
+        ),
+    }
+}

@@ -173,11 +173,7 @@ pub struct HealthCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CertificateInput {
-    #[serde(
-        rename = "SSLMode",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "SSLMode", default, skip_serializing_if = "Option::is_none")]
     pub ssl_mode: Option<String>,
     #[serde(
         rename = "SSLVerifyClient",

@@ -233,6 +233,10 @@ impl DataPlaneError {
 /// A listener's identity in the data plane: its CLB and its CLB port.
 type ListenerKey = (String, u16);
 
+/// What an apply wants per listener: the address to bind, and the new state with the config it
+/// was built from (`None` when the listener is already served with this exact config).
+type Desired = HashMap<ListenerKey, (SocketAddr, Option<(ListenerState, ListenerPlane)>)>;
+
 /// Where a listener serves, as reported by [`DataPlane::bound_listeners`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundListener {
@@ -299,26 +303,38 @@ impl DataPlane {
             runtime.close().await;
         }
 
-        for (key, (addr, state)) in desired {
-            let existing = self.read_listeners().get(&key).map(|r| r.state.clone());
-            match existing {
-                Some(shared) => shared.store(state),
-                None => {
-                    match ListenerRuntime::bind(
-                        addr,
-                        state,
-                        self.handler.clone(),
-                        self.provider.clone(),
-                    )
-                    .await
-                    {
-                        Ok(runtime) => {
-                            tracing::info!(lb_id = %key.0, port = key.1, addr = %runtime.bound, "data plane listener bound");
-                            self.write_listeners().insert(key, runtime);
-                        }
-                        Err(err) => errors.push(err),
+        for (key, (addr, change)) in desired {
+            let Some((state, applied)) = change else {
+                continue;
+            };
+            let unbound = {
+                let mut listeners = self.write_listeners();
+                match listeners.get_mut(&key) {
+                    Some(runtime) => {
+                        runtime.state.store(state);
+                        runtime.applied = applied;
+                        None
                     }
+                    None => Some((state, applied)),
                 }
+            };
+            let Some((state, applied)) = unbound else {
+                continue;
+            };
+            let bound = ListenerRuntime::bind(
+                addr,
+                state,
+                applied,
+                self.handler.clone(),
+                self.provider.clone(),
+            )
+            .await;
+            match bound {
+                Ok(runtime) => {
+                    tracing::info!(lb_id = %key.0, port = key.1, addr = %runtime.bound, "data plane listener bound");
+                    self.write_listeners().insert(key, runtime);
+                }
+                Err(err) => errors.push(err),
             }
         }
         match errors.len() {
@@ -357,13 +373,10 @@ impl DataPlane {
         all
     }
 
-    /// The listeners `cfg` asks for, with the address to bind and their built state; the
-    /// listeners that cannot be served go to `errors`.
-    fn desired(
-        &self,
-        cfg: &DataPlaneConfig,
-        errors: &mut Vec<DataPlaneError>,
-    ) -> HashMap<ListenerKey, (SocketAddr, ListenerState)> {
+    /// The listeners `cfg` asks for, with the address to bind and, unless the listener is
+    /// already served with exactly this configuration, its newly built state; the listeners
+    /// that cannot be served go to `errors`.
+    fn desired(&self, cfg: &DataPlaneConfig, errors: &mut Vec<DataPlaneError>) -> Desired {
         let mut desired = HashMap::new();
         for lb in &cfg.lbs {
             if !lb.vip.is_loopback() {
@@ -390,10 +403,18 @@ impl DataPlane {
                     });
                     continue;
                 };
+                let addr = SocketAddr::from((lb.vip, socket_port));
+                let unchanged = self
+                    .read_listeners()
+                    .get(&key)
+                    .is_some_and(|r| r.requested == addr && r.applied == *listener);
+                if unchanged {
+                    desired.insert(key, (addr, None));
+                    continue;
+                }
                 match ListenerState::build(lb, listener, &self.provider) {
                     Ok(state) => {
-                        let addr = SocketAddr::from((lb.vip, socket_port));
-                        desired.insert(key, (addr, state));
+                        desired.insert(key, (addr, Some((state, listener.clone()))));
                     }
                     Err(err) => errors.push(err),
                 }
@@ -416,5 +437,83 @@ impl DataPlane {
         self.listeners
             .write()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_port_adds_the_offset_and_refuses_overflow() {
+        let settings = DataPlaneSettings::default();
+        assert_eq!(settings.socket_port(80), Some(80 + DEFAULT_PORT_OFFSET));
+        assert_eq!(
+            settings.socket_port(u16::MAX - DEFAULT_PORT_OFFSET + 1),
+            None
+        );
+    }
+
+    #[test]
+    fn port_map_wins_over_ephemeral_ports_and_the_offset() {
+        let mut settings = DataPlaneSettings::ephemeral();
+        settings.port_map.insert(443, 8443);
+        assert_eq!(settings.socket_port(443), Some(8443));
+        assert_eq!(settings.socket_port(80), Some(0));
+    }
+
+    #[test]
+    fn several_failures_are_all_listed() {
+        let err = DataPlaneError::Several(vec![
+            DataPlaneError::DuplicateListener {
+                lb_id: "lb-1".into(),
+                port: 80,
+            },
+            DataPlaneError::NonLoopbackVip {
+                lb_id: "lb-2".into(),
+                vip: Ipv4Addr::new(10, 0, 0, 1),
+            },
+        ]);
+        assert_eq!(err.failures().len(), 2);
+        let text = err.to_string();
+        assert!(text.contains("lb-1") && text.contains("10.0.0.1"), "{text}");
+    }
+
+    #[test]
+    fn data_plane_can_be_shared_across_tasks() {
+        fn send_sync<T: Send + Sync>(_: &T) {}
+        fn send<T: Send>(_: &T) {}
+        let plane = DataPlane::new(DataPlaneSettings::default());
+        send_sync(&plane);
+        let apply = plane.apply(DataPlaneConfig::default());
+        send(&apply);
+    }
+
+    #[tokio::test]
+    async fn duplicate_listener_port_is_reported_and_the_first_one_is_served() {
+        let vip = Ipv4Addr::new(127, 77, 0, 1);
+        let listener = ListenerPlane {
+            listener_id: "lbl-1".into(),
+            protocol: PlaneProtocol::Http,
+            port: 80,
+            certificate: None,
+            sni: false,
+            domains: vec![],
+        };
+        let cfg = DataPlaneConfig {
+            lbs: vec![LbPlane {
+                lb_id: "lb-dup".into(),
+                vip,
+                listeners: vec![listener.clone(), listener],
+            }],
+        };
+        let plane = DataPlane::new(DataPlaneSettings::ephemeral());
+        let err = plane.apply(cfg).await.expect_err("duplicate port");
+        assert!(
+            matches!(err, DataPlaneError::DuplicateListener { port: 80, .. }),
+            "{err}"
+        );
+        assert!(plane.bound_addr("lb-dup", 80).is_some());
+        assert_eq!(plane.bound_listeners().len(), 1);
     }
 }

@@ -131,6 +131,8 @@ pub struct ListenerRuntime {
     /// The address actually bound.
     pub bound: SocketAddr,
     pub state: SharedState,
+    /// The listener configuration `state` was built from (to skip rebuilding unchanged ones).
+    pub applied: ListenerPlane,
     shutdown: watch::Sender<bool>,
     accept_task: Option<JoinHandle<()>>,
 }
@@ -140,6 +142,7 @@ impl ListenerRuntime {
     pub async fn bind(
         requested: SocketAddr,
         state: ListenerState,
+        applied: ListenerPlane,
         handler: Arc<Handler>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, DataPlaneError> {
@@ -171,6 +174,7 @@ impl ListenerRuntime {
             requested,
             bound,
             state,
+            applied,
             shutdown,
             accept_task: Some(accept_task),
         })

@@ -6,7 +6,7 @@
 //! 127.0.0.0/8; the upstream URL is built from that parsed address, never from the raw string.
 
 use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -147,7 +147,8 @@ impl Handler {
                 facts.target = Some(target);
                 match loopback_target(target) {
                     Some(ip) => {
-                        self.proxy(req, ip, target.port, protocol, peer, &host, &facts)
+                        let upstream = SocketAddrV4::new(ip, target.port);
+                        self.proxy(req, upstream, (protocol, peer), &host, &facts)
                             .await
                     }
                     None => synthetic(state, protocol, &facts, &req, &host, &path_and_query),
@@ -170,32 +171,31 @@ impl Handler {
         pick_weighted(targets, roll)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Forward `req` to the loopback `upstream` over HTTP/1.1.
     async fn proxy(
         &self,
         req: Request<Incoming>,
-        ip: Ipv4Addr,
-        port: u16,
-        protocol: PlaneProtocol,
-        peer: SocketAddr,
+        upstream: SocketAddrV4,
+        client: (PlaneProtocol, SocketAddr),
         host: &str,
         facts: &Facts<'_>,
     ) -> Response<Body> {
+        let (protocol, peer) = client;
         let (mut parts, body) = req.into_parts();
         let path_and_query = parts
             .uri
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_owned();
-        let Ok(uri) = format!("http://{ip}:{port}{path_and_query}").parse::<Uri>() else {
+        let Ok(uri) = format!("http://{upstream}{path_and_query}").parse::<Uri>() else {
             return emulator_answer(StatusCode::BAD_REQUEST, "bad-request", facts, host, "");
         };
         parts.uri = uri;
         parts.version = Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers);
         add_forwarded(&mut parts.headers, peer, protocol, host);
-        let upstream = Request::from_parts(parts, body);
-        match tokio::time::timeout(PROXY_RESPONSE_TIMEOUT, self.client.request(upstream)).await {
+        let forwarded = Request::from_parts(parts, body);
+        match tokio::time::timeout(PROXY_RESPONSE_TIMEOUT, self.client.request(forwarded)).await {
             Ok(Ok(response)) => {
                 let (mut parts, body) = response.into_parts();
                 strip_hop_by_hop(&mut parts.headers);
@@ -203,7 +203,7 @@ impl Handler {
                 Response::from_parts(parts, body.boxed())
             }
             Ok(Err(err)) => {
-                tracing::debug!(%ip, port, error = %err, "data plane proxy failed");
+                tracing::debug!(%upstream, error = %err, "data plane proxy failed");
                 emulator_answer(
                     StatusCode::BAD_GATEWAY,
                     "bad-gateway",

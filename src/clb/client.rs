@@ -1,0 +1,729 @@
+//! The Tencent Cloud API 3.0 transport: endpoint selection, TC3 signing of the exact body bytes,
+//! the JSON envelope, retries of the retryable categories with backoff, per-action token buckets
+//! and task polling. Typed per-action methods live in `clb::actions` on top of [`ClbClient::call`].
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{Instrument, debug, field, info_span, warn};
+
+use super::clock::{Clock, Jitter, RngJitter, SystemClock};
+use super::credentials::Credentials;
+use super::error::{ClbError, ErrorCategory, snippet};
+use super::observe::{CallResult, ClbObserver, NoopObserver};
+use super::ratelimit::{RateLimitConfig, RateLimiter};
+use super::retry::{Backoff, RetryPolicy};
+use super::sign::{SigningInput, authorization, sign};
+use super::types::{self, DecodeError};
+
+/// Root domain of the China site (`<service>.tencentcloudapi.com`).
+pub const DEFAULT_ROOT_DOMAIN: &str = "tencentcloudapi.com";
+/// Content type sent and signed (the SDKs' value).
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// `X-TC-RequestClient` value.
+pub const REQUEST_CLIENT: &str = concat!("clb-ingress/", env!("CARGO_PKG_VERSION"));
+/// Whole-request timeout (connect + send + receive) of one attempt.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connect timeout of one attempt.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on attempts of one call across all categories (a safety net above the
+/// per-category caps of the retry policy).
+pub const MAX_ATTEMPTS_PER_CALL: u32 = 16;
+/// First DescribeTaskStatus poll after a submit (tasks take ~100 ms at best).
+pub const DEFAULT_TASK_POLL_INITIAL: Duration = Duration::from_millis(50);
+/// Longest interval between task polls.
+pub const DEFAULT_TASK_POLL_CAP: Duration = Duration::from_secs(1);
+/// Give up waiting for a task after this long (LB creation can take tens of seconds).
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(300);
+/// Fraction of a task poll interval that is randomised.
+pub const TASK_POLL_JITTER_FRACTION: f64 = 0.2;
+
+const X_TC_ACTION: HeaderName = HeaderName::from_static("x-tc-action");
+const X_TC_VERSION: HeaderName = HeaderName::from_static("x-tc-version");
+const X_TC_TIMESTAMP: HeaderName = HeaderName::from_static("x-tc-timestamp");
+const X_TC_REGION: HeaderName = HeaderName::from_static("x-tc-region");
+const X_TC_TOKEN: HeaderName = HeaderName::from_static("x-tc-token");
+const X_TC_LANGUAGE: HeaderName = HeaderName::from_static("x-tc-language");
+const X_TC_REQUEST_CLIENT: HeaderName = HeaderName::from_static("x-tc-requestclient");
+
+/// The Tencent Cloud service an action belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Cloud Load Balancer, version 2018-03-17.
+    Clb,
+    /// SSL certificate service, version 2019-12-05.
+    Ssl,
+}
+
+impl Service {
+    /// Name in the host and in the credential scope.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Clb => "clb",
+            Self::Ssl => "ssl",
+        }
+    }
+
+    /// `X-TC-Version`.
+    pub const fn version(self) -> &'static str {
+        match self {
+            Self::Clb => "2018-03-17",
+            Self::Ssl => "2019-12-05",
+        }
+    }
+}
+
+/// One API action: its name, service, and whether repeating it after an ambiguous failure
+/// (timeout, 5xx, connection reset) is harmless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Op {
+    pub name: &'static str,
+    pub service: Service,
+    /// Reads are idempotent; writes are retried only when the server provably did not apply
+    /// them (it answered with an error envelope, or no connection was made).
+    pub idempotent: bool,
+}
+
+impl Op {
+    pub const fn read(name: &'static str) -> Self {
+        Self {
+            name,
+            service: Service::Clb,
+            idempotent: true,
+        }
+    }
+
+    pub const fn write(name: &'static str) -> Self {
+        Self {
+            name,
+            service: Service::Clb,
+            idempotent: false,
+        }
+    }
+
+    pub const fn ssl(self) -> Self {
+        Self {
+            service: Service::Ssl,
+            ..self
+        }
+    }
+}
+
+/// Where requests go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `https://<service>.<root_domain>/`: the nearest region (SDK default).
+    Nearest { root_domain: String },
+    /// `https://clb.<region>.<root_domain>/` for CLB (SSL stays `ssl.<root_domain>`).
+    RegionPinned { root_domain: String },
+    /// One explicit base URL for every service, e.g. the emulator `http://127.0.0.1:PORT`.
+    Url(reqwest::Url),
+}
+
+impl Default for Endpoint {
+    fn default() -> Self {
+        Self::Nearest {
+            root_domain: DEFAULT_ROOT_DOMAIN.to_string(),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Parse an explicit endpoint: a URL (`http://127.0.0.1:8080`) or a bare host[:port]
+    /// (`clb.ap-guangzhou.tencentcloudapi.com`, then HTTPS). Only the root path is allowed.
+    pub fn parse(text: &str) -> Result<Self, ClbError> {
+        let text = text.trim();
+        let with_scheme = if text.contains("://") {
+            text.to_string()
+        } else {
+            format!("https://{text}")
+        };
+        let url = reqwest::Url::parse(&with_scheme)
+            .map_err(|e| ClbError::Config(format!("endpoint {text:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(ClbError::Config(format!(
+                "endpoint {text:?}: scheme must be http or https"
+            )));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(ClbError::Config(format!("endpoint {text:?}: no host")));
+        }
+        if url.path() != "/" || url.query().is_some() {
+            return Err(ClbError::Config(format!(
+                "endpoint {text:?}: the API path is always /"
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ClbError::Config(format!(
+                "endpoint {text:?}: credentials do not belong in the URL"
+            )));
+        }
+        Ok(Self::Url(url))
+    }
+
+    /// The URL and the `Host` header value (what is signed) for a service.
+    fn target(&self, service: Service, region: &str) -> Result<(reqwest::Url, String), ClbError> {
+        let host = match self {
+            Self::Nearest { root_domain } => format!("{}.{root_domain}", service.name()),
+            Self::RegionPinned { root_domain } => match service {
+                Service::Clb if !region.is_empty() => {
+                    format!("{}.{region}.{root_domain}", service.name())
+                }
+                _ => format!("{}.{root_domain}", service.name()),
+            },
+            Self::Url(url) => {
+                let host = url.host_str().unwrap_or_default();
+                // `Url::port` is None when the port is the scheme's default, which is exactly
+                // when hyper would omit it from the Host header.
+                let host = match url.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host.to_string(),
+                };
+                return Ok((url.clone(), host));
+            }
+        };
+        let url = reqwest::Url::parse(&format!("https://{host}/"))
+            .map_err(|e| ClbError::Config(format!("host {host:?}: {e}")))?;
+        Ok((url, host))
+    }
+}
+
+/// How `wait_task` polls DescribeTaskStatus.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskWaitConfig {
+    pub initial: Duration,
+    pub cap: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for TaskWaitConfig {
+    fn default() -> Self {
+        Self {
+            initial: DEFAULT_TASK_POLL_INITIAL,
+            cap: DEFAULT_TASK_POLL_CAP,
+            timeout: DEFAULT_TASK_TIMEOUT,
+        }
+    }
+}
+
+/// Everything configurable about the client except credentials and injected dependencies.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `X-TC-Region`, e.g. `ap-guangzhou` (required by CLB actions).
+    pub region: String,
+    pub endpoint: Endpoint,
+    /// `X-TC-Language` (`en-US` / `zh-CN`); `None` sends nothing (server default).
+    pub language: Option<String>,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub rate_limits: RateLimitConfig,
+    pub task_wait: TaskWaitConfig,
+}
+
+impl ClientConfig {
+    pub fn new(region: impl Into<String>, endpoint: Endpoint) -> Self {
+        Self {
+            region: region.into(),
+            endpoint,
+            language: Some("en-US".to_string()),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            retry: RetryPolicy::default(),
+            rate_limits: RateLimitConfig::default(),
+            task_wait: TaskWaitConfig::default(),
+        }
+    }
+}
+
+/// A successful response: the action's data and the RequestId (the TaskId of async writes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply<T> {
+    pub request_id: String,
+    pub data: T,
+}
+
+/// The CLB/SSL API client. Cheap to clone; clones share the HTTP pool, the token buckets and
+/// the credentials.
+#[derive(Clone, Debug)]
+pub struct ClbClient {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    http: reqwest::Client,
+    config: ClientConfig,
+    credentials: RwLock<Arc<Credentials>>,
+    clock: Arc<dyn Clock>,
+    jitter: Arc<dyn Jitter>,
+    limiter: Arc<RateLimiter>,
+    observer: Arc<dyn ClbObserver>,
+    clb_target: (reqwest::Url, String),
+    ssl_target: (reqwest::Url, String),
+}
+
+/// Builder for [`ClbClient`]: inject the clock, jitter, shared rate limiter and observer.
+#[derive(Debug)]
+pub struct ClbClientBuilder {
+    config: ClientConfig,
+    credentials: Credentials,
+    clock: Arc<dyn Clock>,
+    jitter: Arc<dyn Jitter>,
+    limiter: Option<Arc<RateLimiter>>,
+    observer: Arc<dyn ClbObserver>,
+    http: Option<reqwest::Client>,
+}
+
+impl ClbClientBuilder {
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn jitter(mut self, jitter: Arc<dyn Jitter>) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Share token buckets with other clients in the process (default: a new registry built
+    /// from `config.rate_limits`).
+    pub fn rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
+    }
+
+    pub fn observer(mut self, observer: Arc<dyn ClbObserver>) -> Self {
+        self.observer = observer;
+        self
+    }
+
+    /// Use a pre-built reqwest client (its timeouts then apply instead of the config's).
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    pub fn build(self) -> Result<ClbClient, ClbError> {
+        let http = match self.http {
+            Some(http) => http,
+            None => reqwest::Client::builder()
+                .use_rustls_tls()
+                .timeout(self.config.request_timeout)
+                .connect_timeout(self.config.connect_timeout)
+                .user_agent(REQUEST_CLIENT)
+                .build()
+                .map_err(|e| ClbError::Config(format!("HTTP client: {e}")))?,
+        };
+        let clb_target = self
+            .config
+            .endpoint
+            .target(Service::Clb, &self.config.region)?;
+        let ssl_target = self
+            .config
+            .endpoint
+            .target(Service::Ssl, &self.config.region)?;
+        if HeaderValue::from_str(&self.config.region).is_err() {
+            return Err(ClbError::Config(
+                "region is not a valid header value".into(),
+            ));
+        }
+        let limiter = self
+            .limiter
+            .unwrap_or_else(|| Arc::new(RateLimiter::new(self.config.rate_limits.clone())));
+        Ok(ClbClient {
+            inner: Arc::new(Inner {
+                http,
+                config: self.config,
+                credentials: RwLock::new(Arc::new(self.credentials)),
+                clock: self.clock,
+                jitter: self.jitter,
+                limiter,
+                observer: self.observer,
+                clb_target,
+                ssl_target,
+            }),
+        })
+    }
+}
+
+/// What one attempt produced.
+struct Attempt {
+    status: reqwest::StatusCode,
+    body: Bytes,
+}
+
+impl ClbClient {
+    /// A client with the system clock, OS-seeded jitter, its own token buckets and no observer.
+    pub fn new(config: ClientConfig, credentials: Credentials) -> Result<Self, ClbError> {
+        Self::builder(config, credentials).build()
+    }
+
+    pub fn builder(config: ClientConfig, credentials: Credentials) -> ClbClientBuilder {
+        ClbClientBuilder {
+            config,
+            credentials,
+            clock: Arc::new(SystemClock),
+            jitter: Arc::new(RngJitter::from_entropy()),
+            limiter: None,
+            observer: Arc::new(NoopObserver),
+            http: None,
+        }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    pub fn region(&self) -> &str {
+        &self.inner.config.region
+    }
+
+    /// The shared token-bucket registry (hand it to other clients of the same account).
+    pub fn rate_limiter(&self) -> &Arc<RateLimiter> {
+        &self.inner.limiter
+    }
+
+    /// Replace the credentials (rotated STS token, re-read credentials file). Calls already in
+    /// flight finish with the old ones.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        let mut guard = self
+            .inner
+            .credentials
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        *guard = Arc::new(credentials);
+    }
+
+    fn credentials(&self) -> Arc<Credentials> {
+        self.inner
+            .credentials
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Call one action: serialise `request` once, then for each attempt take a token, sign the
+    /// same bytes with a fresh timestamp, send them unchanged, and decode the envelope.
+    /// Retryable failures (Throttled, Busy, Transient) are retried per the policy.
+    pub async fn call<Req, Resp>(&self, op: Op, request: &Req) -> Result<Reply<Resp>, ClbError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(request)
+            .map(Bytes::from)
+            .map_err(|source| ClbError::Encode {
+                action: op.name,
+                source,
+            })?;
+        let span = info_span!(
+            "clb_call",
+            action = op.name,
+            service = op.service.name(),
+            body_bytes = body.len(),
+            request_id = field::Empty,
+            attempts = field::Empty,
+        );
+        self.call_with_retries(op, body).instrument(span).await
+    }
+
+    async fn call_with_retries<Resp: DeserializeOwned>(
+        &self,
+        op: Op,
+        body: Bytes,
+    ) -> Result<Reply<Resp>, ClbError> {
+        let inner = &*self.inner;
+        let policy = &inner.config.retry;
+        let mut failures = [0u32; ErrorCategory::ALL.len()];
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let waited = inner.limiter.acquire(op.name).await;
+            if !waited.is_zero() {
+                inner.observer.rate_limit_wait(op.name, waited);
+            }
+            let started = tokio::time::Instant::now();
+            let result = self
+                .attempt(op, &body)
+                .await
+                .and_then(|a| decode::<Resp>(op, a));
+            let elapsed = started.elapsed();
+            let span = tracing::Span::current();
+            span.record("attempts", attempt);
+            let err = match result {
+                Ok(reply) => {
+                    span.record("request_id", reply.request_id.as_str());
+                    inner
+                        .observer
+                        .call_finished(op.name, CallResult::Success, None, elapsed);
+                    debug!(elapsed_ms = elapsed.as_millis() as u64, "call succeeded");
+                    return Ok(reply);
+                }
+                Err(err) => err,
+            };
+            let category = err.category();
+            inner.observer.call_finished(
+                op.name,
+                CallResult::Failed(category),
+                err.code(),
+                elapsed,
+            );
+            if let Some(id) = err.request_id() {
+                span.record("request_id", id);
+            }
+            if category == ErrorCategory::Throttled {
+                inner.limiter.penalize(op.name);
+            }
+            let index = ErrorCategory::ALL
+                .iter()
+                .position(|c| *c == category)
+                .unwrap_or(0);
+            failures[index] += 1;
+            let may_repeat = op.idempotent || err.request_was_rejected();
+            let delay = if may_repeat && attempt < MAX_ATTEMPTS_PER_CALL {
+                policy.next_delay(category, failures[index], inner.jitter.as_ref())
+            } else {
+                None
+            };
+            match delay {
+                Some(delay) => {
+                    inner
+                        .observer
+                        .retry_scheduled(op.name, category, attempt, delay);
+                    debug!(
+                        attempt,
+                        category = category.as_str(),
+                        code = err.code().unwrap_or(""),
+                        delay_ms = delay.as_millis() as u64,
+                        error = %err,
+                        "retrying"
+                    );
+                    tokio::time::sleep(delay).await;
+                }
+                None => {
+                    debug!(
+                        attempt,
+                        category = category.as_str(),
+                        code = err.code().unwrap_or(""),
+                        error = %err,
+                        "call failed"
+                    );
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// One signed HTTP exchange.
+    async fn attempt(&self, op: Op, body: &Bytes) -> Result<Attempt, ClbError> {
+        let inner = &*self.inner;
+        let (url, host) = match op.service {
+            Service::Clb => &inner.clb_target,
+            Service::Ssl => &inner.ssl_target,
+        };
+        let credentials = self.credentials();
+        let timestamp = inner.clock.unix_seconds();
+        let signature = sign(
+            &SigningInput {
+                method: "POST",
+                query: "",
+                headers: &[("content-type", JSON_CONTENT_TYPE), ("host", host)],
+                payload: body,
+                service: op.service.name(),
+                timestamp,
+            },
+            credentials.secret_key().expose(),
+        );
+        let headers = self.headers(op, host, timestamp, &credentials, &signature)?;
+        let response = inner
+            .http
+            .post(url.clone())
+            .headers(headers)
+            .body(body.clone())
+            .send()
+            .await
+            .map_err(|source| transport(op, source))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| transport(op, source))?;
+        Ok(Attempt { status, body })
+    }
+
+    fn headers(
+        &self,
+        op: Op,
+        host: &str,
+        timestamp: i64,
+        credentials: &Credentials,
+        signature: &super::sign::Signature,
+    ) -> Result<HeaderMap, ClbError> {
+        let value = |v: &str, what: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| ClbError::Config(format!("{what} is not a valid header value")))
+        };
+        let config = &self.inner.config;
+        let mut headers = HeaderMap::new();
+        headers.insert(HOST, value(host, "host")?);
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(JSON_CONTENT_TYPE));
+        let mut auth = value(
+            &authorization(credentials.secret_id(), signature),
+            "Authorization",
+        )?;
+        auth.set_sensitive(true);
+        headers.insert(AUTHORIZATION, auth);
+        headers.insert(X_TC_ACTION, HeaderValue::from_static(op.name));
+        headers.insert(X_TC_VERSION, HeaderValue::from_static(op.service.version()));
+        headers.insert(X_TC_TIMESTAMP, HeaderValue::from(timestamp));
+        if !config.region.is_empty() {
+            headers.insert(X_TC_REGION, value(&config.region, "region")?);
+        }
+        if let Some(token) = credentials.session_token() {
+            let mut token = HeaderValue::from_str(token.expose()).map_err(|_| {
+                ClbError::Config("session token is not a valid header value".into())
+            })?;
+            token.set_sensitive(true);
+            headers.insert(X_TC_TOKEN, token);
+        }
+        if let Some(lang) = &config.language {
+            headers.insert(X_TC_LANGUAGE, value(lang, "language")?);
+        }
+        headers.insert(
+            X_TC_REQUEST_CLIENT,
+            HeaderValue::from_static(REQUEST_CLIENT),
+        );
+        Ok(headers)
+    }
+
+    /// Poll DescribeTaskStatus until the task leaves status 2: `Ok` with the final status
+    /// (it carries `LoadBalancerIds` for CreateLoadBalancer) on 0, `TaskFailed` with the task's
+    /// Message on 1, `TaskTimeout` after `config.task_wait.timeout`.
+    pub async fn wait_task(
+        &self,
+        task_id: &str,
+    ) -> Result<types::DescribeTaskStatusResponse, ClbError> {
+        let span = info_span!("clb_wait_task", task_id, polls = field::Empty);
+        self.wait_task_inner(task_id).instrument(span).await
+    }
+
+    async fn wait_task_inner(
+        &self,
+        task_id: &str,
+    ) -> Result<types::DescribeTaskStatusResponse, ClbError> {
+        let wait = self.inner.config.task_wait;
+        let backoff = Backoff {
+            base: wait.initial,
+            cap: wait.cap,
+            jitter_fraction: TASK_POLL_JITTER_FRACTION,
+        };
+        let started = tokio::time::Instant::now();
+        let deadline = started + wait.timeout;
+        let request = types::DescribeTaskStatusRequest {
+            task_id: Some(task_id.to_string()),
+            deal_name: None,
+        };
+        let mut polls = 0u32;
+        let finish = |result: CallResult, polls: u32| {
+            tracing::Span::current().record("polls", polls);
+            self.inner
+                .observer
+                .task_finished(result, polls, started.elapsed());
+        };
+        loop {
+            let delay = backoff.delay_with(polls + 1, self.inner.jitter.as_ref());
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                finish(CallResult::Failed(ErrorCategory::Transient), polls);
+                warn!(polls, "task wait timed out");
+                return Err(ClbError::TaskTimeout {
+                    task_id: task_id.to_string(),
+                    waited: started.elapsed(),
+                });
+            }
+            tokio::time::sleep(delay.min(deadline - now)).await;
+            polls += 1;
+            let status = match self
+                .call::<_, types::DescribeTaskStatusResponse>(
+                    super::actions::ops::DESCRIBE_TASK_STATUS,
+                    &request,
+                )
+                .await
+            {
+                Ok(reply) => reply.data,
+                Err(err) => {
+                    finish(CallResult::Failed(err.category()), polls);
+                    return Err(err);
+                }
+            };
+            match status.status {
+                types::TASK_SUCCEEDED => {
+                    finish(CallResult::Success, polls);
+                    return Ok(status);
+                }
+                types::TASK_RUNNING => continue,
+                types::TASK_FAILED => {
+                    finish(CallResult::Failed(ErrorCategory::TaskFailed), polls);
+                    return Err(ClbError::TaskFailed {
+                        task_id: task_id.to_string(),
+                        message: status.message.unwrap_or_default(),
+                    });
+                }
+                other => {
+                    finish(CallResult::Failed(ErrorCategory::Other), polls);
+                    return Err(ClbError::TaskUnknownStatus {
+                        task_id: task_id.to_string(),
+                        status: other,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn transport(op: Op, source: reqwest::Error) -> ClbError {
+    ClbError::Transport {
+        action: op.name,
+        not_sent: source.is_connect(),
+        source,
+    }
+}
+
+fn decode<Resp: DeserializeOwned>(op: Op, attempt: Attempt) -> Result<Reply<Resp>, ClbError> {
+    if attempt.status != reqwest::StatusCode::OK {
+        return Err(ClbError::HttpStatus {
+            action: op.name,
+            status: attempt.status.as_u16(),
+            snippet: snippet(&attempt.body),
+        });
+    }
+    match types::decode_response::<Resp>(&attempt.body) {
+        Ok((data, request_id)) => Ok(Reply { request_id, data }),
+        Err(DecodeError::Api(body)) => Err(ClbError::Api {
+            action: op.name,
+            code: body.error.code,
+            message: body.error.message,
+            request_id: body.request_id,
+        }),
+        Err(DecodeError::Malformed(source)) => Err(ClbError::Decode {
+            action: op.name,
+            request_id: request_id_of(&attempt.body),
+            source,
+        }),
+    }
+}
+
+/// Best effort: the RequestId of a body whose action fields did not decode.
+fn request_id_of(body: &[u8]) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    value
+        .get("Response")?
+        .get("RequestId")?
+        .as_str()
+        .map(str::to_string)
+}

@@ -1,9 +1,5 @@
 //! End-to-end tests of the emulator's data plane: real sockets on random 127.x VIPs, echo
 //! backends on 127.0.0.1, real HTTP and HTTPS requests through reqwest.
-//!
-//! Tests marked `#[ignore = "waits on matching::clb ..."]` need the CLB matcher
-//! (`crate::matching::clb::CompiledListener::route`), which is a placeholder answering NotFound
-//! until it lands; run them with `cargo test --test emulator_dataplane -- --include-ignored`.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -408,7 +404,9 @@ async fn request_matching_no_rule_answers_404_naming_the_lb_and_listener() {
     assert_eq!(response.status(), 404);
     assert_eq!(header(&response, "x-clb-lb"), "lb-404");
     assert_eq!(header(&response, "x-clb-listener"), "lbl-404");
-    assert_eq!(header(&response, "x-clb-domain"), "");
+    // The domain was found, its URLs did not match.
+    assert_eq!(header(&response, "x-clb-domain"), "a.example.com");
+    assert_eq!(header(&response, "x-clb-url"), "");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -444,6 +442,43 @@ async fn https_listener_serves_the_certificate_of_the_domain_named_by_sni() {
     )
     .await;
     assert_eq!(peer_certificate(&to_b), b.der);
+}
+
+#[tokio::test]
+async fn sni_certificate_follows_routing_precedence_exact_then_wildcard_then_regex() {
+    let pki = TestPki::new();
+    let wildcard = pki.leaf("cert-w", &["*.example.com"]);
+    let exact = pki.leaf("cert-e", &["api.example.com"]);
+    let regex = pki.leaf("cert-r", &["img7.cdn.net"]);
+    let l = pki.leaf("cert-l", &["listener.example.com"]);
+    let with_cert = |name: &str, default_server: bool, leaf: &Leaf| {
+        let mut d = domain(
+            name,
+            default_server,
+            vec![rule("loc", "/", vec![target("10.0.0.1", 80, 1)])],
+        );
+        d.certificate = Some(leaf.pem.clone());
+        d
+    };
+    let mut listener = sni_listener(&wildcard, &exact, &l);
+    // Creation order puts the regex first and the exact domain last: order must not matter.
+    listener.domains = vec![
+        with_cert("~^img\\d+\\.cdn\\.net$", false, &regex),
+        with_cert("*.example.com", true, &wildcard),
+        with_cert("api.example.com", false, &exact),
+    ];
+    let plane = data_plane();
+    plane
+        .apply(one_lb("lb-tls", random_vip(), vec![listener]))
+        .await
+        .expect("apply");
+    let addr = plane.bound_addr("lb-tls", 443).expect("bound");
+    let hosts = ["api.example.com", "www.example.com", "img7.cdn.net"];
+    let client = client(&hosts, addr, Some(&pki.ca_pem));
+    for (host, expected) in hosts.iter().zip([&exact, &wildcard, &regex]) {
+        let response = get(&client, &format!("https://{host}:{}/", addr.port())).await;
+        assert_eq!(peer_certificate(&response), expected.der, "{host}");
+    }
 }
 
 #[tokio::test]
@@ -560,7 +595,6 @@ fn two_domain_config(vip: Ipv4Addr, a: SocketAddr, b: SocketAddr) -> DataPlaneCo
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn requests_land_on_the_backend_of_the_matching_domain_and_url() {
     let (a, b) = (echo_backend("A").await, echo_backend("B").await);
     let plane = data_plane();
@@ -605,7 +639,6 @@ async fn requests_land_on_the_backend_of_the_matching_domain_and_url() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn proxied_request_forwards_method_path_headers_and_body_with_forwarded_headers() {
     let (a, b) = (echo_backend("A").await, echo_backend("B").await);
     let plane = data_plane();
@@ -643,7 +676,6 @@ async fn proxied_request_forwards_method_path_headers_and_body_with_forwarded_he
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn pod_ip_target_is_answered_by_the_emulator_with_the_routing_facts() {
     let (a, b) = (echo_backend("A").await, echo_backend("B").await);
     let plane = data_plane();
@@ -676,7 +708,6 @@ async fn pod_ip_target_is_answered_by_the_emulator_with_the_routing_facts() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn weight_zero_target_is_never_chosen_and_weights_split_the_traffic() {
     let vip = random_vip();
     let cfg = one_lb(
@@ -721,7 +752,6 @@ async fn weight_zero_target_is_never_chosen_and_weights_split_the_traffic() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn rule_without_a_weighted_target_answers_503_naming_the_rule() {
     let vip = random_vip();
     let cfg = one_lb(
@@ -758,7 +788,6 @@ async fn rule_without_a_weighted_target_answers_503_naming_the_rule() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn missing_trailing_slash_is_redirected_with_301_to_an_absolute_url() {
     let (a, b) = (echo_backend("A").await, echo_backend("B").await);
     let plane = data_plane();
@@ -779,7 +808,6 @@ async fn missing_trailing_slash_is_redirected_with_301_to_an_absolute_url() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn loopback_target_refusing_connections_answers_502() {
     // Reserve a port, then free it: nothing listens there any more.
     let closed = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -810,7 +838,6 @@ async fn loopback_target_refusing_connections_answers_502() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn https_request_is_routed_by_host_and_proxied_with_forwarded_proto_https() {
     let pki = TestPki::new();
     let a = pki.leaf("cert-a", &["a.example.com"]);
@@ -848,7 +875,6 @@ async fn https_request_is_routed_by_host_and_proxied_with_forwarded_proto_https(
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn config_change_swaps_routes_without_rebinding_the_socket() {
     let (a, b) = (echo_backend("A").await, echo_backend("B").await);
     let vip = random_vip();
@@ -881,7 +907,6 @@ async fn config_change_swaps_routes_without_rebinding_the_socket() {
 }
 
 #[tokio::test]
-#[ignore = "waits on matching::clb (placeholder returns NotFound)"]
 async fn in_flight_request_completes_when_its_listener_is_removed() {
     let a = echo_backend("A").await;
     let cfg = one_lb(

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use super::serve::Handler;
-use super::tls::{self, CertTable, DomainPattern};
+use super::tls::{self, CertTable};
 use super::{DataPlaneError, DomainPlane, LbPlane, ListenerPlane, PlaneProtocol};
 use crate::matching::clb::{CompiledListener, DomainConf, UrlConf};
 
@@ -85,16 +85,18 @@ impl ListenerState {
             } else {
                 None
             };
-            certs
-                .domains
-                .push((DomainPattern::parse(&domain.domain), cert));
+            certs.domains.push(cert);
+        }
+        let matcher = CompiledListener::new(domain_confs);
+        for problem in matcher.problems() {
+            tracing::warn!(lb_id = %lb.lb_id, port = listener.port, ?problem, "listener domain or URL is not valid CLB syntax");
         }
         Ok(Self {
             lb_id: lb.lb_id.clone(),
             listener_id: listener.listener_id.clone(),
             port: listener.port,
             protocol: listener.protocol,
-            matcher: CompiledListener::new(domain_confs),
+            matcher,
             domains: listener.domains.clone(),
             certs,
         })

@@ -26,6 +26,7 @@ use serde_json::json;
 use super::listener::ListenerState;
 use super::{PlaneProtocol, RulePlane, TargetPlane};
 use crate::matching::clb::ClbRoute;
+use crate::matching::normalize_host;
 
 /// Connect timeout towards a loopback target; a failure answers 502.
 const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,18 +108,27 @@ impl Handler {
         let mut facts = Facts {
             lb_id: &state.lb_id,
             listener_id: &state.listener_id,
+            domain: None,
             rule: None,
             target: None,
         };
         let response = match state.matcher.route(&host, &path_and_query) {
             ClbRoute::Redirect { location } => redirect(scheme(protocol), &host, &location, &facts),
-            ClbRoute::NotFound => emulator_answer(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                &facts,
-                &host,
-                &path_and_query,
-            ),
+            ClbRoute::NotFound => {
+                // The domain that had no matching URL, if any did serve the host.
+                facts.domain = state
+                    .matcher
+                    .pick_domain(&normalize_host(&host))
+                    .and_then(|d| state.domains.get(d))
+                    .map(|d| d.domain.as_str());
+                emulator_answer(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    &facts,
+                    &host,
+                    &path_and_query,
+                )
+            }
             ClbRoute::Rule { domain, rule } => {
                 let found = state
                     .domains
@@ -134,7 +144,8 @@ impl Handler {
                         &path_and_query,
                     ));
                 };
-                facts.rule = Some((domain, rule));
+                facts.domain = Some(domain);
+                facts.rule = Some(rule);
                 let Some(target) = self.choose_target(&rule.targets) else {
                     return Ok(emulator_answer(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -227,8 +238,10 @@ impl Handler {
 struct Facts<'a> {
     lb_id: &'a str,
     listener_id: &'a str,
-    /// The matched domain name and rule.
-    rule: Option<(&'a str, &'a RulePlane)>,
+    /// The domain serving the request's host.
+    domain: Option<&'a str>,
+    /// The matched URL rule.
+    rule: Option<&'a RulePlane>,
     target: Option<&'a TargetPlane>,
 }
 
@@ -241,8 +254,10 @@ impl Facts<'_> {
         };
         put(HEADER_LB, self.lb_id);
         put(HEADER_LISTENER, self.listener_id);
-        if let Some((domain, rule)) = self.rule {
+        if let Some(domain) = self.domain {
             put(HEADER_DOMAIN, domain);
+        }
+        if let Some(rule) = self.rule {
             put(HEADER_URL, &rule.url);
             put(HEADER_LOCATION, &rule.location_id);
         }
@@ -343,9 +358,9 @@ fn emulator_answer(
         "error": kind,
         "lb_id": facts.lb_id,
         "listener_id": facts.listener_id,
-        "domain": facts.rule.map(|(d, _)| d),
-        "url": facts.rule.map(|(_, r)| r.url.as_str()),
-        "location_id": facts.rule.map(|(_, r)| r.location_id.as_str()),
+        "domain": facts.domain,
+        "url": facts.rule.map(|r| r.url.as_str()),
+        "location_id": facts.rule.map(|r| r.location_id.as_str()),
         "target": facts.target.map(target_label),
         "host": host,
         "path": path_and_query,
@@ -369,9 +384,9 @@ fn synthetic(
         "listener_id": facts.listener_id,
         "listener_port": state.port,
         "protocol": scheme(protocol),
-        "domain": facts.rule.map(|(d, _)| d),
-        "url": facts.rule.map(|(_, r)| r.url.as_str()),
-        "location_id": facts.rule.map(|(_, r)| r.location_id.as_str()),
+        "domain": facts.domain,
+        "url": facts.rule.map(|r| r.url.as_str()),
+        "location_id": facts.rule.map(|r| r.location_id.as_str()),
         "target": target.map(target_label),
         "target_ip": target.map(|t| t.ip.as_str()),
         "target_port": target.map(|t| t.port),

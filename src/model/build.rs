@@ -12,8 +12,9 @@ use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use rustc_hash::FxHashMap as HashMap;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The `spec.controller` value of IngressClasses handled by clb-ingress.
 pub const DEFAULT_CONTROLLER_NAME: &str = "clb-ingress.io/ingress-controller";
@@ -173,11 +174,11 @@ pub struct Index<'a> {
 
 impl<'a> Index<'a> {
     pub fn new(snap: &'a Snapshot) -> Self {
-        let mut services = HashMap::new();
+        let mut services = HashMap::default();
         for s in &snap.services {
             services.insert(meta_name(&s.metadata), s);
         }
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::new();
+        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::default();
         for s in &snap.endpoint_slices {
             let ns = s.metadata.namespace.as_deref().unwrap_or("default");
             if let Some(svc) = s
@@ -192,7 +193,7 @@ impl<'a> Index<'a> {
         for v in slices.values_mut() {
             v.sort_by_key(|s| s.metadata.name.as_deref());
         }
-        let mut secrets = HashMap::new();
+        let mut secrets = HashMap::default();
         for s in &snap.secrets {
             secrets.insert(meta_name(&s.metadata), s);
         }
@@ -409,7 +410,9 @@ impl<'a> Index<'a> {
                 format!("Service {ns}/{} not found", svc_ref.name),
             ));
         };
-        let spec = svc.spec.clone().unwrap_or_default();
+        let default_spec = Default::default();
+        let spec: &k8s_openapi::api::core::v1::ServiceSpec =
+            svc.spec.as_ref().unwrap_or(&default_spec);
         if spec.type_.as_deref() == Some("ExternalName") {
             return Err(problem(
                 Reason::UnsupportedServiceType,
@@ -476,7 +479,7 @@ impl<'a> Index<'a> {
                         continue;
                     }
                     let Some(ep_port) = slice.ports.iter().flatten().find(|p| {
-                        p.name.clone().unwrap_or_default() == port_name
+                        p.name.as_deref().unwrap_or_default() == port_name
                             && p.protocol.as_deref().unwrap_or("TCP") == "TCP"
                     }) else {
                         continue;
@@ -695,6 +698,8 @@ struct StackBuilder<'i, 'a> {
 /// Listener-level merge state.
 #[derive(Default, Clone)]
 struct ListenerAcc {
+    /// The translation of `view`, kept from the limit check.
+    translated: Vec<translate::TDomain<usize>>,
     view: Vec<HostRules<usize>>,
     default_backend: Option<(usize, ObjectRef)>,
     claimed: HashMap<(HostKey, PathKind, String), ObjectRef>,
@@ -721,15 +726,19 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 continue;
             };
             // Tentatively merge; keep the merge only if every limit still holds.
-            let mut trial = accs.clone();
+            // Only the listeners this Ingress touches are copied for the trial.
+            let mut trial: BTreeMap<(u16, Protocol), ListenerAcc> = BTreeMap::new();
             let mut local_problems = Vec::new();
             for &(proto, port) in &c.listeners {
-                let acc = trial.entry((port, proto)).or_default();
-                merge(acc, &c, mi, &mut local_problems);
+                let mut acc = accs.get(&(port, proto)).cloned().unwrap_or_default();
+                merge(&mut acc, &c, mi, &mut local_problems);
+                trial.insert((port, proto), acc);
             }
-            let port_clash = trial
-                .keys()
-                .zip(trial.keys().skip(1))
+            let all_keys: BTreeSet<(u16, Protocol)> =
+                accs.keys().chain(trial.keys()).copied().collect();
+            let port_clash = all_keys
+                .iter()
+                .zip(all_keys.iter().skip(1))
                 .find(|(a, b)| a.0 == b.0)
                 .map(|(a, _)| a.0);
             let over = if let Some(port) = port_clash {
@@ -737,23 +746,25 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     Reason::ListenerPortConflict,
                     format!("port {port} is wanted as both HTTP and HTTPS on this CLB"),
                 ))
-            } else if trial.len() > limits.listeners_per_lb {
+            } else if all_keys.len() > limits.listeners_per_lb {
                 Some((
                     Reason::TooManyListeners,
                     format!(
                         "the CLB would need {} listeners; at most {} are allowed",
-                        trial.len(),
+                        all_keys.len(),
                         limits.listeners_per_lb
                     ),
                 ))
             } else {
                 c.listeners.iter().find_map(|&(proto, port)| {
-                    let acc = &trial[&(port, proto)];
+                    let acc = trial.get_mut(&(port, proto))?;
                     let view = IngressView {
-                        rules: acc.view.clone(),
+                        rules: std::mem::take(&mut acc.view),
                         default_backend: acc.default_backend.as_ref().map(|d| d.0),
                     };
-                    let n: usize = translate::translate(&view).iter().map(|d| d.rules.len()).sum();
+                    acc.translated = translate::translate(&view);
+                    acc.view = view.rules;
+                    let n: usize = acc.translated.iter().map(|d| d.rules.len()).sum();
                     (n > limits.rules_per_listener).then(|| {
                         (
                             Reason::TooManyRules,
@@ -777,7 +788,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 continue;
             }
             self.problems.extend(local_problems);
-            accs = trial;
+            accs.extend(trial);
             contributions.push(c);
         }
         if accs.is_empty() {
@@ -796,28 +807,25 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     .or_default()
                     .push((*proto, *port));
             }
-            let view = IngressView {
-                rules: acc.view.clone(),
-                default_backend: acc.default_backend.as_ref().map(|d| d.0),
-            };
-            let domains = translate::translate(&view)
-                .into_iter()
+            let domains = acc
+                .translated
+                .iter()
                 .map(|d| {
                     let certificate = (*proto == Protocol::Https)
                         .then(|| self.cert_for(&d.host, &contributions, acc, &default_cert))
                         .flatten();
                     DesiredDomain {
                         host: d.host.display(),
-                        domain: d.domain,
+                        domain: d.domain.clone(),
                         default_server: d.default_server,
                         certificate,
                         rules: d
                             .rules
-                            .into_iter()
+                            .iter()
                             .map(|r| {
                                 let slot = r.backend.and_then(|i| self.slots[i].as_ref());
                                 DesiredRule {
-                                    url: r.url,
+                                    url: r.url.clone(),
                                     backend: slot.map(|s| s.backend.clone()),
                                     targets: slot.map(|s| s.targets.clone()).unwrap_or_default(),
                                 }
@@ -865,7 +873,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
     fn contribution(&mut self, m: &Managed<'a>) -> Option<Contribution> {
         let ing = m.ing;
         let (ns, _) = meta_name(&ing.metadata);
-        let spec = ing.spec.clone().unwrap_or_default();
+        let default_spec = Default::default();
+        let spec: &k8s_openapi::api::networking::v1::IngressSpec =
+            ing.spec.as_ref().unwrap_or(&default_spec);
         let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
             None => None,
             Some("true") => Some(true),

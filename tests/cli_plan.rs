@@ -1,0 +1,119 @@
+//! `clb-ingress plan -f`: the examples plan cleanly; bad manifests fail naming object and field.
+
+use std::process::Command;
+
+fn plan(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+        .arg("plan")
+        .args(args)
+        .output()
+        .expect("run clb-ingress");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn the_examples_plan_without_problems_and_show_the_changes() {
+    let (code, out, err) = plan(&["-f", "examples/"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(err.is_empty(), "{err}");
+    for want in [
+        "CreateLoadBalancer",
+        "CreateListener HTTPS 443",
+        "shop.example.com",
+        "=/healthz",
+        "RegisterTargets",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    // The terminating pod 10.0.1.12 is never a target.
+    assert!(!out.contains("10.0.1.12"), "{out}");
+}
+
+#[test]
+fn json_output_parses_and_lists_stacks_and_changes() {
+    let (code, out, _) = plan(&["-f", "examples/", "-o", "json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let stacks = v["stacks"].as_array().unwrap();
+    assert_eq!(stacks.len(), 1);
+    assert!(stacks[0]["api_calls"].as_u64().unwrap() >= 5);
+    assert!(stacks[0]["plan"]["changes"].as_array().unwrap().len() >= 5);
+    assert!(
+        !out.contains("PRIVATE KEY"),
+        "the key must never be printed"
+    );
+}
+
+const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: clb}\nspec: {controller: clb-ingress.io/ingress-controller}\n";
+
+#[test]
+fn a_missing_service_is_reported_with_object_and_field_and_exit_code_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "bad.yaml",
+        &format!(
+            "{CLASS}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web, namespace: shop}}\nspec:\n  ingressClassName: clb\n  rules:\n  - host: a.com\n    http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: nope, port: {{number: 80}}}}}}}}\n"
+        ),
+    );
+    let (code, _, err) = plan(&["-f", &f]);
+    assert_eq!(code, 1);
+    assert!(err.contains("Ingress shop/web"), "{err}");
+    assert!(
+        err.contains("spec.rules[0].http.paths[0].backend.service.name"),
+        "{err}"
+    );
+    assert!(err.contains("ServiceNotFound"), "{err}");
+}
+
+#[test]
+fn a_path_clb_cannot_express_parks_the_ingress_and_names_the_path_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "bad.yaml",
+        &format!(
+            "{CLASS}---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web}}\nspec:\n  ingressClassName: clb\n  rules:\n  - host: a.com\n    http:\n      paths:\n      - {{path: /ok, pathType: Prefix, backend: {{service: {{name: s, port: {{number: 80}}}}}}}}\n      - {{path: '/caf%C3%A9', pathType: Prefix, backend: {{service: {{name: s, port: {{number: 80}}}}}}}}\n"
+        ),
+    );
+    let (code, out, err) = plan(&["-f", &f]);
+    assert_eq!(code, 1);
+    assert!(err.contains("spec.rules[0].http.paths[1].path"), "{err}");
+    assert!(err.contains("InvalidPath (Parked)"), "{err}");
+    assert!(
+        out.contains("No Ingress"),
+        "a parked Ingress creates nothing: {out}"
+    );
+}
+
+#[test]
+fn unparseable_yaml_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "broken.yaml", "kind: [unclosed\n");
+    let (code, _, err) = plan(&["-f", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("broken.yaml"), "{err}");
+}
+
+#[test]
+fn an_object_of_the_wrong_shape_fails_naming_document_kind_and_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        &dir,
+        "shape.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec: {ports: \"eighty\"}\n",
+    );
+    let (code, _, err) = plan(&["-f", &f]);
+    assert_eq!(code, 2);
+    assert!(err.contains("document 1: Service s"), "{err}");
+}

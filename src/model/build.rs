@@ -677,12 +677,15 @@ struct TlsEntry {
     cert: CertSource,
 }
 
+/// (path, kind, field, backend slot)
+type PathEntry = (String, PathKind, String, usize);
+
 /// What one Ingress brings to its stack.
 struct Contribution {
     member: ObjectRef,
     listeners: Vec<(Protocol, u16)>,
     /// (host, [(path, kind, field, slot index)])
-    rules: Vec<(Option<String>, Vec<(String, PathKind, String, usize)>)>,
+    rules: Vec<(Option<String>, Vec<PathEntry>)>,
     default_backend: Option<usize>,
     tls: Vec<TlsEntry>,
 }
@@ -1080,7 +1083,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .collect();
         let name = host.display();
         let entries = || on_listener.iter().flat_map(|c| &c.tls);
-        let exact = entries().find(|t| t.hosts.iter().any(|h| *h == name));
+        let exact = entries().find(|t| t.hosts.contains(&name));
         let wildcard = || {
             entries().find(|t| {
                 t.hosts.iter().any(|h| {

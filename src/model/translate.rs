@@ -294,8 +294,10 @@ mod tests {
     use super::*;
     use crate::matching::ingress::{HostRules, PathRule};
 
+    type Paths<'a> = Vec<(&'a str, PathKind, &'static str)>;
+
     fn view(
-        rules: Vec<(Option<&str>, Vec<(&str, PathKind, &'static str)>)>,
+        rules: Vec<(Option<&str>, Paths<'_>)>,
         default: Option<&'static str>,
     ) -> IngressView<&'static str> {
         IngressView {

@@ -34,7 +34,7 @@ pub struct ObservedLb {
     pub domain: Option<String>,
     pub tags: BTreeMap<String, String>,
     pub listeners: Vec<ObservedListener>,
-    /// Certificates uploaded by clb-ingress: PEM fingerprint -> certificate id.
+    /// Certificates uploaded by clb-ingress: certificate name (`cert_name(fingerprint)`) -> id.
     pub certificates: BTreeMap<String, String>,
 }
 
@@ -369,7 +369,7 @@ fn resolve_cert(c: &CertSource, observed: Option<&ObservedLb>) -> CertRef {
     match c {
         CertSource::Id(id) => CertRef::Id(id.clone()),
         CertSource::Pem { fingerprint, .. } => {
-            match observed.and_then(|o| o.certificates.get(fingerprint)) {
+            match observed.and_then(|o| o.certificates.get(&cert_name(fingerprint))) {
                 Some(id) => CertRef::Id(id.clone()),
                 None => CertRef::Uploaded {
                     fingerprint: fingerprint.clone(),
@@ -740,7 +740,7 @@ pub fn assume_applied(desired: &DesiredLb, lb_id: &str) -> ObservedLb {
                 let certificate_id = d.certificate.as_ref().map(|c| match c {
                     CertSource::Id(id) => id.clone(),
                     CertSource::Pem { fingerprint, .. } => certificates
-                        .entry(fingerprint.clone())
+                        .entry(cert_name(fingerprint))
                         .or_insert_with(|| {
                             format!("cert-{}", &fingerprint[..8.min(fingerprint.len())])
                         })

@@ -7,6 +7,7 @@
 pub mod clb;
 pub mod cli;
 pub mod crd;
+pub mod deploy;
 pub mod emulator;
 pub mod manifests;
 pub mod matching;

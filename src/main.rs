@@ -11,22 +11,55 @@ use clb_ingress::cli;
     about = "Kubernetes ingress controller for Tencent CLB"
 )]
 struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax, e.g. `info`, `clb_ingress=debug`, `trace`);
+    /// `RUST_LOG` is used when this is not given.
+    #[arg(long, global = true, env = "CLB_INGRESS_LOG")]
+    log: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Structured logs on stderr (stdout carries command output).
+fn init_logging(filter: Option<&str>, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::new(f),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Preview the CLB state and the changes that Ingress manifests produce.
     Plan(cli::plan::PlanArgs),
+    /// Reconcile Ingress manifests into CLBs once (against Tencent Cloud or the emulator).
+    Apply(cli::apply::ApplyArgs),
     /// Run the local CLB emulator (API 3.0 server and loopback data plane).
     Emulator(clb_ingress::emulator::cli::EmulatorArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
+    init_logging(cli.log.as_deref(), cli.log_format);
     let code = match cli.command {
         Command::Plan(args) => cli::plan::run(&args),
+        Command::Apply(args) => cli::apply::run(&args),
         Command::Emulator(args) => run_emulator(args),
     };
     match code {
@@ -40,10 +73,6 @@ fn main() {
 
 /// Run the emulator on a Tokio runtime until Ctrl-C.
 fn run_emulator(args: clb_ingress::emulator::cli::EmulatorArgs) -> anyhow::Result<i32> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(clb_ingress::emulator::cli::run(args))?;
     Ok(0)

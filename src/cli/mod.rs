@@ -1,2 +1,4 @@
 //! Subcommand implementations behind `main.rs` (which only parses and dispatches).
+pub mod apply;
+pub mod cloud;
 pub mod plan;

@@ -1,0 +1,187 @@
+//! `clb-ingress apply -f PATH --clb-endpoint URL`: one-shot reconcile of manifests into CLBs.
+
+use super::cloud::CloudArgs;
+use super::plan::OutputFormat;
+use crate::deploy::{Deployer, Outcome, stack_tag};
+use crate::model::{self, Effect, LbSource, Snapshot};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+/// Stacks reconciled at once (each CLB still has a single writer).
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApplyArgs {
+    /// Manifest files or directories; repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: OutputFormat,
+    #[arg(long, env = "CLB_INGRESS_CLUSTER_ID", default_value = "local")]
+    pub cluster_id: String,
+    #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Also delete CLBs that clb-ingress created for this cluster id and that no manifest
+    /// wants any more (adopted CLBs are never deleted).
+    #[arg(long)]
+    pub prune: bool,
+    /// How many CLBs to reconcile in parallel.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StackResult {
+    pub stack: String,
+    /// Each Ingress of the stack with the listeners it is served on.
+    pub ingresses: Vec<(String, Vec<String>)>,
+    pub outcome: Option<Outcome>,
+    pub error: Option<String>,
+}
+
+/// Reconcile every stack of a snapshot (and, with `prune`, delete CLBs of vanished stacks).
+pub async fn apply_snapshot(
+    deployer: &Deployer,
+    out: &model::BuildOutput,
+    prune: bool,
+    concurrency: usize,
+) -> Vec<StackResult> {
+    let mut jobs: Vec<(String, Option<&model::DesiredLb>, LbSource, String)> = out
+        .stacks
+        .values()
+        .map(|d| {
+            let hash = stack_tag(&d.tags).unwrap_or_default().to_string();
+            (d.stack.0.clone(), Some(d), d.source.clone(), hash)
+        })
+        .collect();
+    let mut prune_error = None;
+    if prune {
+        let wanted: BTreeSet<String> = jobs.iter().map(|j| j.3.clone()).collect();
+        match deployer.owned_lbs().await {
+            Ok(lbs) => {
+                for lb in lbs {
+                    let tag = lb
+                        .tags
+                        .iter()
+                        .find(|t| t.tag_key == model::build::TAG_STACK)
+                        .map(|t| t.tag_value.clone());
+                    if let Some(tag) = tag
+                        && !wanted.contains(&tag)
+                    {
+                        jobs.push((
+                            format!("(gone) {}", lb.load_balancer_id),
+                            None,
+                            LbSource::Create {
+                                name: lb.load_balancer_name.clone(),
+                                settings: Default::default(),
+                            },
+                            tag,
+                        ));
+                    }
+                }
+            }
+            Err(e) => prune_error = Some(e.to_string()),
+        }
+    }
+    let mut results: Vec<StackResult> = futures::stream::iter(jobs)
+        .map(|(stack, desired, source, hash)| async move {
+            let r = deployer.reconcile(&stack, desired, &source, &hash).await;
+            StackResult {
+                ingresses: desired
+                    .map(|d| {
+                        d.members
+                            .iter()
+                            .map(|m| {
+                                let ports = m
+                                    .ports
+                                    .iter()
+                                    .map(|(p, n)| format!("{} {n}", p.as_str()))
+                                    .collect();
+                                (m.ingress.to_string(), ports)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                stack,
+                error: r.as_ref().err().map(|e| format!("{e} [{}]", e.category())),
+                outcome: r.ok(),
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    if let Some(e) = prune_error {
+        results.push(StackResult {
+            stack: "(prune)".into(),
+            ingresses: vec![],
+            outcome: None,
+            error: Some(e),
+        });
+    }
+    results.sort_by(|a, b| a.stack.cmp(&b.stack));
+    results
+}
+
+pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
+    let mut snap = Snapshot::new(&args.cluster_id);
+    snap.controller_name = args.controller_name.clone();
+    crate::manifests::load(&args.files, &mut snap)?;
+    let out = model::build(&snap);
+    let deployer = args.cloud.deployer(&args.cluster_id)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let results = rt.block_on(apply_snapshot(
+        &deployer,
+        &out,
+        args.prune,
+        args.concurrency,
+    ));
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&results)?),
+        OutputFormat::Table => {
+            for r in &results {
+                match (&r.outcome, &r.error) {
+                    (Some(o), _) => {
+                        let lb = o.lb_id.as_deref().unwrap_or("(none)");
+                        let state = if o.changes == 0 {
+                            "in sync".to_string()
+                        } else {
+                            format!("{} change(s), {} write call(s)", o.changes, o.write_calls)
+                        };
+                        println!("{}: {state}; CLB {lb}", r.stack);
+                        if !o.vips.is_empty() {
+                            for (ing, ports) in &r.ingresses {
+                                println!(
+                                    "  {ing}: address {} ({})",
+                                    o.vips.join(","),
+                                    ports.join(", ")
+                                );
+                            }
+                        }
+                        for c in &o.conflicts {
+                            println!("  conflict: {c}");
+                        }
+                    }
+                    (None, Some(e)) => println!("{}: FAILED: {e}", r.stack),
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+    let mut code = 0;
+    for p in &out.problems {
+        eprintln!("problem: {p}");
+        if p.effect != Effect::Degraded {
+            code = 1;
+        }
+    }
+    if results.iter().any(|r| r.error.is_some()) {
+        code = 1;
+    }
+    Ok(code)
+}

@@ -1,0 +1,70 @@
+//! Flags that connect a subcommand to a CLB API: real Tencent Cloud or the local emulator.
+
+use crate::clb::credentials::CredentialArgs;
+use crate::clb::{ClbClient, ClientConfig, Credentials, Endpoint};
+use crate::deploy::Deployer;
+use anyhow::Context;
+
+/// Region used when none is given (the emulator accepts any).
+pub const DEFAULT_REGION: &str = "ap-guangzhou";
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CloudArgs {
+    /// CLB API endpoint: a URL such as the emulator's `http://127.0.0.1:9000`, or `nearest` /
+    /// `region` for Tencent Cloud's `clb.tencentcloudapi.com` / `clb.<region>.tencentcloudapi.com`.
+    #[arg(long = "clb-endpoint", env = "CLB_INGRESS_ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// Tencent Cloud region.
+    #[arg(long, env = "TENCENTCLOUD_REGION", default_value = DEFAULT_REGION)]
+    pub region: String,
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
+}
+
+impl CloudArgs {
+    pub fn is_set(&self) -> bool {
+        self.endpoint.is_some()
+    }
+
+    /// Build a client. Without credentials, a loopback endpoint (the local emulator) gets the
+    /// emulator's documented test credentials; anything else is an error.
+    pub fn client(&self) -> anyhow::Result<ClbClient> {
+        let raw = self.endpoint.as_deref().unwrap_or("region");
+        let endpoint = match raw {
+            "nearest" => Endpoint::Nearest {
+                root_domain: "tencentcloudapi.com".into(),
+            },
+            "region" => Endpoint::RegionPinned {
+                root_domain: "tencentcloudapi.com".into(),
+            },
+            url => Endpoint::parse(url).with_context(|| format!("--clb-endpoint {url:?}"))?,
+        };
+        let none_given = self.credentials.secret_id.is_none()
+            && self.credentials.secret_key.is_none()
+            && self.credentials.credentials_file.is_none();
+        let loopback = ["http://127.", "https://127.", "http://localhost", "127."]
+            .iter()
+            .any(|p| raw.starts_with(p));
+        let creds = if none_given && loopback {
+            Credentials::new(
+                crate::emulator::config::DEFAULT_SECRET_ID.to_string(),
+                crate::clb::credentials::SecretString::new(
+                    crate::emulator::config::DEFAULT_SECRET_KEY,
+                ),
+                None,
+            )?
+        } else {
+            self.credentials
+                .load()
+                .context("Tencent Cloud credentials (--secret-id/--secret-key, TENCENTCLOUD_SECRET_ID/KEY or --credentials-file)")?
+        };
+        Ok(ClbClient::new(
+            ClientConfig::new(&self.region, endpoint),
+            creds,
+        )?)
+    }
+
+    pub fn deployer(&self, cluster_id: &str) -> anyhow::Result<Deployer> {
+        Ok(Deployer::new(self.client()?, cluster_id))
+    }
+}

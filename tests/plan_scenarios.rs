@@ -3,80 +3,8 @@ mod support;
 
 use clb_ingress::model::{self, TargetAddr};
 use clb_ingress::plan::{self, Change, ListenerRef, RuleRef};
+use support::worlds::*;
 use support::{observe, ownership, snapshot};
-
-const CLASS: &str = r#"
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata: {name: clb, annotations: {ingressclass.kubernetes.io/is-default-class: "true"}}
-spec: {controller: clb-ingress.io/ingress-controller, parameters: {apiGroup: clb-ingress.io, kind: ClbClassParameters, name: p}}
----
-apiVersion: clb-ingress.io/v1alpha1
-kind: ClbClassParameters
-metadata: {name: p}
-spec: {targetMode: Direct}
-"#;
-
-fn service(name: &str, pods: &[&str]) -> String {
-    let eps: String = pods
-        .iter()
-        .map(|ip| format!("  - addresses: [\"{ip}\"]\n    conditions: {{ready: true}}\n"))
-        .collect();
-    format!(
-        r#"
----
-apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: default}}
-spec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: default, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: http, port: 8080, protocol: TCP}}]
-endpoints:
-{eps}"#
-    )
-}
-
-fn pods(prefix: &str, n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("{prefix}.{i}")).collect()
-}
-
-fn ingress(paths: &[(&str, &str, &str)]) -> String {
-    let ps: String = paths
-        .iter()
-        .map(|(p, t, svc)| {
-            format!(
-                "          - {{path: \"{p}\", pathType: {t}, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
-            )
-        })
-        .collect();
-    format!(
-        r#"
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata: {{name: web, namespace: default}}
-spec:
-  rules:
-    - host: a.example.com
-      http:
-        paths:
-{ps}"#
-    )
-}
-
-fn world(ing: &str, services: &[(&str, Vec<String>)]) -> String {
-    let mut s = CLASS.to_string();
-    for (name, ips) in services {
-        let refs: Vec<&str> = ips.iter().map(String::as_str).collect();
-        s.push_str(&service(name, &refs));
-    }
-    s.push_str(ing);
-    s
-}
 
 /// Plan going from `before` (already applied) to `after`.
 fn plan_between(before: &str, after: &str) -> plan::Plan {
@@ -306,30 +234,10 @@ const CERT_A: &str = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE---
 const CERT_B: &str = "-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n";
 const KEY: &str = "-----BEGIN PRIVATE KEY-----\nKKKK\n-----END PRIVATE KEY-----\n";
 
-fn tls_world(hosts: &[&str], cert: &str) -> String {
-    let rules: String = hosts
-        .iter()
-        .map(|h| {
-            format!(
-                "    - host: {h}\n      http:\n        paths:\n          - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}\n"
-            )
-        })
-        .collect();
-    let tls_hosts = hosts.join(", ");
-    let secret = format!(
-        "\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: tls, namespace: default}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: {:?}\n  tls.key: {:?}\n",
-        cert, KEY
-    );
-    let ing = format!(
-        "\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: web, namespace: default}}\nspec:\n  tls: [{{hosts: [{tls_hosts}], secretName: tls}}]\n  rules:\n{rules}"
-    );
-    world(&format!("{secret}{ing}"), &[("web", pods("10.0.0", 2))])
-}
-
 #[test]
 fn adding_a_host_with_its_certificate_creates_rules_with_the_certificate_on_https() {
-    let before = tls_world(&["a.example.com"], CERT_A);
-    let after = tls_world(&["a.example.com", "b.example.com"], CERT_A);
+    let before = tls_world(&["a.example.com"], CERT_A, KEY);
+    let after = tls_world(&["a.example.com", "b.example.com"], CERT_A, KEY);
     let p = plan_between(&before, &after);
     assert_eq!(
         kinds(&p),
@@ -355,8 +263,8 @@ fn adding_a_host_with_its_certificate_creates_rules_with_the_certificate_on_http
 
 #[test]
 fn rotating_a_certificate_uploads_it_once_and_repoints_each_domain() {
-    let before = tls_world(&["a.example.com"], CERT_A);
-    let after = tls_world(&["a.example.com"], CERT_B);
+    let before = tls_world(&["a.example.com"], CERT_A, KEY);
+    let after = tls_world(&["a.example.com"], CERT_B, KEY);
     let p = plan_between(&before, &after);
     // The catch-all domain uses the same certificate as the default for unknown SNI names.
     assert_eq!(
@@ -379,7 +287,7 @@ fn rotating_a_certificate_uploads_it_once_and_repoints_each_domain() {
 
 #[test]
 fn the_plan_never_contains_the_private_key_in_its_json_or_text() {
-    let a = model::build(&snapshot(&tls_world(&["a.example.com"], CERT_A)));
+    let a = model::build(&snapshot(&tls_world(&["a.example.com"], CERT_A, KEY)));
     let d = a.stacks.values().next().unwrap();
     let p = plan::diff(Some(d), None, &ownership(d)).unwrap();
     assert!(kinds(&p).contains(&"UploadCertificate"));

@@ -30,3 +30,4 @@ pub fn observe(desired: &DesiredLb) -> ObservedLb {
 pub fn ownership(d: &DesiredLb) -> Ownership {
     clb_ingress::plan::ownership_of(d, "test")
 }
+pub mod worlds;

@@ -26,6 +26,9 @@ pub struct PlanArgs {
     /// IngressClass `spec.controller` value handled by this controller.
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// Diff against the CLBs as they are (read-only); without `--clb-endpoint`, plan from empty.
+    #[command(flatten)]
+    pub cloud: super::cloud::CloudArgs,
 }
 
 /// One stack's result, as printed with `-o json`.
@@ -67,6 +70,29 @@ pub fn plan_all<'a>(
             }
         })
         .collect()
+}
+
+/// Read every stack's CLB (read-only calls only).
+fn observe_all(
+    deployer: &crate::deploy::Deployer,
+    out: &model::BuildOutput,
+) -> anyhow::Result<std::collections::BTreeMap<model::StackId, Option<ObservedLb>>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut map = std::collections::BTreeMap::new();
+        for d in out.stacks.values() {
+            let hash = crate::deploy::stack_tag(&d.tags).unwrap_or_default();
+            let lb = deployer.find(&d.stack.0, &d.source, hash).await?;
+            let observed = match lb.first() {
+                Some(lb) => Some(deployer.observe(lb, true).await?),
+                None => None,
+            };
+            map.insert(d.stack.clone(), observed);
+        }
+        Ok(map)
+    })
 }
 
 /// Render the desired state and plan of every stack as a table.
@@ -157,7 +183,14 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     snap.controller_name = args.controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
     let out = model::build(&snap);
-    let reports = plan_all(&out, &args.cluster_id, |_| None);
+    let observed = if args.cloud.is_set() {
+        observe_all(&args.cloud.deployer(&args.cluster_id)?, &out)?
+    } else {
+        Default::default()
+    };
+    let reports = plan_all(&out, &args.cluster_id, |d| {
+        observed.get(&d.stack).cloned().flatten()
+    });
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     match args.output {

@@ -88,15 +88,15 @@ impl Deployer {
         &self.client
     }
 
-    /// The CLB of a stack: by id (adopted) or by its stack tag (created). Duplicates left by an
-    /// interrupted creation are deleted, keeping the oldest (they carry our tags, so are ours).
+    /// The CLB of a stack: by id (adopted) or by its stack tag (created). Read-only; if an
+    /// interrupted creation left duplicates, all are returned, oldest first.
     #[instrument(level = "debug", skip_all, fields(stack = %desired_stack))]
     pub async fn find(
         &self,
         desired_stack: &str,
         source: &LbSource,
         stack_hash: &str,
-    ) -> Result<Option<LoadBalancer>, DeployError> {
+    ) -> Result<Vec<LoadBalancer>, DeployError> {
         match source {
             LbSource::Existing { id } => {
                 let req = DescribeLoadBalancersRequest {
@@ -108,7 +108,7 @@ impl Deployer {
                     .describe_load_balancers(&req)
                     .await
                     .map_err(cloud(format!("DescribeLoadBalancers {id}")))?;
-                Ok(found.into_iter().next())
+                Ok(found.into_iter().take(1).collect())
             }
             LbSource::Create { .. } => {
                 let mut found = self.find_by_tag(stack_hash).await?;
@@ -117,15 +117,7 @@ impl Deployer {
                         .cmp(&b.create_time)
                         .then(a.load_balancer_id.cmp(&b.load_balancer_id))
                 });
-                if found.len() > 1 {
-                    let extra: Vec<String> = found[1..]
-                        .iter()
-                        .map(|l| l.load_balancer_id.clone())
-                        .collect();
-                    warn!(?extra, "deleting duplicate CLBs of one stack");
-                    self.delete_lbs(&extra).await?;
-                }
-                Ok(found.into_iter().next())
+                Ok(found)
             }
         }
     }
@@ -305,7 +297,17 @@ impl Deployer {
         source: &LbSource,
         stack_hash: &str,
     ) -> Result<Outcome, DeployError> {
-        let lb = self.find(stack_id, source, stack_hash).await?;
+        let found = self.find(stack_id, source, stack_hash).await?;
+        if found.len() > 1 {
+            // Ours by their tags: keep the oldest, delete the rest.
+            let extra: Vec<String> = found[1..]
+                .iter()
+                .map(|l| l.load_balancer_id.clone())
+                .collect();
+            warn!(?extra, "deleting duplicate CLBs of one stack");
+            self.delete_lbs(&extra).await?;
+        }
+        let lb = found.into_iter().next();
         let wants_certs = desired.is_some_and(|d| {
             d.listeners
                 .iter()

@@ -46,6 +46,8 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run everything locally: the CLB emulator, the examples applied, requests through it.
+    Demo(cli::demo::DemoArgs),
     /// Preview the CLB state and the changes that Ingress manifests produce.
     Plan(cli::plan::PlanArgs),
     /// Reconcile Ingress manifests into CLBs once (against Tencent Cloud or the emulator).
@@ -58,6 +60,7 @@ fn main() {
     let cli = Cli::parse();
     init_logging(cli.log.as_deref(), cli.log_format);
     let code = match cli.command {
+        Command::Demo(args) => cli::demo::run(&args),
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),
         Command::Emulator(args) => run_emulator(args),

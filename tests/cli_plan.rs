@@ -117,3 +117,34 @@ fn an_object_of_the_wrong_shape_fails_naming_document_kind_and_name() {
     assert_eq!(code, 2);
     assert!(err.contains("document 1: Service s"), "{err}");
 }
+
+#[test]
+fn the_demo_applies_the_examples_to_the_emulator_and_routes_requests_through_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+        .args([
+            "demo",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+            "--vip-base",
+            "127.77.0.1",
+            "--port-offset",
+            "20000",
+        ])
+        .output()
+        .expect("run demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("CLB lb-"), "{stdout}");
+    // /api/ of shop.example.com goes to the api pod, over HTTP and HTTPS.
+    assert_eq!(
+        stdout.matches("200 -> 10.0.2.20:3000").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(!stdout.contains("error:"), "{stdout}");
+}

@@ -1,4 +1,5 @@
 //! Subcommand implementations behind `main.rs` (which only parses and dispatches).
 pub mod apply;
 pub mod cloud;
+pub mod demo;
 pub mod plan;

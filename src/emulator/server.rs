@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use super::actions::{self, Service};
 use super::config::{Faults, SIGNATURE_MAX_SKEW_SECS, Settings};
 use super::core::{Clock, Core};
-use super::dataplane::{DataPlane, DataPlaneConfig};
+use super::dataplane::{BoundListener, DataPlane, DataPlaneConfig};
 use super::error::{ApiFailure, codes};
 use super::state::State;
 use crate::clb::sign;
@@ -33,7 +33,21 @@ const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// Where the control plane sends the data plane configuration after every change.
 pub trait PlaneSink: Send + Sync + 'static {
-    fn apply(&self, cfg: DataPlaneConfig) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+    /// Apply `cfg`; answers the failures (listeners that could not be served) as text.
+    fn apply(&self, cfg: DataPlaneConfig)
+    -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+
+    /// The listeners being served and the port offset in use; `None` without a data plane.
+    fn report(&self) -> Option<PlaneReport> {
+        None
+    }
+}
+
+/// What a data plane serves, for `GET /_emulator/dataplane`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaneReport {
+    pub port_offset: u16,
+    pub listeners: Vec<BoundListener>,
 }
 
 /// No data plane (API-only runs and tests).
@@ -41,25 +55,54 @@ pub trait PlaneSink: Send + Sync + 'static {
 pub struct NoPlane;
 
 impl PlaneSink for NoPlane {
-    fn apply(&self, _cfg: DataPlaneConfig) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        Box::pin(async {})
+    fn apply(
+        &self,
+        _cfg: DataPlaneConfig,
+    ) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async { Vec::new() })
     }
 }
 
 impl PlaneSink for DataPlane {
-    fn apply(&self, cfg: DataPlaneConfig) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+    fn apply(
+        &self,
+        cfg: DataPlaneConfig,
+    ) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
         Box::pin(async move {
-            if let Err(e) = DataPlane::apply(self, cfg).await {
-                tracing::warn!(error = %e, "data plane could not apply every listener");
+            match DataPlane::apply(self, cfg).await {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "data plane could not apply every listener");
+                    e.failures().iter().map(ToString::to_string).collect()
+                }
             }
         })
     }
+
+    fn report(&self) -> Option<PlaneReport> {
+        Some(PlaneReport {
+            port_offset: self.settings().port_offset,
+            listeners: self.bound_listeners(),
+        })
+    }
+}
+
+/// The last configuration the data plane finished applying.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Generation of that configuration (0 = none applied yet; the initial one is 1).
+    generation: u64,
+    /// Its failures.
+    errors: Vec<String>,
 }
 
 /// Shared state of a running emulator.
 pub struct App {
     core: Mutex<Core>,
-    plane: watch::Sender<DataPlaneConfig>,
+    /// The latest data plane configuration and its generation (counting from 1).
+    plane: watch::Sender<(u64, DataPlaneConfig)>,
+    sink: Arc<dyn PlaneSink>,
+    applied: Arc<Mutex<Applied>>,
     state_file: Option<PathBuf>,
 }
 
@@ -70,7 +113,11 @@ impl App {
 
     /// After a state change: push the data plane config and persist.
     fn publish(&self, core: &Core) {
-        self.plane.send_replace(core.state.to_plane());
+        let cfg = core.state.to_plane();
+        self.plane.send_modify(|(generation, current)| {
+            *generation += 1;
+            *current = cfg;
+        });
         if let Some(path) = &self.state_file
             && let Err(e) = core.state.save(path)
         {
@@ -141,17 +188,22 @@ pub async fn start(
     })?;
     let initial = state.to_plane();
     let state_file = settings.state_file.clone();
-    let (tx, mut rx) = watch::channel(initial);
+    let (tx, mut rx) = watch::channel((1, initial));
+    let applied = Arc::new(Mutex::new(Applied::default()));
     let app = Arc::new(App {
         core: Mutex::new(Core::new(settings, state, clock)),
         plane: tx,
+        sink: plane.clone(),
+        applied: applied.clone(),
         state_file,
     });
     // The data plane follows the latest config; intermediate ones may be skipped.
     tokio::spawn(async move {
         loop {
-            let cfg = rx.borrow_and_update().clone();
-            plane.apply(cfg).await;
+            let (generation, cfg) = rx.borrow_and_update().clone();
+            let errors = plane.apply(cfg).await;
+            *applied.lock().unwrap_or_else(PoisonError::into_inner) =
+                Applied { generation, errors };
             if rx.changed().await.is_err() {
                 break;
             }
@@ -199,6 +251,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_emulator/counters/reset", post(reset_counters))
         .route("/_emulator/state", get(get_state))
         .route("/_emulator/tasks", get(get_tasks))
+        .route("/_emulator/dataplane", get(get_dataplane))
         .route("/_emulator/reset", post(reset))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
@@ -480,7 +533,8 @@ async fn get_settings(AxState(app): AxState<Arc<App>>) -> Response {
     axum::Json(actions::to_value(&app.lock().settings)).into_response()
 }
 
-/// Merge-patch the settings. `listen`, `state_file` and `seed` only take effect at start.
+/// Merge-patch the settings. `listen`, `state_file`, `seed` and `port_offset` only take effect
+/// at start.
 async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
     let patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -497,6 +551,7 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     next.listen = core.settings.listen;
     next.state_file = core.settings.state_file.clone();
     next.seed = core.settings.seed;
+    next.port_offset = core.settings.port_offset;
     if let Err(e) = next.validate() {
         return bad_request(e.to_string());
     }
@@ -583,4 +638,47 @@ async fn reset(AxState(app): AxState<Arc<App>>) -> Response {
     core.reset();
     app.publish(&core);
     axum::Json(json!({ "reset": "all" })).into_response()
+}
+
+/// Where the data plane serves: the port offset, every bound listener, and whether the latest
+/// configuration (`generation`, bumped by every change) has been applied (`applied_generation`,
+/// with the failures of that apply in `errors`).
+async fn get_dataplane(AxState(app): AxState<Arc<App>>) -> Response {
+    let generation = app.plane.borrow().0;
+    let (applied, errors) = {
+        let a = app.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        (a.generation, a.errors.clone())
+    };
+    let Some(report) = app.sink.report() else {
+        return axum::Json(json!({
+            "enabled": false,
+            "generation": generation,
+            "applied_generation": applied,
+            "errors": errors,
+            "listeners": [],
+        }))
+        .into_response();
+    };
+    let listeners: Vec<Value> = report
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "lb_id": l.lb_id,
+                "listener_id": l.listener_id,
+                "port": l.port,
+                "vip": l.addr.ip().to_string(),
+                "addr": l.addr.to_string(),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "enabled": true,
+        "port_offset": report.port_offset,
+        "generation": generation,
+        "applied_generation": applied,
+        "errors": errors,
+        "listeners": listeners,
+    }))
+    .into_response()
 }

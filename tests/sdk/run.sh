@@ -3,19 +3,30 @@
 #
 #   bash tests/sdk/run.sh [pytest args...]
 #
-# Creates venvs under target/ (pinned versions from tests/sdk/requirements*.txt), builds the
-# clb-ingress binary (or uses $CLB_INGRESS_BIN), starts `clb-ingress emulator` on a free
-# loopback port, runs pytest, stops the emulator. Exit code = pytest's.
+# Creates venvs under target/ (or $CLB_SDK_VENV_DIR; pinned versions from
+# tests/sdk/requirements*.txt, PyPI access needed the first time), builds the clb-ingress binary
+# (or uses $CLB_INGRESS_BIN), starts `clb-ingress emulator` on a free loopback port, runs
+# pytest, stops the emulator. Exit code = pytest's. Needs python3 >= 3.10 with the venv module
+# (Debian/Ubuntu: python3-venv) and the openssl command.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-SDK_VENV="$ROOT/target/sdk-venv"
-TCCLI_VENV="$ROOT/target/tccli-venv"
+VENV_DIR="${CLB_SDK_VENV_DIR:-$ROOT/target}"
+SDK_VENV="$VENV_DIR/sdk-venv"
+TCCLI_VENV="$VENV_DIR/tccli-venv"
 PYTHON="${PYTHON:-python3}"
 
+if ! "$PYTHON" -c 'import sys, venv, ensurepip; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "tests/sdk/run.sh: needs $PYTHON >= 3.10 with the venv and ensurepip modules" \
+       "(Debian/Ubuntu: apt-get install python3-venv)" >&2
+  exit 1
+fi
+
 make_venv() { # dir requirements
-  if [ ! -x "$1/bin/python" ]; then
+  # A venv left half-made by an interrupted run (no pip) is made again.
+  if [ ! -x "$1/bin/python" ] || [ ! -x "$1/bin/pip" ]; then
+    rm -rf "$1"
     "$PYTHON" -m venv "$1"
   fi
   "$1/bin/pip" install --disable-pip-version-check -q -r "$2"

@@ -6,6 +6,7 @@
 
 pub mod clb;
 pub mod cli;
+pub mod controller;
 pub mod crd;
 pub mod deploy;
 pub mod emulator;

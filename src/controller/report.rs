@@ -1,0 +1,261 @@
+//! Everything the controller writes to Kubernetes about an Ingress: the finalizer,
+//! `status.loadBalancer`, the machine-readable sync state annotation, and Events.
+//!
+//! Sync state (`clb-ingress.io/sync-state`, JSON): `observedGeneration` (the Ingress generation
+//! last reconciled), `synced` (true when the CLB matches it), `lastSyncTime` (RFC 3339, when a
+//! change was last applied successfully or the Ingress became synced), `reason` and `message`
+//! (the current error or problem, if any), `loadBalancerId`. It is only rewritten when one of
+//! these changes, so a no-op resync writes nothing.
+
+use super::{FIELD_MANAGER, FINALIZER};
+use crate::deploy::{DeployError, Outcome};
+use crate::model::{Effect, Problem, Protocol};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::warn;
+
+/// Annotation holding the per-Ingress sync state.
+pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
+/// Event reporter name.
+pub const REPORTER: &str = "clb-ingress";
+const MAX_NOTE: usize = 1000;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncState {
+    pub observed_generation: Option<i64>,
+    pub synced: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_sync_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_id: Option<String>,
+}
+
+pub struct Reporter {
+    client: Client,
+    recorder: Recorder,
+    identity: String,
+}
+
+fn truncate_note(s: String) -> String {
+    if s.len() <= MAX_NOTE {
+        return s;
+    }
+    let mut end = MAX_NOTE - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+impl Reporter {
+    pub fn new(client: Client, identity: String) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: REPORTER.into(),
+                instance: Some(identity.clone()),
+            },
+        );
+        Self {
+            client,
+            recorder,
+            identity,
+        }
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    fn api(&self, ing: &Ingress) -> Api<Ingress> {
+        Api::namespaced(self.client.clone(), &ing.namespace().unwrap_or_default())
+    }
+
+    async fn set_finalizers(&self, ing: &Ingress, finalizers: Vec<String>) {
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ing.resource_version()}});
+        if let Err(e) = self
+            .api(ing)
+            .patch(&ing.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            warn!(ingress = %ing.name_any(), error = %e, "cannot update finalizers");
+        }
+    }
+
+    pub async fn ensure_finalizer(&self, ing: &Ingress) {
+        if ing.finalizers().iter().any(|f| f == FINALIZER) {
+            return;
+        }
+        let mut f = ing.finalizers().to_vec();
+        f.push(FINALIZER.to_string());
+        self.set_finalizers(ing, f).await;
+    }
+
+    pub async fn remove_finalizer(&self, ing: &Ingress) {
+        if !ing.finalizers().iter().any(|f| f == FINALIZER) {
+            return;
+        }
+        let f = ing
+            .finalizers()
+            .iter()
+            .filter(|f| *f != FINALIZER)
+            .cloned()
+            .collect();
+        self.set_finalizers(ing, f).await;
+    }
+
+    async fn event(&self, ing: &Ingress, type_: EventType, reason: &str, action: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate_note(note)),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &ing.object_ref(&())).await {
+            warn!(ingress = %ing.name_any(), error = %e, "cannot publish Event");
+        }
+    }
+
+    /// Report one reconcile to one Ingress: status address, sync state, Events.
+    pub async fn report(
+        &self,
+        ing: &Ingress,
+        result: &Result<Outcome, DeployError>,
+        ports: &[(Protocol, u16)],
+        problems: &[&Problem],
+        new_warnings: &[&Problem],
+    ) {
+        if ing.metadata.deletion_timestamp.is_some() {
+            return;
+        }
+        for p in new_warnings {
+            self.event(
+                ing,
+                EventType::Warning,
+                p.reason.as_str(),
+                "Sync",
+                format!("{}: {} ({:?})", p.field, p.message, p.effect),
+            )
+            .await;
+        }
+        let previous: SyncState = ing
+            .annotations()
+            .get(ANN_SYNC_STATE)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let parked = problems.iter().find(|p| p.effect == Effect::Parked);
+        let now = jiff::Timestamp::now().to_string();
+        let mut state = SyncState {
+            observed_generation: ing.metadata.generation,
+            ..Default::default()
+        };
+        match result {
+            Ok(o) => {
+                state.load_balancer_id = o.lb_id.clone();
+                state.synced = parked.is_none() && o.conflicts.is_empty();
+                if let Some(p) = parked.or(problems.first()) {
+                    state.reason = Some(p.reason.as_str().to_string());
+                    state.message = Some(truncate_note(format!("{}: {}", p.field, p.message)));
+                } else if let Some(c) = o.conflicts.first() {
+                    state.reason = Some("ListenerPortConflict".into());
+                    state.message = Some(truncate_note(c.clone()));
+                }
+                let applied = o.changes > 0;
+                state.last_sync_time = if applied || (state.synced && !previous.synced) {
+                    Some(now.clone())
+                } else {
+                    previous.last_sync_time.clone()
+                };
+                if applied && parked.is_none() {
+                    self.event(
+                        ing,
+                        EventType::Normal,
+                        "Synced",
+                        "Sync",
+                        format!(
+                            "applied {} change(s) with {} CLB API write call(s) to {}",
+                            o.changes,
+                            o.write_calls,
+                            o.lb_id.as_deref().unwrap_or("the CLB")
+                        ),
+                    )
+                    .await;
+                }
+                for c in &o.conflicts {
+                    if previous.message.as_deref() != Some(c.as_str()) {
+                        self.event(ing, EventType::Warning, "ListenerPortConflict", "Sync", c.clone())
+                            .await;
+                    }
+                }
+                if parked.is_none() && !o.vips.is_empty() {
+                    self.set_address(ing, &o.vips, ports).await;
+                }
+            }
+            Err(e) => {
+                state.synced = false;
+                state.load_balancer_id = previous.load_balancer_id.clone();
+                state.last_sync_time = previous.last_sync_time.clone();
+                state.reason = Some(e.category().to_string());
+                state.message = Some(truncate_note(e.to_string()));
+                if previous.reason != state.reason || previous.message != state.message {
+                    self.event(ing, EventType::Warning, e.category(), "Sync", e.to_string())
+                        .await;
+                }
+            }
+        }
+        if state != previous {
+            let value = serde_json::to_string(&state).unwrap_or_default();
+            let patch = json!({"metadata": {"annotations": {ANN_SYNC_STATE: value}}});
+            if let Err(e) = self
+                .api(ing)
+                .patch(&ing.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Merge(&patch))
+                .await
+            {
+                warn!(ingress = %ing.name_any(), error = %e, "cannot write sync state");
+            }
+        }
+    }
+
+    async fn set_address(&self, ing: &Ingress, vips: &[String], ports: &[(Protocol, u16)]) {
+        let port_status: Vec<serde_json::Value> = ports
+            .iter()
+            .map(|(_, p)| json!({"port": p, "protocol": "TCP"}))
+            .collect();
+        let entries: Vec<serde_json::Value> = vips
+            .iter()
+            .map(|v| {
+                if v.parse::<std::net::IpAddr>().is_ok() {
+                    json!({"ip": v, "ports": port_status})
+                } else {
+                    json!({"hostname": v, "ports": port_status})
+                }
+            })
+            .collect();
+        let want = json!({"ingress": entries});
+        let have = serde_json::to_value(
+            ing.status.as_ref().and_then(|s| s.load_balancer.as_ref()),
+        )
+        .unwrap_or_default();
+        if have == want {
+            return;
+        }
+        let patch = json!({"status": {"loadBalancer": want}});
+        if let Err(e) = self
+            .api(ing)
+            .patch_status(&ing.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            warn!(ingress = %ing.name_any(), error = %e, "cannot write status");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Watchers and reflector stores for the kinds the controller reads. Stores keep slim objects
+//! (no managedFields, no last-applied annotation). Secrets are watched as metadata only; their
+//! data is fetched on demand for the Secrets Ingresses reference.
+
+use super::Dirty;
+use crate::crd::ClbClassParameters;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::warn;
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// All stores, cheap to clone.
+#[derive(Clone)]
+pub struct Stores {
+    pub ingresses: Store<Ingress>,
+    pub classes: Store<IngressClass>,
+    pub params: Store<ClbClassParameters>,
+    pub services: Store<Service>,
+    pub slices: Store<EndpointSlice>,
+    pub nodes: Option<Store<Node>>,
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+impl Stores {
+    /// Wait until every store has its initial listing.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        self.ingresses.wait_until_ready().await?;
+        self.classes.wait_until_ready().await?;
+        self.params.wait_until_ready().await?;
+        self.services.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
+        if let Some(n) = &self.nodes {
+            n.wait_until_ready().await?;
+        }
+        self.secrets.wait_until_ready().await?;
+        Ok(())
+    }
+}
+
+fn slim<K: Resource>(o: &mut K) {
+    let meta = o.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove(LAST_APPLIED);
+    }
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run one reflector; every applied/deleted object becomes a `Dirty` via `to_dirty`.
+fn run<K>(
+    name: &'static str,
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    tx: UnboundedSender<Dirty>,
+    to_dirty: fn(&K) -> Dirty,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = reflector::reflector(writer, stream.modify(slim));
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                    let _ = tx.send(to_dirty(&o));
+                }
+                Ok(watcher::Event::InitDone) => {
+                    let _ = tx.send(Dirty::All);
+                }
+                Ok(_) => {}
+                Err(e) => warn!(kind = name, error = %e, "watch error (retrying)"),
+            }
+        }
+    });
+    reader
+}
+
+fn cfg() -> watcher::Config {
+    watcher::Config::default().any_semantic()
+}
+
+fn backoff<K: Clone + Send + 'static>(
+    s: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static {
+    s.default_backoff()
+}
+
+/// Start every watcher. `namespace` restricts namespaced kinds.
+pub fn start(
+    client: &Client,
+    namespace: Option<&str>,
+    watch_nodes: bool,
+    tx: UnboundedSender<Dirty>,
+) -> Stores {
+    let ingresses = run(
+        "Ingress",
+        backoff(watcher(api::<Ingress>(client, namespace), cfg())),
+        tx.clone(),
+        |o| Dirty::Ingress(o.namespace().unwrap_or_default(), o.name_any()),
+    );
+    let classes = run(
+        "IngressClass",
+        backoff(watcher(Api::<IngressClass>::all(client.clone()), cfg())),
+        tx.clone(),
+        |_| Dirty::All,
+    );
+    let params = run(
+        "ClbClassParameters",
+        backoff(watcher(Api::<ClbClassParameters>::all(client.clone()), cfg())),
+        tx.clone(),
+        |_| Dirty::All,
+    );
+    let services = run(
+        "Service",
+        backoff(watcher(api::<Service>(client, namespace), cfg())),
+        tx.clone(),
+        |o| Dirty::Service(o.namespace().unwrap_or_default(), o.name_any()),
+    );
+    let slices = run(
+        "EndpointSlice",
+        backoff(watcher(api::<EndpointSlice>(client, namespace), cfg())),
+        tx.clone(),
+        |o| {
+            let svc = o
+                .labels()
+                .get(crate::model::build::LABEL_SERVICE_NAME)
+                .cloned()
+                .unwrap_or_default();
+            Dirty::Service(o.namespace().unwrap_or_default(), svc)
+        },
+    );
+    let nodes = watch_nodes.then(|| {
+        run(
+            "Node",
+            backoff(watcher(Api::<Node>::all(client.clone()), cfg())),
+            tx.clone(),
+            |_| Dirty::Nodes,
+        )
+    });
+    let secrets = run(
+        "Secret",
+        backoff(watcher(api::<PartialObjectMeta<Secret>>(client, namespace), cfg())),
+        tx,
+        |o| Dirty::Secret(o.namespace().unwrap_or_default(), o.name_any()),
+    );
+    Stores {
+        ingresses,
+        classes,
+        params,
+        services,
+        slices,
+        nodes,
+        secrets,
+    }
+}

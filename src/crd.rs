@@ -20,6 +20,8 @@ pub const CLASS_PARAMETERS_KIND: &str = "ClbClassParameters";
     kind = "ClbClassParameters",
     plural = "clbclassparameters",
     shortname = "clbparams",
+    doc = "Per-IngressClass settings of clb-ingress (which CLB, how to create it, listeners, \
+           target mode, sharing); referenced from an IngressClass's `spec.parameters`.",
     printcolumn = r#"{"name":"LB","type":"string","jsonPath":".spec.loadBalancerId"}"#,
     printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.targetMode"}"#,
     printcolumn = r#"{"name":"Sharing","type":"string","jsonPath":".spec.sharing"}"#,
@@ -44,11 +46,11 @@ pub struct ClbClassParametersSpec {
     pub sharing: Sharing,
     /// Port of the HTTP listener (default 80).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub http_port: Option<u16>,
     /// Port of the HTTPS listener (default 443), created when an Ingress has `spec.tls`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 65535))]
+    #[schemars(range(min = 1, max = 65535), extend("format" = "int32"))]
     pub https_port: Option<u16>,
     /// Certificate served for hosts without their own `spec.tls` entry (and for unknown SNI).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -61,15 +63,25 @@ pub struct ClbClassParametersSpec {
 /// Creation-only settings of a CLB.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.networkType != 'INTERNAL' || (has(self.vpcId) && has(self.subnetId))",
+    "message": "an INTERNAL CLB needs vpcId and subnetId"
+}]))]
 pub struct CreateSettings {
     /// `OPEN` (public, default) or `INTERNAL` (private; needs `vpcId` and `subnetId`).
     #[serde(default)]
     pub network_type: NetworkType,
+    /// VPC of the CLB (`vpc-xxxxxxxx`); required for `INTERNAL`, optional for `OPEN`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^vpc-[a-z0-9]{8}$"))]
     pub vpc_id: Option<String>,
+    /// Subnet of an `INTERNAL` CLB's VIP (`subnet-xxxxxxxx`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^subnet-[a-z0-9]{8}$"))]
     pub subnet_id: Option<String>,
+    /// Tencent Cloud project of the CLB (0 or absent: the default project).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
     pub project_id: Option<i64>,
     /// Maximum outbound bandwidth in Mbps (public CLBs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +89,7 @@ pub struct CreateSettings {
     pub bandwidth_mbps: Option<i64>,
     /// Extra tags put on the CLB at creation (at most 17: three are clb-ingress's own).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 17))]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -117,13 +130,22 @@ pub enum Sharing {
 }
 
 /// A certificate: an uploaded Tencent Cloud certificate id, or a Secret (kubernetes.io/tls PEM,
-/// or Opaque with `qcloud_cert_id`).
+/// or Opaque with `qcloud_cert_id`). Exactly one of the two is set.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.certId) != has(self.secret)",
+    "message": "set exactly one of certId or secret"
+}]))]
 pub struct CertificateRef {
+    /// Id of a certificate already uploaded to Tencent Cloud SSL Certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
     pub cert_id: Option<String>,
     /// `namespace/name` of a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-.a-z0-9]*[a-z0-9])?$"
+    ))]
     pub secret: Option<String>,
 }

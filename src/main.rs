@@ -54,6 +54,8 @@ enum Command {
     Apply(cli::apply::ApplyArgs),
     /// Run the local CLB emulator (API 3.0 server and loopback data plane).
     Emulator(clb_ingress::emulator::cli::EmulatorArgs),
+    /// Print the CustomResourceDefinition YAML of the project's custom resources.
+    Crd(cli::crd::CrdArgs),
 }
 
 fn main() {
@@ -64,6 +66,7 @@ fn main() {
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),
         Command::Emulator(args) => run_emulator(args),
+        Command::Crd(args) => cli::crd::run(&args),
     };
     match code {
         Ok(code) => std::process::exit(code),

@@ -16,3 +16,4 @@ pub mod matching;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod testapi;

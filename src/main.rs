@@ -54,6 +54,9 @@ enum Command {
     Apply(cli::apply::ApplyArgs),
     /// Run the local CLB emulator (API 3.0 server and loopback data plane).
     Emulator(clb_ingress::emulator::cli::EmulatorArgs),
+    /// Run the in-repo TEST Kubernetes API server (test support only).
+    #[command(hide = true)]
+    TestApiserver(clb_ingress::testapi::cli::TestApiArgs),
     /// Print the CustomResourceDefinition YAML of the project's custom resources.
     Crd(cli::crd::CrdArgs),
 }
@@ -66,6 +69,7 @@ fn main() {
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),
         Command::Emulator(args) => run_emulator(args),
+        Command::TestApiserver(args) => clb_ingress::testapi::cli::run_blocking(args),
         Command::Crd(args) => cli::crd::run(&args),
     };
     match code {

@@ -46,6 +46,8 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the controller: watch Kubernetes and keep CLBs in sync (the default in the image).
+    Run(Box<clb_ingress::controller::RunArgs>),
     /// Run everything locally: the CLB emulator, the examples applied, requests through it.
     Demo(cli::demo::DemoArgs),
     /// Preview the CLB state and the changes that Ingress manifests produce.
@@ -65,6 +67,7 @@ fn main() {
     let cli = Cli::parse();
     init_logging(cli.log.as_deref(), cli.log_format);
     let code = match cli.command {
+        Command::Run(args) => cli::run::run(*args),
         Command::Demo(args) => cli::demo::run(&args),
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),

@@ -29,6 +29,14 @@ impl CloudArgs {
     /// Build a client. Without credentials, a loopback endpoint (the local emulator) gets the
     /// emulator's documented test credentials; anything else is an error.
     pub fn client(&self) -> anyhow::Result<ClbClient> {
+        self.client_observed(None)
+    }
+
+    /// Like `client`, reporting every call to `observer` (metrics).
+    pub fn client_observed(
+        &self,
+        observer: Option<std::sync::Arc<dyn crate::clb::observe::ClbObserver>>,
+    ) -> anyhow::Result<ClbClient> {
         let raw = self.endpoint.as_deref().unwrap_or("region");
         let endpoint = match raw {
             "nearest" => Endpoint::Nearest {
@@ -58,10 +66,11 @@ impl CloudArgs {
                 .load()
                 .context("Tencent Cloud credentials (--secret-id/--secret-key, TENCENTCLOUD_SECRET_ID/KEY or --credentials-file)")?
         };
-        Ok(ClbClient::new(
-            ClientConfig::new(&self.region, endpoint),
-            creds,
-        )?)
+        let mut b = ClbClient::builder(ClientConfig::new(&self.region, endpoint), creds);
+        if let Some(o) = observer {
+            b = b.observer(o);
+        }
+        Ok(b.build()?)
     }
 
     pub fn deployer(&self, cluster_id: &str) -> anyhow::Result<Deployer> {

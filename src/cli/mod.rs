@@ -4,3 +4,4 @@ pub mod cloud;
 pub mod crd;
 pub mod demo;
 pub mod plan;
+pub mod run;

@@ -165,7 +165,10 @@ fn fingerprint(ing: &Ingress) -> String {
     format!(
         "{:?}|{:?}|{:?}|{:?}|{}",
         ing.metadata.generation,
-        ing.metadata.deletion_timestamp.as_ref().map(|t| t.0.to_string()),
+        ing.metadata
+            .deletion_timestamp
+            .as_ref()
+            .map(|t| t.0.to_string()),
         ing.finalizers().iter().any(|f| f == FINALIZER),
         anns,
         serde_json::to_string(&ing.spec).unwrap_or_default()
@@ -309,9 +312,10 @@ impl Controller {
         let mut out = Vec::new();
         let mut mem = self.memory.lock().await;
         for (ns, name) in wanted {
-            let meta = self.stores.secrets.get(
-                &kube::runtime::reflector::ObjectRef::new(&name).within(&ns),
-            );
+            let meta = self
+                .stores
+                .secrets
+                .get(&kube::runtime::reflector::ObjectRef::new(&name).within(&ns));
             let Some(meta) = meta else { continue };
             let rv = meta.resource_version().unwrap_or_default();
             let key = (ns.clone(), name.clone());
@@ -321,7 +325,10 @@ impl Controller {
                 out.push(s.clone());
                 continue;
             }
-            match Api::<Secret>::namespaced(self.client.clone(), &ns).get_opt(&name).await {
+            match Api::<Secret>::namespaced(self.client.clone(), &ns)
+                .get_opt(&name)
+                .await
+            {
                 Ok(Some(s)) => {
                     mem.secrets.insert(key, (rv, s.clone()));
                     out.push(s);
@@ -364,7 +371,9 @@ impl Controller {
                     }
                     if let Some(s) = mem.ingress_stack.get(&key) {
                         out.insert(s.clone());
-                    } else if let Some(ing) = current.filter(|i| i.metadata.deletion_timestamp.is_some()) {
+                    } else if let Some(ing) =
+                        current.filter(|i| i.metadata.deletion_timestamp.is_some())
+                    {
                         // Deleted while we had no memory of it: find its stack from itself.
                         if let Some(s) = self.stack_of_deleted(&ing) {
                             out.insert(s);
@@ -402,8 +411,20 @@ impl Controller {
     fn stack_of_deleted(&self, ing: &Ingress) -> Option<StackId> {
         let mut snap = Snapshot::new(&self.args.cluster_id);
         snap.controller_name = self.args.controller_name.clone();
-        snap.ingress_classes = self.stores.classes.state().iter().map(|c| (**c).clone()).collect();
-        snap.class_params = self.stores.params.state().iter().map(|c| (**c).clone()).collect();
+        snap.ingress_classes = self
+            .stores
+            .classes
+            .state()
+            .iter()
+            .map(|c| (**c).clone())
+            .collect();
+        snap.class_params = self
+            .stores
+            .params
+            .state()
+            .iter()
+            .map(|c| (**c).clone())
+            .collect();
         let mut i = ing.clone();
         i.metadata.deletion_timestamp = None;
         snap.ingresses = vec![i];
@@ -512,7 +533,14 @@ impl Controller {
     async fn reconcile_stack(&self, index: &Index<'_>, id: &StackId) -> Vec<model::Problem> {
         let started = Instant::now();
         let (desired, problems) = index.build_stack(id);
-        let memo = self.memory.lock().await.stacks.get(id).cloned().unwrap_or_default();
+        let memo = self
+            .memory
+            .lock()
+            .await
+            .stacks
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
         let hash = desired
             .as_ref()
             .and_then(|d| stack_tag(&d.tags).map(str::to_string))
@@ -559,7 +587,10 @@ impl Controller {
         for p in &problems {
             if p.object.kind == "Ingress" {
                 by_ingress
-                    .entry((p.object.namespace.clone().unwrap_or_default(), p.object.name.clone()))
+                    .entry((
+                        p.object.namespace.clone().unwrap_or_default(),
+                        p.object.name.clone(),
+                    ))
                     .or_default()
                     .push(p);
             }
@@ -572,12 +603,19 @@ impl Controller {
                 .find(|m| m.ingress.namespace.as_deref() == Some(ns) && m.ingress.name == *name)
                 .map(|m| m.ports.clone())
                 .unwrap_or_default();
-            let mine = by_ingress.get(&(ns.clone(), name.clone())).cloned().unwrap_or_default();
+            let mine = by_ingress
+                .get(&(ns.clone(), name.clone()))
+                .cloned()
+                .unwrap_or_default();
             let new_warnings: Vec<&model::Problem> = {
                 let mut mem = self.memory.lock().await;
                 let seen = mem.warned.entry((ns.clone(), name.clone())).or_default();
                 let now: BTreeSet<String> = mine.iter().map(|p| p.to_string()).collect();
-                let fresh = mine.iter().filter(|p| !seen.contains(&p.to_string())).copied().collect();
+                let fresh = mine
+                    .iter()
+                    .filter(|p| !seen.contains(&p.to_string()))
+                    .copied()
+                    .collect();
                 *seen = now;
                 fresh
             };
@@ -589,12 +627,16 @@ impl Controller {
         if ok {
             for (ns, name) in memo.members.difference(&members) {
                 if let Some(ing) = find(ns, name)
-                    && (ing.metadata.deletion_timestamp.is_some() || index.stack_of(ns, name).is_none())
+                    && (ing.metadata.deletion_timestamp.is_some()
+                        || index.stack_of(ns, name).is_none())
                 {
                     self.reporter.remove_finalizer(&ing).await;
                 }
             }
-            for ing in ingresses.iter().filter(|i| i.metadata.deletion_timestamp.is_some()) {
+            for ing in ingresses
+                .iter()
+                .filter(|i| i.metadata.deletion_timestamp.is_some())
+            {
                 if self.stack_of_deleted(ing).as_ref() == Some(id) {
                     self.reporter.remove_finalizer(ing).await;
                 }
@@ -659,16 +701,20 @@ impl Controller {
         } else {
             debug!("reconciled");
         }
-        self.hooks
-            .reconciled(id, ok, started.elapsed(), pending);
+        self.hooks.reconciled(id, ok, started.elapsed(), pending);
         problems
     }
 }
 
 /// Run the controller until SIGTERM/Ctrl-C.
-pub async fn run(args: RunArgs, hooks: Arc<dyn Hooks>, ready: Arc<dyn Fn(bool) + Send + Sync>) -> anyhow::Result<()> {
+pub async fn run(
+    args: RunArgs,
+    clb: crate::clb::ClbClient,
+    hooks: Arc<dyn Hooks>,
+    ready: Arc<dyn Fn(bool) + Send + Sync>,
+) -> anyhow::Result<()> {
     let client = kube_client(args.kubeconfig.as_deref()).await?;
-    let deployer = args.cloud.deployer(&args.cluster_id)?;
+    let deployer = Deployer::new(clb, args.cluster_id.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctl = Controller::new(client.clone(), deployer, args.clone(), tx, hooks.clone()).await?;
     let shutdown = shutdown_signal();
@@ -676,19 +722,23 @@ pub async fn run(args: RunArgs, hooks: Arc<dyn Hooks>, ready: Arc<dyn Fn(bool) +
 
     // Leadership: without election we are always the leader.
     let (leader_rx, _lease_task) = if args.leader_elect {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.leader_election_name)
-            .with_namespace(&args.leader_election_namespace)
-            .with_identity(ctl.identity())
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await?;
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(
+            client.clone(),
+            &args.leader_election_name,
+        )
+        .with_namespace(&args.leader_election_namespace)
+        .with_identity(ctl.identity())
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await?;
         let (rx, task) = manager.watch().await;
         (Some(rx), Some(task))
     } else {
         (None, None)
     };
-    let is_leader = |rx: &Option<tokio::sync::watch::Receiver<bool>>| rx.as_ref().is_none_or(|r| *r.borrow());
+    let is_leader =
+        |rx: &Option<tokio::sync::watch::Receiver<bool>>| rx.as_ref().is_none_or(|r| *r.borrow());
 
     tokio::select! {
         r = ctl.wait_ready() => r?,

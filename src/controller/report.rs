@@ -84,7 +84,11 @@ impl Reporter {
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ing.resource_version()}});
         if let Err(e) = self
             .api(ing)
-            .patch(&ing.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch(
+                &ing.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             warn!(ingress = %ing.name_any(), error = %e, "cannot update finalizers");
@@ -113,7 +117,14 @@ impl Reporter {
         self.set_finalizers(ing, f).await;
     }
 
-    async fn event(&self, ing: &Ingress, type_: EventType, reason: &str, action: &str, note: String) {
+    async fn event(
+        &self,
+        ing: &Ingress,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_,
             reason: reason.to_string(),
@@ -193,8 +204,14 @@ impl Reporter {
                 }
                 for c in &o.conflicts {
                     if previous.message.as_deref() != Some(c.as_str()) {
-                        self.event(ing, EventType::Warning, "ListenerPortConflict", "Sync", c.clone())
-                            .await;
+                        self.event(
+                            ing,
+                            EventType::Warning,
+                            "ListenerPortConflict",
+                            "Sync",
+                            c.clone(),
+                        )
+                        .await;
                     }
                 }
                 if parked.is_none() && !o.vips.is_empty() {
@@ -218,7 +235,11 @@ impl Reporter {
             let patch = json!({"metadata": {"annotations": {ANN_SYNC_STATE: value}}});
             if let Err(e) = self
                 .api(ing)
-                .patch(&ing.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Merge(&patch))
+                .patch(
+                    &ing.name_any(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Merge(&patch),
+                )
                 .await
             {
                 warn!(ingress = %ing.name_any(), error = %e, "cannot write sync state");
@@ -242,17 +263,19 @@ impl Reporter {
             })
             .collect();
         let want = json!({"ingress": entries});
-        let have = serde_json::to_value(
-            ing.status.as_ref().and_then(|s| s.load_balancer.as_ref()),
-        )
-        .unwrap_or_default();
+        let have = serde_json::to_value(ing.status.as_ref().and_then(|s| s.load_balancer.as_ref()))
+            .unwrap_or_default();
         if have == want {
             return;
         }
         let patch = json!({"status": {"loadBalancer": want}});
         if let Err(e) = self
             .api(ing)
-            .patch_status(&ing.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(
+                &ing.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
             .await
         {
             warn!(ingress = %ing.name_any(), error = %e, "cannot write status");

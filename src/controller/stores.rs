@@ -128,7 +128,10 @@ pub fn start(
     );
     let params = run(
         "ClbClassParameters",
-        backoff(watcher(Api::<ClbClassParameters>::all(client.clone()), cfg())),
+        backoff(watcher(
+            Api::<ClbClassParameters>::all(client.clone()),
+            cfg(),
+        )),
         tx.clone(),
         |_| Dirty::All,
     );
@@ -161,7 +164,10 @@ pub fn start(
     });
     let secrets = run(
         "Secret",
-        backoff(watcher(api::<PartialObjectMeta<Secret>>(client, namespace), cfg())),
+        backoff(watcher(
+            api::<PartialObjectMeta<Secret>>(client, namespace),
+            cfg(),
+        )),
         tx,
         |o| Dirty::Secret(o.namespace().unwrap_or_default(), o.name_any()),
     );

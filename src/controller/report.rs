@@ -7,7 +7,7 @@
 //! (the current error or problem, if any), `loadBalancerId`. It is only rewritten when one of
 //! these changes, so a no-op resync writes nothing.
 
-use super::{FIELD_MANAGER, FINALIZER};
+use super::FINALIZER;
 use crate::deploy::{DeployError, Outcome};
 use crate::model::{Effect, Problem, Protocol};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -237,7 +237,7 @@ impl Reporter {
                 .api(ing)
                 .patch(
                     &ing.name_any(),
-                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &PatchParams::default(),
                     &Patch::Merge(&patch),
                 )
                 .await

@@ -207,6 +207,9 @@ pub fn builtins() -> Vec<ResourceDef> {
         if r.plural == "endpoints" {
             r.singular = "endpoints".into();
         }
+        if matches!(r.plural.as_str(), "services" | "pods") {
+            r.categories = vec!["all".into()];
+        }
     }
     all
 }

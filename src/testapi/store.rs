@@ -678,6 +678,9 @@ impl Store {
             }
         }
         kinds::normalize(def, &mut stored, None, &mut st.alloc);
+        if def.group == "networking.k8s.io" && def.plural == "ingresses" {
+            default_ingress_class(st, &mut stored);
+        }
         if opts.dry_run {
             return Ok(kinds::to_view(def, &stored));
         }
@@ -1004,6 +1007,44 @@ impl ApiError {
     fn about_namespace(mut self, namespace: &str) -> Self {
         self.details = json!({"name": namespace, "kind": "namespaces"});
         self
+    }
+}
+
+/// The `DefaultIngressClass` admission plugin (enabled by default in kube-apiserver): an
+/// Ingress created without `spec.ingressClassName` (and without the legacy
+/// `kubernetes.io/ingress.class` annotation) gets the default IngressClass, the newest one if
+/// several are marked default.
+fn default_ingress_class(st: &State, ingress: &mut Value) {
+    if ingress.pointer("/spec/ingressClassName").is_some()
+        || ingress
+            .pointer("/metadata/annotations/kubernetes.io~1ingress.class")
+            .is_some()
+    {
+        return;
+    }
+    let default = st
+        .objects
+        .iter()
+        .filter(|(k, _)| k.group == "networking.k8s.io" && k.plural == "ingressclasses")
+        .map(|(_, v)| v)
+        .filter(|c| {
+            c.pointer("/metadata/annotations/ingressclass.kubernetes.io~1is-default-class")
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+        .max_by_key(|c| {
+            (
+                meta_str(c, "creationTimestamp").unwrap_or("").to_string(),
+                meta_str(c, "resourceVersion")
+                    .and_then(|r| r.parse::<u64>().ok())
+                    .unwrap_or(0),
+            )
+        });
+    if let Some(name) = default.and_then(|c| meta_str(c, "name")) {
+        if !ingress["spec"].is_object() {
+            ingress["spec"] = json!({});
+        }
+        ingress["spec"]["ingressClassName"] = json!(name);
     }
 }
 

@@ -253,7 +253,7 @@ impl Controller {
     }
 
     /// Build a snapshot from the stores; Secrets referenced by Ingresses are read on demand.
-    async fn snapshot(&self) -> Snapshot {
+    async fn snapshot(&self, ingresses: &[Arc<Ingress>]) -> Snapshot {
         let mut snap = Snapshot::new(&self.args.cluster_id);
         snap.controller_name = self.args.controller_name.clone();
         snap.ingress_classes = clone_all(self.stores.classes.state());
@@ -262,13 +262,10 @@ impl Controller {
                 .retain(|c| c.metadata.name.as_deref() == Some(only.as_str()));
         }
         snap.class_params = clone_all(self.stores.params.state());
-        snap.ingresses = self
-            .stores
-            .ingresses
-            .state()
-            .into_iter()
+        snap.ingresses = ingresses
+            .iter()
             .filter(|i| i.metadata.deletion_timestamp.is_none())
-            .map(|i| (*i).clone())
+            .map(|i| (**i).clone())
             .collect();
         snap.services = clone_all(self.stores.services.state());
         snap.endpoint_slices = clone_all(self.stores.slices.state());
@@ -434,9 +431,14 @@ impl Controller {
     /// Reconcile the given stacks (all of them, plus pruning, when `full`).
     #[instrument(level = "debug", skip_all, fields(full, n = dirty.len()))]
     pub async fn process(&self, dirty: BTreeSet<Dirty>, full: bool) {
-        let snap = self.snapshot().await;
+        debug!(?dirty, full, "processing");
+        // One view of the Ingresses for the whole pass: finalizers are only released for what
+        // this pass has seen deleted (a deletion after this point gets its own pass).
+        let seen = self.stores.ingresses.state();
+        let snap = self.snapshot(&seen).await;
         let index = Index::new(&snap);
         let mut stacks = self.affected(&dirty, &index).await;
+        debug!(?stacks, "affected stacks");
         if full {
             stacks.extend(index.stack_ids().cloned());
         }
@@ -448,8 +450,9 @@ impl Controller {
         let results: Vec<(StackId, Vec<model::Problem>)> = futures::stream::iter(stacks)
             .map(|id| {
                 let index = &index;
+                let seen = &seen;
                 async move {
-                    let p = self.reconcile_stack(index, &id).await;
+                    let p = self.reconcile_stack(index, &id, &seen).await;
                     (id, p)
                 }
             })
@@ -464,9 +467,11 @@ impl Controller {
         if full {
             self.hooks.problems(&problems);
             self.prune(&index).await;
-            self.release_unmanaged(&index).await;
+            debug!("pruned");
+            self.release_unmanaged(&index, &seen).await;
         }
         self.hooks.queue_depth(0);
+        debug!("processed");
     }
 
     /// Delete CLBs clb-ingress created for this cluster whose stack no longer exists.
@@ -508,8 +513,8 @@ impl Controller {
 
     /// Remove our finalizer from Ingresses we no longer manage (deleted or moved to another
     /// class) once their stacks have been reconciled.
-    async fn release_unmanaged(&self, index: &Index<'_>) {
-        for ing in self.stores.ingresses.state() {
+    async fn release_unmanaged(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
+        for ing in seen {
             let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
             let managed =
                 ing.metadata.deletion_timestamp.is_none() && index.stack_of(&ns, &name).is_some();
@@ -522,7 +527,7 @@ impl Controller {
                     .is_some_and(|m| m.failures > 0);
                 drop(mem);
                 if !pending {
-                    self.reporter.remove_finalizer(&ing).await;
+                    self.reporter.remove_finalizer(ing).await;
                 }
             }
         }
@@ -530,7 +535,12 @@ impl Controller {
 
     /// Reconcile one stack; returns its Problems.
     #[instrument(level = "info", skip_all, fields(stack = %id))]
-    async fn reconcile_stack(&self, index: &Index<'_>, id: &StackId) -> Vec<model::Problem> {
+    async fn reconcile_stack(
+        &self,
+        index: &Index<'_>,
+        id: &StackId,
+        seen: &[Arc<Ingress>],
+    ) -> Vec<model::Problem> {
         let started = Instant::now();
         let (desired, problems) = index.build_stack(id);
         let memo = self
@@ -550,7 +560,7 @@ impl Controller {
             .map(|d| d.source.clone())
             .or(memo.source.clone())
             .unwrap_or_else(|| source_from_stack_id(id));
-        let ingresses = self.stores.ingresses.state();
+        let ingresses = seen;
         let find = |ns: &str, name: &str| {
             ingresses
                 .iter()

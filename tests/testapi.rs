@@ -763,3 +763,122 @@ fn class_parameters_crd() -> Value {
         },
     })
 }
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_resource_version_gets_a_410_expired_error_event() {
+    let srv = testapi::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        testapi::Options { history: 2 },
+    )
+    .await
+    .unwrap();
+    let api: Api<Ingress> = Api::namespaced(srv.client().unwrap(), "default");
+    let rv = srv.resource_version();
+    for name in ["a", "b", "c"] {
+        api.create(&PostParams::default(), &ingress(name))
+            .await
+            .unwrap();
+    }
+    let url = format!(
+        "{}/apis/networking.k8s.io/v1/ingresses?watch=true&resourceVersion={rv}&timeoutSeconds=1",
+        srv.url()
+    );
+    let resp = reqwest::get(&url).await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "like the real server, the error comes in the stream"
+    );
+    let body = resp.text().await.unwrap();
+    let ev: Value = serde_json::from_str(body.lines().next().unwrap()).unwrap();
+    assert_eq!(ev["type"], "ERROR");
+    assert_eq!(ev["object"]["code"], 410);
+    assert_eq!(ev["object"]["reason"], "Expired");
+    let recent = srv.resource_version() - 1;
+    let url = format!(
+        "{}/apis/networking.k8s.io/v1/ingresses?watch=true&resourceVersion={recent}&timeoutSeconds=1",
+        srv.url()
+    );
+    let body = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(body.contains("\"ADDED\""), "{body}");
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn server_side_apply_reports_conflicts_on_fields_another_manager_owns() {
+    let srv = server().await;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(srv.client().unwrap(), "default");
+    let holder = |who: &str| {
+        Patch::Apply(json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "leader"},
+            "spec": {"holderIdentity": who, "leaseDurationSeconds": 15},
+        }))
+    };
+    api.patch("leader", &PatchParams::apply("mgr-a"), &holder("a"))
+        .await
+        .unwrap();
+    // Another manager changing a field mgr-a owns: conflict.
+    let err = api
+        .patch("leader", &PatchParams::apply("mgr-b"), &holder("b"))
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), Some(409), "{err}");
+    assert!(err.to_string().contains(".spec.holderIdentity"), "{err}");
+    // A non-apply write that removes the field releases it; then b may apply.
+    api.patch(
+        "leader",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"holderIdentity": null}})),
+    )
+    .await
+    .unwrap();
+    api.patch("leader", &PatchParams::apply("mgr-b"), &holder("b"))
+        .await
+        .unwrap();
+    let forced = api
+        .patch("leader", &PatchParams::apply("mgr-a").force(), &holder("a"))
+        .await
+        .unwrap();
+    assert_eq!(forced.spec.unwrap().holder_identity.as_deref(), Some("a"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_lease_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() {
+    let srv = server().await;
+    let client = srv.client().unwrap();
+    let manager = |id: &str| {
+        kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "clb-ingress-leader")
+            .with_namespace("default")
+            .with_identity(id)
+            .with_duration(2)
+            .with_grace(1)
+            .build()
+    };
+    let (rx_a, task_a) = manager("a").await.unwrap().watch().await;
+    let (rx_b, task_b) = manager("b").await.unwrap().watch().await;
+    let leaders = |a: &tokio::sync::watch::Receiver<bool>,
+                   b: &tokio::sync::watch::Receiver<bool>| {
+        (*a.borrow(), *b.borrow())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while leaders(&rx_a, &rx_b) == (false, false) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (a, b) = leaders(&rx_a, &rx_b);
+    assert!(a ^ b, "exactly one leader, got a={a} b={b}");
+    let (leader_task, follower_rx) = if a { (task_a, rx_b) } else { (task_b, rx_a) };
+    leader_task.abort();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while !*follower_rx.borrow() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        *follower_rx.borrow(),
+        "the follower takes over the expired lease"
+    );
+    srv.stop().await;
+}

@@ -42,8 +42,29 @@ pub struct Running {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Settings of a test API server.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Changes kept for watches resuming from a resourceVersion; a watch from an older
+    /// version gets a `410 Expired` ERROR event (a small value lets tests provoke relists).
+    pub history: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            history: store::DEFAULT_HISTORY,
+        }
+    }
+}
+
 /// Start serving on `listen` (a loopback address; port 0 picks a free port).
 pub async fn start(listen: SocketAddr) -> std::io::Result<Running> {
+    start_with(listen, Options::default()).await
+}
+
+/// [`start`] with [`Options`].
+pub async fn start_with(listen: SocketAddr, options: Options) -> std::io::Result<Running> {
     if !listen.ip().is_loopback() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -52,7 +73,7 @@ pub async fn start(listen: SocketAddr) -> std::io::Result<Running> {
     }
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let store = store::Store::new();
+    let store = store::Store::new(options.history);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let app = Arc::new(server::App {
         store: store.clone(),

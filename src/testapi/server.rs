@@ -3,7 +3,9 @@
 
 use super::resources::{self, ResourceDef};
 use super::selector::{FieldSelector, LabelSelector};
-use super::store::{ApiError, AuditEntry, Filter, PatchKind, Store, WriteOptions, bookmark};
+use super::store::{
+    ApiError, AuditEntry, Filter, PatchKind, Store, WatchStart, WriteOptions, bookmark,
+};
 use super::table;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, Request, State};
@@ -117,6 +119,7 @@ fn write_options(q: &HashMap<String, String>) -> WriteOptions {
     WriteOptions {
         dry_run: q.get("dryRun").is_some_and(|v| v == "All"),
         field_manager: q.get("fieldManager").cloned(),
+        default_manager: String::new(),
         force: q_bool(q, "force"),
     }
 }
@@ -266,7 +269,25 @@ fn resource_request(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
-    let opts = write_options(q);
+    let mut opts = write_options(q);
+    // Like the real server: non-apply writes without a fieldManager are recorded under a
+    // manager named after the client's user agent.
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    opts.default_manager = ua.split('/').next().unwrap_or("").trim().to_string();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the test API server reads JSON and YAML bodies only, not {content_type} \
+             (kubectl's 'create <kind>' generators send protobuf; use 'kubectl apply -f' or \
+             'kubectl create -f')"
+        )));
+    }
     match verb {
         "get" => {
             let obj = store.get(def, &ns, &name)?;
@@ -308,7 +329,7 @@ fn resource_request(
                 labels,
                 fields,
             };
-            Ok(Reply::Watch(watch_response(app, filter, q)))
+            Ok(Reply::Watch(watch_response(app, filter, q, wants_table)))
         }
         "create" => {
             if t.name.is_some() {
@@ -414,7 +435,12 @@ fn line(v: &Value) -> Result<Bytes, Infallible> {
     Ok(Bytes::from(bytes))
 }
 
-fn watch_response(app: &Arc<App>, filter: Filter, q: &HashMap<String, String>) -> Response {
+fn watch_response(
+    app: &Arc<App>,
+    filter: Filter,
+    q: &HashMap<String, String>,
+    wants_table: bool,
+) -> Response {
     let rv = q.get("resourceVersion").cloned().unwrap_or_default();
     let initial = q_bool(q, "sendInitialEvents");
     let bookmarks = q_bool(q, "allowWatchBookmarks");
@@ -435,13 +461,25 @@ fn watch_response(app: &Arc<App>, filter: Filter, q: &HashMap<String, String>) -
                 return;
             }
         };
-        for ev in &start.backlog {
-            if tx.send(line(ev)).await.is_err() {
+        let shape = |mut ev: Value| {
+            if wants_table && ev["type"] != "BOOKMARK" && ev["type"] != "ERROR" {
+                let obj = ev["object"].take();
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                ev["object"] = table::table(&filter.def, &[obj], rv);
+            }
+            ev
+        };
+        let WatchStart { backlog, live, rv } = start;
+        for ev in backlog {
+            if tx.send(line(&shape(ev))).await.is_err() {
                 return;
             }
         }
-        let mut live = start.live;
-        let mut seen = start.rv;
+        let mut live = live;
+        let mut seen = rv;
         let deadline = tokio::time::Instant::now() + timeout;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let mut last_bookmark = tokio::time::Instant::now();
@@ -456,7 +494,7 @@ fn watch_response(app: &Arc<App>, filter: Filter, q: &HashMap<String, String>) -
                         }
                         seen = change.rv;
                         if let Some(ev) = filter.event_for(&change)
-                            && tx.send(line(&ev)).await.is_err()
+                            && tx.send(line(&shape(ev))).await.is_err()
                         {
                             break;
                         }

@@ -12,9 +12,9 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::broadcast;
 
-/// How many changes are kept for watches that resume from a resourceVersion; older versions
-/// get `410 Gone` (`Expired`).
-const HISTORY: usize = 10_000;
+/// How many changes are kept by default for watches that resume from a resourceVersion;
+/// older versions get `410 Gone` (`Expired`).
+pub const DEFAULT_HISTORY: usize = 10_000;
 
 /// The current time as the API server writes timestamps (RFC 3339, whole seconds, UTC).
 pub fn now_rfc3339() -> String {
@@ -98,6 +98,34 @@ impl ApiError {
 
     pub fn method_not_allowed(message: impl Into<String>) -> Self {
         Self::with(405, "MethodNotAllowed", message.into())
+    }
+
+    /// Server-side apply conflicts: `(field, manager)` pairs.
+    pub fn apply_conflict(def: &ResourceDef, name: &str, conflicts: &[(String, String)]) -> Self {
+        let list: Vec<String> = conflicts
+            .iter()
+            .map(|(f, m)| format!("conflict with \"{m}\": {f}"))
+            .collect();
+        let causes: Vec<Value> = conflicts
+            .iter()
+            .map(|(f, m)| {
+                json!({"reason": "FieldManagerConflict",
+                    "message": format!("conflict with \"{m}\""), "field": f})
+            })
+            .collect();
+        let mut e = Self::with(
+            409,
+            "Conflict",
+            format!(
+                "Apply failed with {} conflict{}: {}",
+                conflicts.len(),
+                if conflicts.len() == 1 { "" } else { "s" },
+                list.join(", ")
+            ),
+        )
+        .about(def, name);
+        e.details["causes"] = json!(causes);
+        e
     }
 
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
@@ -276,6 +304,8 @@ pub enum PatchKind {
 pub struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
+    /// Manager recorded for non-apply writes without `fieldManager` (from the user agent).
+    pub default_manager: String,
     pub force: bool,
 }
 
@@ -285,7 +315,10 @@ struct State {
     history: VecDeque<Arc<Change>>,
     /// Highest resourceVersion no longer in `history`.
     compacted: u64,
+    history_limit: usize,
     applied: HashMap<(Key, String, bool), Value>,
+    /// Field ownership for server-side apply conflicts: leaf JSON pointer -> manager.
+    owners: HashMap<Key, BTreeMap<String, String>>,
     alloc: Allocator,
     builtins: Vec<ResourceDef>,
     custom: Vec<ResourceDef>,
@@ -345,16 +378,20 @@ fn spec_part(obj: &Value) -> Value {
 }
 
 impl Store {
-    /// A store with the built-in kinds and the usual namespaces.
-    pub fn new() -> Arc<Self> {
-        let (tx, _) = broadcast::channel(HISTORY);
+    /// A store with the built-in kinds and the usual namespaces, keeping `history` changes
+    /// for watches that resume from a resourceVersion (at least 1).
+    pub fn new(history: usize) -> Arc<Self> {
+        let history = history.max(1);
+        let (tx, _) = broadcast::channel(history);
         let store = Arc::new(Self {
             state: Mutex::new(State {
                 rv: 0,
                 objects: BTreeMap::new(),
                 history: VecDeque::new(),
                 compacted: 0,
+                history_limit: history,
                 applied: HashMap::new(),
+                owners: HashMap::new(),
                 alloc: Allocator::default(),
                 builtins: resources::builtins(),
                 custom: Vec::new(),
@@ -439,6 +476,7 @@ impl Store {
             ChangeType::Deleted => {
                 st.objects.remove(&key);
                 st.applied.retain(|(k, _, _), _| k != &key);
+                st.owners.remove(&key);
             }
             _ => {
                 st.objects.insert(key.clone(), object.clone());
@@ -452,7 +490,7 @@ impl Store {
             object: object.clone(),
         });
         st.history.push_back(change.clone());
-        while st.history.len() > HISTORY {
+        while st.history.len() > st.history_limit {
             if let Some(dropped) = st.history.pop_front() {
                 st.compacted = dropped.rv;
             }
@@ -684,7 +722,14 @@ impl Store {
         if opts.dry_run {
             return Ok(kinds::to_view(def, &stored));
         }
-        obj = self.commit(st, key, ChangeType::Added, None, stored);
+        obj = self.commit(st, key.clone(), ChangeType::Added, None, stored);
+        track_owners(
+            st,
+            &key,
+            None,
+            &kinds::to_view(def, &obj),
+            &manager_of(opts),
+        );
         Ok(kinds::to_view(def, &obj))
     }
 
@@ -754,12 +799,26 @@ impl Store {
                 return Ok((created, true));
             };
             let mut merged = kinds::to_view(def, &current);
+            if !opts.force {
+                let conflicts = apply_conflicts(st.owners.get(&key), &merged, &applied, &memo.1);
+                if !conflicts.is_empty() {
+                    return Err(ApiError::apply_conflict(def, name, &conflicts));
+                }
+            }
             if let Some(prev) = st.applied.get(&memo) {
                 patch::remove_unapplied(&mut merged, prev, &applied);
             }
             patch::apply_merge(&mut merged, &applied);
-            let out = self.update_locked(&mut st, def, key, current, merged, status, opts)?;
+            let out =
+                self.update_locked(&mut st, def, key.clone(), current, merged, status, opts)?;
             if !opts.dry_run {
+                let owned = st.owners.entry(key).or_default();
+                owned.retain(|_, m| m != &memo.1);
+                for (path, _) in leaves(&applied) {
+                    if out.0.pointer(&path).is_some() {
+                        owned.insert(path, memo.1.clone());
+                    }
+                }
                 st.applied.insert(memo, applied);
             }
             return Ok((out.0, false));
@@ -887,7 +946,17 @@ impl Store {
         } else {
             ChangeType::Modified
         };
-        let out = self.commit(st, key, ty, Some(current), new);
+        let before = kinds::to_view(def, &current);
+        let out = self.commit(st, key.clone(), ty, Some(current), new);
+        if ty != ChangeType::Deleted {
+            track_owners(
+                st,
+                &key,
+                Some(&before),
+                &kinds::to_view(def, &out),
+                &manager_of(opts),
+            );
+        }
         Ok((kinds::to_view(def, &out), true))
     }
 
@@ -1046,6 +1115,92 @@ fn default_ingress_class(st: &State, ingress: &mut Value) {
         }
         ingress["spec"]["ingressClassName"] = json!(name);
     }
+}
+
+/// The manager a write is recorded under (`fieldManager`, else the user-agent default).
+fn manager_of(opts: &WriteOptions) -> String {
+    opts.field_manager
+        .clone()
+        .filter(|m| !m.is_empty())
+        .or_else(|| Some(opts.default_manager.clone()).filter(|m| !m.is_empty()))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Leaf fields of an object as JSON pointers with their values. Lists are atomic leaves;
+/// server-managed metadata, `apiVersion` and `kind` are not owned by anyone.
+pub fn leaves(obj: &Value) -> Vec<(String, Value)> {
+    fn walk(v: &Value, path: String, out: &mut Vec<(String, Value)>) {
+        match v {
+            Value::Object(m) if !m.is_empty() => {
+                for (k, child) in m {
+                    walk(child, format!("{path}/{}", escape(k)), out);
+                }
+            }
+            _ => out.push((path, v.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    let Value::Object(m) = obj else {
+        return out;
+    };
+    for (k, v) in m {
+        match k.as_str() {
+            "apiVersion" | "kind" => {}
+            "metadata" => {
+                for f in ["labels", "annotations", "finalizers", "ownerReferences"] {
+                    if let Some(x) = v.get(f) {
+                        walk(x, format!("/metadata/{f}"), &mut out);
+                    }
+                }
+            }
+            _ => walk(v, format!("/{}", escape(k)), &mut out),
+        }
+    }
+    out
+}
+
+/// Record `manager` as the owner of every leaf that a write added or changed, and forget
+/// owners of fields that are gone.
+fn track_owners(st: &mut State, key: &Key, before: Option<&Value>, after: &Value, manager: &str) {
+    let owned = st.owners.entry(key.clone()).or_default();
+    for (path, v) in leaves(after) {
+        if before.and_then(|b| b.pointer(&path)) != Some(&v) {
+            owned.insert(path, manager.to_string());
+        }
+    }
+    owned.retain(|path, _| after.pointer(path).is_some());
+}
+
+/// Fields an apply by `manager` would change that another manager owns.
+fn apply_conflicts(
+    owners: Option<&BTreeMap<String, String>>,
+    current: &Value,
+    applied: &Value,
+    manager: &str,
+) -> Vec<(String, String)> {
+    let Some(owners) = owners else {
+        return Vec::new();
+    };
+    leaves(applied)
+        .into_iter()
+        .filter_map(|(path, v)| {
+            let owner = owners.get(&path)?;
+            let cur = current.pointer(&path)?;
+            (owner != manager && cur != &v).then(|| {
+                let field = path
+                    .split('/')
+                    .skip(1)
+                    .map(|t| t.replace("~1", "/").replace("~0", "~"))
+                    .collect::<Vec<_>>()
+                    .join(".");
+                (format!(".{field}"), owner.clone())
+            })
+        })
+        .collect()
 }
 
 /// A BOOKMARK watch event at `rv`.

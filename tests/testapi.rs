@@ -882,3 +882,48 @@ async fn two_lease_managers_elect_one_leader_and_the_other_takes_over_when_it_st
     );
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn metadata_only_lists_and_watches_carry_no_secret_data() {
+    let srv = server().await;
+    let api: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(srv.client().unwrap(), "default");
+    let secret = serde_json::from_value(json!({
+        "metadata": {"name": "tls", "labels": {"a": "b"}},
+        "stringData": {"tls.crt": "CERT"},
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &secret).await.unwrap();
+    assert_eq!(
+        created.data.unwrap()["tls.crt"].0,
+        b"CERT",
+        "stringData is stored as data"
+    );
+    let meta = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(meta.items.len(), 1);
+    assert_eq!(meta.items[0].metadata.name.as_deref(), Some("tls"));
+    let accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    for url in [
+        format!("{}/api/v1/namespaces/default/secrets", srv.url()),
+        format!(
+            "{}/api/v1/namespaces/default/secrets?watch=1&timeoutSeconds=1",
+            srv.url()
+        ),
+    ] {
+        let body = reqwest::Client::new()
+            .get(&url)
+            .header("Accept", accept)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(body.contains("PartialObjectMetadata"), "{body}");
+        assert!(
+            !body.contains("tls.crt"),
+            "no data in metadata-only answers: {body}"
+        );
+    }
+    srv.stop().await;
+}

@@ -99,6 +99,10 @@ fn service(obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator) {
         spec["clusterIP"] = json!(ip);
         spec["clusterIPs"] = json!([ip]);
     }
+    if ty != "ExternalName" && spec.get("ipFamilies").is_none() {
+        spec["ipFamilies"] = json!(["IPv4"]);
+        spec["ipFamilyPolicy"] = json!("SingleStack");
+    }
     let old_ports: Vec<Value> = old
         .and_then(|o| o.pointer("/spec/ports"))
         .and_then(Value::as_array)

@@ -243,6 +243,59 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     response
 }
 
+/// The representation a client asked for in its Accept header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Full,
+    /// `as=Table` (kubectl get).
+    Table,
+    /// `as=PartialObjectMetadata` (metadata-only watchers).
+    Metadata,
+}
+
+fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"],
+    })
+}
+
+impl Shape {
+    fn object(self, def: &ResourceDef, obj: Value) -> Value {
+        match self {
+            Self::Full => obj,
+            Self::Metadata => partial_metadata(&obj),
+            Self::Table => {
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+                    .unwrap_or(0);
+                table::table(def, &[obj], rv)
+            }
+        }
+    }
+
+    fn list(self, def: &ResourceDef, items: Vec<Value>, rv: u64) -> Value {
+        let meta = json!({"resourceVersion": rv.to_string()});
+        match self {
+            Self::Table => table::table(def, &items, rv),
+            Self::Metadata => json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": meta,
+                "items": items.iter().map(partial_metadata).collect::<Vec<_>>(),
+            }),
+            Self::Full => json!({
+                "kind": format!("{}List", def.kind),
+                "apiVersion": def.api_version(),
+                "metadata": meta,
+                "items": items,
+            }),
+        }
+    }
+}
+
 enum Reply {
     Json(u16, Value),
     Watch(Response),
@@ -265,10 +318,17 @@ fn resource_request(
         Some("status") if def.status_subresource => true,
         Some(_) => return Err(not_found_path()),
     };
-    let wants_table = headers
+    let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
+        .unwrap_or("");
+    let shape = if accept.contains("as=Table") {
+        Shape::Table
+    } else if accept.contains("as=PartialObjectMetadata") {
+        Shape::Metadata
+    } else {
+        Shape::Full
+    };
     let mut opts = write_options(q);
     // Like the real server: non-apply writes without a fieldManager are recorded under a
     // manager named after the client's user agent.
@@ -291,13 +351,7 @@ fn resource_request(
     match verb {
         "get" => {
             let obj = store.get(def, &ns, &name)?;
-            if wants_table {
-                return Ok(Reply::Json(
-                    200,
-                    table::table(def, &[obj], store.resource_version()),
-                ));
-            }
-            Ok(Reply::Json(200, obj))
+            Ok(Reply::Json(200, shape.object(def, obj)))
         }
         "list" => {
             let (labels, fields) = selectors(q)?;
@@ -308,18 +362,7 @@ fn resource_request(
                 fields,
             };
             let (items, rv) = store.list(&filter);
-            if wants_table {
-                return Ok(Reply::Json(200, table::table(def, &items, rv)));
-            }
-            Ok(Reply::Json(
-                200,
-                json!({
-                    "kind": format!("{}List", def.kind),
-                    "apiVersion": def.api_version(),
-                    "metadata": {"resourceVersion": rv.to_string()},
-                    "items": items,
-                }),
-            ))
+            Ok(Reply::Json(200, shape.list(def, items, rv)))
         }
         "watch" => {
             let (labels, fields) = selectors(q)?;
@@ -329,7 +372,7 @@ fn resource_request(
                 labels,
                 fields,
             };
-            Ok(Reply::Watch(watch_response(app, filter, q, wants_table)))
+            Ok(Reply::Watch(watch_response(app, filter, q, shape)))
         }
         "create" => {
             if t.name.is_some() {
@@ -439,7 +482,7 @@ fn watch_response(
     app: &Arc<App>,
     filter: Filter,
     q: &HashMap<String, String>,
-    wants_table: bool,
+    shape: Shape,
 ) -> Response {
     let rv = q.get("resourceVersion").cloned().unwrap_or_default();
     let initial = q_bool(q, "sendInitialEvents");
@@ -462,13 +505,9 @@ fn watch_response(
             }
         };
         let shape = |mut ev: Value| {
-            if wants_table && ev["type"] != "BOOKMARK" && ev["type"] != "ERROR" {
+            if ev["type"] != "BOOKMARK" && ev["type"] != "ERROR" {
                 let obj = ev["object"].take();
-                let rv = obj["metadata"]["resourceVersion"]
-                    .as_str()
-                    .and_then(|r| r.parse().ok())
-                    .unwrap_or(0);
-                ev["object"] = table::table(&filter.def, &[obj], rv);
+                ev["object"] = shape.object(&filter.def, obj);
             }
             ev
         };

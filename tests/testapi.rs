@@ -927,3 +927,115 @@ async fn metadata_only_lists_and_watches_carry_no_secret_data() {
     }
     srv.stop().await;
 }
+
+#[tokio::test]
+async fn bad_requests_get_status_errors_with_the_real_reasons_and_the_server_keeps_serving() {
+    let srv = server().await;
+    let http = reqwest::Client::new();
+    let base = srv.url();
+    let ing = format!("{base}/apis/networking.k8s.io/v1/namespaces/default/ingresses");
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (http.post(&ing).body("{not json"), 400, "BadRequest"),
+        (http.post(&ing).body("[1,2]"), 400, "BadRequest"),
+        (
+            http.post(&ing)
+                .body(r#"{"kind":"Service","metadata":{"name":"x"}}"#),
+            400,
+            "BadRequest",
+        ),
+        (
+            http.post(&ing).body(r#"{"metadata":{"name":"Bad_Name"}}"#),
+            422,
+            "Invalid",
+        ),
+        (http.post(&ing).body(r#"{"metadata":{}}"#), 422, "Invalid"),
+        (
+            http.post(&ing)
+                .body(r#"{"metadata":{"name":"x"},"spec":"nope"}"#),
+            422,
+            "Invalid",
+        ),
+        (
+            http.post(format!(
+                "{base}/apis/networking.k8s.io/v1/namespaces/nope/ingresses"
+            ))
+            .body(r#"{"metadata":{"name":"x"}}"#),
+            404,
+            "NotFound",
+        ),
+        (
+            http.get(format!("{base}/apis/networking.k8s.io/v1/widgets")),
+            404,
+            "NotFound",
+        ),
+        (http.get(format!("{ing}/missing")), 404, "NotFound"),
+        (
+            http.post(format!("{ing}/x")).body("{}"),
+            405,
+            "MethodNotAllowed",
+        ),
+        (
+            http.patch(format!("{ing}/missing"))
+                .header("Content-Type", "text/plain")
+                .body("{}"),
+            415,
+            "UnsupportedMediaType",
+        ),
+        (
+            http.post(format!(
+                "{base}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+            ))
+            .body(r#"{"metadata":{"name":"things.nodot"},"spec":{"group":"nodot"}}"#),
+            422,
+            "Invalid",
+        ),
+        (
+            http.get(format!("{ing}?labelSelector=a%20in%20b")),
+            400,
+            "BadRequest",
+        ),
+        (
+            http.get(format!("{ing}?watch=1&resourceVersion=abc")),
+            400,
+            "BadRequest",
+        ),
+    ];
+    for (i, (req, code, reason)) in cases.into_iter().enumerate() {
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), code, "case {i}");
+        let status: Value = resp.json().await.unwrap();
+        assert_eq!(status["kind"], "Status", "case {i}: {status}");
+        assert_eq!(status["reason"], reason, "case {i}: {status}");
+        assert_eq!(status["code"], code, "case {i}: {status}");
+    }
+    let api: Api<Ingress> = Api::namespaced(srv.client().unwrap(), "default");
+    api.create(&PostParams::default(), &ingress("ok"))
+        .await
+        .unwrap();
+    let err = api
+        .patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(
+                    json!([{"op": "test", "path": "/metadata/name", "value": "other"}]),
+                )
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(status_code(&err), Some(422), "{err}");
+    let body = http
+        .get(format!("{ing}?watch=1&timeoutSeconds=99999999999999999"))
+        .timeout(Duration::from_millis(300))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body.status(), 200);
+    assert_eq!(
+        api.list(&ListParams::default()).await.unwrap().items.len(),
+        1
+    );
+    srv.stop().await;
+}

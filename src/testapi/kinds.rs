@@ -35,6 +35,51 @@ impl Allocator {
     }
 }
 
+/// The few validations the server makes beyond names: CRDs must be well formed (their name
+/// is `<plural>.<group>`, the group has a dot, names and at least one version are given), and
+/// Leases, Ingresses and Services must have an object `spec` when they have one at all.
+pub fn validate(def: &ResourceDef, obj: &Value) -> Result<(), String> {
+    if let Some(spec) = obj.get("spec")
+        && !spec.is_object()
+        && !spec.is_null()
+    {
+        return Err("spec: Invalid value: must be an object".into());
+    }
+    if def.group != "apiextensions.k8s.io" || def.plural != "customresourcedefinitions" {
+        return Ok(());
+    }
+    let spec = &obj["spec"];
+    let group = spec["group"].as_str().unwrap_or("");
+    let plural = spec["names"]["plural"].as_str().unwrap_or("");
+    let kind = spec["names"]["kind"].as_str().unwrap_or("");
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    if !group.contains('.') {
+        return Err(format!(
+            "spec.group: Invalid value: {group:?}: should be a domain with at least one dot"
+        ));
+    }
+    if plural.is_empty() || kind.is_empty() {
+        return Err("spec.names: Required value: plural and kind are required".into());
+    }
+    if name != format!("{plural}.{group}") {
+        return Err(format!(
+            "metadata.name: Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group"
+        ));
+    }
+    if !matches!(spec["scope"].as_str(), Some("Namespaced" | "Cluster")) {
+        return Err("spec.scope: Unsupported value: must be Namespaced or Cluster".into());
+    }
+    let versions = spec["versions"].as_array().map_or(0, Vec::len);
+    if versions == 0
+        || spec["versions"]
+            .as_array()
+            .is_some_and(|vs| vs.iter().any(|v| v["name"].as_str().is_none()))
+    {
+        return Err("spec.versions: Invalid value: at least one named version is required".into());
+    }
+    Ok(())
+}
+
 /// Fill in server-side defaults on a create or update of `def` (stored form).
 pub fn normalize(def: &ResourceDef, obj: &mut Value, old: Option<&Value>, alloc: &mut Allocator) {
     match (def.group.as_str(), def.plural.as_str()) {

@@ -372,7 +372,7 @@ fn resource_request(
                 labels,
                 fields,
             };
-            Ok(Reply::Watch(watch_response(app, filter, q, shape)))
+            Ok(Reply::Watch(watch_response(app, filter, q, shape)?))
         }
         "create" => {
             if t.name.is_some() {
@@ -483,16 +483,23 @@ fn watch_response(
     filter: Filter,
     q: &HashMap<String, String>,
     shape: Shape,
-) -> Response {
+) -> Result<Response, ApiError> {
     let rv = q.get("resourceVersion").cloned().unwrap_or_default();
     let initial = q_bool(q, "sendInitialEvents");
     let bookmarks = q_bool(q, "allowWatchBookmarks");
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
-        .map_or(DEFAULT_WATCH, Duration::from_secs);
+        .map_or(DEFAULT_WATCH, |s| Duration::from_secs(s.min(86_400)));
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, Infallible>>(64);
     let start = app.store.watch(&filter, &rv, initial);
+    // Too old a version is reported in the stream (HTTP 200), like the real server; other
+    // problems (a malformed version) are answered before streaming.
+    if let Err(e) = &start
+        && e.code != 410
+    {
+        return Err(e.clone());
+    }
     let mut shutdown = app.shutdown.clone();
     tokio::spawn(async move {
         let start = match start {
@@ -559,12 +566,12 @@ fn watch_response(
             }
         }
     });
-    (
+    Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
         Body::from_stream(rx),
     )
-        .into_response()
+        .into_response())
 }
 
 fn version_doc() -> Value {

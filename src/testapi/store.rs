@@ -381,7 +381,7 @@ impl Store {
     /// A store with the built-in kinds and the usual namespaces, keeping `history` changes
     /// for watches that resume from a resourceVersion (at least 1).
     pub fn new(history: usize) -> Arc<Self> {
-        let history = history.max(1);
+        let history = history.clamp(1, 1_000_000);
         let (tx, _) = broadcast::channel(history);
         let store = Arc::new(Self {
             state: Mutex::new(State {
@@ -715,6 +715,7 @@ impl Store {
                 }
             }
         }
+        kinds::validate(def, &stored).map_err(|why| ApiError::invalid(def, &name, &why))?;
         kinds::normalize(def, &mut stored, None, &mut st.alloc);
         if def.group == "networking.k8s.io" && def.plural == "ingresses" {
             default_ingress_class(st, &mut stored);
@@ -927,6 +928,7 @@ impl Store {
                 ));
             }
         }
+        kinds::validate(def, &new).map_err(|why| ApiError::invalid(def, &name, &why))?;
         kinds::normalize(def, &mut new, Some(&current), &mut st.alloc);
         if def.generation && spec_part(&new) != spec_part(&current) {
             let g = current

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 /// Stacks reconciled at once (each CLB still has a single writer).
-pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_CONCURRENCY: usize = 64;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApplyArgs {

@@ -66,7 +66,18 @@ impl CloudArgs {
                 .load()
                 .context("Tencent Cloud credentials (--secret-id/--secret-key, TENCENTCLOUD_SECRET_ID/KEY or --credentials-file)")?
         };
-        let mut b = ClbClient::builder(ClientConfig::new(&self.region, endpoint), creds);
+        let config = ClientConfig::new(&self.region, endpoint);
+        let mut b = ClbClient::builder(config.clone(), creds);
+        if loopback {
+            // Never let a proxy variable send emulator traffic off this machine.
+            b = b.http_client(
+                reqwest::Client::builder()
+                    .no_proxy()
+                    .timeout(config.request_timeout)
+                    .connect_timeout(config.connect_timeout)
+                    .build()?,
+            );
+        }
         if let Some(o) = observer {
             b = b.observer(o);
         }

@@ -29,7 +29,7 @@ pub const FINALIZER: &str = "clb-ingress.io/finalizer";
 pub const FIELD_MANAGER: &str = "clb-ingress";
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 pub const DEFAULT_RESYNC_SECS: u64 = 300;
-pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Delay before retrying a stack whose reconcile failed (doubles up to the cap).
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);

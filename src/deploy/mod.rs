@@ -540,7 +540,14 @@ impl Execution<'_> {
                             tag_value: v.clone(),
                         })
                         .collect(),
-                    client_token: Some(format!("clb-ingress-{}", self.stack_hash)),
+                    // Unique per attempt: a token is remembered by CLB after the CLB it made is
+                    // deleted, so a fixed token would hand back a dead id. Crash safety comes
+                    // from finding the CLB by its stack tag (and deleting duplicates) instead.
+                    client_token: Some(format!(
+                        "clb-ingress-{}-{}",
+                        self.stack_hash,
+                        &uuid::Uuid::new_v4().simple().to_string()[..12]
+                    )),
                     ..Default::default()
                 };
                 let ids = d

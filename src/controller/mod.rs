@@ -452,7 +452,7 @@ impl Controller {
                 let index = &index;
                 let seen = &seen;
                 async move {
-                    let p = self.reconcile_stack(index, &id, &seen).await;
+                    let p = self.reconcile_stack(index, &id, seen).await;
                     (id, p)
                 }
             })

@@ -3,7 +3,6 @@
 #![allow(dead_code)]
 
 #[path = "emulator.rs"]
-#[allow(dead_code)]
 mod emu_support;
 
 use clb_ingress::clb::credentials::SecretString;

@@ -119,7 +119,7 @@ fn an_object_of_the_wrong_shape_fails_naming_document_kind_and_name() {
 }
 
 #[test]
-fn the_demo_applies_the_examples_to_the_emulator_and_routes_requests_through_it() {
+fn the_demo_runs_api_server_emulator_and_controller_and_routes_requests_through_the_clb() {
     let out = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
         .args([
             "demo",
@@ -139,7 +139,11 @@ fn the_demo_applies_the_examples_to_the_emulator_and_routes_requests_through_it(
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("CLB lb-"), "{stdout}");
+    assert!(stdout.contains("class:clb: address 127.77.0.1"), "{stdout}");
+    assert!(
+        stdout.contains("kubectl get ingress -A   (2 Ingresses)"),
+        "{stdout}"
+    );
     // /api/ of shop.example.com goes to the api pod, over HTTP and HTTPS.
     assert_eq!(
         stdout.matches("200 -> 10.0.2.20:3000").count(),

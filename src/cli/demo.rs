@@ -1,19 +1,29 @@
-//! `clb-ingress demo`: everything on this machine, no cloud, no cluster. Starts the local CLB
-//! emulator (API + data plane on loopback), applies the manifests (by default `examples/`),
-//! sends one request per host through the emulated CLB, and prints what to curl.
+//! `clb-ingress demo`: the whole product on this machine, no cloud and no cluster needed.
+//! Starts the in-repo test Kubernetes API server, the local CLB emulator (API + data plane on
+//! loopback) and the controller; applies the CRD and the manifests (by default `examples/`)
+//! through the Kubernetes API; waits for the controller to publish each Ingress's address;
+//! sends one request per host through the emulated CLB; and prints what to curl and kubectl.
 
-use super::apply::apply_snapshot;
-use crate::clb::credentials::SecretString;
-use crate::clb::{ClbClient, ClientConfig, Credentials, Endpoint};
-use crate::deploy::Deployer;
+use crate::crd::ClbClassParameters;
 use crate::emulator::config::Settings;
 use crate::emulator::core::SystemClock;
 use crate::emulator::dataplane::{DataPlane, DataPlaneSettings};
 use crate::emulator::server;
 use crate::model::{self, Protocol, Snapshot};
+use anyhow::Context;
+use clap::Parser;
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
+use kube::discovery::ApiResource;
+use kube::{Api, CustomResourceExt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the demo waits for the controller to give every Ingress an address.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -23,15 +33,30 @@ pub struct DemoArgs {
     /// Emulator API address (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: SocketAddr,
+    /// Test Kubernetes API server address (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub kube_listen: SocketAddr,
+    /// Controller operations endpoint (/metrics /healthz /readyz).
+    #[arg(long, default_value = "127.0.0.1:9002")]
+    pub metrics_addr: SocketAddr,
     /// First loopback VIP handed to a CLB.
     #[arg(long, default_value = "127.1.0.1")]
     pub vip_base: std::net::Ipv4Addr,
     /// Data-plane port = CLB listener port + this offset.
     #[arg(long, default_value_t = crate::emulator::config::DEFAULT_PORT_OFFSET)]
     pub port_offset: u16,
+    /// Where to write the kubeconfig of the test API server.
+    #[arg(long, default_value = "target/demo/kubeconfig")]
+    pub kubeconfig_out: PathBuf,
     /// Exit after applying and checking instead of serving until Ctrl-C.
     #[arg(long)]
     pub once: bool,
+}
+
+#[derive(Parser)]
+struct RunWrapper {
+    #[command(flatten)]
+    run: crate::controller::RunArgs,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
@@ -41,7 +66,70 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     rt.block_on(demo(args))
 }
 
+fn plural(kind: &str) -> String {
+    match kind {
+        "Ingress" => "ingresses".into(),
+        "IngressClass" => "ingressclasses".into(),
+        "ClbClassParameters" => "clbclassparameters".into(),
+        k => format!("{}s", k.to_lowercase()),
+    }
+}
+
+/// Server-side apply every manifest document through the Kubernetes API.
+async fn apply_manifests(kube: &kube::Client, files: &[PathBuf]) -> anyhow::Result<usize> {
+    let mut n = 0;
+    for root in files {
+        for file in crate::manifests::files(root)? {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(&file)?;
+            for doc in crate::manifests::parse_documents(&name, &text)? {
+                let api_version = doc["apiVersion"].as_str().unwrap_or("").to_string();
+                let kind = doc["kind"].as_str().unwrap_or("").to_string();
+                let obj_name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+                let ar = ApiResource {
+                    group: group.into(),
+                    version: version.into(),
+                    api_version: api_version.clone(),
+                    kind: kind.clone(),
+                    plural: plural(&kind),
+                };
+                let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
+                    Some(ns) => Api::namespaced_with(kube.clone(), ns, &ar),
+                    None if matches!(
+                        kind.as_str(),
+                        "IngressClass" | "ClbClassParameters" | "Node" | "Namespace"
+                    ) =>
+                    {
+                        Api::all_with(kube.clone(), &ar)
+                    }
+                    None => Api::namespaced_with(kube.clone(), "default", &ar),
+                };
+                api.patch(
+                    &obj_name,
+                    &PatchParams::apply("clb-ingress-demo").force(),
+                    &Patch::Apply(&doc),
+                )
+                .await
+                .with_context(|| format!("{name}: {kind} {obj_name}"))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
+    // 1. The Kubernetes API (test server) and its kubeconfig.
+    let kube_api = crate::testapi::start(args.kube_listen).await?;
+    if let Some(dir) = args.kubeconfig_out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.kubeconfig_out, kube_api.kubeconfig_yaml())?;
+    let kubeconfig = std::fs::canonicalize(&args.kubeconfig_out)?;
+    let kube = crate::controller::kube_client(Some(&kubeconfig)).await?;
+
+    // 2. The CLB emulator with its data plane.
     let settings = Settings {
         listen: args.listen,
         vip_base: args.vip_base,
@@ -49,53 +137,96 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         task_delay_ms: 0,
         ..Settings::default()
     };
-    let id = settings.credentials[0].secret_id.clone();
-    let key = settings.credentials[0].secret_key.clone();
     let plane = Arc::new(DataPlane::new(DataPlaneSettings {
         port_offset: args.port_offset,
         ..DataPlaneSettings::default()
     }));
     let emu = server::start(settings, Arc::new(SystemClock), plane).await?;
+
+    // 3. The controller, pointed at both.
+    let kc = kubeconfig.display().to_string();
+    let endpoint = format!("http://{}", emu.addr);
+    let metrics = args.metrics_addr.to_string();
+    let run_args = RunWrapper::try_parse_from([
+        "run",
+        "--kubeconfig",
+        &kc,
+        "--clb-endpoint",
+        &endpoint,
+        "--metrics-addr",
+        &metrics,
+        "--cluster-id",
+        "demo",
+        "--no-node-watch",
+    ])?
+    .run;
+    let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+    let controller = tokio::spawn(async move {
+        super::run::serve(run_args, move |a| {
+            let _ = addr_tx.send(a);
+        })
+        .await
+    });
+    let metrics_addr = addr_rx.await.context("controller did not start")?;
+
+    // 4. The CRD and the manifests, through the Kubernetes API.
+    Api::<CustomResourceDefinition>::all(kube.clone())
+        .create(&PostParams::default(), &ClbClassParameters::crd())
+        .await?;
+    let applied = apply_manifests(&kube, &args.files).await?;
+    println!(
+        "Kubernetes API (test server): {}  — export KUBECONFIG={kc}",
+        kube_api.url()
+    );
     println!(
         "CLB emulator API: http://{}  (admin: http://{}/_emulator/state)",
         emu.addr, emu.addr
     );
+    println!("Controller metrics: http://{metrics_addr}/metrics");
+    println!("Applied {applied} objects from {:?}", args.files);
 
+    // 5. Wait for the controller: every Ingress it handles gets an address.
     let mut snap = Snapshot::new("demo");
     crate::manifests::load(&args.files, &mut snap)?;
     let out = model::build(&snap);
     for p in &out.problems {
         eprintln!("problem: {p}");
     }
-    let client = ClbClient::new(
-        ClientConfig::new(
-            "ap-guangzhou",
-            Endpoint::parse(&format!("http://{}", emu.addr))?,
-        ),
-        Credentials::new(id, SecretString::new(key), None)?,
-    )?;
-    let results = apply_snapshot(&Deployer::new(client, "demo"), &out, false, 4).await;
+    let ingresses: Api<Ingress> = Api::all(kube.clone());
+    let started = Instant::now();
+    let mut failed = false;
     let http = reqwest::Client::builder()
         .no_proxy()
         .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
         .build()?;
-    let mut failed = false;
-    for r in &results {
-        let Some(o) = &r.outcome else {
-            println!("{}: FAILED: {}", r.stack, r.error.as_deref().unwrap_or(""));
-            failed = true;
-            continue;
-        };
-        let vip = o.vips.first().cloned().unwrap_or_default();
+    for desired in out.stacks.values() {
+        let mut vip = None;
+        while vip.is_none() {
+            for m in &desired.members {
+                let ns = m.ingress.namespace.as_deref().unwrap_or("default");
+                let got = Api::<Ingress>::namespaced(kube.clone(), ns)
+                    .get_opt(&m.ingress.name)
+                    .await?;
+                vip = got
+                    .and_then(|i| i.status?.load_balancer?.ingress?.first()?.ip.clone())
+                    .or(vip);
+            }
+            if vip.is_none() {
+                anyhow::ensure!(
+                    started.elapsed() < CONVERGE_TIMEOUT,
+                    "the controller did not publish an address for stack {}",
+                    desired.stack
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let vip = vip.unwrap_or_default();
         println!(
-            "\n{}: CLB {} at {vip} ({} writes)",
-            r.stack,
-            o.lb_id.as_deref().unwrap_or("?"),
-            o.write_calls
+            "\n{}: address {vip} (after {:?})",
+            desired.stack,
+            started.elapsed()
         );
-        let Some(desired) = out.stacks.values().find(|d| d.stack.0 == r.stack) else {
-            continue;
-        };
         for l in &desired.listeners {
             let port = l.port + args.port_offset;
             for d in l
@@ -128,8 +259,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
                     ),
                 };
                 let url = format!("{scheme}://{vip}:{port}{path}");
-                let req = http.get(&url).header("Host", &host);
-                let got = match req.send().await {
+                let got = match http.get(&url).header("Host", &host).send().await {
                     Ok(resp) => format!(
                         "{} -> {}",
                         resp.status().as_u16(),
@@ -147,16 +277,15 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    println!(
-        "\nMetrics of the emulator's API calls: curl http://{}/_emulator/counters",
-        emu.addr
-    );
-    if args.once {
-        emu.stop().await;
-    } else {
+    let count = ingresses.list(&Default::default()).await?.items.len();
+    println!("\nTry: KUBECONFIG={kc} kubectl get ingress -A   ({count} Ingresses)");
+    println!("     KUBECONFIG={kc} kubectl describe ingress shop");
+    println!("     curl -s http://{metrics_addr}/metrics | grep clb_ingress_");
+    if !args.once {
         println!("Serving until Ctrl-C.");
         let _ = tokio::signal::ctrl_c().await;
-        emu.stop().await;
     }
+    // Exiting drops the runtime, which stops the controller, the emulator and the API server.
+    controller.abort();
     Ok(if failed { 1 } else { 0 })
 }

@@ -49,11 +49,22 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    rt.block_on(serve(args, |addr| {
+        println!("clb-ingress operations endpoint on http://{addr} (/metrics /healthz /readyz)");
+    }))
+}
+
+/// The controller and its operations endpoint, until SIGTERM/Ctrl-C. `on_listen` is told the
+/// operations address once it is bound.
+pub async fn serve(
+    args: RunArgs,
+    on_listen: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<i32> {
+    {
         let metrics = Arc::new(Metrics::with_version(env!("CARGO_PKG_VERSION"))?);
         let state = HttpState::new(metrics.clone(), args.leader_elect);
         let (listener, addr) = http::bind(args.metrics_addr).await?;
-        println!("clb-ingress operations endpoint on http://{addr} (/metrics /healthz /readyz)");
+        on_listen(addr);
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(http::serve_listener(listener, state.clone(), async move {
             let _ = stop_rx.await;
@@ -72,5 +83,5 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
         let _ = stop_tx.send(());
         let _ = server.await;
         result.map(|_| 0)
-    })
+    }
 }

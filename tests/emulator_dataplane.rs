@@ -50,6 +50,7 @@ fn backend(addr: SocketAddr, weight: u32) -> TargetPlane {
 
 fn rule(location_id: &str, url: &str, targets: Vec<TargetPlane>) -> RulePlane {
     RulePlane {
+        rewrite: None,
         location_id: location_id.to_owned(),
         url: url.to_owned(),
         targets,

@@ -95,6 +95,21 @@ pub struct RulePlane {
     pub location_id: String,
     pub url: String,
     pub targets: Vec<TargetPlane>,
+    /// A redirect set by AutoRewrite/ManualRewrite: the rule answers with it instead of
+    /// forwarding to its targets.
+    pub rewrite: Option<RewritePlane>,
+}
+
+/// Where a rewritten rule redirects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewritePlane {
+    /// 301, 302 or 307.
+    pub code: u16,
+    /// The target listener's protocol and CLB port (mapped to its socket port when answering).
+    pub protocol: PlaneProtocol,
+    pub port: u16,
+    /// The target rule's URL, or None to keep the request's path and query (`TakeUrl`).
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -412,7 +427,7 @@ impl DataPlane {
                     desired.insert(key, (addr, None));
                     continue;
                 }
-                match ListenerState::build(lb, listener, &self.provider) {
+                match ListenerState::build(lb, listener, &self.provider, &self.settings) {
                     Ok(state) => {
                         desired.insert(key, (addr, Some((state, listener.clone()))));
                     }

@@ -305,6 +305,35 @@ impl State {
         DataPlaneConfig { lbs }
     }
 
+    /// The redirect a rewritten rule answers with (its target listener and rule must exist).
+    fn rewrite_plane(&self, r: &Rule) -> Option<crate::emulator::dataplane::RewritePlane> {
+        let rw = r.rewrite.as_ref()?;
+        let target_listener = rw.target_listener_id.as_deref()?;
+        let (listener, rule) = self.lbs.iter().flat_map(|lb| &lb.listeners).find_map(|l| {
+            if l.id != target_listener {
+                return None;
+            }
+            let rule = rw
+                .target_location_id
+                .as_deref()
+                .and_then(|loc| l.rules.iter().find(|x| x.id == loc));
+            Some((l, rule))
+        })?;
+        let protocol = match listener.protocol.as_str() {
+            "HTTPS" => PlaneProtocol::Https,
+            _ => PlaneProtocol::Http,
+        };
+        let take_url = rw.take_url.unwrap_or(true);
+        Some(crate::emulator::dataplane::RewritePlane {
+            code: u16::try_from(rw.rewrite_code.unwrap_or(302)).unwrap_or(302),
+            protocol,
+            port: listener.port,
+            url: (!take_url)
+                .then(|| rule.map(|x| x.url.trim_start_matches('=').to_string()))
+                .flatten(),
+        })
+    }
+
     fn listener_plane(&self, l: &Listener) -> Option<ListenerPlane> {
         let protocol = match l.protocol.as_str() {
             "HTTP" => PlaneProtocol::Http,
@@ -326,6 +355,7 @@ impl State {
                     rules: rules
                         .iter()
                         .map(|r| RulePlane {
+                            rewrite: self.rewrite_plane(r),
                             location_id: r.id.clone(),
                             url: r.url.clone(),
                             targets: r

@@ -37,6 +37,8 @@ pub struct ListenerState {
     /// The listener's domains with their rules and targets (indexed by the matcher's answer).
     pub domains: Vec<DomainPlane>,
     pub certs: CertTable,
+    /// Socket port of each CLB listener port a rewrite of this listener points at.
+    pub rewrite_ports: std::collections::BTreeMap<u16, u16>,
 }
 
 impl ListenerState {
@@ -45,7 +47,15 @@ impl ListenerState {
         lb: &LbPlane,
         listener: &ListenerPlane,
         provider: &CryptoProvider,
+        settings: &super::DataPlaneSettings,
     ) -> Result<Self, DataPlaneError> {
+        let rewrite_ports = listener
+            .domains
+            .iter()
+            .flat_map(|d| &d.rules)
+            .filter_map(|r| r.rewrite.as_ref())
+            .filter_map(|rw| Some((rw.port, settings.socket_port(rw.port)?)))
+            .collect();
         let domain_confs = listener
             .domains
             .iter()
@@ -99,6 +109,7 @@ impl ListenerState {
             matcher,
             domains: listener.domains.clone(),
             certs,
+            rewrite_ports,
         })
     }
 }

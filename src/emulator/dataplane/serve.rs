@@ -146,6 +146,9 @@ impl Handler {
                 };
                 facts.domain = Some(domain);
                 facts.rule = Some(rule);
+                if let Some(rw) = &rule.rewrite {
+                    return Ok(rewrite(state, rw, &host, &path_and_query, &facts));
+                }
                 let Some(target) = self.choose_target(&rule.targets) else {
                     return Ok(emulator_answer(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -342,6 +345,45 @@ fn redirect(scheme: &str, host: &str, location: &str, facts: &Facts<'_>) -> Resp
     *response.status_mut() = StatusCode::MOVED_PERMANENTLY;
     response.headers_mut().insert(header::LOCATION, value);
     tag(&mut response, "redirect", facts);
+    response
+}
+
+/// A rule redirected by AutoRewrite/ManualRewrite: `code` to the target listener, same host.
+fn rewrite(
+    state: &ListenerState,
+    rw: &super::RewritePlane,
+    host: &str,
+    path_and_query: &str,
+    facts: &Facts<'_>,
+) -> Response<Body> {
+    let bare_host = host.rsplit_once(':').map_or(host, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    let port = state
+        .rewrite_ports
+        .get(&rw.port)
+        .copied()
+        .unwrap_or(rw.port);
+    let path = rw.url.as_deref().unwrap_or(path_and_query);
+    let location = format!("{}://{bare_host}:{port}{path}", scheme(rw.protocol));
+    let status = StatusCode::from_u16(rw.code).unwrap_or(StatusCode::FOUND);
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return emulator_answer(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            facts,
+            host,
+            path_and_query,
+        );
+    };
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::LOCATION, value);
+    tag(&mut response, "rewrite", facts);
     response
 }
 

@@ -7,14 +7,14 @@
 use super::translate::{self, HostKey, SyntaxProblem};
 use super::types::*;
 use crate::crd::{ClbClassParameters, ClbClassParametersSpec, TargetMode};
-use crate::matching::ingress::{HostRules, IngressView, PathKind, PathRule};
+use crate::matching::ingress::PathKind;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use rustc_hash::FxHashMap as HashMap;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The `spec.controller` value of IngressClasses handled by clb-ingress.
 pub const DEFAULT_CONTROLLER_NAME: &str = "clb-ingress.io/ingress-controller";
@@ -128,7 +128,8 @@ pub fn short_hash(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update(b"\n");
     }
-    hex::encode(h.finalize())[..12].to_string()
+    // 12 hex digits: the first 6 bytes.
+    hex::encode(&h.finalize()[..6])
 }
 
 /// Does a label selector match these labels (matchLabels and matchExpressions)?
@@ -163,8 +164,8 @@ struct Managed<'a> {
 /// Lookups built once per snapshot; `build_stack` then works on one stack at a time.
 pub struct Index<'a> {
     snap: &'a Snapshot,
-    services: HashMap<(&'a str, &'a str), &'a Service>,
-    slices: HashMap<(&'a str, &'a str), Vec<&'a EndpointSlice>>,
+    /// Services and their EndpointSlices (sorted by name), by (namespace, service name).
+    services: ServiceIndex<'a>,
     secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     /// Ready nodes with a CVM instance id: (node name, instance id).
     nodes: Vec<(&'a str, String)>,
@@ -174,11 +175,11 @@ pub struct Index<'a> {
 
 impl<'a> Index<'a> {
     pub fn new(snap: &'a Snapshot) -> Self {
-        let mut services = HashMap::default();
+        let mut services = ServiceIndex::with_capacity(snap.services.len());
         for s in &snap.services {
-            services.insert(meta_name(&s.metadata), s);
+            let (ns, name) = meta_name(&s.metadata);
+            services.entry(ns, name).service = Some(s);
         }
-        let mut slices: HashMap<(&str, &str), Vec<&EndpointSlice>> = HashMap::default();
         for s in &snap.endpoint_slices {
             let ns = s.metadata.namespace.as_deref().unwrap_or("default");
             if let Some(svc) = s
@@ -187,12 +188,10 @@ impl<'a> Index<'a> {
                 .as_ref()
                 .and_then(|l| l.get(LABEL_SERVICE_NAME))
             {
-                slices.entry((ns, svc.as_str())).or_default().push(s);
+                services.entry(ns, svc).add_slice(s);
             }
         }
-        for v in slices.values_mut() {
-            v.sort_by_key(|s| s.metadata.name.as_deref());
-        }
+        services.sort_slices();
         let mut secrets = HashMap::default();
         for s in &snap.secrets {
             secrets.insert(meta_name(&s.metadata), s);
@@ -210,7 +209,6 @@ impl<'a> Index<'a> {
         let mut index = Index {
             snap,
             services,
-            slices,
             secrets,
             nodes,
             stacks: BTreeMap::new(),
@@ -231,6 +229,32 @@ impl<'a> Index<'a> {
                 .any(|m| m.key.namespace.as_deref() == Some(namespace) && m.key.name == name)
                 .then_some(id)
         })
+    }
+
+    /// Look up the Services of these rules' backends in one tight loop, so that their cache
+    /// misses overlap instead of being paid one by one while the paths are resolved.
+    fn warm_up(&self, ns: &str, rules: &[k8s_openapi::api::networking::v1::IngressRule]) {
+        let mut touched = 0usize;
+        for p in rules
+            .iter()
+            .filter_map(|r| r.http.as_ref())
+            .flat_map(|h| &h.paths)
+        {
+            if let Some(e) = p
+                .backend
+                .service
+                .as_ref()
+                .and_then(|s| self.services.get(ns, &s.name))
+            {
+                touched += e.service.map_or(0, |s| {
+                    s.spec
+                        .as_ref()
+                        .map_or(0, |s| s.ports.as_ref().map_or(0, Vec::len))
+                });
+                touched += e.slices().first().map_or(0, |s| s.endpoints.len());
+            }
+        }
+        std::hint::black_box(touched);
     }
 
     /// Problems found while selecting classes (not tied to one stack).
@@ -376,7 +400,7 @@ impl<'a> Index<'a> {
         ns: &str,
         backend: &IngressBackend,
         mode: TargetMode,
-        field: &str,
+        field: BackendField,
         object: &ObjectRef,
     ) -> Result<Resolved, Problem> {
         let problem = |reason, field: String, message: String| Problem {
@@ -389,24 +413,25 @@ impl<'a> Index<'a> {
         let Some(svc_ref) = backend.service.as_ref() else {
             return Err(problem(
                 Reason::UnsupportedBackend,
-                format!("{field}.resource"),
+                field.at(".resource"),
                 "Resource backends are not supported by CLB; the path serves no target".into(),
             ));
         };
         if svc_ref.name.contains('/') {
             return Err(problem(
                 Reason::UnsupportedBackend,
-                format!("{field}.service.name"),
+                field.at(".service.name"),
                 format!(
                     "{:?}: an Ingress can only route to Services in its own namespace",
                     svc_ref.name
                 ),
             ));
         }
-        let Some(svc) = self.services.get(&(ns, svc_ref.name.as_str())) else {
+        let entry = self.services.get(ns, &svc_ref.name);
+        let Some(svc) = entry.and_then(|e| e.service) else {
             return Err(problem(
                 Reason::ServiceNotFound,
-                format!("{field}.service.name"),
+                field.at(".service.name"),
                 format!("Service {ns}/{} not found", svc_ref.name),
             ));
         };
@@ -416,7 +441,7 @@ impl<'a> Index<'a> {
         if spec.type_.as_deref() == Some("ExternalName") {
             return Err(problem(
                 Reason::UnsupportedServiceType,
-                format!("{field}.service.name"),
+                field.at(".service.name"),
                 format!(
                     "Service {ns}/{} is of type ExternalName, which CLB cannot target",
                     svc_ref.name
@@ -433,25 +458,24 @@ impl<'a> Index<'a> {
             None => false,
         });
         let port_label = match want {
-            Some(w) => w
-                .name
-                .clone()
-                .filter(|n| !n.is_empty())
-                .or_else(|| w.number.map(|n| n.to_string()))
-                .unwrap_or_default(),
+            Some(w) => match (&w.name, w.number) {
+                (Some(n), _) if !n.is_empty() => n.clone(),
+                (_, Some(num)) => num.to_string(),
+                _ => String::new(),
+            },
             None => String::new(),
         };
         let Some(port) = port else {
             return Err(problem(
                 Reason::ServicePortNotFound,
-                format!("{field}.service.port"),
+                field.at(".service.port"),
                 format!("Service {ns}/{} has no port {port_label:?}", svc_ref.name),
             ));
         };
         if port.protocol.as_deref().is_some_and(|p| p != "TCP") {
             return Err(problem(
                 Reason::UnsupportedProtocol,
-                format!("{field}.service.port"),
+                field.at(".service.port"),
                 format!(
                     "port {port_label:?} of Service {ns}/{} is {}; layer-7 CLB needs TCP",
                     svc_ref.name,
@@ -459,19 +483,9 @@ impl<'a> Index<'a> {
                 ),
             ));
         }
-        let backend_ref = BackendRef {
-            namespace: ns.to_string(),
-            service: svc_ref.name.clone(),
-            port: port_label,
-            mode,
-        };
-        let slices = self
-            .slices
-            .get(&(ns, svc_ref.name.as_str()))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let port_name = port.name.clone().unwrap_or_default();
-        let mut targets: BTreeSet<Target> = BTreeSet::new();
+        let slices = entry.map(ServiceEntry::slices).unwrap_or_default();
+        let port_name = port.name.as_deref().unwrap_or_default();
+        let mut targets: Vec<Target> = Vec::new();
         match mode {
             TargetMode::Direct => {
                 for slice in slices {
@@ -487,9 +501,10 @@ impl<'a> Index<'a> {
                     let Some(num) = ep_port.port.and_then(|p| u16::try_from(p).ok()) else {
                         continue;
                     };
+                    targets.reserve(slice.endpoints.len());
                     for ep in slice.endpoints.iter().filter(|e| endpoint_usable(e)) {
                         for addr in &ep.addresses {
-                            targets.insert(Target {
+                            targets.push(Target {
                                 addr: TargetAddr::Ip(addr.clone()),
                                 port: num,
                                 weight: DEFAULT_WEIGHT,
@@ -502,11 +517,11 @@ impl<'a> Index<'a> {
                 let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()) else {
                     return Err(problem(
                         Reason::NoNodePort,
-                        format!("{field}.service.port"),
+                        field.at(".service.port"),
                         format!(
                             "Service {ns}/{} port {} has no nodePort (type {}); use type NodePort or LoadBalancer, or direct mode",
                             svc_ref.name,
-                            backend_ref.port,
+                            port_label,
                             spec.type_.as_deref().unwrap_or("ClusterIP")
                         ),
                     ));
@@ -523,7 +538,7 @@ impl<'a> Index<'a> {
                     }
                     for (node, inst) in &self.nodes {
                         if let Some(count) = per_node.get(node) {
-                            targets.insert(Target {
+                            targets.push(Target {
                                 addr: TargetAddr::Instance(inst.clone()),
                                 port: node_port,
                                 weight: (DEFAULT_WEIGHT * count).min(MAX_WEIGHT),
@@ -531,8 +546,9 @@ impl<'a> Index<'a> {
                         }
                     }
                 } else {
+                    targets.reserve(self.nodes.len());
                     for (_, inst) in &self.nodes {
-                        targets.insert(Target {
+                        targets.push(Target {
                             addr: TargetAddr::Instance(inst.clone()),
                             port: node_port,
                             weight: DEFAULT_WEIGHT,
@@ -541,9 +557,17 @@ impl<'a> Index<'a> {
                 }
             }
         }
+        // Sorted and without duplicates, as a set of targets.
+        targets.sort_unstable();
+        targets.dedup();
         Ok(Resolved {
-            backend: backend_ref,
-            targets: targets.into_iter().collect(),
+            backend: BackendRef {
+                namespace: ns.to_string(),
+                service: svc_ref.name.clone(),
+                port: port_label,
+                mode,
+            },
+            targets,
         })
     }
 
@@ -663,6 +687,139 @@ fn endpoint_usable(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
     }
 }
 
+/// A Service and its EndpointSlices (sorted by name).
+struct ServiceEntry<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    service: Option<&'a Service>,
+    /// The only slice (most Services have one), without a Vec of its own.
+    one_slice: Option<&'a EndpointSlice>,
+    /// All slices once there is more than one.
+    more_slices: Vec<&'a EndpointSlice>,
+    /// The next entry whose key has the same 64-bit hash (u32::MAX: none).
+    next: u32,
+}
+
+impl<'a> ServiceEntry<'a> {
+    fn add_slice(&mut self, s: &'a EndpointSlice) {
+        match self.one_slice.take() {
+            None if self.more_slices.is_empty() => self.one_slice = Some(s),
+            None => self.more_slices.push(s),
+            Some(one) => self.more_slices = vec![one, s],
+        }
+    }
+
+    fn slices(&self) -> &[&'a EndpointSlice] {
+        match &self.one_slice {
+            Some(_) => self.one_slice.as_slice(),
+            None => &self.more_slices,
+        }
+    }
+}
+
+/// (namespace, name) -> `ServiceEntry`. A compact table of full key hashes to entry numbers
+/// (16 bytes a slot, so lookups in big clusters stay cache- and TLB-friendly) over a dense
+/// entry list; keys whose 64-bit hashes collide are chained.
+struct ServiceIndex<'a> {
+    table: std::collections::HashMap<u64, u32, PassThrough>,
+    entries: Vec<ServiceEntry<'a>>,
+}
+
+/// The keys are already FxHash values.
+#[derive(Default, Clone, Copy)]
+struct PassThrough;
+
+impl std::hash::BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+struct PassThroughHasher(u64);
+
+impl std::hash::Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+fn service_key_hash(ns: &str, name: &str) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one((ns, name))
+}
+
+impl<'a> ServiceIndex<'a> {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            table: std::collections::HashMap::with_capacity_and_hasher(n, PassThrough),
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    fn get(&self, ns: &str, name: &str) -> Option<&ServiceEntry<'a>> {
+        let mut i = *self.table.get(&service_key_hash(ns, name))?;
+        loop {
+            let e = &self.entries[i as usize];
+            if e.namespace == ns && e.name == name {
+                return Some(e);
+            }
+            if e.next == u32::MAX {
+                return None;
+            }
+            i = e.next;
+        }
+    }
+
+    fn entry(&mut self, ns: &'a str, name: &'a str) -> &mut ServiceEntry<'a> {
+        let new = u32::try_from(self.entries.len()).expect("fewer than 2^32 Services");
+        let mut at = match self.table.entry(service_key_hash(ns, name)) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(new);
+                None
+            }
+            std::collections::hash_map::Entry::Occupied(o) => Some(*o.get()),
+        };
+        // Walk the chain of this hash; append a new entry at its end if the key is not there.
+        while let Some(i) = at {
+            let e = &self.entries[i as usize];
+            if e.namespace == ns && e.name == name {
+                return &mut self.entries[i as usize];
+            }
+            if e.next == u32::MAX {
+                self.entries[i as usize].next = new;
+                break;
+            }
+            at = Some(e.next);
+        }
+        self.entries.push(ServiceEntry {
+            namespace: ns,
+            name,
+            service: None,
+            one_slice: None,
+            more_slices: Vec::new(),
+            next: u32::MAX,
+        });
+        self.entries.last_mut().expect("just pushed")
+    }
+
+    fn sort_slices(&mut self) {
+        for e in &mut self.entries {
+            if e.more_slices.len() > 1 {
+                e.more_slices.sort_by_key(|s| s.metadata.name.as_deref());
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Resolved {
     backend: BackendRef,
@@ -672,22 +829,62 @@ struct Resolved {
 /// A backend slot of one listener: resolved targets, or nothing (the path serves no target).
 type Slot = Option<Resolved>;
 
-struct TlsEntry {
-    hosts: Vec<String>,
+/// Where a backend is in its Ingress; the field path is only formatted for a Problem.
+#[derive(Debug, Clone, Copy)]
+enum BackendField {
+    /// `spec.rules[ri].http.paths[pi].backend`
+    Path { ri: usize, pi: usize },
+    /// `spec.defaultBackend`
+    Default,
+}
+
+impl BackendField {
+    /// The backend's field path followed by `suffix`.
+    fn at(self, suffix: &str) -> String {
+        match self {
+            BackendField::Path { ri, pi } => {
+                format!("{}.backend{suffix}", path_field(ri, pi))
+            }
+            BackendField::Default => format!("spec.defaultBackend{suffix}"),
+        }
+    }
+}
+
+fn path_field(ri: usize, pi: usize) -> String {
+    format!("spec.rules[{ri}].http.paths[{pi}]")
+}
+
+/// What makes two backends resolve alike within a stack: (namespace, service, port, mode).
+type ResolveKey<'a> = (
+    &'a str,
+    &'a str,
+    Option<(Option<&'a str>, Option<i32>)>,
+    TargetMode,
+);
+
+struct TlsEntry<'a> {
+    hosts: &'a [String],
     cert: CertSource,
 }
 
-/// (path, kind, field, backend slot)
-type PathEntry = (String, PathKind, String, usize);
+/// One path of an Ingress, borrowed from it.
+struct PathEntry<'a> {
+    path: &'a str,
+    kind: PathKind,
+    ri: usize,
+    pi: usize,
+    slot: usize,
+}
 
 /// What one Ingress brings to its stack.
-struct Contribution {
-    member: ObjectRef,
+struct Contribution<'a> {
+    /// Index of the member (Ingress) in the stack.
+    mi: usize,
     listeners: Vec<(Protocol, u16)>,
-    /// (host, [(path, kind, field, slot index)])
-    rules: Vec<(Option<String>, Vec<PathEntry>)>,
+    /// (host, paths)
+    rules: Vec<(Option<&'a str>, Vec<PathEntry<'a>>)>,
     default_backend: Option<usize>,
-    tls: Vec<TlsEntry>,
+    tls: Vec<TlsEntry<'a>>,
 }
 
 struct StackBuilder<'i, 'a> {
@@ -695,18 +892,40 @@ struct StackBuilder<'i, 'a> {
     id: &'i StackId,
     members: &'i [Managed<'a>],
     slots: Vec<Slot>,
+    /// Backends already resolved in this stack, and their slot.
+    resolved: HashMap<ResolveKey<'a>, usize>,
     problems: Vec<Problem>,
 }
 
+/// (path, kind, backend slot) of the merged view.
+type ViewPath<'a> = (&'a str, PathKind, usize);
+
 /// Listener-level merge state.
-#[derive(Default, Clone)]
-struct ListenerAcc {
+#[derive(Default)]
+struct ListenerAcc<'a> {
     /// The translation of `view`, kept from the limit check.
-    translated: Vec<translate::TDomain<usize>>,
-    view: Vec<HostRules<usize>>,
-    default_backend: Option<(usize, ObjectRef)>,
-    claimed: HashMap<(HostKey, PathKind, String), ObjectRef>,
+    translated: Vec<translate::TDomainRef<'a, usize>>,
+    /// The merged rules, oldest Ingress first: (host, paths).
+    view: Vec<(Option<&'a str>, Vec<ViewPath<'a>>)>,
+    /// (slot, member index of the Ingress that set it)
+    default_backend: Option<(usize, usize)>,
+    /// (host, kind, match key) -> member index of the Ingress that defined it.
+    claimed: HashMap<(Option<&'a str>, PathKind, &'a str), usize>,
     members: Vec<usize>,
+}
+
+impl<'a> ListenerAcc<'a> {
+    /// A copy to merge one more Ingress into; `translated` is left out, as the limit check
+    /// translates every listener the Ingress touches before a trial is kept.
+    fn fork(&self) -> Self {
+        Self {
+            translated: Vec::new(),
+            view: self.view.clone(),
+            default_backend: self.default_backend,
+            claimed: self.claimed.clone(),
+            members: self.members.clone(),
+        }
+    }
 }
 
 impl<'i, 'a> StackBuilder<'i, 'a> {
@@ -716,29 +935,35 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             id,
             members,
             slots: Vec::new(),
+            resolved: HashMap::default(),
             problems: Vec::new(),
         }
     }
 
     fn run(mut self) -> (Option<DesiredLb>, Vec<Problem>) {
         let limits = self.index.snap.limits;
-        let mut accs: BTreeMap<(u16, Protocol), ListenerAcc> = BTreeMap::new();
-        let mut contributions: Vec<Contribution> = Vec::new();
+        let mut accs: BTreeMap<(u16, Protocol), ListenerAcc<'a>> = BTreeMap::new();
+        let mut contributions: Vec<Contribution<'a>> = Vec::new();
         for (mi, m) in self.members.iter().enumerate() {
-            let Some(c) = self.contribution(m) else {
+            let Some(c) = self.contribution(mi, m) else {
                 continue;
             };
             // Tentatively merge; keep the merge only if every limit still holds.
             // Only the listeners this Ingress touches are copied for the trial.
-            let mut trial: BTreeMap<(u16, Protocol), ListenerAcc> = BTreeMap::new();
+            let mut trial: BTreeMap<(u16, Protocol), ListenerAcc<'a>> = BTreeMap::new();
             let mut local_problems = Vec::new();
             for &(proto, port) in &c.listeners {
-                let mut acc = accs.get(&(port, proto)).cloned().unwrap_or_default();
-                merge(&mut acc, &c, mi, &mut local_problems);
+                let mut acc = accs
+                    .get(&(port, proto))
+                    .map(ListenerAcc::fork)
+                    .unwrap_or_default();
+                merge(&mut acc, &c, self.members, &mut local_problems);
                 trial.insert((port, proto), acc);
             }
-            let all_keys: BTreeSet<(u16, Protocol)> =
+            let mut all_keys: Vec<(u16, Protocol)> =
                 accs.keys().chain(trial.keys()).copied().collect();
+            all_keys.sort_unstable();
+            all_keys.dedup();
             let port_clash = all_keys
                 .iter()
                 .zip(all_keys.iter().skip(1))
@@ -761,12 +986,12 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             } else {
                 c.listeners.iter().find_map(|&(proto, port)| {
                     let acc = trial.get_mut(&(port, proto))?;
-                    let view = IngressView {
-                        rules: std::mem::take(&mut acc.view),
-                        default_backend: acc.default_backend.as_ref().map(|d| d.0),
-                    };
-                    acc.translated = translate::translate(&view);
-                    acc.view = view.rules;
+                    acc.translated = translate::translate_rules(
+                        acc.view
+                            .iter()
+                            .map(|(h, ps)| (*h, ps.iter().map(|(p, k, b)| (*p, *k, b)))),
+                        acc.default_backend.as_ref().map(|d| &d.0),
+                    );
                     let n: usize = acc.translated.iter().map(|d| d.rules.len()).sum();
                     (n > limits.rules_per_listener).then(|| {
                         (
@@ -782,7 +1007,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             };
             if let Some((reason, message)) = over {
                 self.problems.push(Problem {
-                    object: c.member.clone(),
+                    object: self.members[c.mi].key.clone(),
                     field: "spec".into(),
                     reason,
                     effect: Effect::Parked,
@@ -801,47 +1026,59 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         let hash = short_hash(&[&self.index.snap.cluster_id, &self.id.0]);
         let listener_name = format!("{LISTENER_NAME_PREFIX}{hash}");
         let default_cert = self.default_certificate(&contributions);
-        let mut listeners = Vec::new();
-        let mut member_ports: BTreeMap<ObjectRef, Vec<(Protocol, u16)>> = BTreeMap::new();
-        for ((port, proto), acc) in &accs {
+        // How many rules use each slot: the last one takes it, the others clone it.
+        let mut uses = vec![0u32; self.slots.len()];
+        for r in accs
+            .values()
+            .flat_map(|a| &a.translated)
+            .flat_map(|d| &d.rules)
+        {
+            if let Some(i) = r.backend {
+                uses[i] += 1;
+            }
+        }
+        let mut listeners = Vec::with_capacity(accs.len());
+        let mut member_ports: BTreeMap<&ObjectRef, Vec<(Protocol, u16)>> = BTreeMap::new();
+        for ((port, proto), acc) in accs {
             for &mi in &acc.members {
                 member_ports
-                    .entry(self.members[mi].key.clone())
+                    .entry(&self.members[mi].key)
                     .or_default()
-                    .push((*proto, *port));
+                    .push((proto, port));
             }
-            let domains = acc
-                .translated
-                .iter()
-                .map(|d| {
-                    let certificate = (*proto == Protocol::Https)
-                        .then(|| self.cert_for(&d.host, &contributions, acc, &default_cert))
-                        .flatten();
-                    DesiredDomain {
-                        host: d.host.display(),
-                        domain: d.domain.clone(),
-                        default_server: d.default_server,
-                        certificate,
-                        rules: d
-                            .rules
-                            .iter()
-                            .map(|r| {
-                                let slot = r.backend.and_then(|i| self.slots[i].as_ref());
-                                DesiredRule {
-                                    url: r.url.clone(),
-                                    backend: slot.map(|s| s.backend.clone()),
-                                    targets: slot.map(|s| s.targets.clone()).unwrap_or_default(),
-                                }
-                            })
-                            .collect(),
-                    }
-                })
-                .collect();
+            let mut domains = Vec::with_capacity(acc.translated.len());
+            for d in acc.translated {
+                let certificate = (proto == Protocol::Https)
+                    .then(|| self.cert_for(d.host, &contributions, &acc.members, &default_cert))
+                    .flatten();
+                let rules = d
+                    .rules
+                    .into_iter()
+                    .map(|r| {
+                        let (backend, targets) = match r.backend {
+                            Some(i) => take_slot(&mut self.slots, &mut uses, i),
+                            None => (None, Vec::new()),
+                        };
+                        DesiredRule {
+                            url: r.url,
+                            backend,
+                            targets,
+                        }
+                    })
+                    .collect();
+                domains.push(DesiredDomain {
+                    domain: d.domain,
+                    host: d.host.display().to_string(),
+                    default_server: d.default_server,
+                    certificate,
+                    rules,
+                });
+            }
             listeners.push(DesiredListener {
-                protocol: *proto,
-                port: *port,
+                protocol: proto,
+                port,
                 name: listener_name.clone(),
-                sni: *proto == Protocol::Https,
+                sni: proto == Protocol::Https,
                 domains,
             });
         }
@@ -856,7 +1093,10 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             listeners,
             members: member_ports
                 .into_iter()
-                .map(|(ingress, ports)| Member { ingress, ports })
+                .map(|(ingress, ports)| Member {
+                    ingress: ingress.clone(),
+                    ports,
+                })
                 .collect(),
         };
         (Some(lb), std::mem::take(&mut self.problems))
@@ -873,12 +1113,10 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
     }
 
     /// Validate one Ingress and resolve its backends; None if it must be parked.
-    fn contribution(&mut self, m: &Managed<'a>) -> Option<Contribution> {
-        let ing = m.ing;
+    fn contribution(&mut self, mi: usize, m: &Managed<'a>) -> Option<Contribution<'a>> {
+        let ing: &'a Ingress = m.ing;
         let (ns, _) = meta_name(&ing.metadata);
-        let default_spec = Default::default();
-        let spec: &k8s_openapi::api::networking::v1::IngressSpec =
-            ing.spec.as_ref().unwrap_or(&default_spec);
+        let spec: Option<&'a k8s_openapi::api::networking::v1::IngressSpec> = ing.spec.as_ref();
         let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
             None => None,
             Some("true") => Some(true),
@@ -906,7 +1144,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .params
             .and_then(|p| p.https_port)
             .unwrap_or(DEFAULT_HTTPS_PORT);
-        let has_tls = spec.tls.as_ref().is_some_and(|t| !t.is_empty());
+        let has_tls = spec
+            .and_then(|s| s.tls.as_ref())
+            .is_some_and(|t| !t.is_empty());
         let listeners = match annotation(ing, ANN_LISTEN_PORTS) {
             Some(v) => match parse_listen_ports(v) {
                 Ok(l) => l,
@@ -924,12 +1164,14 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             None => vec![(Protocol::Http, http_port)],
         };
         let mut parked = false;
-        let mut rules = Vec::new();
-        for (ri, rule) in spec.rules.iter().flatten().enumerate() {
-            let host = rule.host.clone().filter(|h| !h.is_empty());
-            if let Some(h) = &host
+        let spec_rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+        self.index.warm_up(ns, spec_rules);
+        let mut rules = Vec::with_capacity(spec_rules.len());
+        for (ri, rule) in spec_rules.iter().enumerate() {
+            let host = rule.host.as_deref().filter(|h| !h.is_empty());
+            if let Some(h) = host
                 && let Err(SyntaxProblem::Host(msg) | SyntaxProblem::Path(msg)) =
-                    translate::check_host(h)
+                    translate::check_host_syntax(h)
             {
                 self.park(
                     &m.key,
@@ -940,16 +1182,17 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 parked = true;
                 continue;
             }
-            let mut paths = Vec::new();
-            for (pi, p) in rule.http.iter().flat_map(|h| &h.paths).enumerate() {
-                let field = format!("spec.rules[{ri}].http.paths[{pi}]");
+            let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
+            let http_paths = http_paths.unwrap_or_default();
+            let mut paths = Vec::with_capacity(http_paths.len());
+            for (pi, p) in http_paths.iter().enumerate() {
                 let kind = match p.path_type.as_str() {
                     "Exact" => PathKind::Exact,
                     "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
                     other => {
                         self.park(
                             &m.key,
-                            format!("{field}.pathType"),
+                            format!("{}.pathType", path_field(ri, pi)),
                             Reason::InvalidPathType,
                             format!("{other:?} is not Exact, Prefix or ImplementationSpecific"),
                         );
@@ -957,28 +1200,45 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                         continue;
                     }
                 };
-                let path = p.path.clone().unwrap_or_else(|| "/".to_string());
+                let path: &'a str = p.path.as_deref().unwrap_or("/");
                 if let Err(SyntaxProblem::Path(msg) | SyntaxProblem::Host(msg)) =
-                    translate::clb_urls(&path, kind)
+                    translate::check_path(path, kind)
                 {
-                    self.park(&m.key, format!("{field}.path"), Reason::InvalidPath, msg);
+                    self.park(
+                        &m.key,
+                        format!("{}.path", path_field(ri, pi)),
+                        Reason::InvalidPath,
+                        msg,
+                    );
                     parked = true;
                     continue;
                 }
-                let slot = self.slot(ns, &p.backend, mode, &format!("{field}.backend"), &m.key)?;
-                paths.push((path, kind, field, slot));
+                let slot =
+                    self.slot(ns, &p.backend, mode, BackendField::Path { ri, pi }, &m.key)?;
+                paths.push(PathEntry {
+                    path,
+                    kind,
+                    ri,
+                    pi,
+                    slot,
+                });
             }
             rules.push((host, paths));
         }
         if parked {
             return None;
         }
-        let default_backend = match &spec.default_backend {
-            Some(b) => Some(self.slot(ns, b, mode, "spec.defaultBackend", &m.key)?),
+        let default_backend = match spec.and_then(|s| s.default_backend.as_ref()) {
+            Some(b) => Some(self.slot(ns, b, mode, BackendField::Default, &m.key)?),
             None => None,
         };
         let mut tls = Vec::new();
-        for (ti, t) in spec.tls.iter().flatten().enumerate() {
+        for (ti, t) in spec
+            .and_then(|s| s.tls.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
             let Some(secret) = t.secret_name.as_deref().filter(|s| !s.is_empty()) else {
                 continue;
             };
@@ -989,14 +1249,14 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 &format!("spec.tls[{ti}].secretName"),
             ) {
                 Ok(cert) => tls.push(TlsEntry {
-                    hosts: t.hosts.clone().unwrap_or_default(),
+                    hosts: t.hosts.as_deref().unwrap_or_default(),
                     cert,
                 }),
                 Err(p) => self.problems.push(p),
             }
         }
         Some(Contribution {
-            member: m.key.clone(),
+            mi,
             listeners,
             rules,
             default_backend,
@@ -1004,21 +1264,33 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         })
     }
 
-    /// Resolve a backend into a slot; None only if the Ingress must be parked.
+    /// Resolve a backend into a slot; None only if the Ingress must be parked. A backend
+    /// already resolved in this stack shares its slot.
     fn slot(
         &mut self,
-        ns: &str,
-        b: &IngressBackend,
+        ns: &'a str,
+        b: &'a IngressBackend,
         mode: TargetMode,
-        field: &str,
+        field: BackendField,
         object: &ObjectRef,
     ) -> Option<usize> {
+        let key: Option<ResolveKey<'a>> = b.service.as_ref().map(|s| {
+            (
+                ns,
+                s.name.as_str(),
+                s.port.as_ref().map(|p| (p.name.as_deref(), p.number)),
+                mode,
+            )
+        });
+        if let Some(&i) = key.as_ref().and_then(|k| self.resolved.get(k)) {
+            return Some(i);
+        }
         let limit = self.index.snap.limits.targets_per_rule;
         let slot = match self.index.resolve_backend(ns, b, mode, field, object) {
             Ok(r) if r.targets.len() > limit => {
                 self.park(
                     object,
-                    field.to_string(),
+                    field.at(""),
                     Reason::TooManyTargets,
                     format!(
                         "{} has {} targets; a CLB rule takes at most {limit}",
@@ -1034,8 +1306,13 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 None
             }
         };
+        let ok = slot.is_some();
         self.slots.push(slot);
-        Some(self.slots.len() - 1)
+        let i = self.slots.len() - 1;
+        if ok && let Some(k) = key {
+            self.resolved.insert(k, i);
+        }
+        Some(i)
     }
 
     fn default_certificate(&mut self, contributions: &[Contribution]) -> Option<CertSource> {
@@ -1068,22 +1345,24 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
     /// entry, oldest Ingress on the listener first; else the stack's default certificate.
     fn cert_for(
         &self,
-        host: &HostKey,
+        host: translate::HostRef,
         contributions: &[Contribution],
-        acc: &ListenerAcc,
+        acc_members: &[usize],
         default: &Option<CertSource>,
     ) -> Option<CertSource> {
+        if host == translate::HostRef::CatchAll {
+            return default.clone();
+        }
         let on_listener: Vec<&Contribution> = contributions
             .iter()
             .filter(|c| {
-                acc.members
-                    .iter()
-                    .any(|&mi| self.members[mi].key == c.member)
+                let key = &self.members[c.mi].key;
+                acc_members.iter().any(|&mi| self.members[mi].key == *key)
             })
             .collect();
         let name = host.display();
         let entries = || on_listener.iter().flat_map(|c| &c.tls);
-        let exact = entries().find(|t| t.hosts.contains(&name));
+        let exact = || entries().find(|t| t.hosts.iter().any(|h| h == name));
         let wildcard = || {
             entries().find(|t| {
                 t.hosts.iter().any(|h| {
@@ -1095,10 +1374,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             })
         };
         let hostless = || entries().find(|t| t.hosts.is_empty());
-        if *host == HostKey::CatchAll {
-            return default.clone();
-        }
-        exact
+        exact()
             .or_else(wildcard)
             .or_else(hostless)
             .map(|t| t.cert.clone())
@@ -1106,60 +1382,93 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
     }
 }
 
-fn merge(acc: &mut ListenerAcc, c: &Contribution, mi: usize, problems: &mut Vec<Problem>) {
-    acc.members.push(mi);
+/// The backend and targets of a rule using slot `i`: the last user takes the slot, earlier
+/// ones get a copy.
+fn take_slot(slots: &mut [Slot], uses: &mut [u32], i: usize) -> (Option<BackendRef>, Vec<Target>) {
+    uses[i] -= 1;
+    let slot = if uses[i] == 0 {
+        slots[i].take()
+    } else {
+        slots[i].clone()
+    };
+    match slot {
+        Some(s) => (Some(s.backend), s.targets),
+        None => (None, Vec::new()),
+    }
+}
+
+fn merge<'a>(
+    acc: &mut ListenerAcc<'a>,
+    c: &Contribution<'a>,
+    members: &[Managed<'a>],
+    problems: &mut Vec<Problem>,
+) {
+    acc.members.push(c.mi);
+    let member = &members[c.mi].key;
+    if members.len() == 1 {
+        // The only Ingress of its stack: nothing can conflict, no claims to remember.
+        acc.view.extend(c.rules.iter().map(|(host, paths)| {
+            (
+                *host,
+                paths.iter().map(|p| (p.path, p.kind, p.slot)).collect(),
+            )
+        }));
+        if acc.default_backend.is_none() {
+            acc.default_backend = c.default_backend.map(|d| (d, c.mi));
+        }
+        return;
+    }
     for (host, paths) in &c.rules {
-        let hk = HostKey::from_host(host.as_deref());
-        let mut kept = Vec::new();
-        for (path, kind, field, slot) in paths {
-            let key = match kind {
-                PathKind::Exact => path.clone(),
-                PathKind::Prefix => translate::prefix_key(path).to_string(),
+        let mut kept = Vec::with_capacity(paths.len());
+        for p in paths {
+            let key = match p.kind {
+                PathKind::Exact => p.path,
+                PathKind::Prefix => translate::prefix_key(p.path),
             };
-            match acc.claimed.get(&(hk.clone(), *kind, key.clone())) {
-                Some(owner) if *owner != c.member => {
+            match acc.claimed.entry((*host, p.kind, key)) {
+                std::collections::hash_map::Entry::Occupied(o)
+                    if members[*o.get()].key != *member =>
+                {
+                    let owner = &members[*o.get()].key;
                     problems.push(Problem {
-                        object: c.member.clone(),
-                        field: format!("{field}.path"),
+                        object: member.clone(),
+                        field: format!("{}.path", path_field(p.ri, p.pi)),
                         reason: Reason::RuleConflict,
                         effect: Effect::Overridden,
                         message: format!(
-                            "host {} path {path:?} ({kind:?}) is already defined by the older {owner}, which keeps serving it",
-                            hk.display()
+                            "host {} path {:?} ({:?}) is already defined by the older {owner}, which keeps serving it",
+                            HostKey::from_host(*host).display(),
+                            p.path,
+                            p.kind
                         ),
                     });
                     continue;
                 }
-                Some(_) => {}
-                None => {
-                    acc.claimed
-                        .insert((hk.clone(), *kind, key), c.member.clone());
+                std::collections::hash_map::Entry::Occupied(_) => {}
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(c.mi);
                 }
             }
-            kept.push(PathRule {
-                path: path.clone(),
-                kind: *kind,
-                backend: *slot,
-            });
+            kept.push((p.path, p.kind, p.slot));
         }
-        acc.view.push(HostRules {
-            host: host.clone(),
-            paths: kept,
-        });
+        acc.view.push((*host, kept));
     }
     if let Some(d) = c.default_backend {
         match &acc.default_backend {
-            Some((_, owner)) if *owner != c.member => problems.push(Problem {
-                object: c.member.clone(),
-                field: "spec.defaultBackend".into(),
-                reason: Reason::DefaultBackendConflict,
-                effect: Effect::Overridden,
-                message: format!(
-                    "the older {owner} already sets the default backend of this CLB, which keeps serving"
-                ),
-            }),
+            Some((_, owner)) if members[*owner].key != *member => {
+                let owner = &members[*owner].key;
+                problems.push(Problem {
+                    object: member.clone(),
+                    field: "spec.defaultBackend".into(),
+                    reason: Reason::DefaultBackendConflict,
+                    effect: Effect::Overridden,
+                    message: format!(
+                        "the older {owner} already sets the default backend of this CLB, which keeps serving"
+                    ),
+                })
+            }
             Some(_) => {}
-            None => acc.default_backend = Some((d, c.member.clone())),
+            None => acc.default_backend = Some((d, c.mi)),
         }
     }
 }

@@ -16,7 +16,6 @@
 //! - `defaultBackend` becomes the `/` rule of every domain that has no `Prefix /`.
 
 use crate::matching::ingress::{IngressView, PathKind};
-use std::collections::BTreeMap;
 
 /// The reserved domain that catches requests whose Host matches no Ingress host.
 /// `.invalid` is reserved (RFC 2606), so no real host can collide with it.
@@ -91,8 +90,63 @@ pub enum SyntaxProblem {
     Path(String),
 }
 
-/// Check that an Ingress host can be expressed as a CLB domain.
-pub fn check_host(host: &str) -> Result<HostKey, SyntaxProblem> {
+/// An Ingress host as written, borrowed; orders exactly like the `HostKey` it stands for
+/// (`*.suffix` hosts share the `*.` prefix, so they order by suffix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum HostRef<'s> {
+    CatchAll,
+    Exact(&'s str),
+    /// The whole host, `*.suffix`.
+    Wildcard(&'s str),
+}
+
+impl<'s> HostRef<'s> {
+    /// Same mapping as `HostKey::from_host`.
+    pub(crate) fn of(host: Option<&'s str>) -> Self {
+        match host {
+            None => HostRef::CatchAll,
+            Some(h) if h.starts_with("*.") => HostRef::Wildcard(h),
+            Some(h) => HostRef::Exact(h),
+        }
+    }
+
+    /// The Ingress spelling (`*` for the catch-all), as `HostKey::display`.
+    pub(crate) fn display(self) -> &'s str {
+        match self {
+            HostRef::CatchAll => "*",
+            HostRef::Exact(h) | HostRef::Wildcard(h) => h,
+        }
+    }
+
+    fn to_key(self) -> HostKey {
+        match self {
+            HostRef::CatchAll => HostKey::CatchAll,
+            HostRef::Exact(h) => HostKey::Exact(h.to_string()),
+            HostRef::Wildcard(h) => HostKey::Wildcard(h[2..].to_string()),
+        }
+    }
+
+    /// Same string as `HostKey::clb_domain`.
+    fn clb_domain(self) -> String {
+        match self {
+            HostRef::CatchAll => CATCH_ALL_DOMAIN.to_string(),
+            HostRef::Exact(h) => h.to_string(),
+            HostRef::Wildcard(h) => wildcard_domain(&h[2..]),
+        }
+    }
+}
+
+fn wildcard_domain(suffix: &str) -> String {
+    format!("~^[^.]+\\.{}$", suffix.replace('.', "\\."))
+}
+
+/// The length of `wildcard_domain(suffix)` without building it.
+fn wildcard_domain_len(suffix: &str) -> usize {
+    "~^[^.]+\\.$".len() + suffix.len() + suffix.bytes().filter(|&b| b == b'.').count()
+}
+
+/// `check_host` without building the key (no allocation unless the host is refused).
+pub(crate) fn check_host_syntax(host: &str) -> Result<(), SyntaxProblem> {
     let bare = host.strip_prefix("*.").unwrap_or(host);
     let label_ok = |l: &str| {
         !l.is_empty()
@@ -112,15 +166,24 @@ pub fn check_host(host: &str) -> Result<HostKey, SyntaxProblem> {
             "host {host:?} is reserved by clb-ingress for unmatched hosts"
         )));
     }
-    let key = HostKey::from_host(Some(host));
-    let domain = key.clb_domain();
-    if domain.len() > MAX_DOMAIN_LEN {
+    let domain_len = match host.strip_prefix("*.") {
+        Some(suffix) => wildcard_domain_len(suffix),
+        None => host.len(),
+    };
+    if domain_len > MAX_DOMAIN_LEN {
+        let domain = HostKey::from_host(Some(host)).clb_domain();
         return Err(SyntaxProblem::Host(format!(
             "host {host:?} needs the CLB domain {domain:?} of {} characters; CLB allows at most {MAX_DOMAIN_LEN}",
             domain.len()
         )));
     }
-    Ok(key)
+    Ok(())
+}
+
+/// Check that an Ingress host can be expressed as a CLB domain.
+pub fn check_host(host: &str) -> Result<HostKey, SyntaxProblem> {
+    check_host_syntax(host)?;
+    Ok(HostKey::from_host(Some(host)))
 }
 
 fn url_char_ok(b: u8) -> bool {
@@ -132,8 +195,22 @@ pub fn prefix_key(path: &str) -> &str {
     path.trim_end_matches('/')
 }
 
-/// The CLB URLs an Ingress path produces (before merging), or why it cannot be expressed.
-pub fn clb_urls(path: &str, kind: PathKind) -> Result<Vec<String>, SyntaxProblem> {
+fn urls_of(path: &str, kind: PathKind) -> Vec<String> {
+    match kind {
+        PathKind::Exact => vec![format!("={path}")],
+        PathKind::Prefix => {
+            let key = prefix_key(path);
+            if key.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                vec![format!("={key}"), format!("{key}/")]
+            }
+        }
+    }
+}
+
+/// `clb_urls` without building the URLs (no allocation unless the path is refused).
+pub(crate) fn check_path(path: &str, kind: PathKind) -> Result<(), SyntaxProblem> {
     if !path.starts_with('/') {
         return Err(SyntaxProblem::Path(format!(
             "path {path:?} must start with '/'"
@@ -145,132 +222,203 @@ pub fn clb_urls(path: &str, kind: PathKind) -> Result<Vec<String>, SyntaxProblem
             bad as char
         )));
     }
-    let urls = match kind {
-        PathKind::Exact => vec![format!("={path}")],
-        PathKind::Prefix => {
-            let key = prefix_key(path);
-            if key.is_empty() {
-                vec!["/".to_string()]
-            } else {
-                vec![format!("={key}"), format!("{key}/")]
-            }
-        }
+    // Every URL of a path has the same length: `=p` (Exact), `=key` and `key/`, or `/`.
+    let longest = match kind {
+        PathKind::Exact => path.len() + 1,
+        PathKind::Prefix => match prefix_key(path).len() {
+            0 => 1,
+            n => n + 1,
+        },
     };
-    if let Some(long) = urls.iter().find(|u| u.len() > MAX_URL_LEN) {
+    if longest > MAX_URL_LEN {
+        let urls = urls_of(path, kind);
+        let long = urls
+            .iter()
+            .find(|u| u.len() > MAX_URL_LEN)
+            .expect("a URL is over the limit");
         return Err(SyntaxProblem::Path(format!(
             "path {path:?} needs the CLB URL {long:?} of {} characters; CLB allows at most {MAX_URL_LEN}",
             long.len()
         )));
     }
-    Ok(urls)
+    Ok(())
 }
 
-/// Paths of one host, first (oldest) definition of each match key kept.
-struct HostPaths<B> {
-    exact: BTreeMap<String, B>,
-    /// Keyed by the normalised prefix (`` for `/`).
-    prefix: BTreeMap<String, B>,
+/// The CLB URLs an Ingress path produces (before merging), or why it cannot be expressed.
+pub fn clb_urls(path: &str, kind: PathKind) -> Result<Vec<String>, SyntaxProblem> {
+    check_path(path, kind)?;
+    Ok(urls_of(path, kind))
 }
 
-impl<B: Clone> HostPaths<B> {
-    /// The Ingress answer for `path` within this host (used for filler rules).
-    fn resolve(&self, path: &str, default: Option<&B>) -> Option<B> {
-        if let Some(b) = self.exact.get(path) {
-            return Some(b.clone());
-        }
-        let mut best: Option<(&str, &B)> = None;
-        for (p, b) in &self.prefix {
-            let hit = p.is_empty() || path == p || path.starts_with(&format!("{p}/"));
-            if hit && best.is_none_or(|(bp, _)| p.len() > bp.len()) {
-                best = Some((p, b));
-            }
-        }
-        best.map(|(_, b)| b.clone()).or_else(|| default.cloned())
+/// One translated CLB domain, with the host borrowed from the input.
+#[derive(Debug, Clone)]
+pub(crate) struct TDomainRef<'s, B> {
+    pub host: HostRef<'s>,
+    pub domain: String,
+    pub default_server: bool,
+    pub rules: Vec<TRule<B>>,
+}
+
+/// The Ingress answer for `path` within one host (used for filler rules). `exact` and `prefix`
+/// are (match key, backend), sorted by key, one entry per key.
+fn resolve_in_host<B: Clone>(
+    exact: &[(&str, &B)],
+    prefix: &[(&str, &B)],
+    path: &str,
+    default: Option<&B>,
+) -> Option<B> {
+    if let Ok(i) = exact.binary_search_by(|(k, _)| (*k).cmp(path)) {
+        return Some(exact[i].1.clone());
     }
+    let mut best: Option<(&str, &B)> = None;
+    for &(p, b) in prefix {
+        let hit = p.is_empty()
+            || path == p
+            || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/');
+        if hit && best.is_none_or(|(bp, _)| p.len() > bp.len()) {
+            best = Some((p, b));
+        }
+    }
+    best.map(|(_, b)| b.clone()).or_else(|| default.cloned())
 }
 
-/// Translate the Ingress rules of one listener into CLB domains. The input must already be
-/// valid (`check_host`, `clb_urls`); invalid hosts/paths are skipped defensively.
-pub fn translate<B: Clone>(view: &IngressView<B>) -> Vec<TDomain<B>> {
-    let mut hosts: BTreeMap<HostKey, HostPaths<B>> = BTreeMap::new();
-    for rule in &view.rules {
-        let key = match rule.host.as_deref() {
-            None => HostKey::CatchAll,
-            Some(h) => match check_host(h) {
-                Ok(k) => k,
-                Err(_) => continue,
-            },
+/// Translate rules given as (host, [(path, kind, backend)]), oldest first; hosts and paths
+/// outside CLB syntax are skipped (as `translate` does).
+pub(crate) fn translate_rules<'s, 'b, B, R, P>(
+    rules: R,
+    default: Option<&B>,
+) -> Vec<TDomainRef<'s, B>>
+where
+    B: Clone + 'b,
+    R: IntoIterator<Item = (Option<&'s str>, P)>,
+    P: IntoIterator<Item = (&'s str, PathKind, &'b B)>,
+{
+    let mut hosts: Vec<HostRef<'s>> = Vec::new();
+    // (host, kind, match key, backend) in input order; the first definition of a key wins.
+    let mut entries: Vec<(HostRef<'s>, PathKind, &'s str, &'b B)> = Vec::new();
+    for (host, paths) in rules {
+        let key = match host {
+            None => HostRef::CatchAll,
+            Some(h) => {
+                if check_host_syntax(h).is_err() {
+                    continue;
+                }
+                HostRef::of(Some(h))
+            }
         };
-        let entry = hosts.entry(key).or_insert_with(|| HostPaths {
-            exact: BTreeMap::new(),
-            prefix: BTreeMap::new(),
-        });
-        for p in &rule.paths {
-            if clb_urls(&p.path, p.kind).is_err() {
+        hosts.push(key);
+        for (path, kind, b) in paths {
+            if check_path(path, kind).is_err() {
                 continue;
             }
-            let map = match p.kind {
-                PathKind::Exact => &mut entry.exact,
-                PathKind::Prefix => &mut entry.prefix,
+            let k = match kind {
+                PathKind::Exact => path,
+                PathKind::Prefix => prefix_key(path),
             };
-            let k = match p.kind {
-                PathKind::Exact => p.path.clone(),
-                PathKind::Prefix => prefix_key(&p.path).to_string(),
-            };
-            map.entry(k).or_insert_with(|| p.backend.clone());
+            entries.push((key, kind, k, b));
         }
     }
-    let default = view.default_backend.as_ref();
+    hosts.sort_unstable();
+    hosts.dedup();
+    // Stable sort, then keep the first of each key: the oldest definition.
+    entries.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    entries.dedup_by(|later, earlier| {
+        (later.0, later.1, later.2) == (earlier.0, earlier.1, earlier.2)
+    });
+
     let mut out = Vec::with_capacity(hosts.len() + 1);
-    if !hosts.contains_key(&HostKey::CatchAll) && (!hosts.is_empty() || default.is_some()) {
+    if hosts.first() != Some(&HostRef::CatchAll) && (!hosts.is_empty() || default.is_some()) {
         out.push(catch_all_without_rules(default));
     }
-    for (key, paths) in &hosts {
-        let mut rules: BTreeMap<String, Option<B>> = BTreeMap::new();
-        for (p, b) in &paths.prefix {
+    let mut exact: Vec<(&str, &B)> = Vec::new();
+    let mut prefix: Vec<(&str, &B)> = Vec::new();
+    let mut at = 0;
+    for &key in &hosts {
+        exact.clear();
+        prefix.clear();
+        while at < entries.len() && entries[at].0 == key {
+            let (_, kind, k, b) = entries[at];
+            match kind {
+                PathKind::Exact => exact.push((k, b)),
+                PathKind::Prefix => prefix.push((k, b)),
+            }
+            at += 1;
+        }
+        // (url, precedence, backend): for one URL the lowest precedence wins. Exact beats
+        // Prefix at equal length (the `=p` of a Prefix p); fillers and the default backend's
+        // `/` only fill URLs nothing else has.
+        let mut urls: Vec<(String, u8, Option<B>)> =
+            Vec::with_capacity(2 * prefix.len() + 2 * exact.len() + 1);
+        for &(p, b) in &prefix {
             if p.is_empty() {
-                rules.insert("/".to_string(), Some(b.clone()));
+                urls.push(("/".to_string(), 1, Some(b.clone())));
             } else {
-                rules.insert(format!("={p}"), Some(b.clone()));
-                rules.insert(format!("{p}/"), Some(b.clone()));
+                urls.push((format!("={p}"), 1, Some(b.clone())));
+                urls.push((format!("{p}/"), 1, Some(b.clone())));
             }
         }
-        // Exact beats Prefix at equal length: overwrite `=p` of a Prefix p.
-        for (p, b) in &paths.exact {
-            rules.insert(format!("={p}"), Some(b.clone()));
+        for &(p, b) in &exact {
+            urls.push((format!("={p}"), 0, Some(b.clone())));
         }
-        for e in paths.exact.keys() {
+        for &(e, _) in &exact {
             if e.len() > 1 && e.ends_with('/') {
                 let stripped = &e[..e.len() - 1];
-                if !stripped.ends_with('/') && !rules.contains_key(&format!("={stripped}")) {
-                    let answer = paths.resolve(stripped, default);
-                    rules.insert(format!("={stripped}"), answer);
+                let has_rule = |keys: &[(&str, &B)]| {
+                    keys.binary_search_by(|(k, _)| (*k).cmp(stripped)).is_ok()
+                };
+                if !stripped.ends_with('/') && !has_rule(&exact) && !has_rule(&prefix) {
+                    let answer = resolve_in_host(&exact, &prefix, stripped, default);
+                    urls.push((format!("={stripped}"), 2, answer));
                 }
             }
         }
         if let Some(d) = default {
-            rules
-                .entry("/".to_string())
-                .or_insert_with(|| Some(d.clone()));
+            urls.push(("/".to_string(), 3, Some(d.clone())));
         }
-        if rules.is_empty() {
+        if urls.is_empty() {
             // A host with no paths still claims its requests: nothing may catch them.
-            rules.insert(NO_ROUTE_URL.to_string(), None);
+            urls.push((NO_ROUTE_URL.to_string(), 0, None));
         }
-        out.push(TDomain {
-            host: key.clone(),
+        urls.sort_unstable_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        urls.dedup_by(|later, earlier| later.0 == earlier.0);
+        out.push(TDomainRef {
+            host: key,
             domain: key.clb_domain(),
-            default_server: *key == HostKey::CatchAll,
-            rules: rules
+            default_server: key == HostRef::CatchAll,
+            rules: urls
                 .into_iter()
-                .map(|(url, backend)| TRule { url, backend })
+                .map(|(url, _, backend)| TRule { url, backend })
                 .collect(),
         });
     }
     out
 }
 
-fn catch_all_without_rules<B: Clone>(default: Option<&B>) -> TDomain<B> {
+/// Translate the Ingress rules of one listener into CLB domains. The input must already be
+/// valid (`check_host`, `clb_urls`); invalid hosts/paths are skipped defensively.
+pub fn translate<B: Clone>(view: &IngressView<B>) -> Vec<TDomain<B>> {
+    translate_rules(
+        view.rules.iter().map(|r| {
+            (
+                r.host.as_deref(),
+                r.paths
+                    .iter()
+                    .map(|p| (p.path.as_str(), p.kind, &p.backend)),
+            )
+        }),
+        view.default_backend.as_ref(),
+    )
+    .into_iter()
+    .map(|d| TDomain {
+        host: d.host.to_key(),
+        domain: d.domain,
+        default_server: d.default_server,
+        rules: d.rules,
+    })
+    .collect()
+}
+
+fn catch_all_without_rules<'s, B: Clone>(default: Option<&B>) -> TDomainRef<'s, B> {
     let rule = match default {
         Some(d) => TRule {
             url: "/".to_string(),
@@ -281,8 +429,8 @@ fn catch_all_without_rules<B: Clone>(default: Option<&B>) -> TDomain<B> {
             backend: None,
         },
     };
-    TDomain {
-        host: HostKey::CatchAll,
+    TDomainRef {
+        host: HostRef::CatchAll,
         domain: CATCH_ALL_DOMAIN.to_string(),
         default_server: true,
         rules: vec![rule],
@@ -363,6 +511,33 @@ mod tests {
                 ("=/foo".to_string(), Some("e"))
             ]
         );
+    }
+
+    #[test]
+    fn non_allocating_checks_agree_with_the_built_strings() {
+        for suffix in ["a", "a.b", "foo.example.com", "x.y.z.w"] {
+            assert_eq!(wildcard_domain_len(suffix), wildcard_domain(suffix).len());
+            let h = format!("*.{suffix}");
+            assert_eq!(
+                HostRef::of(Some(&h)).clb_domain(),
+                HostKey::from_host(Some(&h)).clb_domain()
+            );
+            assert_eq!(HostRef::of(Some(&h)).to_key(), HostKey::from_host(Some(&h)));
+            assert_eq!(
+                HostRef::of(Some(&h)).display(),
+                HostKey::from_host(Some(&h)).display()
+            );
+        }
+        for n in [197, 198, 199, 200, 201] {
+            let p = format!("/{}", "a".repeat(n));
+            for kind in [PathKind::Exact, PathKind::Prefix] {
+                let built = urls_of(&p, kind).iter().all(|u| u.len() <= MAX_URL_LEN);
+                assert_eq!(check_path(&p, kind).is_ok(), built, "{n} {kind:?}");
+                let slash = format!("{p}//");
+                let built = urls_of(&slash, kind).iter().all(|u| u.len() <= MAX_URL_LEN);
+                assert_eq!(check_path(&slash, kind).is_ok(), built, "{n} {kind:?} //");
+            }
+        }
     }
 
     #[test]

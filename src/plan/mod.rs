@@ -7,6 +7,7 @@
 //! Objects clb-ingress cannot prove it owns are never touched.
 
 use crate::model::{CertSource, DesiredLb, LbSource, Protocol, Target};
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -506,19 +507,20 @@ pub fn diff(
             ListenerRef::Id(id) => id.clone(),
             ListenerRef::New { .. } => String::new(),
         };
-        let obs_by_key: BTreeMap<(&str, &str), &ObservedRule> = obs_rules
-            .iter()
-            .map(|r| ((r.domain.as_str(), r.url.as_str()), r))
-            .collect();
-        let want_keys: BTreeSet<(&str, &str)> = dl
-            .domains
-            .iter()
-            .flat_map(|d| {
-                d.rules
-                    .iter()
-                    .map(move |r| (d.domain.as_str(), r.url.as_str()))
-            })
-            .collect();
+        // Observed rules by (domain, url); the last of duplicates wins, as in a map.
+        let mut obs_by_key: FxHashMap<(&str, &str), &ObservedRule> =
+            FxHashMap::with_capacity_and_hasher(obs_rules.len(), Default::default());
+        for r in obs_rules {
+            obs_by_key.insert((r.domain.as_str(), r.url.as_str()), r);
+        }
+        let want_count = dl.domains.iter().map(|d| d.rules.len()).sum();
+        let mut want_keys: FxHashSet<(&str, &str)> =
+            FxHashSet::with_capacity_and_hasher(want_count, Default::default());
+        for d in &dl.domains {
+            for r in &d.rules {
+                want_keys.insert((d.domain.as_str(), r.url.as_str()));
+            }
+        }
         // Stale rules, per domain, available for re-use by a renamed path.
         let mut stale: BTreeMap<&str, Vec<&ObservedRule>> = BTreeMap::new();
         for r in obs_rules {
@@ -537,8 +539,6 @@ pub fn diff(
                 .any(|r| want_keys.contains(&(r.domain.as_str(), r.url.as_str())));
             let mut domain_is_new = !domain_survives;
             for r in &d.rules {
-                let mut want: Vec<&Target> = r.targets.iter().collect();
-                want.sort();
                 let existing_rule = obs_by_key
                     .get(&(d.domain.as_str(), r.url.as_str()))
                     .copied();
@@ -566,10 +566,9 @@ pub fn diff(
                 }
                 match existing_rule {
                     Some(o) => {
-                        let rref = RuleRef::Id(o.location_id.clone());
                         diff_targets(
                             &lref,
-                            &rref,
+                            || RuleRef::Id(o.location_id.clone()),
                             &o.targets,
                             &r.targets,
                             &mut register,
@@ -584,13 +583,12 @@ pub fn diff(
                             default_server: false,
                             certificate: if domain_is_new { cert.clone() } else { None },
                         });
-                        let rref = RuleRef::New {
-                            domain: d.domain.clone(),
-                            url: r.url.clone(),
-                        };
                         diff_targets(
                             &lref,
-                            &rref,
+                            || RuleRef::New {
+                                domain: d.domain.clone(),
+                                url: r.url.clone(),
+                            },
                             &[],
                             &r.targets,
                             &mut register,
@@ -697,13 +695,18 @@ fn same_targets(a: &[Target], b: &[Target]) -> bool {
 
 fn diff_targets(
     l: &ListenerRef,
-    r: &RuleRef,
+    rule: impl FnOnce() -> RuleRef,
     have: &[Target],
     want: &[Target],
     register: &mut Vec<RuleTarget>,
     reweight: &mut Vec<RuleTarget>,
     deregister: &mut Vec<RuleTarget>,
 ) {
+    if have == want {
+        // Same targets, same weights: nothing to do (the common steady state).
+        return;
+    }
+    let r = &rule();
     let have_map: BTreeMap<_, &Target> = have.iter().map(|t| (target_key(t), t)).collect();
     let want_map: BTreeMap<_, &Target> = want.iter().map(|t| (target_key(t), t)).collect();
     let rt = |t: &Target| RuleTarget {

@@ -14,6 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
+/// The same allocator as the `clb-ingress` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const INGRESSES: usize = 10_000;
 const PATHS: usize = 10;
 const PODS: usize = 3;

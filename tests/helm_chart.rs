@@ -1,0 +1,1168 @@
+//! The Helm chart in `helm/clb-ingress/`: rendered by real Helm (the Helm v4 Go engine bundled in
+//! the `helm-python-sdk` wheel, driven by `tests/helm/render.py` in a venv that
+//! `tests/helm/venv.sh` makes under `target/`), with default and non-default values; every object
+//! validated against the Kubernetes 1.33 schemas twice (kubernetes-validate's strict JSON schemas
+//! in Python, and here by deserializing into the k8s-openapi `v1_33` types, refusing any field
+//! they drop); and its RBAC compared with the API calls the real controller makes, started with
+//! the chart's own arguments against the in-repo test API server.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/clb-ingress");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const KUBE_VERSION: &str = "1.33.0";
+const RELEASE: &str = "clb-ingress";
+const NAMESPACE: &str = "clb-system";
+
+// ---------------------------------------------------------------------------------------------
+// Rendering
+
+/// The venv's python (made once per test process; `venv.sh` also locks across processes).
+fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(format!("{ROOT}/tests/helm/venv.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/helm/venv.sh");
+        assert!(out.status.success(), "tests/helm/venv.sh failed");
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
+struct Rendered {
+    out: Value,
+}
+
+impl Rendered {
+    fn objects(&self) -> Vec<(&str, &Value)> {
+        self.out["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| (o["template"].as_str().unwrap(), &o["object"]))
+            .collect()
+    }
+    fn all(&self, kind: &str) -> Vec<&Value> {
+        self.objects()
+            .into_iter()
+            .filter(|(_, o)| o["kind"] == kind)
+            .map(|(_, o)| o)
+            .collect()
+    }
+    fn one(&self, kind: &str) -> &Value {
+        let all = self.all(kind);
+        assert_eq!(all.len(), 1, "expected one {kind}, got {}", all.len());
+        all[0]
+    }
+    fn kinds(&self) -> BTreeSet<String> {
+        self.objects()
+            .iter()
+            .map(|(_, o)| o["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+    fn typed<T: DeserializeOwned>(&self, kind: &str) -> T {
+        serde_json::from_value(self.one(kind).clone()).unwrap()
+    }
+    fn notes(&self) -> &str {
+        self.out["notes"].as_str().unwrap()
+    }
+    fn args(&self) -> Vec<String> {
+        let d: Deployment = self.typed("Deployment");
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .args
+            .clone()
+            .unwrap()
+    }
+}
+
+/// Render the chart with `values` (merged over values.yaml by Helm); panics on a schema or
+/// template error.
+fn render(values: Value) -> Rendered {
+    let out = try_render(values.clone());
+    assert!(
+        out["schemaError"].is_null(),
+        "values {values} rejected by values.schema.json: {}",
+        out["schemaError"]
+    );
+    assert!(
+        out["renderError"].is_null(),
+        "render failed with {values}: {}",
+        out["renderError"]
+    );
+    Rendered { out }
+}
+
+fn try_render(values: Value) -> Value {
+    let mut child = Command::new(python())
+        .arg(format!("{ROOT}/tests/helm/render.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start render.py");
+    let req = json!({"chart": CHART, "values": values, "release": RELEASE,
+        "namespace": NAMESPACE, "kubeVersion": KUBE_VERSION});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(req.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "render.py failed");
+    serde_json::from_slice(&out.stdout).expect("render.py output")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/// Every field of `orig` must be in `back` with the same value (`back` may add defaults): a
+/// field the typed struct does not know is dropped on the way through and reported here.
+fn dropped_fields(orig: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
+    match (orig, back) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in a {
+                match b.get(k) {
+                    Some(w) => dropped_fields(v, w, &format!("{path}/{k}"), out),
+                    None if v.is_null() => {}
+                    None => out.push(format!("{path}/{k} (unknown field)")),
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+            for (i, (v, w)) in a.iter().zip(b).enumerate() {
+                dropped_fields(v, w, &format!("{path}/{i}"), out);
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => out.push(format!("{path}: {a} became {b}")),
+    }
+}
+
+fn typed_check<T: DeserializeOwned + serde::Serialize>(obj: &Value) -> Vec<String> {
+    match serde_json::from_value::<T>(obj.clone()) {
+        Err(e) => vec![format!("does not deserialize: {e}")],
+        Ok(t) => {
+            let back = serde_json::to_value(&t).unwrap();
+            let mut out = Vec::new();
+            dropped_fields(obj, &back, "", &mut out);
+            out
+        }
+    }
+}
+
+/// A ServiceMonitor (prometheus-operator CRD; no schema here): it must select the metrics
+/// Service by its labels, in its namespace, on a port the Service names.
+fn service_monitor_check(r: &Rendered, sm: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    let Some(svc) = r.all("Service").into_iter().next() else {
+        return vec!["no Service to scrape".into()];
+    };
+    for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        if svc["metadata"]["labels"][k] != *v {
+            errs.push(format!("selector {k}={v} does not match the Service"));
+        }
+    }
+    if sm["spec"]["namespaceSelector"]["matchNames"] != json!([svc["metadata"]["namespace"]]) {
+        errs.push("namespaceSelector is not the Service's namespace".into());
+    }
+    let ports: Vec<&Value> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    for ep in sm["spec"]["endpoints"].as_array().unwrap() {
+        if !ports.contains(&&ep["port"]) {
+            errs.push(format!(
+                "endpoint port {} is not a Service port",
+                ep["port"]
+            ));
+        }
+    }
+    errs
+}
+
+/// Both validations of every object; panics listing every problem.
+fn assert_all_valid(r: &Rendered) {
+    let mut problems = Vec::new();
+    for v in r.out["validation"].as_array().unwrap() {
+        let what = format!("{} {} ({})", v["kind"], v["name"], v["template"]);
+        for e in v["errors"].as_array().unwrap() {
+            problems.push(format!("{what}: schema {}: {e}", v["schema"]));
+        }
+        if v["schema"] == "none" && v["kind"] != "ServiceMonitor" {
+            problems.push(format!("{what}: no schema to validate against"));
+        }
+    }
+    for (template, obj) in r.objects() {
+        let errs = match (
+            obj["apiVersion"].as_str().unwrap(),
+            obj["kind"].as_str().unwrap(),
+        ) {
+            ("apps/v1", "Deployment") => typed_check::<Deployment>(obj),
+            ("v1", "ServiceAccount") => typed_check::<ServiceAccount>(obj),
+            ("v1", "Service") => typed_check::<Service>(obj),
+            ("rbac.authorization.k8s.io/v1", "ClusterRole") => typed_check::<ClusterRole>(obj),
+            ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+                typed_check::<ClusterRoleBinding>(obj)
+            }
+            ("rbac.authorization.k8s.io/v1", "Role") => typed_check::<Role>(obj),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => typed_check::<RoleBinding>(obj),
+            ("networking.k8s.io/v1", "IngressClass") => typed_check::<IngressClass>(obj),
+            ("policy/v1", "PodDisruptionBudget") => typed_check::<PodDisruptionBudget>(obj),
+            ("clb-ingress.io/v1alpha1", "ClbClassParameters") => {
+                typed_check::<clb_ingress::crd::ClbClassParameters>(obj)
+            }
+            ("monitoring.coreos.com/v1", "ServiceMonitor") => service_monitor_check(r, obj),
+            (a, k) => vec![format!("unexpected kind {a} {k}")],
+        };
+        for e in errs {
+            problems.push(format!(
+                "{} {} ({template}): {e}",
+                obj["kind"], obj["metadata"]["name"]
+            ));
+        }
+        // Namespaced objects go to the release namespace (or the watched one); cluster-scoped
+        // ones have none.
+        let cluster_scoped = matches!(
+            obj["kind"].as_str().unwrap(),
+            "ClusterRole" | "ClusterRoleBinding" | "IngressClass" | "ClbClassParameters"
+        );
+        if cluster_scoped != obj["metadata"]["namespace"].is_null() {
+            problems.push(format!(
+                "{} {}: wrong scope",
+                obj["kind"], obj["metadata"]["name"]
+            ));
+        }
+    }
+    let lint = &r.out["lint"];
+    for m in lint["messages"].as_array().unwrap() {
+        // 1 = info ("icon is recommended"); warnings and errors fail (lint runs --strict).
+        if m["severity"].as_i64().unwrap() >= 2 {
+            problems.push(format!("helm lint: {m}"));
+        }
+    }
+    for e in lint["errors"].as_array().unwrap() {
+        problems.push(format!("helm lint: {e}"));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(!r.objects().is_empty());
+}
+
+/// The objects refer to each other correctly: selectors match the pod labels, the Deployment
+/// runs as the ServiceAccount the bindings name, the IngressClass points at the parameters.
+fn assert_consistent(r: &Rendered) {
+    let d: Deployment = r.typed("Deployment");
+    let spec = d.spec.unwrap();
+    let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+    let selects =
+        |sel: &BTreeMap<String, String>| sel.iter().all(|(k, v)| pod_labels.get(k) == Some(v));
+    assert!(selects(spec.selector.match_labels.as_ref().unwrap()));
+    for svc in r.all("Service") {
+        let s: Service = serde_json::from_value(svc.clone()).unwrap();
+        assert!(
+            selects(&s.spec.unwrap().selector.unwrap()),
+            "Service selector"
+        );
+    }
+    for pdb in r.all("PodDisruptionBudget") {
+        let p: PodDisruptionBudget = serde_json::from_value(pdb.clone()).unwrap();
+        assert!(
+            selects(&p.spec.unwrap().selector.unwrap().match_labels.unwrap()),
+            "PDB selector"
+        );
+    }
+    let sa = spec.template.spec.unwrap().service_account_name.unwrap();
+    if r.kinds().contains("ServiceAccount") {
+        assert_eq!(r.one("ServiceAccount")["metadata"]["name"], sa.as_str());
+    }
+    for kind in ["ClusterRoleBinding", "RoleBinding"] {
+        for b in r.all(kind) {
+            let subject = &b["subjects"][0];
+            assert_eq!(subject["kind"], "ServiceAccount");
+            assert_eq!(subject["name"], sa.as_str(), "{kind} subject");
+            assert_eq!(subject["namespace"], NAMESPACE, "{kind} subject namespace");
+            let role_kind = b["roleRef"]["kind"].as_str().unwrap();
+            assert!(
+                r.all(role_kind)
+                    .iter()
+                    .any(|role| role["metadata"]["name"] == b["roleRef"]["name"]
+                        && role["metadata"]["namespace"] == b["metadata"]["namespace"]),
+                "{kind} {} refers to a missing {role_kind}",
+                b["metadata"]["name"]
+            );
+        }
+    }
+    if let Some(class) = r.all("IngressClass").first() {
+        assert_eq!(
+            class["spec"]["controller"],
+            "clb-ingress.io/ingress-controller"
+        );
+        if let Some(p) = class["spec"].get("parameters") {
+            assert!(
+                r.all("ClbClassParameters")
+                    .iter()
+                    .any(|o| o["metadata"]["name"] == p["name"])
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rendering tests
+
+#[test]
+fn default_values_render_two_leader_electing_hardened_replicas_and_every_object_validates() {
+    let r = render(json!({}));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    assert_eq!(
+        r.kinds(),
+        [
+            "ClbClassParameters",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "IngressClass",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+        ]
+        .map(String::from)
+        .into()
+    );
+    let d: Deployment = r.typed("Deployment");
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("clb-ingress:0.1.0"));
+    let args = c.args.clone().unwrap();
+    assert_eq!(args[0], "run", "the image's ENTRYPOINT is the binary");
+    for a in [
+        "--leader-elect",
+        "--leader-election-name=clb-ingress-leader",
+        "--metrics-addr=0.0.0.0:8080",
+    ] {
+        assert!(args.contains(&a.to_string()), "{a} in {args:?}");
+    }
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.starts_with("--no-node-watch") || a.starts_with("--watch-namespace"))
+    );
+    let env: BTreeMap<String, Value> = c
+        .env
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name.clone(), serde_json::to_value(&e.value_from).unwrap()))
+        .collect();
+    assert_eq!(env["POD_NAME"]["fieldRef"]["fieldPath"], "metadata.name");
+    assert_eq!(
+        env["POD_NAMESPACE"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+    assert_eq!(
+        env["TENCENTCLOUD_SECRET_ID"]["secretKeyRef"]["name"],
+        "clb-ingress-credentials"
+    );
+    assert_eq!(
+        env["TENCENTCLOUD_SECRET_KEY"]["secretKeyRef"]["key"],
+        "secretKey"
+    );
+    assert_eq!(
+        env["TENCENTCLOUD_SESSION_TOKEN"]["secretKeyRef"]["optional"],
+        true
+    );
+    let live = c.liveness_probe.clone().unwrap().http_get.unwrap();
+    let ready = c.readiness_probe.clone().unwrap().http_get.unwrap();
+    assert_eq!(
+        (live.path.as_deref(), ready.path.as_deref()),
+        (Some("/healthz"), Some("/readyz"))
+    );
+    let sc = c.security_context.clone().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let psc = pod.security_context.unwrap();
+    assert_eq!(
+        (psc.run_as_non_root, psc.run_as_user),
+        (Some(true), Some(65532))
+    );
+    let res = c.resources.clone().unwrap();
+    assert_eq!(res.requests.as_ref().unwrap()["memory"].0, "96Mi");
+    assert_eq!(res.requests.as_ref().unwrap()["cpu"].0, "100m");
+    assert_eq!(res.limits.as_ref().unwrap()["memory"].0, "256Mi");
+    let class: IngressClass = r.typed("IngressClass");
+    assert_eq!(class.metadata.name.as_deref(), Some("clb"));
+    assert!(
+        class.metadata.annotations.is_none(),
+        "not the default class unless asked"
+    );
+    assert_eq!(
+        r.one("ClbClassParameters")["spec"],
+        json!({"targetMode": "Direct", "sharing": "PerIngress"})
+    );
+    let pdb: PodDisruptionBudget = r.typed("PodDisruptionBudget");
+    assert!(pdb.spec.unwrap().max_unavailable.is_some());
+    // Leases: only in the release namespace.
+    let role = r.one("Role");
+    assert_eq!(role["metadata"]["namespace"], NAMESPACE);
+    assert!(r.notes().contains("ingressClassName: clb"), "{}", r.notes());
+    assert!(
+        r.notes().contains("WARNING"),
+        "the default cluster id is called out"
+    );
+}
+
+#[test]
+fn an_adopted_clb_in_nodeport_mode_as_the_default_class_renders_and_validates() {
+    let r = render(json!({
+        "controller": {"clusterId": "cls-abcd1234", "region": "ap-shanghai"},
+        "ingressClass": {"name": "tencent", "default": true, "parameters": {"name": "tencent-params",
+            "spec": {"loadBalancerId": "lb-0a1b2c3d", "targetMode": "NodePort", "sharing": "Shared",
+                     "httpPort": 8080, "httpsPort": 8443,
+                     "defaultCertificate": {"certId": "cert-123"},
+                     "namespaceSelector": {"matchLabels": {"clb": "on"}}}}}
+    }));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let class: IngressClass = r.typed("IngressClass");
+    assert_eq!(
+        class.metadata.annotations.unwrap()["ingressclass.kubernetes.io/is-default-class"],
+        "true"
+    );
+    assert_eq!(
+        class.spec.unwrap().parameters.unwrap().name,
+        "tencent-params"
+    );
+    let params: clb_ingress::crd::ClbClassParameters =
+        serde_json::from_value(r.one("ClbClassParameters").clone()).unwrap();
+    assert_eq!(params.spec.load_balancer_id.as_deref(), Some("lb-0a1b2c3d"));
+    let args = r.args();
+    assert!(
+        args.contains(&"--cluster-id=cls-abcd1234".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--region=ap-shanghai".to_string()),
+        "{args:?}"
+    );
+    let cr: ClusterRole = r.typed("ClusterRole");
+    assert!(
+        cr.rules.unwrap().iter().any(|r| r
+            .resources
+            .as_ref()
+            .unwrap()
+            .contains(&"nodes".to_string())),
+        "NodePort mode needs Nodes"
+    );
+    assert!(
+        r.notes().contains("no ingressClassName at all"),
+        "{}",
+        r.notes()
+    );
+    assert!(!r.notes().contains("WARNING"));
+}
+
+#[test]
+fn a_watched_namespace_moves_the_namespaced_permissions_into_a_role_there() {
+    let r = render(json!({"controller": {"watchNamespace": "apps"}}));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    assert!(r.args().contains(&"--watch-namespace=apps".to_string()));
+    let cr: ClusterRole = r.typed("ClusterRole");
+    let cluster: BTreeSet<String> = cr
+        .rules
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resources.clone().unwrap())
+        .collect();
+    assert_eq!(
+        cluster,
+        [
+            "clbclassparameters",
+            "ingressclasses",
+            "namespaces",
+            "nodes"
+        ]
+        .map(String::from)
+        .into()
+    );
+    let apps = r
+        .all("Role")
+        .into_iter()
+        .find(|o| o["metadata"]["namespace"] == "apps")
+        .expect("a Role in apps");
+    let role: Role = serde_json::from_value(apps.clone()).unwrap();
+    let names: BTreeSet<String> = role
+        .rules
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resources.clone().unwrap())
+        .collect();
+    assert!(names.contains("ingresses") && names.contains("secrets") && names.contains("events"));
+    assert!(
+        r.all("RoleBinding")
+            .iter()
+            .any(|b| b["metadata"]["namespace"] == "apps"),
+        "bound in apps"
+    );
+}
+
+#[test]
+fn one_replica_without_leader_election_has_no_lease_role_and_no_disruption_budget() {
+    let r = render(
+        json!({"replicaCount": 1, "leaderElection": {"enabled": false},
+        "controller": {"nodeWatch": false}}),
+    );
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let kinds = r.kinds();
+    assert!(
+        !kinds.contains("Role") && !kinds.contains("RoleBinding"),
+        "{kinds:?}"
+    );
+    assert!(
+        !kinds.contains("PodDisruptionBudget"),
+        "a 1-replica PDB would block drains"
+    );
+    let args = r.args();
+    assert!(
+        !args.iter().any(|a| a.starts_with("--leader-elect")),
+        "{args:?}"
+    );
+    assert!(args.contains(&"--no-node-watch".to_string()));
+    let cr: ClusterRole = r.typed("ClusterRole");
+    assert!(
+        !cr.rules.unwrap().iter().any(|r| r
+            .resources
+            .as_ref()
+            .unwrap()
+            .contains(&"nodes".to_string()))
+    );
+}
+
+#[test]
+fn service_monitor_credentials_keys_and_an_emulator_endpoint_render_and_validate() {
+    let r = render(json!({
+        "image": {"repository": "registry.example.com/clb-ingress", "digest": format!("sha256:{}", "a".repeat(64))},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "controller": {"clbEndpoint": "http://clb-emulator.ci.svc:9000", "logFormat": "text",
+                       "ingressClass": "clb", "extraArgs": ["--debounce-ms=10"],
+                       "extraEnv": [{"name": "EXTRA", "value": "1"}]},
+        "credentials": {"existingSecret": "tc-api", "secretIdKey": "id", "secretKeyKey": "key", "sessionTokenKey": ""},
+        "metrics": {"port": 9100, "serviceMonitor": {"enabled": true, "labels": {"release": "prom"}}},
+        "serviceAccount": {"name": "clb", "annotations": {"team": "net"}},
+        "podAnnotations": {"a": "b"}, "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "priorityClassName": "system-cluster-critical",
+    }));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let sm = r.one("ServiceMonitor");
+    assert_eq!(sm["metadata"]["labels"]["release"], "prom");
+    assert_eq!(sm["spec"]["endpoints"][0]["path"], "/metrics");
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.image.as_deref(),
+        Some(format!("registry.example.com/clb-ingress@sha256:{}", "a".repeat(64)).as_str())
+    );
+    assert_eq!(pod.service_account_name.as_deref(), Some("clb"));
+    let env = serde_json::to_value(c.env.clone().unwrap()).unwrap();
+    let by_name = |n: &str| {
+        env.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .cloned()
+    };
+    assert_eq!(
+        by_name("TENCENTCLOUD_SECRET_ID").unwrap()["valueFrom"]["secretKeyRef"],
+        json!({"name": "tc-api", "key": "id"})
+    );
+    assert!(
+        by_name("TENCENTCLOUD_SESSION_TOKEN").is_none(),
+        "no token key configured"
+    );
+    assert_eq!(by_name("EXTRA").unwrap()["value"], "1");
+    let args = r.args();
+    for a in [
+        "--clb-endpoint=http://clb-emulator.ci.svc:9000",
+        "--ingress-class=clb",
+        "--log-format=text",
+        "--debounce-ms=10",
+        "--metrics-addr=0.0.0.0:9100",
+    ] {
+        assert!(args.contains(&a.to_string()), "{a} in {args:?}");
+    }
+    assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 9100);
+}
+
+#[test]
+fn without_a_credentials_secret_no_cloud_key_reaches_the_pod() {
+    let r = render(json!({"credentials": {"existingSecret": ""},
+        "controller": {"clbEndpoint": "http://127.0.0.1:9000"},
+        "ingressClass": {"create": false, "parameters": {"create": false}},
+        "metrics": {"service": {"enabled": false}}, "rbac": {"create": true}}));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let text = serde_json::to_string(r.one("Deployment")).unwrap();
+    assert!(!text.contains("TENCENTCLOUD_"), "{text}");
+    assert!(!r.kinds().contains("IngressClass") && !r.kinds().contains("Service"));
+    assert!(r.notes().contains("Credentials: none"), "{}", r.notes());
+}
+
+#[test]
+fn the_values_schema_and_the_templates_refuse_unsafe_or_mistyped_values() {
+    for (values, why) in [
+        (json!({"replicaCount": 0}), "replicaCount >= 1"),
+        (json!({"replicas": 2}), "unknown top-level key"),
+        (
+            json!({"controller": {"logFormat": "yaml"}}),
+            "logFormat enum",
+        ),
+        (
+            json!({"controller": {"clbEndpoint": "clb.example.com"}}),
+            "endpoint form",
+        ),
+        (
+            json!({"ingressClass": {"parameters": {"spec": {"targetMode": "Pod"}}}}),
+            "targetMode enum",
+        ),
+        (
+            json!({"ingressClass": {"parameters": {"spec": {"loadBalancerId": "lb-1"}}}}),
+            "CLB id form",
+        ),
+        (
+            json!({"ingressClass": {"parameters": {"spec": {"sharingg": "Shared"}}}}),
+            "unknown parameter",
+        ),
+    ] {
+        let out = try_render(values.clone());
+        assert!(
+            out["schemaError"].is_string(),
+            "{why}: {values} was accepted"
+        );
+    }
+    for (values, message) in [
+        (
+            json!({"leaderElection": {"enabled": false}}),
+            "needs leaderElection.enabled",
+        ),
+        (
+            json!({"controller": {"nodeWatch": false}, "ingressClass": {"parameters": {"spec": {"targetMode": "NodePort"}}}}),
+            "NodePort needs controller.nodeWatch",
+        ),
+        (
+            json!({"metrics": {"service": {"enabled": false}, "serviceMonitor": {"enabled": true}}}),
+            "needs metrics.service.enabled",
+        ),
+    ] {
+        let out = try_render(values.clone());
+        let err = out["renderError"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{values} rendered"));
+        assert!(err.contains(message), "{err}");
+    }
+}
+
+#[test]
+fn a_value_that_makes_an_invalid_object_is_caught_by_the_kubernetes_schema_check() {
+    // The schemas are really applied: a mistyped pod security context slips past values.schema
+    // (it is free-form there) but not past the Kubernetes schemas or the typed check.
+    let r = render(json!({"podSecurityContext": {"runAsUser": "root", "runAsNonRoot": true}}));
+    let errs: Vec<&Value> = r.out["validation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| !v["errors"].as_array().unwrap().is_empty())
+        .collect();
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0]["kind"], "Deployment");
+    assert!(!typed_check::<Deployment>(r.one("Deployment")).is_empty());
+    let r = render(json!({"tolerations": [{"key": "k", "operatr": "Exists"}]}));
+    assert!(
+        typed_check::<Deployment>(r.one("Deployment"))
+            .iter()
+            .any(|e| e.contains("operatr (unknown field)")),
+        "unknown fields are refused"
+    );
+}
+
+#[test]
+fn the_charts_crds_are_the_repositorys_generated_crds() {
+    let r = render(json!({}));
+    let chart: BTreeMap<String, String> = serde_json::from_value(r.out["crds"].clone()).unwrap();
+    let mut repo = BTreeMap::new();
+    for e in std::fs::read_dir(format!("{ROOT}/crds")).unwrap() {
+        let p = e.unwrap().path();
+        repo.insert(
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read_to_string(&p).unwrap(),
+        );
+    }
+    assert_eq!(
+        chart, repo,
+        "helm/clb-ingress/crds/ differs from crds/: cp crds/*.yaml helm/clb-ingress/crds/"
+    );
+}
+
+#[test]
+fn the_values_schema_knows_exactly_the_crds_parameter_fields() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{CHART}/values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let in_values: BTreeSet<String> = schema["properties"]["ingressClass"]["properties"]
+        ["parameters"]["properties"]["spec"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    let crd = serde_json::to_value(
+        <clb_ingress::crd::ClbClassParameters as kube::CustomResourceExt>::crd(),
+    )
+    .unwrap();
+    let in_crd: BTreeSet<String> =
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    assert_eq!(in_values, in_crd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// RBAC == the calls the controller makes
+
+/// The test's own requests carry this User-Agent and are left out of the comparison.
+const TEST_UA: &str = "clb-ingress-helm-rbac-test";
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    group: String,
+    resource: String,
+    verb: String,
+    namespace: String,
+    name: String,
+}
+
+/// One (rule, resource, verb) of a role, where it applies (None: every namespace).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Grant {
+    role: String,
+    namespace: Option<String>,
+    group: String,
+    resource: String,
+    verb: String,
+    names: Vec<String>,
+}
+
+impl Grant {
+    fn allows(&self, c: &Call) -> bool {
+        self.namespace.as_ref().is_none_or(|ns| *ns == c.namespace)
+            && self.group == c.group
+            && self.resource == c.resource
+            && self.verb == c.verb
+            && (self.names.is_empty() || self.names.contains(&c.name))
+    }
+}
+
+/// What the rendered roles grant to the chart's ServiceAccount, through the rendered bindings.
+fn grants(r: &Rendered) -> Vec<Grant> {
+    let mut out = Vec::new();
+    let mut add = |role: String, namespace: Option<String>, rules: Vec<PolicyRule>| {
+        for rule in rules {
+            assert!(
+                rule.non_resource_urls.is_none(),
+                "no non-resource URLs are needed"
+            );
+            for g in rule.api_groups.clone().unwrap() {
+                for res in rule.resources.clone().unwrap() {
+                    for v in &rule.verbs {
+                        assert!(g != "*" && res != "*" && v != "*", "no wildcards: {rule:?}");
+                        out.push(Grant {
+                            role: role.clone(),
+                            namespace: namespace.clone(),
+                            group: g.clone(),
+                            resource: res.clone(),
+                            verb: v.clone(),
+                            names: rule.resource_names.clone().unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+        }
+    };
+    for b in r.all("ClusterRoleBinding") {
+        let b: ClusterRoleBinding = serde_json::from_value(b.clone()).unwrap();
+        let role = r
+            .all("ClusterRole")
+            .into_iter()
+            .find(|o| o["metadata"]["name"] == b.role_ref.name.as_str())
+            .unwrap();
+        let role: ClusterRole = serde_json::from_value(role.clone()).unwrap();
+        add(
+            format!("ClusterRole {}", b.role_ref.name),
+            None,
+            role.rules.unwrap(),
+        );
+    }
+    for b in r.all("RoleBinding") {
+        let b: RoleBinding = serde_json::from_value(b.clone()).unwrap();
+        let ns = b.metadata.namespace.clone().unwrap();
+        assert_eq!(b.role_ref.kind, "Role");
+        let role = r
+            .all("Role")
+            .into_iter()
+            .find(|o| {
+                o["metadata"]["name"] == b.role_ref.name.as_str()
+                    && o["metadata"]["namespace"] == ns.as_str()
+            })
+            .unwrap();
+        let role: Role = serde_json::from_value(role.clone()).unwrap();
+        add(
+            format!("Role {ns}/{}", b.role_ref.name),
+            Some(ns),
+            role.rules.unwrap(),
+        );
+    }
+    out
+}
+
+/// A replica of the chart's Deployment as a local process: its container args and environment,
+/// with the in-cluster bits swapped for the test's (kubeconfig, emulator URL, loopback metrics).
+fn replica(r: &Rendered, kubeconfig: &Path, endpoint: &str, pod: &str, log: &Path) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clb-ingress"));
+    cmd.env_clear().env("NO_PROXY", "*");
+    let d: Deployment = r.typed("Deployment");
+    let c = d.spec.unwrap().template.spec.unwrap().containers[0].clone();
+    for e in c.env.unwrap_or_default() {
+        let field = e
+            .value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .map(|f| f.field_path.as_str());
+        match (e.name.as_str(), field) {
+            ("POD_NAME", Some("metadata.name")) => {
+                cmd.env("POD_NAME", pod);
+            }
+            ("POD_NAMESPACE", Some("metadata.namespace")) => {
+                cmd.env("POD_NAMESPACE", NAMESPACE);
+            }
+            // Credentials: the emulator on loopback takes the controller's built-in test key.
+            (n, _) if n.starts_with("TENCENTCLOUD_") => {}
+            (n, _) => panic!("unexpected env {n}"),
+        }
+    }
+    for a in c.args.unwrap() {
+        if a.starts_with("--metrics-addr=") {
+            cmd.arg("--metrics-addr=127.0.0.1:0");
+        } else if a.starts_with("--clb-endpoint=") {
+            cmd.arg(format!("--clb-endpoint={endpoint}"));
+        } else if a.starts_with("--debounce-ms=") {
+            cmd.arg("--debounce-ms=20");
+        } else {
+            cmd.arg(a);
+        }
+    }
+    cmd.arg("--kubeconfig").arg(kubeconfig);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("spawn controller");
+    // The first stdout line announces the operations endpoint: the process is up.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.contains("http://"),
+        "controller said {first:?}: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+    child
+}
+
+struct Kill(Vec<Child>);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn test_client(kubeconfig: &Path) -> kube::Client {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
+    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    cfg.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(TEST_UA),
+    ));
+    kube::Client::try_from(cfg).unwrap()
+}
+
+async fn apply(kube: &kube::Client, obj: &Value) {
+    use kube::api::{DynamicObject, Patch, PatchParams};
+    use kube::discovery::ApiResource;
+    let api_version = obj["apiVersion"].as_str().unwrap();
+    let kind = obj["kind"].as_str().unwrap();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let plural = match kind {
+        "IngressClass" => "ingressclasses".to_string(),
+        "Ingress" => "ingresses".to_string(),
+        "ClbClassParameters" => "clbclassparameters".to_string(),
+        k => format!("{}s", k.to_lowercase()),
+    };
+    let ar = ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.into(),
+        kind: kind.into(),
+        plural,
+    };
+    let api: kube::Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
+        Some(ns) => kube::Api::namespaced_with(kube.clone(), ns, &ar),
+        None => kube::Api::all_with(kube.clone(), &ar),
+    };
+    let name = obj["metadata"]["name"].as_str().unwrap();
+    api.patch(
+        name,
+        &PatchParams::apply("helm-rbac-test").force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
+}
+
+async fn until<F: std::future::Future<Output = bool>>(
+    what: &str,
+    within: Duration,
+    mut f: impl FnMut() -> F,
+) {
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < within, "{what} not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rbac_grants_exactly_the_api_calls_the_controller_makes() {
+    // Defaults: two leader-electing replicas, all namespaces, Nodes watched.
+    rbac_equals_calls(json!({}), 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_watched_namespace_the_rbac_still_grants_exactly_the_calls_made() {
+    // One replica, no election, no Nodes, namespaced permissions in a Role in `default`.
+    rbac_equals_calls(
+        json!({"replicaCount": 1, "leaderElection": {"enabled": false},
+               "controller": {"watchNamespace": "default", "nodeWatch": false}}),
+        1,
+    )
+    .await;
+}
+
+/// Render with `values`, run `replicas` copies of the chart's Deployment against the test API
+/// server and the emulator, drive an Ingress with TLS through create, two edits and delete, and
+/// compare the controller's calls from the audit log with what the rendered roles grant.
+async fn rbac_equals_calls(values: Value, replicas: usize) {
+    use k8s_openapi::api::networking::v1::Ingress;
+    let r = render(values);
+    let leader_election = r.args().iter().any(|a| a == "--leader-elect");
+    let e = cluster::env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, e.api.kubeconfig_yaml()).unwrap();
+    let kube = test_client(&kubeconfig).await;
+    apply(
+        &kube,
+        &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
+    )
+    .await;
+    // From here on, every request without the test's User-Agent is the controller's.
+    e.api.clear_audit();
+    let endpoint = format!("http://{}", e.emu.addr);
+    let _replicas = Kill(
+        (0..replicas)
+            .map(|i| {
+                let pod = format!("clb-ingress-{i}");
+                let log = dir.path().join(format!("{pod}.log"));
+                replica(&r, &kubeconfig, &endpoint, &pod, &log)
+            })
+            .collect(),
+    );
+    // The chart's own IngressClass and parameters, a backend, a TLS Secret, an Ingress.
+    for obj in [r.one("IngressClass"), r.one("ClbClassParameters")] {
+        apply(&kube, obj).await;
+    }
+    apply(
+        &kube,
+        &json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
+    )
+    .await;
+    apply(&kube, &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.1.0.1"], "conditions": {"ready": true}}]})).await;
+    let cert = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_string()]).unwrap();
+    apply(
+        &kube,
+        &json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "shop-tls", "namespace": "default"},
+        "stringData": {"tls.crt": cert.cert.pem(), "tls.key": cert.signing_key.serialize_pem()}}),
+    )
+    .await;
+    let ingress = |path: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "default"},
+        "spec": {"ingressClassName": "clb",
+            "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
+            "rules": [{"host": "shop.example.com", "http": {"paths": [{"path": path, "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    };
+    apply(&kube, &ingress("/")).await;
+    let ings: kube::Api<Ingress> = kube::Api::namespaced(kube.clone(), "default");
+    let synced_generation = |g: i64| {
+        let ings = ings.clone();
+        async move {
+            let Some(i) = ings.get_opt("shop").await.unwrap() else {
+                return false;
+            };
+            let st = i
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get("clb-ingress.io/sync-state")
+                .cloned();
+            let st: Value = st
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            st["synced"] == true
+                && st["observedGeneration"] == g
+                && i.status
+                    .and_then(|s| s.load_balancer)
+                    .and_then(|l| l.ingress)
+                    .is_some()
+        }
+    };
+    until(
+        "created Ingress synced with an address",
+        Duration::from_secs(30),
+        || synced_generation(1),
+    )
+    .await;
+    apply(&kube, &ingress("/shop")).await;
+    until("edited Ingress synced", Duration::from_secs(30), || {
+        synced_generation(2)
+    })
+    .await;
+    // The same change twice produces the same Event: the Recorder patches it (series).
+    apply(&kube, &ingress("/")).await;
+    until("re-edited Ingress synced", Duration::from_secs(30), || {
+        synced_generation(3)
+    })
+    .await;
+    ings.delete("shop", &Default::default()).await.unwrap();
+    until("deleted Ingress released", Duration::from_secs(30), || {
+        let ings = ings.clone();
+        async move { ings.get_opt("shop").await.unwrap().is_none() }
+    })
+    .await;
+    // Leases are renewed every few seconds: wait for a renewal by the leader.
+    let renewals = || {
+        e.api
+            .audit()
+            .into_iter()
+            .filter(|a| {
+                a.user_agent != TEST_UA
+                    && a.resource == "leases"
+                    && a.verb != "get"
+                    && a.verb != "create"
+            })
+            .count()
+    };
+    if leader_election {
+        until("a Lease renewal", Duration::from_secs(30), || {
+            let n = renewals();
+            async move { n > 0 }
+        })
+        .await;
+    }
+
+    let calls: BTreeSet<Call> = e
+        .api
+        .audit()
+        .into_iter()
+        .filter(|a| a.user_agent != TEST_UA)
+        .map(|a| {
+            assert!(a.non_resource_url.is_empty(), "non-resource call {a:?}");
+            Call {
+                group: a.group,
+                resource: if a.subresource.is_empty() {
+                    a.resource
+                } else {
+                    format!("{}/{}", a.resource, a.subresource)
+                },
+                verb: a.verb,
+                namespace: a.namespace,
+                name: a.name,
+            }
+        })
+        .collect();
+    let grants = grants(&r);
+    let denied: Vec<&Call> = calls
+        .iter()
+        .filter(|c| !grants.iter().any(|g| g.allows(c)))
+        .collect();
+    let unused: Vec<&Grant> = grants
+        .iter()
+        .filter(|g| !calls.iter().any(|c| g.allows(c)))
+        .collect();
+    let summary: BTreeSet<(String, String, String)> = calls
+        .iter()
+        .map(|c| (c.group.clone(), c.resource.clone(), c.verb.clone()))
+        .collect();
+    eprintln!("controller calls (group, resource, verb): {summary:#?}");
+    assert!(
+        denied.is_empty() && unused.is_empty(),
+        "calls the chart's RBAC does not allow: {denied:#?}\ngrants never used: {unused:#?}"
+    );
+}

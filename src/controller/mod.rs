@@ -30,6 +30,9 @@ pub const FIELD_MANAGER: &str = "clb-ingress";
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 pub const DEFAULT_RESYNC_SECS: u64 = 300;
 pub const DEFAULT_CONCURRENCY: usize = 32;
+/// CLBs a drift resync reconciles at once: resyncs run beside user changes and must leave them
+/// most of the API rate limit.
+pub const RESYNC_CONCURRENCY: usize = 2;
 /// Delay before retrying a stack whose reconcile failed (doubles up to the cap).
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);
@@ -127,6 +130,9 @@ pub struct Controller {
     reporter: report::Reporter,
     tx: mpsc::UnboundedSender<Dirty>,
     pub hooks: Arc<dyn Hooks>,
+    /// One writer per CLB: user changes and the resync sweep may reconcile concurrently, but
+    /// never the same stack at once.
+    stack_locks: std::sync::Mutex<HashMap<StackId, Arc<Mutex<()>>>>,
 }
 
 /// Observability hooks (metrics), called by the loop.
@@ -239,7 +245,16 @@ impl Controller {
             reporter,
             tx,
             hooks,
+            stack_locks: Default::default(),
         })
+    }
+
+    fn stack_lock(&self, id: &StackId) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .stack_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(id.clone()).or_default().clone()
     }
 
     pub fn identity(&self) -> &str {
@@ -430,7 +445,7 @@ impl Controller {
 
     /// Reconcile the given stacks (all of them, plus pruning, when `full`).
     #[instrument(level = "debug", skip_all, fields(full, n = dirty.len()))]
-    pub async fn process(&self, dirty: BTreeSet<Dirty>, full: bool) {
+    pub async fn process(&self, dirty: BTreeSet<Dirty>, full: bool, concurrency: usize) {
         debug!(?dirty, full, "processing");
         // One view of the Ingresses for the whole pass: finalizers are only released for what
         // this pass has seen deleted (a deletion after this point gets its own pass).
@@ -456,7 +471,7 @@ impl Controller {
                     (id, p)
                 }
             })
-            .buffer_unordered(self.args.concurrency.max(1))
+            .buffer_unordered(concurrency.max(1))
             .collect()
             .await;
         for (_, ps) in &results {
@@ -541,6 +556,8 @@ impl Controller {
         id: &StackId,
         seen: &[Arc<Ingress>],
     ) -> Vec<model::Problem> {
+        let lock = self.stack_lock(id);
+        let _writer = lock.lock().await;
         let started = Instant::now();
         let (desired, problems) = index.build_stack(id);
         let memo = self
@@ -726,7 +743,8 @@ pub async fn run(
     let client = kube_client(args.kubeconfig.as_deref()).await?;
     let deployer = Deployer::new(clb, args.cluster_id.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let ctl = Controller::new(client.clone(), deployer, args.clone(), tx, hooks.clone()).await?;
+    let ctl =
+        Arc::new(Controller::new(client.clone(), deployer, args.clone(), tx, hooks.clone()).await?);
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
 
@@ -763,14 +781,29 @@ pub async fn run(
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let debounce = Duration::from_millis(args.debounce_ms);
     let mut pending: BTreeSet<Dirty> = BTreeSet::new();
+    // Full sweeps (the first one when leadership starts, then the drift resyncs) run in the
+    // background so that user changes are never queued behind them.
+    let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
+    let start_sweep = |concurrency: usize| {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            ctl.process(BTreeSet::from([Dirty::All]), true, concurrency)
+                .await;
+        })
+    };
     loop {
         let leader = is_leader(&leader_rx);
         hooks.leader(leader);
         if leader && !was_leader {
             info!("leading: full sync");
             pending.clear();
-            ctl.process(BTreeSet::from([Dirty::All]), true).await;
+            sweep = Some(start_sweep(args.concurrency));
             resync.reset();
+        } else if !leader && was_leader {
+            info!("lost leadership: stopping writes");
+            if let Some(s) = sweep.take() {
+                s.abort();
+            }
         }
         was_leader = leader;
         tokio::select! {
@@ -784,8 +817,10 @@ pub async fn run(
                 if !changed { warn!("leader election stopped"); leader_rx = None; }
             }
             _ = resync.tick() => {
-                if leader {
-                    ctl.process(BTreeSet::from([Dirty::All]), true).await;
+                let busy = sweep.as_ref().is_some_and(|s| !s.is_finished());
+                if leader && !busy {
+                    debug!("drift resync");
+                    sweep = Some(start_sweep(RESYNC_CONCURRENCY));
                 }
             }
             d = rx.recv() => {
@@ -797,12 +832,15 @@ pub async fn run(
                     pending.insert(d);
                 }
                 if leader {
-                    ctl.process(std::mem::take(&mut pending), false).await;
+                    ctl.process(std::mem::take(&mut pending), false, args.concurrency).await;
                 } else {
                     pending.clear();
                 }
             }
         }
+    }
+    if let Some(s) = sweep.take() {
+        s.abort();
     }
     info!("shutting down");
     ready(false);

@@ -1166,3 +1166,68 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         "calls the chart's RBAC does not allow: {denied:#?}\ngrants never used: {unused:#?}"
     );
 }
+
+#[test]
+fn the_testing_only_emulator_sidecar_renders_validates_and_its_arguments_start_the_emulator() {
+    let r = render(
+        json!({"replicaCount": 1, "emulator": {"enabled": true, "extraArgs": ["--seed=1"]},
+        "controller": {"region": "ap-shanghai"}}),
+    );
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    assert!(
+        r.args()
+            .contains(&"--clb-endpoint=http://127.0.0.1:9000".to_string())
+    );
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.containers.len(), 2);
+    let text = serde_json::to_string(&pod.containers[0]).unwrap();
+    assert!(
+        !text.contains("TENCENTCLOUD_"),
+        "no cloud key with the emulator: {text}"
+    );
+    let emu = &pod.containers[1];
+    assert_eq!(emu.security_context, pod.containers[0].security_context);
+    // Its arguments start the real emulator (on a free port instead of 9000).
+    let args: Vec<String> = emu
+        .args
+        .clone()
+        .unwrap()
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                "--listen=127.0.0.1:0".into()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+        .env_clear()
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("listening on http://127.0.0.1:") && first.contains("region ap-shanghai"),
+        "{first:?} from {args:?}"
+    );
+    assert!(r.notes().contains("port-forward"), "{}", r.notes());
+    let out = try_render(json!({"emulator": {"enabled": true}}));
+    assert!(
+        out["renderError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("replicaCount: 1"),
+        "{out}"
+    );
+}

@@ -25,6 +25,8 @@ use tracing::{debug, info, instrument, warn};
 
 /// Finalizer put on every Ingress clb-ingress manages.
 pub const FINALIZER: &str = "clb-ingress.io/finalizer";
+/// User-Agent of every request to Kubernetes.
+pub const USER_AGENT: &str = concat!("clb-ingress/", env!("CARGO_PKG_VERSION"));
 /// Field manager for every write to Kubernetes.
 pub const FIELD_MANAGER: &str = "clb-ingress";
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
@@ -158,6 +160,12 @@ pub async fn kube_client(path: Option<&std::path::Path>) -> anyhow::Result<Clien
         }
         None => kube::Config::infer().await?,
     };
+    let mut config = config;
+    // A recognisable User-Agent in API server audit logs.
+    config.headers.push((
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(USER_AGENT),
+    ));
     Ok(Client::try_from(config)?)
 }
 

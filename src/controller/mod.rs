@@ -448,7 +448,39 @@ impl Controller {
         let mut i = ing.clone();
         i.metadata.deletion_timestamp = None;
         snap.ingresses = vec![i];
-        Index::new(&snap).stack_ids().next().cloned()
+        let index = Index::new(&snap);
+        index
+            .stack_ids()
+            .next()
+            .or_else(|| index.frozen_ids().next())
+            .cloned()
+    }
+
+    /// A deleted Ingress marked `ingress.cloud.tencent.com/mode: skip`: its CLB must outlive
+    /// it (TKE deletes nothing of a skipped Ingress), so mark the CLB retained by its name,
+    /// the only change made. True when done (the finalizer may then go).
+    async fn keep_frozen_clb(&self, ing: &Ingress) -> bool {
+        let Some(id) = self.stack_of_deleted(ing) else {
+            return true;
+        };
+        let hash = model::build::short_hash(&[&self.args.cluster_id, &id.0]);
+        let source = source_from_stack_id(&id);
+        match self.deployer.retain_lbs(&id.0, &source, &hash).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(stack = %id, error = %e, "cannot mark the CLB of a skipped Ingress retained");
+                false
+            }
+        }
+    }
+
+    fn is_deleted_skip(ing: &Ingress) -> bool {
+        ing.metadata.deletion_timestamp.is_some()
+            && ing
+                .annotations()
+                .get(model::build::ANN_MODE)
+                .map(String::as_str)
+                == Some("skip")
     }
 
     /// Reconcile the given stacks (all of them, plus pruning, when `full`).
@@ -489,7 +521,7 @@ impl Controller {
         }
         if full {
             self.hooks.problems(&problems);
-            self.prune(&index).await;
+            self.prune(&index, &seen).await;
             debug!("pruned");
             self.release_unmanaged(&index, &seen).await;
         }
@@ -498,9 +530,17 @@ impl Controller {
     }
 
     /// Delete CLBs clb-ingress created for this cluster whose stack no longer exists.
-    async fn prune(&self, index: &Index<'_>) {
+    async fn prune(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
+        // Frozen stacks (mode: skip), also of skipped Ingresses being deleted, are never pruned.
+        let deleted_skipped: Vec<StackId> = seen
+            .iter()
+            .filter(|i| Self::is_deleted_skip(i))
+            .filter_map(|i| self.stack_of_deleted(i))
+            .collect();
         let wanted: BTreeSet<String> = index
             .stack_ids()
+            .chain(index.frozen_ids())
+            .chain(deleted_skipped.iter())
             .map(|id| model::build::short_hash(&[&self.args.cluster_id, &id.0]))
             .collect();
         let lbs = match self.deployer.owned_lbs().await {
@@ -519,7 +559,8 @@ impl Controller {
             else {
                 continue;
             };
-            if wanted.contains(&tag) {
+            if wanted.contains(&tag) || model::build::is_retained_name(&lb.load_balancer_name) {
+                // Retained CLBs (loadbalance-retain) are the user's now.
                 continue;
             }
             let id = StackId(format!("(gone) {}", lb.load_balancer_id));
@@ -539,9 +580,13 @@ impl Controller {
     async fn release_unmanaged(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
         for ing in seen {
             let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
-            let managed =
-                ing.metadata.deletion_timestamp.is_none() && index.stack_of(&ns, &name).is_some();
+            let frozen = index.is_frozen(&StackId(format!("ing:{ns}/{name}")));
+            let managed = ing.metadata.deletion_timestamp.is_none()
+                && (index.stack_of(&ns, &name).is_some() || frozen);
             if !managed && ing.finalizers().iter().any(|f| f == FINALIZER) {
+                if Self::is_deleted_skip(ing) && !self.keep_frozen_clb(ing).await {
+                    continue;
+                }
                 let mem = self.memory.lock().await;
                 let pending = mem
                     .ingress_stack
@@ -567,6 +612,22 @@ impl Controller {
         let lock = self.stack_lock(id);
         let _writer = lock.lock().await;
         let started = Instant::now();
+        // mode: skip — nothing is written for a frozen stack; a skipped Ingress being deleted
+        // only gets its CLB marked retained, then its finalizer released.
+        let deleted_skipped: Vec<&Arc<Ingress>> = seen
+            .iter()
+            .filter(|i| Self::is_deleted_skip(i))
+            .filter(|i| self.stack_of_deleted(i).as_ref() == Some(id))
+            .collect();
+        if index.is_frozen(id) || !deleted_skipped.is_empty() {
+            for ing in deleted_skipped {
+                if self.keep_frozen_clb(ing).await {
+                    self.reporter.remove_finalizer(ing).await;
+                }
+            }
+            debug!("frozen (mode: skip)");
+            return Vec::new();
+        }
         let (desired, problems) = index.build_stack(id);
         let memo = self
             .memory

@@ -160,6 +160,38 @@ impl Deployer {
             .map_err(cloud("DescribeLoadBalancers by cluster tag"))
     }
 
+    /// Mark the CLBs clb-ingress created for a stack as retained (by their name), so they are
+    /// never deleted or pruned.
+    pub async fn retain_lbs(
+        &self,
+        stack_id: &str,
+        source: &LbSource,
+        stack_hash: &str,
+    ) -> Result<(), DeployError> {
+        if !matches!(source, LbSource::Create { .. }) {
+            return Ok(());
+        }
+        for lb in self.find(stack_id, source, stack_hash).await? {
+            if crate::model::build::is_retained_name(&lb.load_balancer_name) {
+                continue;
+            }
+            let reply = self
+                .client
+                .modify_load_balancer_attributes(&ModifyLoadBalancerAttributesRequest {
+                    load_balancer_id: lb.load_balancer_id.clone(),
+                    load_balancer_name: Some(crate::model::build::retained_name(
+                        &lb.load_balancer_name,
+                    )),
+                    ..Default::default()
+                })
+                .await
+                .map_err(cloud("ModifyLoadBalancerAttributes (retain)"))?;
+            self.wait(&reply.request_id, "ModifyLoadBalancerAttributes")
+                .await?;
+        }
+        Ok(())
+    }
+
     async fn delete_lbs(&self, ids: &[String]) -> Result<(), DeployError> {
         let req = DeleteLoadBalancerRequest {
             load_balancer_ids: ids.to_vec(),
@@ -243,6 +275,13 @@ impl Deployer {
                     default_server: r.default_server,
                     certificate_id: r.certificate.as_ref().and_then(|c| c.cert_id.clone()),
                     targets: targets.remove(&r.location_id).unwrap_or_default(),
+                    rewrite: r.rewrite_target.as_ref().and_then(|w| {
+                        Some(plan::ObservedRewrite {
+                            target_listener: w.target_listener_id.clone()?,
+                            target_location: w.target_location_id.clone()?,
+                            code: u16::try_from(w.rewrite_code.unwrap_or(302)).unwrap_or(302),
+                        })
+                    }),
                 })
                 .collect();
             out_listeners.push(ObservedListener {
@@ -319,10 +358,12 @@ impl Deployer {
             None => None,
         };
         let own = plan::Ownership {
+            // A CLB marked retained (loadbalance-retain) is never deleted.
             lb_owned: matches!(source, LbSource::Create { .. })
-                && observed
-                    .as_ref()
-                    .is_none_or(|o| o.tags.get(TAG_STACK).map(String::as_str) == Some(stack_hash)),
+                && observed.as_ref().is_none_or(|o| {
+                    o.tags.get(TAG_STACK).map(String::as_str) == Some(stack_hash)
+                        && !crate::model::build::is_retained_name(&o.name)
+                }),
             listener_name: format!("{}{stack_hash}", crate::model::build::LISTENER_NAME_PREFIX),
         };
         let plan = plan::diff(desired, observed.as_ref(), &own)?;
@@ -559,6 +600,77 @@ impl Execution<'_> {
                     step: step.into(),
                     what: "a LoadBalancerId".into(),
                 })?);
+            }
+            Change::RenameLoadBalancer { id, name } => {
+                let reply = d
+                    .client
+                    .modify_load_balancer_attributes(&ModifyLoadBalancerAttributesRequest {
+                        load_balancer_id: id.clone(),
+                        load_balancer_name: Some(name.clone()),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(cloud(format!("{step} {id}")))?;
+                d.wait(&reply.request_id, step).await?;
+            }
+            Change::DeleteRewrites {
+                source_listener,
+                target_listener,
+                rewrites,
+            } => {
+                let reply = d
+                    .client
+                    .delete_rewrite(&DeleteRewriteRequest {
+                        load_balancer_id: self.lb(step)?,
+                        source_listener_id: source_listener.clone(),
+                        target_listener_id: target_listener.clone(),
+                        rewrite_infos: rewrites
+                            .iter()
+                            .map(|(src, dst, _, _)| RewriteLocationMap {
+                                source_location_id: src.clone(),
+                                target_location_id: dst.clone(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    })
+                    .await;
+                match reply {
+                    // Already gone (with its rule, or by an earlier interrupted run).
+                    Err(e) if e.category() == crate::clb::ErrorCategory::NotFound => {}
+                    other => {
+                        let reply = other.map_err(cloud(step))?;
+                        d.wait(&reply.request_id, step).await?;
+                    }
+                }
+            }
+            Change::CreateRewrites {
+                source_listener,
+                target_listener,
+                rewrites,
+            } => {
+                let src = self.listener(source_listener, step)?;
+                let dst = self.listener(target_listener, step)?;
+                let mut infos = Vec::with_capacity(rewrites.len());
+                for r in rewrites {
+                    infos.push(RewriteLocationMap {
+                        source_location_id: self.rule(&src, &r.source, step)?,
+                        target_location_id: self.rule(&dst, &r.target, step)?,
+                        rewrite_code: Some(i64::from(r.code)),
+                        take_url: Some(true),
+                        source_domain: Some(r.domain.clone()),
+                    });
+                }
+                let reply = d
+                    .client
+                    .manual_rewrite(&ManualRewriteRequest {
+                        load_balancer_id: self.lb(step)?,
+                        source_listener_id: src,
+                        target_listener_id: dst,
+                        rewrite_infos: infos,
+                    })
+                    .await
+                    .map_err(cloud(step))?;
+                d.wait(&reply.request_id, step).await?;
             }
             Change::UploadCertificate {
                 fingerprint,

@@ -23,6 +23,31 @@ pub const ANN_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class
 pub const ANN_EXIST_LB_ID: &str = "kubernetes.io/ingress.existLbId";
 pub const ANN_DIRECT_ACCESS: &str = "ingress.cloud.tencent.com/direct-access";
 pub const ANN_LISTEN_PORTS: &str = "ingress.cloud.tencent.com/listen-ports";
+pub const ANN_SUBNET_ID: &str = "kubernetes.io/ingress.subnetId";
+pub const ANN_AUTO_REWRITE: &str = "ingress.cloud.tencent.com/auto-rewrite";
+pub const ANN_AUTO_REWRITE_CODE: &str = "ingress.cloud.tencent.com/auto-rewrite-code";
+pub const ANN_RS_WEIGHT: &str = "ingress.cloud.tencent.com/lb-rs-weight";
+pub const ANN_RETAIN: &str = "ingress.cloud.tencent.com/loadbalance-retain";
+pub const ANN_MODE: &str = "ingress.cloud.tencent.com/mode";
+/// Written by the controller itself (see `controller::report`).
+pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
+/// Annotation prefixes clb-ingress owns: an unknown key under them gets a Warning.
+pub const OWN_ANNOTATION_PREFIXES: [&str; 2] = ["ingress.cloud.tencent.com/", "clb-ingress.io/"];
+/// Every annotation under `OWN_ANNOTATION_PREFIXES` clb-ingress understands.
+pub const KNOWN_ANNOTATIONS: [&str; 8] = [
+    ANN_DIRECT_ACCESS,
+    ANN_LISTEN_PORTS,
+    ANN_AUTO_REWRITE,
+    ANN_AUTO_REWRITE_CODE,
+    ANN_RS_WEIGHT,
+    ANN_RETAIN,
+    ANN_MODE,
+    ANN_SYNC_STATE,
+];
+/// TKE's default redirect code for `auto-rewrite`.
+pub const DEFAULT_REWRITE_CODE: u16 = 301;
+/// A CLB whose name starts with this is kept when its stack goes away, and never pruned.
+pub const RETAINED_NAME_PREFIX: &str = "retained-";
 pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
 pub const SECRET_QCLOUD_CERT_ID: &str = "qcloud_cert_id";
 pub const TAG_CLUSTER: &str = "clb-ingress.io/cluster";
@@ -37,6 +62,25 @@ pub const DEFAULT_HTTPS_PORT: u16 = 443;
 pub const DEFAULT_WEIGHT: u32 = 10;
 pub const MAX_WEIGHT: u32 = 100;
 const MAX_LB_NAME: usize = 60;
+
+/// Is this CLB (by its name) marked to be kept when its stack goes away?
+pub fn is_retained_name(name: &str) -> bool {
+    name.starts_with(RETAINED_NAME_PREFIX)
+}
+
+/// The name of a CLB marked to be kept (`loadbalance-retain`).
+pub fn retained_name(name: &str) -> String {
+    if is_retained_name(name) {
+        return name.to_string();
+    }
+    let keep = name
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|&end| end <= MAX_LB_NAME - RETAINED_NAME_PREFIX.len())
+        .last()
+        .unwrap_or(0);
+    format!("{RETAINED_NAME_PREFIX}{}", &name[..keep])
+}
 
 /// CLB quotas checked before any call (clb-api.md §6); DescribeQuota can override them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +214,9 @@ pub struct Index<'a> {
     /// Ready nodes with a CVM instance id: (node name, instance id).
     nodes: Vec<(&'a str, String)>,
     stacks: BTreeMap<StackId, Vec<Managed<'a>>>,
+    /// Stacks of Ingresses marked `ingress.cloud.tencent.com/mode: skip`: never written to,
+    /// never deleted or pruned.
+    frozen: std::collections::BTreeSet<StackId>,
     problems: Vec<Problem>,
 }
 
@@ -212,6 +259,7 @@ impl<'a> Index<'a> {
             secrets,
             nodes,
             stacks: BTreeMap::new(),
+            frozen: Default::default(),
             problems: Vec::new(),
         };
         index.assign_stacks();
@@ -220,6 +268,15 @@ impl<'a> Index<'a> {
 
     pub fn stack_ids(&self) -> impl Iterator<Item = &StackId> {
         self.stacks.keys()
+    }
+
+    /// Stacks left alone because their Ingress says `ingress.cloud.tencent.com/mode: skip`.
+    pub fn frozen_ids(&self) -> impl Iterator<Item = &StackId> {
+        self.frozen.iter()
+    }
+
+    pub fn is_frozen(&self, id: &StackId) -> bool {
+        self.frozen.contains(id)
     }
 
     /// The stack an Ingress belongs to, if clb-ingress manages it.
@@ -363,14 +420,29 @@ impl<'a> Index<'a> {
             } else {
                 let id = StackId(format!("ing:{ns}/{name}"));
                 let lb_name = lb_name(&snap.cluster_id, &[ns, name], &id);
+                let mut settings: crate::crd::CreateSettings =
+                    params.map(|p| p.create.clone()).unwrap_or_default();
+                if let Some(subnet) = annotation(ing, ANN_SUBNET_ID) {
+                    // TKE: an internal (private) CLB in that subnet of the class's VPC.
+                    settings.network_type = crate::crd::NetworkType::Internal;
+                    settings.subnet_id = Some(subnet.to_string());
+                }
                 (
                     id,
                     LbSource::Create {
                         name: lb_name,
-                        settings: params.map(|p| p.create.clone()).unwrap_or_default(),
+                        settings,
                     },
                 )
             };
+            if annotation(ing, ANN_MODE) == Some("skip") {
+                // TKE: nothing is changed for this Ingress, not even on deletion. Its own CLB is
+                // frozen; on a shared CLB it is simply left out.
+                if stack.0.starts_with("ing:") {
+                    self.frozen.insert(stack);
+                }
+                continue;
+            }
             self.stacks.entry(stack).or_default().push(Managed {
                 ing,
                 key,
@@ -400,6 +472,7 @@ impl<'a> Index<'a> {
         ns: &str,
         backend: &IngressBackend,
         mode: TargetMode,
+        weights: Weights<'_>,
         field: BackendField,
         object: &ObjectRef,
     ) -> Result<Resolved, Problem> {
@@ -503,11 +576,17 @@ impl<'a> Index<'a> {
                     };
                     targets.reserve(slice.endpoints.len());
                     for ep in slice.endpoints.iter().filter(|e| endpoint_usable(e)) {
+                        let weight = weights.for_pod(
+                            ep.target_ref
+                                .as_ref()
+                                .filter(|r| r.kind.as_deref().is_none_or(|k| k == "Pod"))
+                                .and_then(|r| r.name.as_deref()),
+                        );
                         for addr in &ep.addresses {
                             targets.push(Target {
                                 addr: TargetAddr::Ip(addr.clone()),
                                 port: num,
-                                weight: DEFAULT_WEIGHT,
+                                weight,
                             });
                         }
                     }
@@ -541,7 +620,7 @@ impl<'a> Index<'a> {
                             targets.push(Target {
                                 addr: TargetAddr::Instance(inst.clone()),
                                 port: node_port,
-                                weight: (DEFAULT_WEIGHT * count).min(MAX_WEIGHT),
+                                weight: (weights.default * count).min(MAX_WEIGHT),
                             });
                         }
                     }
@@ -551,7 +630,7 @@ impl<'a> Index<'a> {
                         targets.push(Target {
                             addr: TargetAddr::Instance(inst.clone()),
                             port: node_port,
-                            weight: DEFAULT_WEIGHT,
+                            weight: weights.default,
                         });
                     }
                 }
@@ -820,6 +899,154 @@ impl<'a> ServiceIndex<'a> {
     }
 }
 
+/// Target weights of one backend (TKE's `ingress.cloud.tencent.com/lb-rs-weight`).
+#[derive(Debug, Clone, Copy)]
+struct Weights<'w> {
+    default: u32,
+    /// (StatefulSet name, weight): pods `<name>-<ordinal>` get that weight (Direct mode).
+    stateful_sets: &'w [(String, u32)],
+}
+
+impl Weights<'_> {
+    const DEFAULT: Weights<'static> = Weights {
+        default: DEFAULT_WEIGHT,
+        stateful_sets: &[],
+    };
+
+    fn for_pod(&self, pod: Option<&str>) -> u32 {
+        if self.stateful_sets.is_empty() {
+            return self.default;
+        }
+        let Some(pod) = pod else { return self.default };
+        self.stateful_sets
+            .iter()
+            .find(|(sts, _)| {
+                pod.strip_prefix(sts.as_str())
+                    .and_then(|r| r.strip_prefix('-'))
+                    .is_some_and(|ord| !ord.is_empty() && ord.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .map_or(self.default, |(_, w)| *w)
+    }
+}
+
+/// A parsed `lb-rs-weight` annotation.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RsWeights {
+    pub default_weight: Option<u32>,
+    pub groups: Vec<RsWeightGroup>,
+}
+
+/// One group of `lb-rs-weight`: the rules it applies to and the weights of its workloads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RsWeightGroup {
+    pub proto: Option<Protocol>,
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub stateful_sets: Vec<(String, u32)>,
+    /// Deployments cannot be told apart from EndpointSlices alone: refused with a Problem.
+    pub deployments: Vec<String>,
+}
+
+/// Parse TKE's `ingress.cloud.tencent.com/lb-rs-weight`:
+/// `{"defaultWeight": 10, "groups": [{"key": {"proto": "HTTP", "host": "a.com", "path": "/"},
+///   "statefulSets": [{"name": "web", "weight": 20}]}]}`.
+pub fn parse_rs_weights(v: &str) -> Result<RsWeights, String> {
+    let root: serde_json::Value = serde_json::from_str(v).map_err(|e| {
+        format!("{v:?} is not JSON like {{\"defaultWeight\": 10, \"groups\": [...]}}: {e}")
+    })?;
+    let obj = root
+        .as_object()
+        .ok_or_else(|| format!("{v:?} is not a JSON object"))?;
+    let weight = |x: &serde_json::Value, what: &str| -> Result<u32, String> {
+        x.as_u64()
+            .and_then(|w| u32::try_from(w).ok())
+            .filter(|w| *w <= MAX_WEIGHT)
+            .ok_or_else(|| format!("{what} {x} is not a weight in 0-{MAX_WEIGHT}"))
+    };
+    let mut out = RsWeights::default();
+    for (k, val) in obj {
+        match k.as_str() {
+            "defaultWeight" => out.default_weight = Some(weight(val, "defaultWeight")?),
+            "groups" => {
+                let groups = val
+                    .as_array()
+                    .ok_or_else(|| "groups is not a list".to_string())?;
+                for (gi, g) in groups.iter().enumerate() {
+                    let g = g
+                        .as_object()
+                        .ok_or_else(|| format!("groups[{gi}] is not an object"))?;
+                    let mut group = RsWeightGroup::default();
+                    for (gk, gv) in g {
+                        match gk.as_str() {
+                            "key" => {
+                                let key = gv
+                                    .as_object()
+                                    .ok_or_else(|| format!("groups[{gi}].key is not an object"))?;
+                                for (kk, kv) in key {
+                                    let text = kv.as_str().ok_or_else(|| {
+                                        format!("groups[{gi}].key.{kk} is not a string")
+                                    })?;
+                                    match kk.as_str() {
+                                        "proto" => {
+                                            group.proto = Some(match text {
+                                                "HTTP" => Protocol::Http,
+                                                "HTTPS" => Protocol::Https,
+                                                other => {
+                                                    return Err(format!(
+                                                        "groups[{gi}].key.proto {other:?} is not HTTP or HTTPS"
+                                                    ));
+                                                }
+                                            })
+                                        }
+                                        "host" => group.host = Some(text.to_string()),
+                                        "path" => group.path = Some(text.to_string()),
+                                        other => {
+                                            return Err(format!(
+                                                "groups[{gi}].key.{other} is not proto, host or path"
+                                            ));
+                                        }
+                                    }
+                                }
+                            }
+                            "statefulSets" | "deployments" => {
+                                let list = gv
+                                    .as_array()
+                                    .ok_or_else(|| format!("groups[{gi}].{gk} is not a list"))?;
+                                for (wi, w) in list.iter().enumerate() {
+                                    let name = w
+                                        .get("name")
+                                        .and_then(|n| n.as_str())
+                                        .filter(|n| !n.is_empty())
+                                        .ok_or_else(|| {
+                                            format!("groups[{gi}].{gk}[{wi}].name is missing")
+                                        })?;
+                                    let wt = weight(
+                                        w.get("weight").unwrap_or(&serde_json::Value::Null),
+                                        &format!("groups[{gi}].{gk}[{wi}].weight"),
+                                    )?;
+                                    if gk == "statefulSets" {
+                                        group.stateful_sets.push((name.to_string(), wt));
+                                    } else {
+                                        group.deployments.push(name.to_string());
+                                    }
+                                }
+                            }
+                            other => {
+                                return Err(format!(
+                                    "groups[{gi}].{other} is not key, statefulSets or deployments"
+                                ));
+                            }
+                        }
+                    }
+                    out.groups.push(group);
+                }
+            }
+            other => return Err(format!("{other} is not defaultWeight or groups")),
+        }
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone)]
 struct Resolved {
     backend: BackendRef,
@@ -860,7 +1087,20 @@ type ResolveKey<'a> = (
     &'a str,
     Option<(Option<&'a str>, Option<i32>)>,
     TargetMode,
+    WeightKey,
 );
+
+/// What makes two backends weighted alike: (default weight, (member, lb-rs-weight group)).
+type WeightKey = (u32, Option<(usize, usize)>);
+
+/// TKE annotations of one Ingress, parsed.
+#[derive(Debug, Default)]
+struct TkeAnnotations {
+    retain: bool,
+    /// The redirect code when `auto-rewrite` is on.
+    auto_rewrite: Option<u16>,
+    weights: Option<RsWeights>,
+}
 
 struct TlsEntry<'a> {
     hosts: &'a [String],
@@ -885,6 +1125,11 @@ struct Contribution<'a> {
     rules: Vec<(Option<&'a str>, Vec<PathEntry<'a>>)>,
     default_backend: Option<usize>,
     tls: Vec<TlsEntry<'a>>,
+    /// `auto-rewrite`: HTTP requests for this Ingress's hosts are redirected with this code
+    /// to the HTTPS listener on this port.
+    redirect: Option<Redirect>,
+    /// `loadbalance-retain: "true"`.
+    retain: bool,
 }
 
 struct StackBuilder<'i, 'a> {
@@ -1063,6 +1308,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                             url: r.url,
                             backend,
                             targets,
+                            redirect: None,
                         }
                     })
                     .collect();
@@ -1082,7 +1328,13 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 domains,
             });
         }
+        if contributions.iter().any(|c| c.redirect.is_some()) {
+            apply_redirects(&mut listeners, &contributions);
+        }
+        let retain = matches!(first.source, LbSource::Create { .. })
+            && contributions.iter().any(|c| c.retain);
         let lb = DesiredLb {
+            retain,
             stack: self.id.clone(),
             source: first.source.clone(),
             tags: vec![
@@ -1117,6 +1369,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         let ing: &'a Ingress = m.ing;
         let (ns, _) = meta_name(&ing.metadata);
         let spec: Option<&'a k8s_openapi::api::networking::v1::IngressSpec> = ing.spec.as_ref();
+        self.check_unknown_annotations(m);
+        let tke = self.tke_annotations(m)?;
         let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
             None => None,
             Some("true") => Some(true),
@@ -1164,6 +1418,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             None => vec![(Protocol::Http, http_port)],
         };
         let mut parked = false;
+        let mut group_used = vec![false; tke.weights.as_ref().map_or(0, |w| w.groups.len())];
         let spec_rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
         self.index.warm_up(ns, spec_rules);
         let mut rules = Vec::with_capacity(spec_rules.len());
@@ -1213,8 +1468,42 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     parked = true;
                     continue;
                 }
-                let slot =
-                    self.slot(ns, &p.backend, mode, BackendField::Path { ri, pi }, &m.key)?;
+                let (weight_key, weights) = match &tke.weights {
+                    None => ((DEFAULT_WEIGHT, None), Weights::DEFAULT),
+                    Some(w) => {
+                        let default = w.default_weight.unwrap_or(DEFAULT_WEIGHT);
+                        match w.groups.iter().position(|g| {
+                            g.host.as_deref().is_none_or(|h| Some(h) == host)
+                                && g.path.as_deref().is_none_or(|gp| gp == path)
+                        }) {
+                            Some(gi) => {
+                                group_used[gi] = true;
+                                (
+                                    (default, Some((mi, gi))),
+                                    Weights {
+                                        default,
+                                        stateful_sets: &w.groups[gi].stateful_sets,
+                                    },
+                                )
+                            }
+                            None => (
+                                (default, None),
+                                Weights {
+                                    default,
+                                    stateful_sets: &[],
+                                },
+                            ),
+                        }
+                    }
+                };
+                let slot = self.slot(
+                    ns,
+                    &p.backend,
+                    mode,
+                    (weight_key, weights),
+                    BackendField::Path { ri, pi },
+                    &m.key,
+                )?;
                 paths.push(PathEntry {
                     path,
                     kind,
@@ -1228,9 +1517,50 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         if parked {
             return None;
         }
+        if let Some(w) = &tke.weights {
+            self.check_weight_groups(m, w, &group_used, mode, &listeners);
+        }
+        let default_weight = tke
+            .weights
+            .as_ref()
+            .and_then(|w| w.default_weight)
+            .unwrap_or(DEFAULT_WEIGHT);
         let default_backend = match spec.and_then(|s| s.default_backend.as_ref()) {
-            Some(b) => Some(self.slot(ns, b, mode, BackendField::Default, &m.key)?),
+            Some(b) => Some(self.slot(
+                ns,
+                b,
+                mode,
+                (
+                    (default_weight, None),
+                    Weights {
+                        default: default_weight,
+                        stateful_sets: &[],
+                    },
+                ),
+                BackendField::Default,
+                &m.key,
+            )?),
             None => None,
+        };
+        let redirect = match tke.auto_rewrite {
+            None => None,
+            Some(code) => {
+                let https = listeners.iter().find(|l| l.0 == Protocol::Https);
+                let http = listeners.iter().any(|l| l.0 == Protocol::Http);
+                match https {
+                    Some(&(_, https_port)) if http => Some(Redirect { https_port, code }),
+                    _ => {
+                        self.problems.push(Problem {
+                            object: m.key.clone(),
+                            field: format!("metadata.annotations[{ANN_AUTO_REWRITE}]"),
+                            reason: Reason::InvalidAnnotation,
+                            effect: Effect::Degraded,
+                            message: "auto-rewrite needs both an HTTP and an HTTPS listener (spec.tls, or listen-ports with both); nothing is redirected".into(),
+                        });
+                        None
+                    }
+                }
+            }
         };
         let mut tls = Vec::new();
         for (ti, t) in spec
@@ -1261,7 +1591,182 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             rules,
             default_backend,
             tls,
+            redirect,
+            retain: tke.retain,
         })
+    }
+
+    /// A Warning for every annotation under our prefixes that clb-ingress does not know.
+    fn check_unknown_annotations(&mut self, m: &Managed<'a>) {
+        let Some(anns) = m.ing.metadata.annotations.as_ref() else {
+            return;
+        };
+        for k in anns.keys() {
+            if OWN_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
+                && !KNOWN_ANNOTATIONS.contains(&k.as_str())
+            {
+                self.problems.push(Problem {
+                    object: m.key.clone(),
+                    field: format!("metadata.annotations[{k}]"),
+                    reason: Reason::UnknownAnnotation,
+                    effect: Effect::Degraded,
+                    message: format!(
+                        "{k} is not an annotation clb-ingress implements; it has no effect (see docs/annotations.md)"
+                    ),
+                });
+            }
+        }
+    }
+
+    /// Parse TKE's per-Ingress annotations; None if the Ingress must be parked.
+    fn tke_annotations(&mut self, m: &Managed<'a>) -> Option<TkeAnnotations> {
+        let ing = m.ing;
+        let field = |a: &str| format!("metadata.annotations[{a}]");
+        let mut out = TkeAnnotations::default();
+        let mut bad: Option<(&str, String)> = None;
+        let parse_bool =
+            |a: &'static str, bad: &mut Option<(&str, String)>| match annotation(ing, a) {
+                None | Some("false") => false,
+                Some("true") => true,
+                Some(other) => {
+                    *bad = Some((a, format!("{other:?} is not \"true\" or \"false\"")));
+                    false
+                }
+            };
+        out.retain = parse_bool(ANN_RETAIN, &mut bad);
+        let auto_rewrite = parse_bool(ANN_AUTO_REWRITE, &mut bad);
+        if let Some(c) = annotation(ing, ANN_AUTO_REWRITE_CODE) {
+            match c.trim().parse::<u16>() {
+                Ok(code @ (301 | 302 | 307)) if auto_rewrite => out.auto_rewrite = Some(code),
+                Ok(301 | 302 | 307) => self.problems.push(Problem {
+                    object: m.key.clone(),
+                    field: field(ANN_AUTO_REWRITE_CODE),
+                    reason: Reason::InvalidAnnotation,
+                    effect: Effect::Degraded,
+                    message: format!("has no effect without {ANN_AUTO_REWRITE}: \"true\""),
+                }),
+                _ => {
+                    bad = Some((
+                        ANN_AUTO_REWRITE_CODE,
+                        format!("{c:?} is not 301, 302 or 307"),
+                    ))
+                }
+            }
+        } else if auto_rewrite {
+            out.auto_rewrite = Some(DEFAULT_REWRITE_CODE);
+        }
+        if let Some(v) = annotation(ing, ANN_RS_WEIGHT) {
+            match parse_rs_weights(v) {
+                Ok(w) => out.weights = Some(w),
+                Err(e) => bad = Some((ANN_RS_WEIGHT, e)),
+            }
+        }
+        if let Some(v) = annotation(ing, ANN_MODE)
+            && v != "skip"
+        {
+            self.problems.push(Problem {
+                object: m.key.clone(),
+                field: field(ANN_MODE),
+                reason: Reason::InvalidAnnotation,
+                effect: Effect::Degraded,
+                message: format!("{v:?} is not a mode clb-ingress knows (only \"skip\"); the Ingress is synced normally"),
+            });
+        }
+        if let Some(subnet) = annotation(ing, ANN_SUBNET_ID) {
+            let well_formed = subnet
+                .strip_prefix("subnet-")
+                .is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_alphanumeric()));
+            let own_clb = self.id.0.starts_with("ing:");
+            if !well_formed {
+                bad = Some((
+                    ANN_SUBNET_ID,
+                    format!("{subnet:?} is not a subnet id (subnet-xxxxxxxx)"),
+                ));
+            } else if let LbSource::Existing { id } = &m.source {
+                self.problems.push(Problem {
+                    object: m.key.clone(),
+                    field: field(ANN_SUBNET_ID),
+                    reason: Reason::UnsupportedAnnotation,
+                    effect: Effect::Degraded,
+                    message: format!("ignored: the Ingress uses the existing CLB {id}, whose network cannot change"),
+                });
+            } else if !own_clb {
+                self.problems.push(Problem {
+                    object: m.key.clone(),
+                    field: field(ANN_SUBNET_ID),
+                    reason: Reason::UnsupportedAnnotation,
+                    effect: Effect::Degraded,
+                    message: "ignored: the class shares one CLB; set create.networkType INTERNAL and create.subnetId in its ClbClassParameters".into(),
+                });
+            } else if m.params.and_then(|p| p.create.vpc_id.as_ref()).is_none() {
+                bad = Some((
+                    ANN_SUBNET_ID,
+                    "an internal CLB needs a VPC: set create.vpcId in the class's ClbClassParameters".into(),
+                ));
+            }
+        }
+        if let Some((a, msg)) = bad {
+            self.park(&m.key, field(a), Reason::InvalidAnnotation, msg);
+            return None;
+        }
+        Some(out)
+    }
+
+    /// Warnings for the parts of `lb-rs-weight` that cannot be applied.
+    fn check_weight_groups(
+        &mut self,
+        m: &Managed<'a>,
+        w: &RsWeights,
+        used: &[bool],
+        mode: TargetMode,
+        listeners: &[(Protocol, u16)],
+    ) {
+        let field = format!("metadata.annotations[{ANN_RS_WEIGHT}]");
+        let warn = |problems: &mut Vec<Problem>, message: String| {
+            problems.push(Problem {
+                object: m.key.clone(),
+                field: field.clone(),
+                reason: Reason::UnsupportedAnnotation,
+                effect: Effect::Degraded,
+                message,
+            })
+        };
+        let both = listeners.iter().any(|l| l.0 == Protocol::Http)
+            && listeners.iter().any(|l| l.0 == Protocol::Https);
+        for (gi, g) in w.groups.iter().enumerate() {
+            if !used[gi] {
+                warn(
+                    &mut self.problems,
+                    format!(
+                        "groups[{gi}] matches no host and path of this Ingress; it has no effect"
+                    ),
+                );
+            }
+            if !g.deployments.is_empty() {
+                warn(
+                    &mut self.problems,
+                    format!(
+                        "groups[{gi}].deployments cannot be applied (a Deployment's pods cannot be told from EndpointSlices); those pods get the default weight; use statefulSets or a separate Service"
+                    ),
+                );
+            }
+            if !g.stateful_sets.is_empty() && mode == TargetMode::NodePort {
+                warn(
+                    &mut self.problems,
+                    format!(
+                        "groups[{gi}].statefulSets need direct access (pod targets); in NodePort mode nodes get the default weight"
+                    ),
+                );
+            }
+            if g.proto.is_some() && both {
+                warn(
+                    &mut self.problems,
+                    format!(
+                        "groups[{gi}].key.proto cannot select one listener: the weights apply to the path on both HTTP and HTTPS"
+                    ),
+                );
+            }
+        }
     }
 
     /// Resolve a backend into a slot; None only if the Ingress must be parked. A backend
@@ -1271,6 +1776,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         ns: &'a str,
         b: &'a IngressBackend,
         mode: TargetMode,
+        (weight_key, weights): (WeightKey, Weights<'_>),
         field: BackendField,
         object: &ObjectRef,
     ) -> Option<usize> {
@@ -1280,13 +1786,17 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 s.name.as_str(),
                 s.port.as_ref().map(|p| (p.name.as_deref(), p.number)),
                 mode,
+                weight_key,
             )
         });
         if let Some(&i) = key.as_ref().and_then(|k| self.resolved.get(k)) {
             return Some(i);
         }
         let limit = self.index.snap.limits.targets_per_rule;
-        let slot = match self.index.resolve_backend(ns, b, mode, field, object) {
+        let slot = match self
+            .index
+            .resolve_backend(ns, b, mode, weights, field, object)
+        {
             Ok(r) if r.targets.len() > limit => {
                 self.park(
                     object,
@@ -1379,6 +1889,44 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .or_else(hostless)
             .map(|t| t.cert.clone())
             .or_else(|| default.clone())
+    }
+}
+
+/// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
+/// with the same domain and URL on the HTTPS listener (only where that rule exists).
+fn apply_redirects(listeners: &mut [DesiredListener], contributions: &[Contribution]) {
+    let wanted: Vec<(&str, Redirect)> = contributions
+        .iter()
+        .filter_map(|c| Some((c, c.redirect?)))
+        .flat_map(|(c, r)| c.rules.iter().filter_map(move |(h, _)| Some(((*h)?, r))))
+        .collect();
+    let https: std::collections::HashSet<(u16, String, String)> = listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+        .flat_map(|l| {
+            l.domains.iter().flat_map(move |d| {
+                d.rules
+                    .iter()
+                    .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
+            })
+        })
+        .collect();
+    for l in listeners
+        .iter_mut()
+        .filter(|l| l.protocol == Protocol::Http)
+    {
+        for d in &mut l.domains {
+            let Some(&(_, redirect)) = wanted.iter().find(|(h, _)| *h == d.host) else {
+                continue;
+            };
+            for r in &mut d.rules {
+                if https.contains(&(redirect.https_port, d.domain.clone(), r.url.clone())) {
+                    r.redirect = Some(redirect);
+                    r.backend = None;
+                    r.targets.clear();
+                }
+            }
+        }
     }
 }
 

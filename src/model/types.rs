@@ -87,6 +87,10 @@ pub enum Reason {
     CertificateFallback,
     ClassParametersNotFound,
     ListenerPortConflict,
+    /// An annotation under `ingress.cloud.tencent.com/` or `clb-ingress.io/` that clb-ingress
+    /// does not know, or a part of a known one it does not implement.
+    UnknownAnnotation,
+    UnsupportedAnnotation,
 }
 
 impl Reason {
@@ -112,6 +116,8 @@ impl Reason {
             Reason::CertificateFallback => "CertificateFallback",
             Reason::ClassParametersNotFound => "ClassParametersNotFound",
             Reason::ListenerPortConflict => "ListenerPortConflict",
+            Reason::UnknownAnnotation => "UnknownAnnotation",
+            Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
         }
     }
 }
@@ -244,12 +250,25 @@ impl fmt::Display for BackendRef {
     }
 }
 
+/// An HTTP rule that answers with a redirect to the rule with the same domain and URL on an
+/// HTTPS listener (TKE's `ingress.cloud.tencent.com/auto-rewrite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    /// Port of the HTTPS listener of this stack.
+    pub https_port: u16,
+    /// 301, 302 or 307.
+    pub code: u16,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesiredRule {
     pub url: String,
     /// None: the rule exists only so the request cannot fall through; it has no targets.
     pub backend: Option<BackendRef>,
     pub targets: Vec<Target>,
+    /// Set: the rule redirects to HTTPS instead of forwarding (it then has no targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -289,6 +308,10 @@ pub struct DesiredLb {
     pub tags: Vec<(String, String)>,
     pub listeners: Vec<DesiredListener>,
     pub members: Vec<Member>,
+    /// A CLB created for this stack is kept when the stack goes away (TKE's
+    /// `ingress.cloud.tencent.com/loadbalance-retain`); marked on the CLB by its name.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retain: bool,
 }
 
 impl DesiredLb {

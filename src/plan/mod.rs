@@ -57,12 +57,33 @@ pub struct ObservedRule {
     pub default_server: bool,
     pub certificate_id: Option<String>,
     pub targets: Vec<Target>,
+    /// The redirect set on this rule (DescribeListeners `RuleOutput.RewriteTarget`).
+    pub rewrite: Option<ObservedRewrite>,
+}
+
+/// A redirect from one rule to a rule of another listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObservedRewrite {
+    pub target_listener: String,
+    pub target_location: String,
+    pub code: u16,
+}
+
+/// One redirect to set with ManualRewrite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NewRewrite {
+    pub source: RuleRef,
+    pub target: RuleRef,
+    pub domain: String,
+    pub url: String,
+    pub code: u16,
 }
 
 /// What clb-ingress may touch on this CLB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ownership {
-    /// The CLB was created by clb-ingress for this stack (proven by its tags).
+    /// The CLB was created by clb-ingress for this stack (proven by its tags) and may be
+    /// deleted (it is not marked retained).
     pub lb_owned: bool,
     /// Listeners with this name were created by clb-ingress for this stack.
     pub listener_name: String,
@@ -112,6 +133,11 @@ pub enum Change {
         settings: crate::crd::CreateSettings,
         tags: Vec<(String, String)>,
     },
+    /// Rename a CLB clb-ingress created (marks or unmarks it as retained).
+    RenameLoadBalancer {
+        id: String,
+        name: String,
+    },
     UploadCertificate {
         fingerprint: String,
         name: String,
@@ -147,6 +173,19 @@ pub enum Change {
         domain: String,
         certificate: Option<CertRef>,
         make_default: bool,
+    },
+    /// Remove redirects (before their rules change or go).
+    DeleteRewrites {
+        source_listener: String,
+        target_listener: String,
+        /// (source location id, target location id, domain, url)
+        rewrites: Vec<(String, String, String, String)>,
+    },
+    /// Redirect HTTP rules to the HTTPS rules with the same domain and URL (after both exist).
+    CreateRewrites {
+        source_listener: ListenerRef,
+        target_listener: ListenerRef,
+        rewrites: Vec<NewRewrite>,
     },
     RegisterTargets {
         targets: Vec<RuleTarget>,
@@ -191,6 +230,9 @@ impl Change {
     pub fn kind(&self) -> &'static str {
         match self {
             Change::CreateLoadBalancer { .. } => "CreateLoadBalancer",
+            Change::RenameLoadBalancer { .. } => "RenameLoadBalancer",
+            Change::DeleteRewrites { .. } => "DeleteRewrites",
+            Change::CreateRewrites { .. } => "CreateRewrites",
             Change::UploadCertificate { .. } => "UploadCertificate",
             Change::CreateListener { .. } => "CreateListener",
             Change::EnableSni { .. } => "EnableSni",
@@ -248,6 +290,36 @@ impl fmt::Display for Change {
         match self {
             Change::CreateLoadBalancer { name, settings, .. } => {
                 write!(f, "CreateLoadBalancer {name} ({:?})", settings.network_type)
+            }
+            Change::RenameLoadBalancer { id, name } => {
+                write!(f, "ModifyLoadBalancerAttributes {id} name={name}")
+            }
+            Change::DeleteRewrites {
+                source_listener,
+                target_listener,
+                rewrites,
+            } => {
+                write!(f, "DeleteRewrite {source_listener} -> {target_listener}")?;
+                for (_, _, d, u) in rewrites {
+                    write!(f, "\n    {d} {u}")?;
+                }
+                Ok(())
+            }
+            Change::CreateRewrites {
+                source_listener,
+                target_listener,
+                rewrites,
+            } => {
+                write!(
+                    f,
+                    "ManualRewrite {} -> {}",
+                    fmt_listener(source_listener),
+                    fmt_listener(target_listener)
+                )?;
+                for r in rewrites {
+                    write!(f, "\n    {} {} -> https ({})", r.domain, r.url, r.code)?;
+                }
+                Ok(())
             }
             Change::UploadCertificate { name, secret, .. } => {
                 write!(f, "UploadCertificate {name} from {secret}")
@@ -411,11 +483,31 @@ pub fn diff(
         match &desired.source {
             LbSource::Existing { id } => return Err(PlanError::LoadBalancerNotFound(id.clone())),
             LbSource::Create { name, settings } => plan.changes.push(Change::CreateLoadBalancer {
-                name: name.clone(),
+                name: if desired.retain {
+                    crate::model::build::retained_name(name)
+                } else {
+                    name.clone()
+                },
                 settings: settings.clone(),
                 tags: desired.tags.clone(),
             }),
         }
+    }
+    if let (Some(o), LbSource::Create { name, .. }) = (observed, &desired.source)
+        && desired
+            .tags
+            .iter()
+            .any(|(k, v)| k == crate::model::build::TAG_STACK && o.tags.get(k) == Some(v))
+        && crate::model::build::is_retained_name(&o.name) != desired.retain
+    {
+        plan.changes.push(Change::RenameLoadBalancer {
+            id: o.id.clone(),
+            name: if desired.retain {
+                crate::model::build::retained_name(&o.name)
+            } else {
+                name.clone()
+            },
+        });
     }
     let owns_listener = |l: &ObservedListener| own.lb_owned || l.name == own.listener_name;
 
@@ -460,6 +552,11 @@ pub fn diff(
     let mut deregister = Vec::new();
     let mut rule_deletes = Vec::new();
     let mut stale_listeners = Vec::new();
+    // (port, protocol, listener, its observed rules) of every listener we sync.
+    let mut lrefs: Vec<(u16, Protocol, ListenerRef, &[ObservedRule])> =
+        Vec::with_capacity(desired.listeners.len());
+    // Rules kept under a new URL: (port, domain, new url) -> location id.
+    let mut renamed: Vec<(u16, &str, &str, String)> = Vec::new();
 
     for dl in &desired.listeners {
         let existing = observed_listeners.iter().find(|l| l.port == dl.port);
@@ -507,6 +604,7 @@ pub fn diff(
             ListenerRef::Id(id) => id.clone(),
             ListenerRef::New { .. } => String::new(),
         };
+        lrefs.push((dl.port, dl.protocol, lref.clone(), obs_rules));
         // Observed rules by (domain, url); the last of duplicates wins, as in a map.
         let mut obs_by_key: FxHashMap<(&str, &str), &ObservedRule> =
             FxHashMap::with_capacity_and_hasher(obs_rules.len(), Default::default());
@@ -554,6 +652,12 @@ pub fn diff(
                     None
                 };
                 if let Some(o) = reused {
+                    renamed.push((
+                        dl.port,
+                        d.domain.as_str(),
+                        r.url.as_str(),
+                        o.location_id.clone(),
+                    ));
                     url_mods.push(Change::ModifyRuleUrl {
                         listener: listener_id.clone(),
                         location_id: o.location_id.clone(),
@@ -665,6 +769,7 @@ pub fn diff(
     plan.changes.extend(rule_creates);
     plan.changes.extend(url_mods);
     plan.changes.extend(domain_mods);
+    diff_rewrites(desired, &lrefs, &renamed, &mut plan.changes);
     if !register.is_empty() {
         plan.changes
             .push(Change::RegisterTargets { targets: register });
@@ -685,6 +790,128 @@ pub fn diff(
         });
     }
     Ok(plan)
+}
+
+/// Redirects (auto-rewrite): stale ones are deleted, then missing ones created, once the rules
+/// at both ends exist. A redirect already in place with the same target and code is left alone.
+fn diff_rewrites(
+    desired: &DesiredLb,
+    lrefs: &[(u16, Protocol, ListenerRef, &[ObservedRule])],
+    renamed: &[(u16, &str, &str, String)],
+    changes: &mut Vec<Change>,
+) {
+    let find = |port: u16, proto: Protocol| {
+        lrefs
+            .iter()
+            .find(|(p, pr, _, _)| *p == port && *pr == proto)
+    };
+    let mut deletes: Vec<Change> = Vec::new();
+    let mut creates: Vec<Change> = Vec::new();
+    for dl in desired
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Http)
+    {
+        let Some((_, _, src_ref, src_obs)) = find(dl.port, Protocol::Http) else {
+            continue;
+        };
+        let has_observed = src_obs.iter().any(|o| o.rewrite.is_some());
+        let has_desired = dl
+            .domains
+            .iter()
+            .flat_map(|d| &d.rules)
+            .any(|r| r.redirect.is_some());
+        if !has_observed && !has_desired {
+            continue;
+        }
+        let mut keep: Vec<&str> = Vec::new();
+        let mut wanted: BTreeMap<u16, (ListenerRef, Vec<NewRewrite>)> = BTreeMap::new();
+        for d in &dl.domains {
+            for r in &d.rules {
+                let Some(rd) = r.redirect else { continue };
+                let Some((_, _, tgt_ref, tgt_obs)) = find(rd.https_port, Protocol::Https) else {
+                    continue;
+                };
+                let src_rule = src_obs
+                    .iter()
+                    .find(|o| o.domain == d.domain && o.url == r.url);
+                let tgt_id = tgt_obs
+                    .iter()
+                    .find(|o| o.domain == d.domain && o.url == r.url)
+                    .map(|o| o.location_id.clone())
+                    .or_else(|| {
+                        renamed
+                            .iter()
+                            .find(|(p, dom, u, _)| {
+                                *p == rd.https_port && *dom == d.domain && *u == r.url
+                            })
+                            .map(|x| x.3.clone())
+                    });
+                if let (Some(s), Some(tid), ListenerRef::Id(tl)) = (src_rule, &tgt_id, tgt_ref)
+                    && s.rewrite.as_ref().is_some_and(|w| {
+                        w.target_listener == *tl && w.target_location == *tid && w.code == rd.code
+                    })
+                {
+                    keep.push(&s.location_id);
+                    continue;
+                }
+                wanted
+                    .entry(rd.https_port)
+                    .or_insert_with(|| (tgt_ref.clone(), Vec::new()))
+                    .1
+                    .push(NewRewrite {
+                        source: match src_rule {
+                            Some(s) => RuleRef::Id(s.location_id.clone()),
+                            None => RuleRef::New {
+                                domain: d.domain.clone(),
+                                url: r.url.clone(),
+                            },
+                        },
+                        target: match tgt_id {
+                            Some(id) => RuleRef::Id(id),
+                            None => RuleRef::New {
+                                domain: d.domain.clone(),
+                                url: r.url.clone(),
+                            },
+                        },
+                        domain: d.domain.clone(),
+                        url: r.url.clone(),
+                        code: rd.code,
+                    });
+            }
+        }
+        if let ListenerRef::Id(src_id) = src_ref {
+            let mut stale: BTreeMap<&str, Vec<(String, String, String, String)>> = BTreeMap::new();
+            for o in src_obs.iter() {
+                if let Some(w) = &o.rewrite
+                    && !keep.contains(&o.location_id.as_str())
+                {
+                    stale.entry(w.target_listener.as_str()).or_default().push((
+                        o.location_id.clone(),
+                        w.target_location.clone(),
+                        o.domain.clone(),
+                        o.url.clone(),
+                    ));
+                }
+            }
+            for (target, rewrites) in stale {
+                deletes.push(Change::DeleteRewrites {
+                    source_listener: src_id.clone(),
+                    target_listener: target.to_string(),
+                    rewrites,
+                });
+            }
+        }
+        for (_, (target_listener, rewrites)) in wanted {
+            creates.push(Change::CreateRewrites {
+                source_listener: src_ref.clone(),
+                target_listener,
+                rewrites,
+            });
+        }
+    }
+    changes.extend(deletes);
+    changes.extend(creates);
 }
 
 fn same_targets(a: &[Target], b: &[Target]) -> bool {
@@ -758,6 +985,7 @@ pub fn assume_applied(desired: &DesiredLb, lb_id: &str) -> ObservedLb {
                         default_server: d.default_server,
                         certificate_id: certificate_id.clone(),
                         targets: r.targets.clone(),
+                        rewrite: None,
                     });
                 }
             }
@@ -771,9 +999,48 @@ pub fn assume_applied(desired: &DesiredLb, lb_id: &str) -> ObservedLb {
             }
         })
         .collect();
+    let mut listeners: Vec<ObservedListener> = listeners;
+    // Redirects as ManualRewrite leaves them.
+    let redirects: Vec<(usize, usize, u16, u16)> = desired
+        .listeners
+        .iter()
+        .enumerate()
+        .flat_map(|(li, l)| {
+            l.domains
+                .iter()
+                .flat_map(|d| &d.rules)
+                .enumerate()
+                .filter_map(move |(ri, r)| r.redirect.map(|x| (li, ri, x.https_port, x.code)))
+        })
+        .collect();
+    for (li, ri, port, code) in redirects {
+        let (domain, url) = {
+            let r = &listeners[li].rules[ri];
+            (r.domain.clone(), r.url.clone())
+        };
+        let target = listeners
+            .iter()
+            .find(|l| l.port == port && l.protocol == Protocol::Https)
+            .and_then(|l| {
+                l.rules
+                    .iter()
+                    .find(|r| r.domain == domain && r.url == url)
+                    .map(|r| (l.id.clone(), r.location_id.clone()))
+            });
+        if let Some((target_listener, target_location)) = target {
+            listeners[li].rules[ri].rewrite = Some(ObservedRewrite {
+                target_listener,
+                target_location,
+                code,
+            });
+        }
+    }
     ObservedLb {
         id: lb_id.to_string(),
         name: match &desired.source {
+            LbSource::Create { name, .. } if desired.retain => {
+                crate::model::build::retained_name(name)
+            }
             LbSource::Create { name, .. } => name.clone(),
             LbSource::Existing { id } => id.clone(),
         },

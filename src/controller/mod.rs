@@ -625,6 +625,11 @@ impl Controller {
                     self.reporter.remove_finalizer(ing).await;
                 }
             }
+            // Forget the stack: a frozen stack is never reconciled, not even as "gone".
+            let mut mem = self.memory.lock().await;
+            mem.stacks.remove(id);
+            mem.ingress_stack.retain(|_, s| s != id);
+            drop(mem);
             debug!("frozen (mode: skip)");
             return Vec::new();
         }

@@ -1596,26 +1596,33 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         })
     }
 
-    /// A Warning for every annotation under our prefixes that clb-ingress does not know.
+    /// One Warning naming every annotation under our prefixes that clb-ingress does not know.
     fn check_unknown_annotations(&mut self, m: &Managed<'a>) {
         let Some(anns) = m.ing.metadata.annotations.as_ref() else {
             return;
         };
-        for k in anns.keys() {
-            if OWN_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
+        let unknown = |k: &&String| {
+            OWN_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
                 && !KNOWN_ANNOTATIONS.contains(&k.as_str())
-            {
-                self.problems.push(Problem {
-                    object: m.key.clone(),
-                    field: format!("metadata.annotations[{k}]"),
-                    reason: Reason::UnknownAnnotation,
-                    effect: Effect::Degraded,
-                    message: format!(
-                        "{k} is not an annotation clb-ingress implements; it has no effect (see docs/annotations.md)"
-                    ),
-                });
-            }
+        };
+        if !anns.keys().any(|k| unknown(&k)) {
+            return;
         }
+        let names: Vec<&str> = anns.keys().filter(unknown).map(String::as_str).collect();
+        self.problems.push(Problem {
+            object: m.key.clone(),
+            field: format!("metadata.annotations[{}]", names[0]),
+            reason: Reason::UnknownAnnotation,
+            effect: Effect::Degraded,
+            message: format!(
+                "{} not implemented by clb-ingress and without effect (see docs/annotations.md)",
+                if names.len() == 1 {
+                    format!("{} is", names[0])
+                } else {
+                    format!("{} are", names.join(", "))
+                }
+            ),
+        });
     }
 
     /// Parse TKE's per-Ingress annotations; None if the Ingress must be parked.

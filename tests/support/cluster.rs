@@ -121,6 +121,16 @@ pub async fn env() -> Env {
 }
 
 impl Env {
+    /// A CLB API client for the emulator.
+    pub fn clb(&self) -> &ClbClient {
+        &self.clb
+    }
+
+    /// The emulator's data-plane port offset (listener port P serves on VIP:P+offset).
+    pub fn offset(&self) -> u16 {
+        self.offset
+    }
+
     pub fn controller(&self, name: &str, extra: &[&str]) -> Controller {
         let log = self.dir.path().join(format!("{name}.log"));
         let mut child = emu_support::command()

@@ -1,0 +1,444 @@
+//! TKE's Ingress annotations, end to end: the real `clb-ingress run` against the test API
+//! server and the CLB emulator (with its data plane). Each test shows the annotation's effect
+//! on the CLB or on real requests through it.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+
+use clb_ingress::clb::types::{DescribeLoadBalancersRequest, DescribeTargetsRequest, LoadBalancer};
+use cluster::*;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::DeleteParams;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+/// An Ingress `name` for `host` -> Service `svc` port 80, with these annotations (and TLS
+/// from Secret `tls` when given).
+async fn ingress(e: &Env, name: &str, host: &str, svc: &str, anns: Value, tls: Option<&str>) {
+    let mut spec = json!({"rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]});
+    if let Some(secret) = tls {
+        spec["tls"] = json!([{"hosts": [host], "secretName": secret}]);
+    }
+    e.apply(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": "default", "annotations": anns},
+        "spec": spec}),
+    )
+    .await;
+}
+
+async fn lbs(e: &Env) -> Vec<LoadBalancer> {
+    e.clb()
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .unwrap()
+}
+
+async fn sync_state(e: &Env, name: &str) -> Option<Value> {
+    let ing = e.get_ingress(name).await?;
+    let anns = ing.metadata.annotations?;
+    serde_json::from_str(anns.get("clb-ingress.io/sync-state")?).ok()
+}
+
+/// Poll `f` until it returns Some, at most `SLOW`.
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < SLOW, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+async fn delete_ingress(e: &Env, name: &str) {
+    Api::<Ingress>::namespaced(e.kube.clone(), "default")
+        .delete(name, &DeleteParams::default())
+        .await
+        .unwrap();
+    until("the Ingress to be gone", || async {
+        e.get_ingress(name).await.is_none().then_some(())
+    })
+    .await;
+}
+
+/// The weights of every target on the CLB, by target IP.
+async fn weights(e: &Env, lb: &str) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = e
+        .clb()
+        .describe_targets(&DescribeTargetsRequest {
+            load_balancer_id: lb.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|l| l.rules)
+        .flat_map(|r| r.targets)
+        .map(|t| {
+            (
+                t.private_ip_addresses.first().cloned().unwrap_or_default(),
+                t.weight,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnet_id_creates_an_internal_clb_in_that_subnet_of_the_class_vpc() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.apply(
+        json!({"apiVersion": "clb-ingress.io/v1alpha1", "kind": "ClbClassParameters",
+        "metadata": {"name": "p"},
+        "spec": {"targetMode": "Direct", "create": {"vpcId": "vpc-abcdefgh"}}}),
+    )
+    .await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "private",
+        "private.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.subnetId": "subnet-12345678"}),
+        None,
+    )
+    .await;
+    e.until_routed("private", "private.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let all = lbs(&e).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].load_balancer_type, "INTERNAL", "{:?}", all[0]);
+    assert_eq!(all[0].subnet_id.as_deref(), Some("subnet-12345678"));
+    assert_eq!(all[0].vpc_id.as_deref(), Some("vpc-abcdefgh"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnet_id_without_a_vpc_in_the_class_parks_the_ingress_with_a_reason() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "private",
+        "private.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.subnetId": "subnet-12345678"}),
+        None,
+    )
+    .await;
+    let state = until("a sync state", || sync_state(&e, "private")).await;
+    assert_eq!(state["synced"], false, "{state}");
+    assert_eq!(state["reason"], "InvalidAnnotation", "{state}");
+    assert!(
+        state["message"]
+            .as_str()
+            .unwrap()
+            .contains("kubernetes.io/ingress.subnetId"),
+        "{state}"
+    );
+    assert_eq!(lbs(&e).await.len(), 0, "no public CLB is created instead");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_rewrite_redirects_http_requests_to_the_https_listener_with_the_given_code() {
+    let e = env().await;
+    let ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let cert = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
+    e.apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "a-tls", "namespace": "default"},
+        "stringData": {"tls.crt": cert.cert.pem(), "tls.key": cert.signing_key.serialize_pem()}}),
+    )
+    .await;
+    ingress(
+        &e,
+        "shop",
+        "a.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/auto-rewrite": "true",
+               "ingress.cloud.tencent.com/auto-rewrite-code": "307"}),
+        Some("a-tls"),
+    )
+    .await;
+    let vip = until("an address", || e.vip("shop")).await;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("http://{vip}:{}/cart?x=1", 80 + e.offset());
+    let location = until("the redirect", || async {
+        let r = client
+            .get(&url)
+            .header("Host", "a.example.com")
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 307).then(|| r.headers()["location"].to_str().unwrap().to_string())
+    })
+    .await;
+    assert_eq!(
+        location,
+        format!("https://a.example.com:{}/cart?x=1", 443 + e.offset())
+    );
+    // The redirected HTTP rule has no targets; the HTTPS rule keeps the Service's.
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    assert_eq!(weights(&e, &lb).await, vec![("10.1.0.1".to_string(), 10)]);
+    // Steady state: a second full sync changes nothing.
+    let state = until("synced", || async {
+        let s = sync_state(&e, "shop").await?;
+        (s["synced"] == true).then_some(s)
+    })
+    .await;
+    assert_eq!(state["synced"], true, "{}", ctl.log());
+
+    // Turning it off removes the redirect: HTTP is served by the Service again.
+    ingress(&e, "shop", "a.example.com", "web", json!({}), Some("a-tls")).await;
+    e.until_routed("shop", "a.example.com", "/cart", "10.1.0.1:8080", SLOW)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_rs_weight_sets_the_default_weight_and_the_weight_of_statefulset_pods() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.apply(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}))
+        .await;
+    e.apply(
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "db-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.3.0.1"], "conditions": {"ready": true},
+             "targetRef": {"kind": "Pod", "name": "db-0", "namespace": "default"}},
+            {"addresses": ["10.3.0.2"], "conditions": {"ready": true},
+             "targetRef": {"kind": "Pod", "name": "web-7d9c-x2x", "namespace": "default"}}]}),
+    )
+    .await;
+    ingress(
+        &e,
+        "weighted",
+        "w.example.com",
+        "db",
+        json!({"ingress.cloud.tencent.com/lb-rs-weight":
+            r#"{"defaultWeight": 37, "groups": [{"key": {"proto": "HTTP", "host": "w.example.com", "path": "/"},
+                "statefulSets": [{"name": "db", "weight": 80}]}]}"#}),
+        None,
+    )
+    .await;
+    let vip = until("an address", || e.vip("weighted")).await;
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    let w = until("weighted targets", || async {
+        let w = weights(&e, &lb).await;
+        (w.len() == 2).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        w,
+        vec![("10.3.0.1".to_string(), 80), ("10.3.0.2".to_string(), 37)]
+    );
+    // Both still serve traffic.
+    assert_eq!(e.request(&vip, "w.example.com", "/").await.0, 200);
+
+    // Only defaultWeight: every target gets it, re-weighted in place.
+    ingress(
+        &e,
+        "weighted",
+        "w.example.com",
+        "db",
+        json!({"ingress.cloud.tencent.com/lb-rs-weight": r#"{"defaultWeight": 5}"#}),
+        None,
+    )
+    .await;
+    until("re-weighted targets", || async {
+        let w = weights(&e, &lb).await;
+        (w == vec![("10.3.0.1".to_string(), 5), ("10.3.0.2".to_string(), 5)]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_rs_weight_deployment_groups_are_refused_with_a_warning_not_ignored() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "weighted",
+        "w.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/lb-rs-weight":
+            r#"{"groups": [{"key": {"host": "w.example.com", "path": "/"}, "deployments": [{"name": "web", "weight": 50}]}]}"#}),
+        None,
+    )
+    .await;
+    e.until_routed("weighted", "w.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let evs = until("a Warning", || async {
+        let evs = e.events_for("weighted").await;
+        evs.iter()
+            .any(|(t, r, _)| t == "Warning" && r == "UnsupportedAnnotation")
+            .then_some(evs)
+    })
+    .await;
+    assert!(
+        evs.iter().any(|(_, _, n)| n.contains("deployments")),
+        "{evs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadbalance_retain_keeps_the_clb_after_the_ingress_is_deleted_and_never_prunes_it() {
+    let e = env().await;
+    let ctl = e.controller("c1", &["--resync-seconds", "1"]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "keep",
+        "keep.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/loadbalance-retain": "true"}),
+        None,
+    )
+    .await;
+    e.until_routed("keep", "keep.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let vip = e.vip("keep").await.unwrap();
+    delete_ingress(&e, "keep").await;
+    // Our listeners go (TKE removes what it configured), the CLB stays, marked by its name.
+    until("the listeners to be removed", || async {
+        (e.request(&vip, "keep.example.com", "/").await.0 != 200).then_some(())
+    })
+    .await;
+    // Several drift resyncs (with pruning) later, it is still there.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = lbs(&e).await;
+    assert_eq!(all.len(), 1, "the retained CLB was deleted:\n{}", ctl.log());
+    assert!(
+        all[0].load_balancer_name.starts_with("retained-"),
+        "{}",
+        all[0].load_balancer_name
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mode_skip_leaves_the_clb_untouched_on_edit_and_on_delete() {
+    let e = env().await;
+    let ctl = e.controller("c1", &["--resync-seconds", "1"]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    e.service("api", &["10.2.0.1"]).await;
+    ingress(&e, "frozen", "f.example.com", "web", json!({}), None).await;
+    e.until_routed("frozen", "f.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let vip = e.vip("frozen").await.unwrap();
+    // Skip, and change the backend: the CLB keeps the old one.
+    ingress(
+        &e,
+        "frozen",
+        "f.example.com",
+        "api",
+        json!({"ingress.cloud.tencent.com/mode": "skip"}),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        e.request(&vip, "f.example.com", "/").await,
+        (200, "10.1.0.1:8080".to_string()),
+        "{}",
+        ctl.log()
+    );
+    // Deleting it deletes nothing on the CLB, now or at later resyncs.
+    delete_ingress(&e, "frozen").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lbs(&e).await.len(), 1, "{}", ctl.log());
+    assert_eq!(
+        e.request(&vip, "f.example.com", "/").await,
+        (200, "10.1.0.1:8080".to_string())
+    );
+    // A new Ingress in skip mode gets no CLB at all.
+    ingress(
+        &e,
+        "never",
+        "n.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/mode": "skip"}),
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(lbs(&e).await.len(), 1);
+    assert!(
+        e.get_ingress("never")
+            .await
+            .unwrap()
+            .metadata
+            .finalizers
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_annotation_under_our_prefix_gets_a_warning_and_the_ingress_still_syncs() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "typo",
+        "t.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/auto-rewirte": "true",
+               "clb-ingress.io/nonsense": "1",
+               "clb-ingress.io/sync-state": "{}"}),
+        None,
+    )
+    .await;
+    e.until_routed("typo", "t.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let evs = until("a Warning", || async {
+        let evs = e.events_for("typo").await;
+        evs.iter()
+            .any(|(t, r, _)| t == "Warning" && r == "UnknownAnnotation")
+            .then_some(evs)
+    })
+    .await;
+    let (_, _, note) = evs
+        .iter()
+        .find(|(_, r, _)| r == "UnknownAnnotation")
+        .unwrap();
+    assert!(
+        note.contains("ingress.cloud.tencent.com/auto-rewirte"),
+        "{note}"
+    );
+    assert!(note.contains("clb-ingress.io/nonsense"), "{note}");
+    assert!(!note.contains("sync-state"), "{note}");
+    let state = sync_state(&e, "typo").await.unwrap();
+    assert_eq!(
+        state["synced"], true,
+        "a warning does not fail the sync: {state}"
+    );
+}

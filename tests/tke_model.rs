@@ -1,0 +1,318 @@
+//! Model and plan tests of TKE's annotations (the end-to-end tests are in tke_annotations.rs).
+mod support;
+
+use clb_ingress::crd::NetworkType;
+use clb_ingress::model::{self, Effect, LbSource, Reason, Redirect};
+use clb_ingress::plan::{self, Change};
+use support::{observe, ownership, snapshot};
+
+const CLASS: &str = r#"
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: clb}
+spec:
+  controller: clb-ingress.io/ingress-controller
+  parameters: {apiGroup: clb-ingress.io, kind: ClbClassParameters, name: p}
+---
+apiVersion: clb-ingress.io/v1alpha1
+kind: ClbClassParameters
+metadata: {name: p}
+spec: {targetMode: Direct, create: {vpcId: vpc-abcdefgh}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-1, namespace: default, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- {addresses: [10.0.0.1], targetRef: {kind: Pod, name: web-0}}
+- {addresses: [10.0.0.2], targetRef: {kind: Pod, name: other-5d8f-abcde}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls, namespace: default}
+type: Opaque
+stringData: {qcloud_cert_id: cert-abc}
+"#;
+
+/// The class above plus one Ingress with these annotations (YAML flow map) and TLS.
+fn world(annotations: &str) -> String {
+    format!(
+        r#"{CLASS}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: default
+  annotations: {annotations}
+spec:
+  ingressClassName: clb
+  tls: [{{hosts: [a.example.com], secretName: tls}}]
+  rules:
+  - host: a.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    )
+}
+
+fn build(annotations: &str) -> model::BuildOutput {
+    model::build(&snapshot(&world(annotations)))
+}
+
+#[test]
+fn subnet_id_makes_the_created_clb_internal_in_that_subnet_and_the_class_vpc() {
+    let b = build(r#"{kubernetes.io/ingress.subnetId: subnet-12345678}"#);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let d = b.stacks.values().next().unwrap();
+    let LbSource::Create { settings, .. } = &d.source else {
+        panic!("{:?}", d.source)
+    };
+    assert_eq!(settings.network_type, NetworkType::Internal);
+    assert_eq!(settings.subnet_id.as_deref(), Some("subnet-12345678"));
+    assert_eq!(settings.vpc_id.as_deref(), Some("vpc-abcdefgh"));
+}
+
+#[test]
+fn subnet_id_without_a_class_vpc_or_malformed_parks_the_ingress() {
+    let yaml = world(r#"{kubernetes.io/ingress.subnetId: subnet-12345678}"#)
+        .replace("create: {vpcId: vpc-abcdefgh}", "create: {}");
+    let b = model::build(&snapshot(&yaml));
+    assert!(b.stacks.is_empty());
+    assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation);
+    assert_eq!(b.problems[0].effect, Effect::Parked);
+    assert!(
+        b.problems[0]
+            .field
+            .contains("kubernetes.io/ingress.subnetId")
+    );
+    let b = build(r#"{kubernetes.io/ingress.subnetId: "12345678"}"#);
+    assert!(b.stacks.is_empty(), "a malformed subnet id parks");
+}
+
+#[test]
+fn auto_rewrite_turns_the_http_rules_of_tls_hosts_into_redirects_without_targets() {
+    let b = build(r#"{ingress.cloud.tencent.com/auto-rewrite: "true"}"#);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let d = b.stacks.values().next().unwrap();
+    let http = d.listeners.iter().find(|l| l.port == 80).unwrap();
+    let https = d.listeners.iter().find(|l| l.port == 443).unwrap();
+    let host = http
+        .domains
+        .iter()
+        .find(|x| x.domain == "a.example.com")
+        .unwrap();
+    for r in &host.rules {
+        assert_eq!(
+            r.redirect,
+            Some(Redirect {
+                https_port: 443,
+                code: 301
+            }),
+            "TKE's default code"
+        );
+        assert!(r.targets.is_empty());
+    }
+    // The catch-all domain of the HTTP listener is not redirected, HTTPS still forwards.
+    assert!(
+        http.domains
+            .iter()
+            .filter(|x| x.domain != "a.example.com")
+            .all(|x| x.rules.iter().all(|r| r.redirect.is_none()))
+    );
+    assert!(
+        https
+            .domains
+            .iter()
+            .flat_map(|x| &x.rules)
+            .all(|r| r.redirect.is_none())
+    );
+    let b = build(
+        r#"{ingress.cloud.tencent.com/auto-rewrite: "true", ingress.cloud.tencent.com/auto-rewrite-code: "302"}"#,
+    );
+    let d = b.stacks.values().next().unwrap();
+    assert!(
+        d.listeners[0]
+            .domains
+            .iter()
+            .flat_map(|x| &x.rules)
+            .any(|r| r.redirect.map(|x| x.code) == Some(302))
+    );
+    let b = build(
+        r#"{ingress.cloud.tencent.com/auto-rewrite: "true", ingress.cloud.tencent.com/auto-rewrite-code: "308"}"#,
+    );
+    assert!(b.stacks.is_empty(), "308 is not a CLB redirect code");
+}
+
+#[test]
+fn auto_rewrite_is_planned_after_both_rules_exist_and_is_idempotent() {
+    let b = build(r#"{ingress.cloud.tencent.com/auto-rewrite: "true"}"#);
+    let d = b.stacks.values().next().unwrap();
+    let p = plan::diff(Some(d), None, &ownership(d)).unwrap();
+    let kinds: Vec<&str> = p.changes.iter().map(Change::kind).collect();
+    let rules = kinds.iter().rposition(|k| *k == "CreateRules").unwrap();
+    let rewrites = kinds.iter().position(|k| *k == "CreateRewrites").unwrap();
+    assert!(rules < rewrites, "{kinds:?}");
+    let Change::CreateRewrites { rewrites, .. } = &p.changes[rewrites] else {
+        unreachable!()
+    };
+    assert_eq!(
+        rewrites.len(),
+        1,
+        "Prefix / is the one CLB rule /: {rewrites:?}"
+    );
+    assert_eq!(rewrites[0].url, "/");
+    // Applied: nothing left to do.
+    let observed = observe(d);
+    assert!(
+        plan::diff(Some(d), Some(&observed), &ownership(d))
+            .unwrap()
+            .is_empty()
+    );
+    // A different code: delete, then create, of exactly the changed redirects.
+    let b2 = build(
+        r#"{ingress.cloud.tencent.com/auto-rewrite: "true", ingress.cloud.tencent.com/auto-rewrite-code: "307"}"#,
+    );
+    let p = plan::diff(b2.stacks.values().next(), Some(&observed), &ownership(d)).unwrap();
+    let kinds: Vec<&str> = p.changes.iter().map(Change::kind).collect();
+    assert_eq!(kinds, vec!["DeleteRewrites", "CreateRewrites"]);
+    // Turned off: the redirects go, before the HTTP rules get their targets back.
+    let b3 = build("{}");
+    let p = plan::diff(b3.stacks.values().next(), Some(&observed), &ownership(d)).unwrap();
+    let kinds: Vec<&str> = p.changes.iter().map(Change::kind).collect();
+    assert_eq!(kinds, vec!["DeleteRewrites", "RegisterTargets"]);
+}
+
+#[test]
+fn lb_rs_weight_sets_default_and_statefulset_pod_weights() {
+    let b = build(
+        r#"{ingress.cloud.tencent.com/lb-rs-weight: '{"defaultWeight": 25, "groups": [{"key": {"host": "a.example.com", "path": "/"}, "statefulSets": [{"name": "web", "weight": 60}]}]}'}"#,
+    );
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let d = b.stacks.values().next().unwrap();
+    let r = d.listeners[0]
+        .domains
+        .iter()
+        .find(|x| x.domain == "a.example.com")
+        .unwrap()
+        .rules
+        .iter()
+        .find(|r| !r.targets.is_empty())
+        .unwrap();
+    let w: Vec<(String, u32)> = r
+        .targets
+        .iter()
+        .map(|t| (t.addr.to_string(), t.weight))
+        .collect();
+    assert_eq!(w, vec![("10.0.0.1".into(), 60), ("10.0.0.2".into(), 25)]);
+}
+
+#[test]
+fn lb_rs_weight_refuses_what_it_cannot_apply_and_parks_bad_json() {
+    let b = build(
+        r#"{ingress.cloud.tencent.com/lb-rs-weight: '{"groups": [{"key": {"host": "b.example.com"}, "deployments": [{"name": "web", "weight": 1}]}]}'}"#,
+    );
+    assert_eq!(b.stacks.len(), 1, "still synced");
+    let msgs: Vec<&str> = b.problems.iter().map(|p| p.message.as_str()).collect();
+    assert!(
+        b.problems
+            .iter()
+            .all(|p| p.reason == Reason::UnsupportedAnnotation && p.effect == Effect::Degraded)
+    );
+    assert!(
+        msgs.iter().any(|m| m.contains("matches no host")),
+        "{msgs:?}"
+    );
+    assert!(msgs.iter().any(|m| m.contains("deployments")), "{msgs:?}");
+    for bad in [
+        r#"'{"defaultWeight": 101}'"#,
+        r#"'[1]'"#,
+        r#"'{"weights": 1}'"#,
+    ] {
+        let b = build(&format!(
+            "{{ingress.cloud.tencent.com/lb-rs-weight: {bad}}}"
+        ));
+        assert!(b.stacks.is_empty(), "{bad}");
+        assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation);
+    }
+}
+
+#[test]
+fn loadbalance_retain_marks_the_created_clb_by_name_and_it_is_never_deleted() {
+    let b = build(r#"{ingress.cloud.tencent.com/loadbalance-retain: "true"}"#);
+    let d = b.stacks.values().next().unwrap();
+    assert!(d.retain);
+    let p = plan::diff(Some(d), None, &ownership(d)).unwrap();
+    let Change::CreateLoadBalancer { name, .. } = &p.changes[0] else {
+        panic!("{:?}", p.changes[0])
+    };
+    assert!(model::build::is_retained_name(name), "{name}");
+    // An existing CLB gets marked (and unmarked) by a rename only.
+    let plain = build("{}");
+    let pd = plain.stacks.values().next().unwrap();
+    let observed = observe(pd);
+    let p = plan::diff(Some(d), Some(&observed), &ownership(d)).unwrap();
+    assert!(
+        matches!(&p.changes[..], [Change::RenameLoadBalancer { name, .. }] if name.starts_with("retained-")),
+        "{:?}",
+        p.changes
+    );
+    let retained = observe(d);
+    let p = plan::diff(Some(pd), Some(&retained), &ownership(pd)).unwrap();
+    assert!(
+        matches!(&p.changes[..], [Change::RenameLoadBalancer { name, .. }] if !name.starts_with("retained-")),
+        "{:?}",
+        p.changes
+    );
+    // Gone: a retained CLB is not deleted, only our listeners are (deploy passes
+    // lb_owned = false for a CLB whose name carries the mark).
+    let own = plan::Ownership {
+        lb_owned: false,
+        listener_name: d.listeners[0].name.clone(),
+    };
+    let p = plan::diff(None, Some(&retained), &own).unwrap();
+    assert_eq!(
+        p.changes.iter().map(Change::kind).collect::<Vec<_>>(),
+        vec!["DeleteListeners"]
+    );
+}
+
+#[test]
+fn mode_skip_freezes_the_ingress_stack_instead_of_building_it() {
+    let snap = snapshot(&world(r#"{ingress.cloud.tencent.com/mode: skip}"#));
+    let index = model::Index::new(&snap);
+    assert_eq!(index.stack_ids().count(), 0);
+    let frozen: Vec<_> = index.frozen_ids().collect();
+    assert_eq!(frozen.len(), 1);
+    assert_eq!(frozen[0].0, "ing:default/shop");
+    let b = build(r#"{ingress.cloud.tencent.com/mode: other}"#);
+    assert_eq!(b.stacks.len(), 1, "an unknown mode syncs normally");
+    assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation);
+    assert_eq!(b.problems[0].effect, Effect::Degraded);
+}
+
+#[test]
+fn unknown_annotations_under_our_prefixes_get_one_degraded_warning() {
+    let b = build(
+        r#"{ingress.cloud.tencent.com/foo: "1", clb-ingress.io/bar: "2", clb-ingress.io/sync-state: "{}", example.com/other: "3"}"#,
+    );
+    assert_eq!(b.stacks.len(), 1);
+    assert_eq!(b.problems.len(), 1, "{:?}", b.problems);
+    let p = &b.problems[0];
+    assert_eq!(
+        (p.reason, p.effect),
+        (Reason::UnknownAnnotation, Effect::Degraded)
+    );
+    assert!(
+        p.message.contains("ingress.cloud.tencent.com/foo")
+            && p.message.contains("clb-ingress.io/bar")
+    );
+    assert!(!p.message.contains("sync-state") && !p.message.contains("example.com/other"));
+}

@@ -52,6 +52,10 @@ impl Drop for Controller {
     }
 }
 
+/// Whole-cluster tests of one test binary run one at a time: each runs several processes, and
+/// on a 2-core machine running them all at once makes the 2-second liveness checks meaningless.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct Env {
     pub api: clb_ingress::testapi::Running,
     pub emu: server::Running,
@@ -61,9 +65,12 @@ pub struct Env {
     dir: tempfile::TempDir,
     http: reqwest::Client,
     clb: ClbClient,
+    /// Last, so it is released after everything else of the test environment is dropped.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 pub async fn env() -> Env {
+    let serial = SERIAL.lock().await;
     let api = clb_ingress::testapi::start("127.0.0.1:0".parse().unwrap())
         .await
         .expect("test API server");
@@ -105,6 +112,7 @@ pub async fn env() -> Env {
     )
     .unwrap();
     Env {
+        _serial: serial,
         api,
         emu,
         kube,

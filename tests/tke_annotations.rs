@@ -442,3 +442,153 @@ async fn an_unknown_annotation_under_our_prefix_gets_a_warning_and_the_ingress_s
         "a warning does not fail the sync: {state}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exist_lb_id_adopts_that_clb_and_leaves_its_foreign_listener_alone() {
+    use clb_ingress::clb::types::{
+        CreateListenerRequest, CreateLoadBalancerRequest, DescribeListenersRequest,
+    };
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let lb = e
+        .clb()
+        .create_load_balancer_and_wait(&CreateLoadBalancerRequest {
+            load_balancer_type: "OPEN".into(),
+            load_balancer_name: Some("hand-made".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let r = e
+        .clb()
+        .create_listener(&CreateListenerRequest {
+            load_balancer_id: lb.clone(),
+            ports: vec![8443],
+            protocol: "HTTP".into(),
+            listener_names: vec!["ops-team".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    e.clb().wait_task(&r.request_id).await.unwrap();
+    ingress(
+        &e,
+        "adopt",
+        "adopt.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.existLbId": lb}),
+        None,
+    )
+    .await;
+    e.until_routed("adopt", "adopt.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let all = lbs(&e).await;
+    assert_eq!(all.len(), 1, "no CLB was created: {all:?}");
+    assert_eq!(
+        e.vip("adopt").await.as_deref(),
+        all[0].load_balancer_vips.first().map(String::as_str)
+    );
+    delete_ingress(&e, "adopt").await;
+    let listeners = e
+        .clb()
+        .describe_listeners(&DescribeListenersRequest {
+            load_balancer_id: lb.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let names: Vec<&str> = listeners.iter().map(|l| l.listener_name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["ops-team"],
+        "only our listener is removed; the CLB stays"
+    );
+    assert_eq!(lbs(&e).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_access_sends_traffic_to_pod_ips_even_when_the_class_uses_node_ports() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.apply(
+        json!({"apiVersion": "clb-ingress.io/v1alpha1", "kind": "ClbClassParameters",
+        "metadata": {"name": "p"}, "spec": {"targetMode": "NodePort"}}),
+    )
+    .await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "pods",
+        "pods.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/direct-access": "true"}),
+        None,
+    )
+    .await;
+    e.until_routed("pods", "pods.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    // Without the annotation the class's NodePort mode applies: the Service has no nodePort.
+    ingress(&e, "nodes", "nodes.example.com", "web", json!({}), None).await;
+    let state = until("a NoNodePort sync state", || async {
+        sync_state(&e, "nodes")
+            .await
+            .filter(|s| s["reason"] == "NoNodePort")
+    })
+    .await;
+    assert_eq!(state["reason"], "NoNodePort");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_ports_puts_the_rules_on_the_named_listener_port() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "alt",
+        "alt.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/listen-ports": "[{\"HTTP\": 8080}]"}),
+        None,
+    )
+    .await;
+    let vip = until("an address", || async { e.vip("alt").await }).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("http://{vip}:{}/", 8080 + e.offset());
+    let target = until("a route on port 8080", || async {
+        let r = http
+            .get(&url)
+            .header("Host", "alt.example.com")
+            .send()
+            .await
+            .ok()?;
+        (r.status() == 200).then(|| {
+            r.headers()
+                .get("x-clb-target")?
+                .to_str()
+                .ok()
+                .map(str::to_string)
+        })?
+    })
+    .await;
+    assert_eq!(target, "10.1.0.1:8080");
+    assert_eq!(
+        e.request(&vip, "alt.example.com", "/").await.0,
+        0,
+        "nothing listens on port 80"
+    );
+    let ing = e.get_ingress("alt").await.unwrap();
+    let ports: Vec<i32> = ing.status.unwrap().load_balancer.unwrap().ingress.unwrap()[0]
+        .ports
+        .clone()
+        .unwrap()
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(ports, vec![8080]);
+}

@@ -172,3 +172,23 @@ pub fn load(paths: &[PathBuf], snap: &mut Snapshot) -> Result<usize, ManifestErr
     }
     Ok(count)
 }
+
+/// The API resource (group, version, kind, plural) of a manifest document, for dynamic clients.
+pub fn api_resource(doc: &Value) -> kube::discovery::ApiResource {
+    let api_version = doc["apiVersion"].as_str().unwrap_or("").to_string();
+    let kind = doc["kind"].as_str().unwrap_or("").to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    let plural = match kind.as_str() {
+        "Ingress" => "ingresses".to_string(),
+        "IngressClass" => "ingressclasses".to_string(),
+        "ClbClassParameters" => "clbclassparameters".to_string(),
+        k => format!("{}s", k.to_lowercase()),
+    };
+    kube::discovery::ApiResource {
+        group: group.into(),
+        version: version.into(),
+        api_version: api_version.clone(),
+        kind,
+        plural,
+    }
+}

@@ -15,7 +15,6 @@ use clap::Parser;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
-use kube::discovery::ApiResource;
 use kube::{Api, CustomResourceExt};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,15 +65,6 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {
     rt.block_on(demo(args))
 }
 
-fn plural(kind: &str) -> String {
-    match kind {
-        "Ingress" => "ingresses".into(),
-        "IngressClass" => "ingressclasses".into(),
-        "ClbClassParameters" => "clbclassparameters".into(),
-        k => format!("{}s", k.to_lowercase()),
-    }
-}
-
 /// Server-side apply every manifest document through the Kubernetes API.
 async fn apply_manifests(kube: &kube::Client, files: &[PathBuf]) -> anyhow::Result<usize> {
     let mut n = 0;
@@ -83,17 +73,9 @@ async fn apply_manifests(kube: &kube::Client, files: &[PathBuf]) -> anyhow::Resu
             let name = file.display().to_string();
             let text = std::fs::read_to_string(&file)?;
             for doc in crate::manifests::parse_documents(&name, &text)? {
-                let api_version = doc["apiVersion"].as_str().unwrap_or("").to_string();
-                let kind = doc["kind"].as_str().unwrap_or("").to_string();
                 let obj_name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
-                let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-                let ar = ApiResource {
-                    group: group.into(),
-                    version: version.into(),
-                    api_version: api_version.clone(),
-                    kind: kind.clone(),
-                    plural: plural(&kind),
-                };
+                let ar = crate::manifests::api_resource(&doc);
+                let kind = ar.kind.clone();
                 let api: Api<DynamicObject> = match doc["metadata"]["namespace"].as_str() {
                     Some(ns) => Api::namespaced_with(kube.clone(), ns, &ar),
                     None if matches!(

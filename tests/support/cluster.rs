@@ -178,23 +178,8 @@ impl Env {
     }
 
     pub async fn apply(&self, obj: Value) {
-        let api_version = obj["apiVersion"].as_str().unwrap().to_string();
-        let kind = obj["kind"].as_str().unwrap().to_string();
-        let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-        let plural = match kind.as_str() {
-            "IngressClass" => "ingressclasses".to_string(),
-            "Ingress" => "ingresses".to_string(),
-            "ClbClassParameters" => "clbclassparameters".to_string(),
-            "EndpointSlice" => "endpointslices".to_string(),
-            k => format!("{}s", k.to_lowercase()),
-        };
-        let ar = ApiResource {
-            group: group.into(),
-            version: version.into(),
-            api_version: api_version.clone(),
-            kind: kind.clone(),
-            plural,
-        };
+        let ar = clb_ingress::manifests::api_resource(&obj);
+        let kind = ar.kind.clone();
         let name = obj["metadata"]["name"].as_str().unwrap().to_string();
         let api: Api<DynamicObject> = match obj["metadata"]["namespace"].as_str() {
             Some(ns) => Api::namespaced_with(self.kube.clone(), ns, &ar),

@@ -89,7 +89,8 @@ async fn edits_to_path_backend_host_and_endpoints_are_followed_by_traffic() {
         LIVE_WITHIN,
     )
     .await;
-    assert_eq!(e.request(&vip, "shop.example.com", "/web/x").await.0, 404);
+    e.until_status(&vip, "shop.example.com", "/web/x", 404, LIVE_WITHIN)
+        .await;
 
     // Backend edit: traffic moves to api.
     e.ingress("shop", "shop.example.com", &[("/site", "Prefix", "api")])
@@ -114,7 +115,9 @@ async fn edits_to_path_backend_host_and_endpoints_are_followed_by_traffic() {
         LIVE_WITHIN,
     )
     .await;
-    assert_eq!(e.request(&vip, "shop.example.com", "/site").await.0, 404);
+    // New rules go live before old ones are deleted (no gap), so wait for the old one to go.
+    e.until_status(&vip, "shop.example.com", "/site", 404, LIVE_WITHIN)
+        .await;
 
     // Endpoints: scale api from one pod to another; the targets follow.
     e.service("api", &["10.2.0.9"]).await;

@@ -300,6 +300,25 @@ impl Env {
         }
     }
 
+    /// Wait until `host` + `path` answers `status`.
+    pub async fn until_status(
+        &self,
+        vip: &str,
+        host: &str,
+        path: &str,
+        status: u16,
+        within: Duration,
+    ) {
+        let start = Instant::now();
+        while self.request(vip, host, path).await.0 != status {
+            assert!(
+                start.elapsed() < within,
+                "{host}{path} did not answer {status} within {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn lb_count(&self) -> usize {
         self.clb
             .describe_load_balancers(&DescribeLoadBalancersRequest::default())

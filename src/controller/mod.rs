@@ -193,6 +193,9 @@ fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
     v.into_iter().map(|a| (*a).clone()).collect()
 }
 
+/// An Ingress being deleted and the stack it belonged to (if it can still be worked out).
+type Deleted = (Arc<Ingress>, Option<StackId>);
+
 /// The LB source of a stack known only by id (its Ingresses are gone or unexpressible).
 fn source_from_stack_id(id: &StackId) -> LbSource {
     match id.0.strip_prefix("lb:") {
@@ -459,12 +462,12 @@ impl Controller {
     /// A deleted Ingress marked `ingress.cloud.tencent.com/mode: skip`: its CLB must outlive
     /// it (TKE deletes nothing of a skipped Ingress), so mark the CLB retained by its name,
     /// the only change made. True when done (the finalizer may then go).
-    async fn keep_frozen_clb(&self, ing: &Ingress) -> bool {
-        let Some(id) = self.stack_of_deleted(ing) else {
+    async fn keep_frozen_clb(&self, stack: Option<&StackId>) -> bool {
+        let Some(id) = stack else {
             return true;
         };
         let hash = model::build::short_hash(&[&self.args.cluster_id, &id.0]);
-        let source = source_from_stack_id(&id);
+        let source = source_from_stack_id(id);
         match self.deployer.retain_lbs(&id.0, &source, &hash).await {
             Ok(()) => true,
             Err(e) => {
@@ -490,6 +493,12 @@ impl Controller {
         // One view of the Ingresses for the whole pass: finalizers are only released for what
         // this pass has seen deleted (a deletion after this point gets its own pass).
         let seen = self.stores.ingresses.state();
+        // The stack of each Ingress being deleted, worked out once per pass.
+        let deleted: Vec<Deleted> = seen
+            .iter()
+            .filter(|i| i.metadata.deletion_timestamp.is_some())
+            .map(|i| (i.clone(), self.stack_of_deleted(i)))
+            .collect();
         let snap = self.snapshot(&seen).await;
         let index = Index::new(&snap);
         let mut stacks = self.affected(&dirty, &index).await;
@@ -506,8 +515,9 @@ impl Controller {
             .map(|id| {
                 let index = &index;
                 let seen = &seen;
+                let deleted = &deleted;
                 async move {
-                    let p = self.reconcile_stack(index, &id, seen).await;
+                    let p = self.reconcile_stack(index, &id, seen, deleted).await;
                     (id, p)
                 }
             })
@@ -521,21 +531,21 @@ impl Controller {
         }
         if full {
             self.hooks.problems(&problems);
-            self.prune(&index, &seen).await;
+            self.prune(&index, &deleted).await;
             debug!("pruned");
-            self.release_unmanaged(&index, &seen).await;
+            self.release_unmanaged(&index, &seen, &deleted).await;
         }
         self.hooks.queue_depth(0);
         debug!("processed");
     }
 
     /// Delete CLBs clb-ingress created for this cluster whose stack no longer exists.
-    async fn prune(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
+    async fn prune(&self, index: &Index<'_>, deleted: &[Deleted]) {
         // Frozen stacks (mode: skip), also of skipped Ingresses being deleted, are never pruned.
-        let deleted_skipped: Vec<StackId> = seen
+        let deleted_skipped: Vec<StackId> = deleted
             .iter()
-            .filter(|i| Self::is_deleted_skip(i))
-            .filter_map(|i| self.stack_of_deleted(i))
+            .filter(|(i, _)| Self::is_deleted_skip(i))
+            .filter_map(|(_, s)| s.clone())
             .collect();
         let wanted: BTreeSet<String> = index
             .stack_ids()
@@ -577,14 +587,23 @@ impl Controller {
 
     /// Remove our finalizer from Ingresses we no longer manage (deleted or moved to another
     /// class) once their stacks have been reconciled.
-    async fn release_unmanaged(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
+    async fn release_unmanaged(
+        &self,
+        index: &Index<'_>,
+        seen: &[Arc<Ingress>],
+        deleted: &[Deleted],
+    ) {
         for ing in seen {
             let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
             let frozen = index.is_frozen(&StackId(format!("ing:{ns}/{name}")));
             let managed = ing.metadata.deletion_timestamp.is_none()
                 && (index.stack_of(&ns, &name).is_some() || frozen);
             if !managed && ing.finalizers().iter().any(|f| f == FINALIZER) {
-                if Self::is_deleted_skip(ing) && !self.keep_frozen_clb(ing).await {
+                let stack = deleted
+                    .iter()
+                    .find(|(d, _)| Arc::ptr_eq(d, ing))
+                    .and_then(|(_, s)| s.as_ref());
+                if Self::is_deleted_skip(ing) && !self.keep_frozen_clb(stack).await {
                     continue;
                 }
                 let mem = self.memory.lock().await;
@@ -608,20 +627,21 @@ impl Controller {
         index: &Index<'_>,
         id: &StackId,
         seen: &[Arc<Ingress>],
+        deleted: &[Deleted],
     ) -> Vec<model::Problem> {
         let lock = self.stack_lock(id);
         let _writer = lock.lock().await;
         let started = Instant::now();
         // mode: skip — nothing is written for a frozen stack; a skipped Ingress being deleted
         // only gets its CLB marked retained, then its finalizer released.
-        let deleted_skipped: Vec<&Arc<Ingress>> = seen
+        let deleted_skipped: Vec<&Arc<Ingress>> = deleted
             .iter()
-            .filter(|i| Self::is_deleted_skip(i))
-            .filter(|i| self.stack_of_deleted(i).as_ref() == Some(id))
+            .filter(|(i, s)| Self::is_deleted_skip(i) && s.as_ref() == Some(id))
+            .map(|(i, _)| i)
             .collect();
         if index.is_frozen(id) || !deleted_skipped.is_empty() {
             for ing in deleted_skipped {
-                if self.keep_frozen_clb(ing).await {
+                if self.keep_frozen_clb(Some(id)).await {
                     self.reporter.remove_finalizer(ing).await;
                 }
             }
@@ -734,13 +754,8 @@ impl Controller {
                     self.reporter.remove_finalizer(&ing).await;
                 }
             }
-            for ing in ingresses
-                .iter()
-                .filter(|i| i.metadata.deletion_timestamp.is_some())
-            {
-                if self.stack_of_deleted(ing).as_ref() == Some(id) {
-                    self.reporter.remove_finalizer(ing).await;
-                }
+            for (ing, _) in deleted.iter().filter(|(_, s)| s.as_ref() == Some(id)) {
+                self.reporter.remove_finalizer(ing).await;
             }
         }
         let mut mem = self.memory.lock().await;

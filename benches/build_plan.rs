@@ -139,7 +139,7 @@ fn full_build_and_noop_plan(
     let out = model::build(snap);
     let mut changes = 0;
     for (id, d) in &out.stacks {
-        let own = plan::ownership_of(d, "bench");
+        let own = plan::ownership(&d.stack, "bench", None);
         changes += plan::diff(Some(d), observed.get(id), &own)
             .unwrap()
             .changes
@@ -174,7 +174,7 @@ fn benches(c: &mut Criterion) {
             let out = model::build(&snap);
             let mut calls = 0;
             for d in out.stacks.values() {
-                calls += plan::diff(Some(d), None, &plan::ownership_of(d, "bench"))
+                calls += plan::diff(Some(d), None, &plan::ownership(&d.stack, "bench", None))
                     .unwrap()
                     .api_calls();
             }
@@ -193,7 +193,7 @@ fn benches(c: &mut Criterion) {
     let p = plan::diff(
         d.as_ref(),
         Some(obs),
-        &plan::ownership_of(d.as_ref().unwrap(), "bench"),
+        &plan::ownership(&d.as_ref().unwrap().stack, "bench", None),
     )
     .unwrap();
     assert!(!p.changes.is_empty());
@@ -201,7 +201,14 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let (d, _) = index.build_stack(&stack);
             let d = d.unwrap();
-            black_box(plan::diff(Some(&d), Some(obs), &plan::ownership_of(&d, "bench")).unwrap())
+            black_box(
+                plan::diff(
+                    Some(&d),
+                    Some(obs),
+                    &plan::ownership(&d.stack, "bench", None),
+                )
+                .unwrap(),
+            )
         })
     });
     let mut g = c.benchmark_group("index");

@@ -1,19 +1,22 @@
 //! clb-ingress: a Kubernetes Layer-7 ingress controller for Tencent Cloud Load Balancer (CLB).
 //!
-//! Layers (see `docs/architecture.md`): `model` and `plan` are pure; `matching` holds the two
-//! independent request matchers; `clb` speaks the Tencent Cloud API; `emulator` is the local CLB.
+//! This crate is the product (controller, CLI, deploy engine, metrics). Its layers live in
+//! workspace crates, re-exported here under their historical paths (see `docs/architecture.md`):
+//! `model`, `plan`, `matching`, `crd` (pure, `clb-ingress-core`), `clb` (`clb-api`, the Tencent
+//! Cloud API 3.0 client), and with the default `local-dev` feature `emulator` (`clb-emulator`)
+//! and `testapi` (`clb-testapi`).
 #![forbid(unsafe_code)]
 
-pub mod clb;
+pub use clb_api as clb;
+#[cfg(feature = "local-dev")]
+pub use clb_emulator as emulator;
+pub use clb_ingress_core::{crd, matching, model, plan};
+#[cfg(feature = "local-dev")]
+pub use clb_testapi as testapi;
+
 pub mod cli;
 pub mod controller;
-pub mod crd;
 pub mod deploy;
-pub mod emulator;
 pub mod http;
 pub mod manifests;
-pub mod matching;
 pub mod metrics;
-pub mod model;
-pub mod plan;
-pub mod testapi;

@@ -54,14 +54,17 @@ enum Command {
     /// Run the controller: watch Kubernetes and keep CLBs in sync (the default in the image).
     Run(Box<clb_ingress::controller::RunArgs>),
     /// Run everything locally: the CLB emulator, the examples applied, requests through it.
+    #[cfg(feature = "local-dev")]
     Demo(cli::demo::DemoArgs),
     /// Preview the CLB state and the changes that Ingress manifests produce.
     Plan(cli::plan::PlanArgs),
     /// Reconcile Ingress manifests into CLBs once (against Tencent Cloud or the emulator).
     Apply(cli::apply::ApplyArgs),
     /// Run the local CLB emulator (API 3.0 server and loopback data plane).
+    #[cfg(feature = "local-dev")]
     Emulator(clb_ingress::emulator::cli::EmulatorArgs),
     /// Run the in-repo TEST Kubernetes API server (test support only).
+    #[cfg(feature = "local-dev")]
     #[command(hide = true)]
     TestApiserver(clb_ingress::testapi::cli::TestApiArgs),
     /// Print the CustomResourceDefinition YAML of the project's custom resources.
@@ -73,10 +76,13 @@ fn main() {
     init_logging(cli.log.as_deref(), cli.log_format);
     let code = match cli.command {
         Command::Run(args) => cli::run::run(*args),
+        #[cfg(feature = "local-dev")]
         Command::Demo(args) => cli::demo::run(&args),
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),
+        #[cfg(feature = "local-dev")]
         Command::Emulator(args) => run_emulator(args),
+        #[cfg(feature = "local-dev")]
         Command::TestApiserver(args) => clb_ingress::testapi::cli::run_blocking(args),
         Command::Crd(args) => cli::crd::run(&args),
     };
@@ -90,6 +96,7 @@ fn main() {
 }
 
 /// Run the emulator on a Tokio runtime until Ctrl-C.
+#[cfg(feature = "local-dev")]
 fn run_emulator(args: clb_ingress::emulator::cli::EmulatorArgs) -> anyhow::Result<i32> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(clb_ingress::emulator::cli::run(args))?;

@@ -3,7 +3,7 @@
 use std::process::Command;
 
 fn plan(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+    let out = Command::new(clb_test_support::emulator::bin())
         .arg("plan")
         .args(args)
         .output()
@@ -120,7 +120,7 @@ fn an_object_of_the_wrong_shape_fails_naming_document_kind_and_name() {
 
 #[test]
 fn the_demo_runs_api_server_emulator_and_controller_and_routes_requests_through_the_clb() {
-    let out = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+    let out = Command::new(clb_test_support::emulator::bin())
         .args([
             "demo",
             "--once",

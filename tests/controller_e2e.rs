@@ -2,8 +2,7 @@
 //! the CLB emulator (with its data plane), driven by Kubernetes objects and checked with real
 //! HTTP requests through the emulated CLB.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use clb_test_support::cluster;
 
 use cluster::*;
 use k8s_openapi::api::networking::v1::Ingress;

@@ -3,8 +3,7 @@
 //! - edit -> rule live latency over 100 edits (emulator task delay 0), p50 / p99;
 //! - controller RSS with 1,000 Ingresses and 10,000 endpoints.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use clb_test_support::cluster;
 
 use cluster::*;
 use serde_json::json;

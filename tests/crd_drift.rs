@@ -10,7 +10,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_clb-ingress");
 const CRD_FILE: &str = "clb-ingress.io_clbclassparameters.yaml";
 const REGENERATE: &str = "regenerate with `cargo run -q -- crd --output-dir crds` and commit crds/";
 
@@ -65,11 +64,11 @@ fn crds_dir() -> PathBuf {
 }
 
 fn run_crd(args: &[&str]) -> String {
-    let out = Command::new(BIN)
+    let out = Command::new(clb_test_support::emulator::bin())
         .arg("crd")
         .args(args)
         .output()
-        .unwrap_or_else(|e| panic!("running {BIN} crd: {e}"));
+        .unwrap_or_else(|e| panic!("running clb-ingress crd: {e}"));
     assert!(
         out.status.success(),
         "clb-ingress crd failed: {}",

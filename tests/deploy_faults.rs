@@ -6,8 +6,7 @@
 //!
 //! Reproduce a run with `CLB_FAULTS_SEED=<n> cargo test --test deploy_faults -- --nocapture`.
 
-#[path = "support/emulator.rs"]
-mod emulator;
+use clb_test_support::emulator;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -19,8 +18,8 @@ use clb_ingress::clb::types::{
     BatchTarget, BatchTargetsRequest, CreateListenerRequest, CreateLoadBalancerRequest,
     CreateRuleRequest, RuleInput, TagInfo,
 };
-use clb_ingress::deploy::{Deployer, stack_tag};
-use clb_ingress::model::build::{TAG_CLUSTER, TAG_CREATED_BY, TAG_STACK};
+use clb_ingress::deploy::Deployer;
+use clb_ingress::model::ids::{TAG_CLUSTER, TAG_CREATED_BY, TAG_STACK};
 use clb_ingress::model::{self, CertSource, DesiredLb, LbSource, Snapshot, TargetAddr};
 use clb_ingress::plan;
 use emulator::{Class, Emulator, Ingress, IngressPath, Service, TlsSecret, World, pods};
@@ -327,7 +326,12 @@ fn assert_exactly_desired(
             .sum::<usize>();
         let (lb, only) = match &d.source {
             LbSource::Create { .. } => {
-                let hash = stack_tag(&d.tags).expect("stack tag").to_string();
+                let hash = d
+                    .tags
+                    .iter()
+                    .find(|(k, _)| k == TAG_STACK)
+                    .map(|(_, v)| v.clone())
+                    .expect("stack tag");
                 let ids = ours.get(&hash).cloned().unwrap_or_default();
                 assert_eq!(ids.len(), 1, "stack {} has CLBs {ids:?}", d.stack);
                 wanted_created.insert(hash);
@@ -380,16 +384,13 @@ fn assert_exactly_desired(
     // And the engine's own view agrees: planning against the CLBs gives no change.
     let deployer = Deployer::new(emu.client(), cluster);
     for d in out.stacks.values() {
-        let hash = stack_tag(&d.tags).unwrap_or_default().to_string();
         let p = emu.block_on(async {
-            let found = deployer
-                .find(&d.stack.0, &d.source, &hash)
-                .await
-                .expect("find");
+            let found = deployer.find(&d.stack).await.expect("find");
             assert_eq!(found.len(), 1, "CLBs of {}", d.stack);
             let lb = &found[0];
             let observed = deployer.observe(lb, true).await.expect("observe");
-            plan::diff(Some(d), Some(&observed), &plan::ownership_of(d, cluster)).expect("diff")
+            let own = plan::ownership(&d.stack, cluster, Some(observed.facts()));
+            plan::diff(Some(d), Some(&observed), &own).expect("diff")
         });
         assert!(
             p.is_empty() && p.conflicts.is_empty(),

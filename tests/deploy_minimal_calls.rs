@@ -3,7 +3,7 @@
 //! no-change resync makes no writes and at most 4 reads per CLB (DescribeLoadBalancers,
 //! DescribeListeners, DescribeTargets, and DescribeCertificates only when PEM certificates are
 //! used).
-mod support;
+use clb_test_support as support;
 
 use clb_ingress::clb::credentials::SecretString;
 use clb_ingress::clb::{ClbClient, ClientConfig, Credentials, Endpoint};

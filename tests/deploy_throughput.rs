@@ -3,8 +3,7 @@
 //!
 //! Run with `cargo test --test deploy_throughput -- --nocapture` to see the figures.
 
-#[path = "support/emulator.rs"]
-mod emulator;
+use clb_test_support::emulator;
 
 use std::collections::BTreeMap;
 use std::path::Path;

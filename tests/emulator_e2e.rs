@@ -82,7 +82,7 @@ impl Emulator {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let config_path = dir.path().join("emulator.yaml");
         std::fs::write(&config_path, config).expect("write the emulator config");
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+        let mut child = tokio::process::Command::new(clb_test_support::emulator::bin())
             .arg("emulator")
             .args(["--listen", "127.0.0.1:0"])
             .args(["--vip-base", &vip_base.to_string()])

@@ -6,8 +6,7 @@
 //! they drop); and its RBAC compared with the API calls the real controller makes, started with
 //! the chart's own arguments against the in-repo test API server.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use clb_test_support::cluster;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Service, ServiceAccount};
@@ -861,7 +860,7 @@ fn grants(r: &Rendered) -> Vec<Grant> {
 /// A replica of the chart's Deployment as a local process: its container args and environment,
 /// with the in-cluster bits swapped for the test's (kubeconfig, emulator URL, loopback metrics).
 fn replica(r: &Rendered, kubeconfig: &Path, endpoint: &str, pod: &str, log: &Path) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clb-ingress"));
+    let mut cmd = Command::new(clb_test_support::emulator::bin());
     cmd.env_clear().env("NO_PROXY", "*");
     let d: Deployment = r.typed("Deployment");
     let c = d.spec.unwrap().template.spec.unwrap().containers[0].clone();
@@ -1203,7 +1202,7 @@ fn the_testing_only_emulator_sidecar_renders_validates_and_its_arguments_start_t
             }
         })
         .collect();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clb-ingress"))
+    let mut child = Command::new(clb_test_support::emulator::bin())
         .env_clear()
         .args(&args)
         .stdin(Stdio::null())

@@ -1,5 +1,5 @@
 //! Scenario tests of `plan::diff`: for each kind of user change, the exact change list.
-mod support;
+use clb_test_support as support;
 
 use clb_ingress::model::{self, TargetAddr};
 use clb_ingress::plan::{self, Change, ListenerRef, RuleRef};

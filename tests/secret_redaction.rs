@@ -3,8 +3,7 @@
 //! and JSON log formats, on success and on every kind of failure (injected API errors, a
 //! refused SecretId, an endpoint nobody listens on).
 
-#[path = "support/emulator.rs"]
-mod emulator;
+use clb_test_support::emulator;
 
 use std::path::Path;
 

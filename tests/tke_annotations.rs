@@ -2,8 +2,7 @@
 //! server and the CLB emulator (with its data plane). Each test shows the annotation's effect
 //! on the CLB or on real requests through it.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use clb_test_support::cluster;
 
 use clb_ingress::clb::types::{DescribeLoadBalancersRequest, DescribeTargetsRequest, LoadBalancer};
 use cluster::*;

@@ -1,5 +1,5 @@
 //! Model and plan tests of TKE's annotations (the end-to-end tests are in tke_annotations.rs).
-mod support;
+use clb_test_support as support;
 
 use clb_ingress::crd::NetworkType;
 use clb_ingress::model::{self, Effect, LbSource, Reason, Redirect};
@@ -253,7 +253,7 @@ fn loadbalance_retain_marks_the_created_clb_by_name_and_it_is_never_deleted() {
     let Change::CreateLoadBalancer { name, .. } = &p.changes[0] else {
         panic!("{:?}", p.changes[0])
     };
-    assert!(model::build::is_retained_name(name), "{name}");
+    assert!(model::ids::is_retained_name(name), "{name}");
     // An existing CLB gets marked (and unmarked) by a rename only.
     let plain = build("{}");
     let pd = plain.stacks.values().next().unwrap();
@@ -291,7 +291,7 @@ fn mode_skip_freezes_the_ingress_stack_instead_of_building_it() {
     assert_eq!(index.stack_ids().count(), 0);
     let frozen: Vec<_> = index.frozen_ids().collect();
     assert_eq!(frozen.len(), 1);
-    assert_eq!(frozen[0].0, "ing:default/shop");
+    assert_eq!(frozen[0], &model::StackId::ingress("default", "shop"));
     let b = build(r#"{ingress.cloud.tencent.com/mode: other}"#);
     assert_eq!(b.stacks.len(), 1, "an unknown mode syncs normally");
     assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation);

@@ -2,8 +2,9 @@
 
 use super::cloud::CloudArgs;
 use super::plan::OutputFormat;
-use crate::deploy::{Deployer, Outcome, stack_tag};
-use crate::model::{self, Effect, LbSource, Snapshot};
+use crate::clb::types::LoadBalancer;
+use crate::deploy::{Deployer, Outcome};
+use crate::model::{self, Effect, Snapshot};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -50,37 +51,29 @@ pub async fn apply_snapshot(
     prune: bool,
     concurrency: usize,
 ) -> Vec<StackResult> {
-    let mut jobs: Vec<(String, Option<&model::DesiredLb>, LbSource, String)> = out
-        .stacks
-        .values()
-        .map(|d| {
-            let hash = stack_tag(&d.tags).unwrap_or_default().to_string();
-            (d.stack.0.clone(), Some(d), d.source.clone(), hash)
-        })
-        .collect();
+    /// A stack to reconcile, or a CLB of a vanished stack to prune (by its stack tag).
+    enum Job<'a> {
+        Stack(&'a model::DesiredLb),
+        Prune(Box<LoadBalancer>, String),
+    }
+    let mut jobs: Vec<Job<'_>> = out.stacks.values().map(Job::Stack).collect();
     let mut prune_error = None;
     if prune {
-        let wanted: BTreeSet<String> = jobs.iter().map(|j| j.3.clone()).collect();
+        let cluster_id = deployer.cluster_id();
+        let wanted: BTreeSet<String> = out.stacks.keys().map(|id| id.hash(cluster_id)).collect();
         match deployer.owned_lbs().await {
             Ok(lbs) => {
                 for lb in lbs {
                     let tag = lb
                         .tags
                         .iter()
-                        .find(|t| t.tag_key == model::build::TAG_STACK)
+                        .find(|t| t.tag_key == model::ids::TAG_STACK)
                         .map(|t| t.tag_value.clone());
                     if let Some(tag) = tag
                         && !wanted.contains(&tag)
+                        && !model::ids::is_retained_name(&lb.load_balancer_name)
                     {
-                        jobs.push((
-                            format!("(gone) {}", lb.load_balancer_id),
-                            None,
-                            LbSource::Create {
-                                name: lb.load_balancer_name.clone(),
-                                settings: Default::default(),
-                            },
-                            tag,
-                        ));
+                        jobs.push(Job::Prune(Box::new(lb), tag));
                     }
                 }
             }
@@ -88,8 +81,19 @@ pub async fn apply_snapshot(
         }
     }
     let mut results: Vec<StackResult> = futures::stream::iter(jobs)
-        .map(|(stack, desired, source, hash)| async move {
-            let r = deployer.reconcile(&stack, desired, &source, &hash).await;
+        .map(|job| async move {
+            let (stack, desired, r) = match job {
+                Job::Stack(d) => (
+                    d.stack.to_string(),
+                    Some(d),
+                    deployer.reconcile(&d.stack, Some(d)).await,
+                ),
+                Job::Prune(lb, hash) => (
+                    format!("(gone) {}", lb.load_balancer_id),
+                    None,
+                    deployer.prune(&lb, &hash).await,
+                ),
+            };
             StackResult {
                 ingresses: desired
                     .map(|d| {

@@ -55,9 +55,9 @@ impl CloudArgs {
             .any(|p| raw.starts_with(p));
         let creds = if none_given && loopback {
             Credentials::new(
-                crate::emulator::config::DEFAULT_SECRET_ID.to_string(),
+                crate::clb::credentials::EMULATOR_SECRET_ID.to_string(),
                 crate::clb::credentials::SecretString::new(
-                    crate::emulator::config::DEFAULT_SECRET_KEY,
+                    crate::clb::credentials::EMULATOR_SECRET_KEY,
                 ),
                 None,
             )?

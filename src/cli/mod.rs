@@ -2,6 +2,7 @@
 pub mod apply;
 pub mod cloud;
 pub mod crd;
+#[cfg(feature = "local-dev")]
 pub mod demo;
 pub mod plan;
 pub mod run;

@@ -54,8 +54,8 @@ pub fn plan_all<'a>(
     out.stacks
         .values()
         .map(|d| {
-            let own = plan::ownership_of(d, cluster_id);
             let obs = observed(d);
+            let own = plan::ownership(&d.stack, cluster_id, obs.as_ref().map(ObservedLb::facts));
             let plan = match plan::diff(Some(d), obs.as_ref(), &own) {
                 Ok(p) => p,
                 Err(e) => Plan {
@@ -83,8 +83,7 @@ fn observe_all(
     rt.block_on(async {
         let mut map = std::collections::BTreeMap::new();
         for d in out.stacks.values() {
-            let hash = crate::deploy::stack_tag(&d.tags).unwrap_or_default();
-            let lb = deployer.find(&d.stack.0, &d.source, hash).await?;
+            let lb = deployer.find(&d.stack).await?;
             let observed = match lb.first() {
                 Some(lb) => Some(deployer.observe(lb, true).await?),
                 None => None,

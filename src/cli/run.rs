@@ -21,13 +21,13 @@ impl Hooks for MetricsHooks {
         self.0.reconcile_finished(result, elapsed);
         if ok {
             let now = jiff::Timestamp::now().as_millisecond() as f64 / 1000.0;
-            self.0.stack_synced(&stack.0, now, pending);
+            self.0.stack_synced(&stack.to_string(), now, pending);
         } else {
-            self.0.set_pending_changes(&stack.0, pending);
+            self.0.set_pending_changes(&stack.to_string(), pending);
         }
     }
     fn stack_gone(&self, stack: &StackId) {
-        self.0.forget_stack(&stack.0);
+        self.0.forget_stack(&stack.to_string());
     }
     fn queue_depth(&self, n: usize) {
         self.0.set_queue_depth(n);

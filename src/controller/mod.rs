@@ -10,8 +10,8 @@ pub mod report;
 pub mod stores;
 
 use crate::cli::cloud::CloudArgs;
-use crate::deploy::{Deployer, stack_tag};
-use crate::model::{self, Index, LbSource, Snapshot, StackId};
+use crate::deploy::Deployer;
+use crate::model::{self, Index, Snapshot, StackId};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -102,7 +102,6 @@ pub struct RunArgs {
 /// the initial full sync).
 #[derive(Debug, Clone, Default)]
 struct StackMemo {
-    source: Option<LbSource>,
     members: BTreeSet<(String, String)>,
     services: BTreeSet<(String, String)>,
     secrets: BTreeSet<(String, String)>,
@@ -195,17 +194,6 @@ fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
 
 /// An Ingress being deleted and the stack it belonged to (if it can still be worked out).
 type Deleted = (Arc<Ingress>, Option<StackId>);
-
-/// The LB source of a stack known only by id (its Ingresses are gone or unexpressible).
-fn source_from_stack_id(id: &StackId) -> LbSource {
-    match id.0.strip_prefix("lb:") {
-        Some(lb) => LbSource::Existing { id: lb.to_string() },
-        None => LbSource::Create {
-            name: String::new(),
-            settings: Default::default(),
-        },
-    }
-}
 
 impl Controller {
     pub async fn new(
@@ -466,9 +454,7 @@ impl Controller {
         let Some(id) = stack else {
             return true;
         };
-        let hash = model::build::short_hash(&[&self.args.cluster_id, &id.0]);
-        let source = source_from_stack_id(id);
-        match self.deployer.retain_lbs(&id.0, &source, &hash).await {
+        match self.deployer.retain_lbs(id).await {
             Ok(()) => true,
             Err(e) => {
                 warn!(stack = %id, error = %e, "cannot mark the CLB of a skipped Ingress retained");
@@ -551,7 +537,7 @@ impl Controller {
             .stack_ids()
             .chain(index.frozen_ids())
             .chain(deleted_skipped.iter())
-            .map(|id| model::build::short_hash(&[&self.args.cluster_id, &id.0]))
+            .map(|id| id.hash(&self.args.cluster_id))
             .collect();
         let lbs = match self.deployer.owned_lbs().await {
             Ok(l) => l,
@@ -564,22 +550,17 @@ impl Controller {
             let Some(tag) = lb
                 .tags
                 .iter()
-                .find(|t| t.tag_key == model::build::TAG_STACK)
+                .find(|t| t.tag_key == model::ids::TAG_STACK)
                 .map(|t| t.tag_value.clone())
             else {
                 continue;
             };
-            if wanted.contains(&tag) || model::build::is_retained_name(&lb.load_balancer_name) {
+            if wanted.contains(&tag) || model::ids::is_retained_name(&lb.load_balancer_name) {
                 // Retained CLBs (loadbalance-retain) are the user's now.
                 continue;
             }
-            let id = StackId(format!("(gone) {}", lb.load_balancer_id));
-            let source = LbSource::Create {
-                name: lb.load_balancer_name.clone(),
-                settings: Default::default(),
-            };
             info!(lb = %lb.load_balancer_id, "deleting a CLB no Ingress uses any more");
-            if let Err(e) = self.deployer.reconcile(&id.0, None, &source, &tag).await {
+            if let Err(e) = self.deployer.prune(&lb, &tag).await {
                 warn!(lb = %lb.load_balancer_id, error = %e, "prune failed");
             }
         }
@@ -595,7 +576,7 @@ impl Controller {
     ) {
         for ing in seen {
             let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
-            let frozen = index.is_frozen(&StackId(format!("ing:{ns}/{name}")));
+            let frozen = index.is_frozen(&StackId::ingress(&ns, &name));
             let managed = ing.metadata.deletion_timestamp.is_none()
                 && (index.stack_of(&ns, &name).is_some() || frozen);
             if !managed && ing.finalizers().iter().any(|f| f == FINALIZER) {
@@ -662,15 +643,6 @@ impl Controller {
             .get(id)
             .cloned()
             .unwrap_or_default();
-        let hash = desired
-            .as_ref()
-            .and_then(|d| stack_tag(&d.tags).map(str::to_string))
-            .unwrap_or_else(|| model::build::short_hash(&[&self.args.cluster_id, &id.0]));
-        let source = desired
-            .as_ref()
-            .map(|d| d.source.clone())
-            .or(memo.source.clone())
-            .unwrap_or_else(|| source_from_stack_id(id));
         let ingresses = seen;
         let find = |ns: &str, name: &str| {
             ingresses
@@ -694,10 +666,7 @@ impl Controller {
                 self.reporter.ensure_finalizer(&ing).await;
             }
         }
-        let result = self
-            .deployer
-            .reconcile(&id.0, desired.as_ref(), &source, &hash)
-            .await;
+        let result = self.deployer.reconcile(id, desired.as_ref()).await;
         let ok = result.is_ok();
         let pending = match &result {
             Ok(_) => 0,
@@ -792,7 +761,6 @@ impl Controller {
             mem.stacks.insert(
                 id.clone(),
                 StackMemo {
-                    source: Some(source),
                     members,
                     services,
                     secrets,

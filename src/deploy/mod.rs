@@ -7,8 +7,8 @@
 
 use crate::clb::types::*;
 use crate::clb::{ClbClient, ClbError};
-use crate::model::build::{TAG_CLUSTER, TAG_STACK};
-use crate::model::{CertSource, DesiredLb, LbSource, Protocol, TargetAddr};
+use crate::model::ids::{TAG_CLUSTER, TAG_STACK};
+use crate::model::{CertSource, DesiredLb, Protocol, StackId, TargetAddr};
 use crate::plan::{
     self, CERT_NAME_PREFIX, CertRef, Change, ListenerRef, ObservedLb, ObservedListener,
     ObservedRule, Plan, RuleRef, RuleTarget,
@@ -51,14 +51,6 @@ fn cloud(step: impl Into<String>) -> impl FnOnce(ClbError) -> DeployError {
     move |source| DeployError::Cloud { step, source }
 }
 
-/// The stack tag value identifying a stack's CLB.
-pub fn stack_tag(desired_tags: &[(String, String)]) -> Option<&str> {
-    desired_tags
-        .iter()
-        .find(|(k, _)| k == TAG_STACK)
-        .map(|(_, v)| v.as_str())
-}
-
 /// What one reconcile of one stack did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Outcome {
@@ -88,19 +80,28 @@ impl Deployer {
         &self.client
     }
 
+    /// The cluster id this deployer tags, finds and owns CLBs by.
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
+    }
+
     /// The CLB of a stack: by id (adopted) or by its stack tag (created). Read-only; if an
     /// interrupted creation left duplicates, all are returned, oldest first.
-    #[instrument(level = "debug", skip_all, fields(stack = %desired_stack))]
-    pub async fn find(
+    #[instrument(level = "debug", skip_all, fields(stack = %stack))]
+    pub async fn find(&self, stack: &StackId) -> Result<Vec<LoadBalancer>, DeployError> {
+        self.find_clb(stack.adopted_lb(), &stack.hash(&self.cluster_id))
+            .await
+    }
+
+    async fn find_clb(
         &self,
-        desired_stack: &str,
-        source: &LbSource,
+        adopted: Option<&str>,
         stack_hash: &str,
     ) -> Result<Vec<LoadBalancer>, DeployError> {
-        match source {
-            LbSource::Existing { id } => {
+        match adopted {
+            Some(id) => {
                 let req = DescribeLoadBalancersRequest {
-                    load_balancer_ids: vec![id.clone()],
+                    load_balancer_ids: vec![id.to_string()],
                     ..Default::default()
                 };
                 let found = self
@@ -110,7 +111,7 @@ impl Deployer {
                     .map_err(cloud(format!("DescribeLoadBalancers {id}")))?;
                 Ok(found.into_iter().take(1).collect())
             }
-            LbSource::Create { .. } => {
+            None => {
                 let mut found = self.find_by_tag(stack_hash).await?;
                 found.sort_by(|a, b| {
                     a.create_time
@@ -162,24 +163,19 @@ impl Deployer {
 
     /// Mark the CLBs clb-ingress created for a stack as retained (by their name), so they are
     /// never deleted or pruned.
-    pub async fn retain_lbs(
-        &self,
-        stack_id: &str,
-        source: &LbSource,
-        stack_hash: &str,
-    ) -> Result<(), DeployError> {
-        if !matches!(source, LbSource::Create { .. }) {
+    pub async fn retain_lbs(&self, stack: &StackId) -> Result<(), DeployError> {
+        if !stack.creates_clb() {
             return Ok(());
         }
-        for lb in self.find(stack_id, source, stack_hash).await? {
-            if crate::model::build::is_retained_name(&lb.load_balancer_name) {
+        for lb in self.find(stack).await? {
+            if crate::model::ids::is_retained_name(&lb.load_balancer_name) {
                 continue;
             }
             let reply = self
                 .client
                 .modify_load_balancer_attributes(&ModifyLoadBalancerAttributesRequest {
                     load_balancer_id: lb.load_balancer_id.clone(),
-                    load_balancer_name: Some(crate::model::build::retained_name(
+                    load_balancer_name: Some(crate::model::ids::retained_name(
                         &lb.load_balancer_name,
                     )),
                     ..Default::default()
@@ -328,16 +324,38 @@ impl Deployer {
     }
 
     /// Reconcile one stack: find, observe, plan, execute. `desired` None deletes what we own.
-    #[instrument(level = "info", skip_all, fields(stack = %stack_id))]
+    /// Bring a stack's CLB to `desired` (None: the stack is gone; delete what it owns).
+    #[instrument(level = "info", skip_all, fields(stack = %stack))]
     pub async fn reconcile(
         &self,
-        stack_id: &str,
+        stack: &StackId,
         desired: Option<&DesiredLb>,
-        source: &LbSource,
-        stack_hash: &str,
     ) -> Result<Outcome, DeployError> {
-        let found = self.find(stack_id, source, stack_hash).await?;
-        if found.len() > 1 {
+        let hash = stack.hash(&self.cluster_id);
+        let found = self.find_clb(stack.adopted_lb(), &hash).await?;
+        self.reconcile_found(found, stack.creates_clb(), &hash, desired)
+            .await
+    }
+
+    /// Delete a CLB clb-ingress created for this cluster whose stack no longer exists (found
+    /// by [`Deployer::owned_lbs`]; `stack_hash` is its stack tag).
+    #[instrument(level = "info", skip_all, fields(lb = %lb.load_balancer_id))]
+    pub async fn prune(&self, lb: &LoadBalancer, stack_hash: &str) -> Result<Outcome, DeployError> {
+        let found = self.find_clb(None, stack_hash).await?;
+        self.reconcile_found(found, true, stack_hash, None).await
+    }
+
+    async fn reconcile_found(
+        &self,
+        mut found: Vec<LoadBalancer>,
+        creates_clb: bool,
+        stack_hash: &str,
+        desired: Option<&DesiredLb>,
+    ) -> Result<Outcome, DeployError> {
+        // A listing can repeat a CLB: never treat the kept one as its own duplicate.
+        let mut seen = std::collections::HashSet::new();
+        found.retain(|lb| seen.insert(lb.load_balancer_id.clone()));
+        if found.len() > 1 && creates_clb {
             // Ours by their tags: keep the oldest, delete the rest.
             let extra: Vec<String> = found[1..]
                 .iter()
@@ -357,15 +375,13 @@ impl Deployer {
             Some(lb) => Some(self.observe(lb, wants_certs).await?),
             None => None,
         };
-        let own = plan::Ownership {
-            // A CLB marked retained (loadbalance-retain) is never deleted.
-            lb_owned: matches!(source, LbSource::Create { .. })
-                && observed.as_ref().is_none_or(|o| {
-                    o.tags.get(TAG_STACK).map(String::as_str) == Some(stack_hash)
-                        && !crate::model::build::is_retained_name(&o.name)
-                }),
-            listener_name: format!("{}{stack_hash}", crate::model::build::LISTENER_NAME_PREFIX),
-        };
+        // A CLB marked retained (loadbalance-retain) is never deleted.
+        let own = crate::model::ids::ownership_by_hash(
+            creates_clb,
+            stack_hash,
+            &self.cluster_id,
+            observed.as_ref().map(ObservedLb::facts),
+        );
         let plan = plan::diff(desired, observed.as_ref(), &own)?;
         let mut outcome = Outcome {
             lb_id: observed.as_ref().map(|o| o.id.clone()),

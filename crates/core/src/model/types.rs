@@ -1,0 +1,316 @@
+//! Plain data the model produces: the desired state of each CLB stack, and Problems.
+
+use crate::crd::{CreateSettings, TargetMode};
+use serde::Serialize;
+use std::fmt;
+
+pub use super::ids::StackId;
+
+/// `namespace/name` of a namespaced object, or `name` of a cluster-scoped one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ObjectRef {
+    pub kind: &'static str,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn namespaced(kind: &'static str, namespace: &str, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: Some(namespace.to_string()),
+            name: name.to_string(),
+        }
+    }
+    pub fn cluster(kind: &'static str, name: &str) -> Self {
+        Self {
+            kind,
+            namespace: None,
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// What a Problem does to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Effect {
+    /// The whole Ingress is left out of its CLB (it cannot be expressed correctly).
+    Parked,
+    /// One path keeps its CLB rule but serves no target (503), so it never routes elsewhere.
+    PathUnserved,
+    /// The newer of two conflicting definitions is ignored; the older one serves.
+    Overridden,
+    /// Served, with a fallback (for example a default certificate); worth a Warning.
+    Degraded,
+    /// The object is not handled at all (for example a misconfigured IngressClass).
+    Ignored,
+}
+
+/// Bounded reasons: used as Kubernetes Event reasons and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Reason {
+    InvalidHost,
+    InvalidPath,
+    InvalidPathType,
+    InvalidAnnotation,
+    ServiceNotFound,
+    ServicePortNotFound,
+    UnsupportedServiceType,
+    UnsupportedProtocol,
+    UnsupportedBackend,
+    NoNodePort,
+    RuleConflict,
+    DefaultBackendConflict,
+    TooManyRules,
+    TooManyListeners,
+    TooManyTargets,
+    TlsSecretNotFound,
+    TlsSecretInvalid,
+    CertificateFallback,
+    ClassParametersNotFound,
+    ListenerPortConflict,
+    /// An annotation under `ingress.cloud.tencent.com/` or `clb-ingress.io/` that clb-ingress
+    /// does not know, or a part of a known one it does not implement.
+    UnknownAnnotation,
+    UnsupportedAnnotation,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidHost => "InvalidHost",
+            Reason::InvalidPath => "InvalidPath",
+            Reason::InvalidPathType => "InvalidPathType",
+            Reason::InvalidAnnotation => "InvalidAnnotation",
+            Reason::ServiceNotFound => "ServiceNotFound",
+            Reason::ServicePortNotFound => "ServicePortNotFound",
+            Reason::UnsupportedServiceType => "UnsupportedServiceType",
+            Reason::UnsupportedProtocol => "UnsupportedProtocol",
+            Reason::UnsupportedBackend => "UnsupportedBackend",
+            Reason::NoNodePort => "NoNodePort",
+            Reason::RuleConflict => "RuleConflict",
+            Reason::DefaultBackendConflict => "DefaultBackendConflict",
+            Reason::TooManyRules => "TooManyRules",
+            Reason::TooManyListeners => "TooManyListeners",
+            Reason::TooManyTargets => "TooManyTargets",
+            Reason::TlsSecretNotFound => "TlsSecretNotFound",
+            Reason::TlsSecretInvalid => "TlsSecretInvalid",
+            Reason::CertificateFallback => "CertificateFallback",
+            Reason::ClassParametersNotFound => "ClassParametersNotFound",
+            Reason::ListenerPortConflict => "ListenerPortConflict",
+            Reason::UnknownAnnotation => "UnknownAnnotation",
+            Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Something in the input that cannot be applied as written.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Problem {
+    pub object: ObjectRef,
+    /// JSON path of the offending field, e.g. `spec.rules[0].http.paths[1].backend.service.port`.
+    pub field: String,
+    pub reason: Reason,
+    pub effect: Effect,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {} ({:?}): {}",
+            self.object, self.field, self.reason, self.effect, self.message
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Protocol {
+    #[serde(rename = "HTTP")]
+    Http,
+    #[serde(rename = "HTTPS")]
+    Https,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Https => "HTTPS",
+        }
+    }
+}
+
+/// Which CLB a stack lives on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum LbSource {
+    /// Adopt an existing CLB: never delete it, only touch listeners we created.
+    Existing { id: String },
+    /// Create (and own) a CLB with these settings.
+    Create {
+        name: String,
+        settings: CreateSettings,
+    },
+}
+
+/// A backend target: a CVM instance (NodePort mode) or an IP (direct mode).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum TargetAddr {
+    Instance(String),
+    Ip(String),
+}
+
+impl fmt::Display for TargetAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetAddr::Instance(i) | TargetAddr::Ip(i) => f.write_str(i),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Target {
+    pub addr: TargetAddr,
+    pub port: u16,
+    pub weight: u32,
+}
+
+/// A certificate as the desired state knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CertSource {
+    /// An existing Tencent Cloud certificate (TKE `qcloud_cert_id` Secret or class setting).
+    Id(String),
+    /// PEM from a `kubernetes.io/tls` Secret, uploaded once under a name derived from its hash.
+    Pem {
+        secret: ObjectRef,
+        fingerprint: String,
+        #[serde(skip)]
+        cert_pem: String,
+        #[serde(skip)]
+        key_pem: String,
+    },
+}
+
+impl CertSource {
+    /// A short stable description (never the key).
+    pub fn describe(&self) -> String {
+        match self {
+            CertSource::Id(id) => format!("cert {id}"),
+            CertSource::Pem {
+                secret,
+                fingerprint,
+                ..
+            } => format!(
+                "secret {}/{} (sha256 {})",
+                secret.namespace.as_deref().unwrap_or(""),
+                secret.name,
+                &fingerprint[..12.min(fingerprint.len())]
+            ),
+        }
+    }
+}
+
+/// What a rule routes to, for people (the targets are what CLB gets).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BackendRef {
+    pub namespace: String,
+    pub service: String,
+    pub port: String,
+    pub mode: TargetMode,
+}
+
+impl fmt::Display for BackendRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}:{}", self.namespace, self.service, self.port)
+    }
+}
+
+/// An HTTP rule that answers with a redirect to the rule with the same domain and URL on an
+/// HTTPS listener (TKE's `ingress.cloud.tencent.com/auto-rewrite`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Redirect {
+    /// Port of the HTTPS listener of this stack.
+    pub https_port: u16,
+    /// 301, 302 or 307.
+    pub code: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredRule {
+    pub url: String,
+    /// None: the rule exists only so the request cannot fall through; it has no targets.
+    pub backend: Option<BackendRef>,
+    pub targets: Vec<Target>,
+    /// Set: the rule redirects to HTTPS instead of forwarding (it then has no targets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Redirect>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredDomain {
+    pub domain: String,
+    /// The Ingress host it stands for (`*` for the catch-all domain).
+    pub host: String,
+    pub default_server: bool,
+    pub certificate: Option<CertSource>,
+    pub rules: Vec<DesiredRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredListener {
+    pub protocol: Protocol,
+    pub port: u16,
+    /// Listener name; on adopted CLBs it is the proof that clb-ingress owns the listener.
+    pub name: String,
+    /// HTTPS listeners always use SNI (a certificate per domain).
+    pub sni: bool,
+    /// Domains, the catch-all (DefaultServer) first.
+    pub domains: Vec<DesiredDomain>,
+}
+
+/// An Ingress routed by a stack, for status reporting.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    pub ingress: ObjectRef,
+    pub ports: Vec<(Protocol, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DesiredLb {
+    pub stack: StackId,
+    pub source: LbSource,
+    /// Tags that identify a CLB created for this stack.
+    pub tags: Vec<(String, String)>,
+    pub listeners: Vec<DesiredListener>,
+    pub members: Vec<Member>,
+    /// A CLB created for this stack is kept when the stack goes away (TKE's
+    /// `ingress.cloud.tencent.com/loadbalance-retain`); marked on the CLB by its name.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retain: bool,
+}
+
+impl DesiredLb {
+    pub fn rule_count(&self) -> usize {
+        self.listeners
+            .iter()
+            .flat_map(|l| &l.domains)
+            .map(|d| d.rules.len())
+            .sum()
+    }
+}

@@ -1,0 +1,684 @@
+//! The emulator's HTTP server: the Tencent Cloud API 3.0 endpoint (`POST /`, TC3 verified,
+//! dispatched on `X-TC-Action`, always HTTP 200 with the §1.6 envelope) and the JSON admin
+//! endpoint under `/_emulator/` (settings, faults, pause, counters, state dump, reset).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::actions::{self, Service};
+use crate::config::{Faults, SIGNATURE_MAX_SKEW_SECS, Settings};
+use crate::core::{Clock, Core};
+use crate::dataplane::{BoundListener, DataPlane, DataPlaneConfig};
+use crate::error::{ApiFailure, codes};
+use crate::state::State;
+use clb_api::sign;
+
+/// Largest accepted request body (TC3 POST limit, clb-api.md §1.2).
+pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// The algorithm's payload marker for unsigned bodies.
+const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
+
+/// Where the control plane sends the data plane configuration after every change.
+pub trait PlaneSink: Send + Sync + 'static {
+    /// Apply `cfg`; answers the failures (listeners that could not be served) as text.
+    fn apply(&self, cfg: DataPlaneConfig)
+    -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>>;
+
+    /// The listeners being served and the port offset in use; `None` without a data plane.
+    fn report(&self) -> Option<PlaneReport> {
+        None
+    }
+}
+
+/// What a data plane serves, for `GET /_emulator/dataplane`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaneReport {
+    pub port_offset: u16,
+    pub listeners: Vec<BoundListener>,
+}
+
+/// No data plane (API-only runs and tests).
+#[derive(Debug, Default)]
+pub struct NoPlane;
+
+impl PlaneSink for NoPlane {
+    fn apply(
+        &self,
+        _cfg: DataPlaneConfig,
+    ) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async { Vec::new() })
+    }
+}
+
+impl PlaneSink for DataPlane {
+    fn apply(
+        &self,
+        cfg: DataPlaneConfig,
+    ) -> Pin<Box<dyn Future<Output = Vec<String>> + Send + '_>> {
+        Box::pin(async move {
+            match DataPlane::apply(self, cfg).await {
+                Ok(()) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "data plane could not apply every listener");
+                    e.failures().iter().map(ToString::to_string).collect()
+                }
+            }
+        })
+    }
+
+    fn report(&self) -> Option<PlaneReport> {
+        Some(PlaneReport {
+            port_offset: self.settings().port_offset,
+            listeners: self.bound_listeners(),
+        })
+    }
+}
+
+/// The last configuration the data plane finished applying.
+#[derive(Debug, Default)]
+struct Applied {
+    /// Generation of that configuration (0 = none applied yet; the initial one is 1).
+    generation: u64,
+    /// Its failures.
+    errors: Vec<String>,
+}
+
+/// Shared state of a running emulator.
+pub struct App {
+    core: Mutex<Core>,
+    /// The latest data plane configuration and its generation (counting from 1).
+    plane: watch::Sender<(u64, DataPlaneConfig)>,
+    sink: Arc<dyn PlaneSink>,
+    applied: Arc<Mutex<Applied>>,
+    state_file: Option<PathBuf>,
+}
+
+impl App {
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// After a state change: push the data plane config and persist.
+    fn publish(&self, core: &Core) {
+        let cfg = core.state.to_plane();
+        self.plane.send_modify(|(generation, current)| {
+            *generation += 1;
+            *current = cfg;
+        });
+        if let Some(path) = &self.state_file
+            && let Err(e) = core.state.save(path)
+        {
+            tracing::error!(error = %e, "cannot persist emulator state");
+        }
+    }
+}
+
+/// A started emulator API server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop serving and wait for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Wait until the server ends (Ctrl-C is handled by the caller).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Why the emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateFileError),
+    #[error("cannot bind the API address {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Start the API server on `settings.listen` (port 0 = ephemeral) with the given clock and
+/// data plane. Loads `settings.state_file` if set.
+pub async fn start(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    plane: Arc<dyn PlaneSink>,
+) -> Result<Running, StartError> {
+    settings.validate()?;
+    let state = match &settings.state_file {
+        Some(p) => State::load(p)?,
+        None => State::new(),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: settings.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: settings.listen,
+        source,
+    })?;
+    let initial = state.to_plane();
+    let state_file = settings.state_file.clone();
+    let (tx, mut rx) = watch::channel((1, initial));
+    let applied = Arc::new(Mutex::new(Applied::default()));
+    let app = Arc::new(App {
+        core: Mutex::new(Core::new(settings, state, clock)),
+        plane: tx,
+        sink: plane.clone(),
+        applied: applied.clone(),
+        state_file,
+    });
+    // The data plane follows the latest config; intermediate ones may be skipped.
+    tokio::spawn(async move {
+        loop {
+            let (generation, cfg) = rx.borrow_and_update().clone();
+            let errors = plane.apply(cfg).await;
+            *applied.lock().unwrap_or_else(PoisonError::into_inner) =
+                Applied { generation, errors };
+            if rx.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    let (stx, srx) = tokio::sync::oneshot::channel::<()>();
+    let router = router(app.clone());
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = srx.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "emulator API server stopped");
+        }
+    });
+    Ok(Running {
+        addr,
+        app,
+        shutdown: Some(stx),
+        task,
+    })
+}
+
+/// The router: API on `/`, admin under `/_emulator/`.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", post(api).get(api))
+        .route(
+            "/_emulator/healthz",
+            get(|| async { axum::Json(json!({"ok": true})) }),
+        )
+        .route(
+            "/_emulator/settings",
+            get(get_settings).patch(patch_settings).post(patch_settings),
+        )
+        .route(
+            "/_emulator/faults",
+            get(get_faults).put(put_faults).post(put_faults),
+        )
+        .route("/_emulator/pause", post(pause))
+        .route("/_emulator/resume", post(resume))
+        .route("/_emulator/counters", get(get_counters))
+        .route("/_emulator/counters/reset", post(reset_counters))
+        .route("/_emulator/state", get(get_state))
+        .route("/_emulator/tasks", get(get_tasks))
+        .route("/_emulator/dataplane", get(get_dataplane))
+        .route("/_emulator/reset", post(reset))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+// ---------------------------------------------------------------------------------------------
+// API 3.0
+// ---------------------------------------------------------------------------------------------
+
+fn envelope(request_id: &str, result: Result<Value, ApiFailure>) -> Response {
+    let body = match result {
+        Ok(Value::Object(mut map)) => {
+            map.insert("RequestId".into(), Value::String(request_id.into()));
+            json!({ "Response": Value::Object(map) })
+        }
+        Ok(_) => json!({ "Response": { "RequestId": request_id } }),
+        Err(e) => json!({
+            "Response": {
+                "Error": { "Code": e.code, "Message": e.message },
+                "RequestId": request_id,
+            }
+        }),
+    };
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// An authenticated, routable call.
+struct Call {
+    action: String,
+    service: Service,
+}
+
+/// TC3-HMAC-SHA256 verification (clb-api.md §1.4, §1.8, §9) and routing checks.
+fn authenticate(
+    settings: &Settings,
+    now_s: i64,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Call, ApiFailure> {
+    if method != Method::POST {
+        return Err(ApiFailure::invalid(
+            "the emulator accepts POST requests with a JSON body only",
+        ));
+    }
+    let action = header(headers, "x-tc-action")
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| ApiFailure::missing("X-TC-Action"))?
+        .to_string();
+    let auth = header(headers, "authorization").ok_or_else(|| {
+        ApiFailure::new(
+            codes::AUTH_INVALID_AUTHORIZATION,
+            "The Authorization header is missing.",
+        )
+    })?;
+    let parsed = sign::parse_authorization(auth).ok_or_else(|| {
+        ApiFailure::new(
+            codes::AUTH_INVALID_AUTHORIZATION,
+            "The Authorization header is not a valid TC3-HMAC-SHA256 authorization.",
+        )
+    })?;
+    if parsed.terminator != sign::SCOPE_TERMINATOR {
+        return Err(ApiFailure::new(
+            codes::AUTH_INVALID_AUTHORIZATION,
+            format!(
+                "The credential scope must end with {}.",
+                sign::SCOPE_TERMINATOR
+            ),
+        ));
+    }
+    let ts_text =
+        header(headers, "x-tc-timestamp").ok_or_else(|| ApiFailure::missing("X-TC-Timestamp"))?;
+    let ts: i64 = ts_text.trim().parse().map_err(|_| {
+        ApiFailure::invalid(format!(
+            "X-TC-Timestamp `{ts_text}` is not a Unix timestamp"
+        ))
+    })?;
+    if (now_s - ts).abs() > SIGNATURE_MAX_SKEW_SECS {
+        return Err(ApiFailure::new(
+            codes::AUTH_SIGNATURE_EXPIRE,
+            format!(
+                "Signature expired. Timestamp: {ts}, server time: {now_s}, allowed skew: {SIGNATURE_MAX_SKEW_SECS}s."
+            ),
+        ));
+    }
+    let secret_key = settings.secret_key(&parsed.secret_id).ok_or_else(|| {
+        ApiFailure::new(
+            codes::AUTH_SECRET_ID_NOT_FOUND,
+            format!("The SecretId `{}` is not found.", parsed.secret_id),
+        )
+    })?;
+    let service = Service::from_scope(&parsed.service).ok_or_else(|| {
+        ApiFailure::new(
+            codes::AUTH_SIGNATURE_FAILURE,
+            format!(
+                "The credential scope service `{}` is not served here (clb or ssl).",
+                parsed.service
+            ),
+        )
+    })?;
+    if parsed.date != sign::utc_date(ts) {
+        return Err(ApiFailure::new(
+            codes::AUTH_SIGNATURE_FAILURE,
+            format!(
+                "The credential scope date {} is not the UTC date of X-TC-Timestamp ({}).",
+                parsed.date,
+                sign::utc_date(ts)
+            ),
+        ));
+    }
+    let mut signed: Vec<(String, String)> = Vec::new();
+    for name in &parsed.signed_headers {
+        let value = header(headers, name).ok_or_else(|| {
+            ApiFailure::new(
+                codes::AUTH_INVALID_AUTHORIZATION,
+                format!("The signed header `{name}` is not in the request."),
+            )
+        })?;
+        signed.push((name.to_ascii_lowercase(), value.to_string()));
+    }
+    for required in ["content-type", "host"] {
+        if !signed.iter().any(|(n, _)| n == required) {
+            return Err(ApiFailure::new(
+                codes::AUTH_INVALID_AUTHORIZATION,
+                format!("SignedHeaders must include `{required}`."),
+            ));
+        }
+    }
+    let payload: &[u8] = if header(headers, "x-tc-content-sha256") == Some(UNSIGNED_PAYLOAD) {
+        UNSIGNED_PAYLOAD.as_bytes()
+    } else {
+        body
+    };
+    // The doc lower-cases signed header values; SDKs send lower-case values anyway. Accept a
+    // signature over the values as sent or lower-cased (clb-api.md §10 q9).
+    let variants = [
+        signed.clone(),
+        signed
+            .iter()
+            .map(|(n, v)| (n.clone(), v.to_ascii_lowercase()))
+            .collect(),
+    ];
+    let ok = variants.iter().any(|hs| {
+        let pairs: Vec<(&str, &str)> = hs.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let sig = sign::sign(
+            &sign::SigningInput {
+                method: "POST",
+                query: "",
+                headers: &pairs,
+                payload,
+                service: &parsed.service,
+                timestamp: ts,
+            },
+            secret_key,
+        );
+        sig.signature == parsed.signature.to_ascii_lowercase()
+    });
+    if !ok {
+        return Err(ApiFailure::new(
+            codes::AUTH_SIGNATURE_FAILURE,
+            "The provided credentials could not be validated. Please check your signature is correct.",
+        ));
+    }
+    let version =
+        header(headers, "x-tc-version").ok_or_else(|| ApiFailure::missing("X-TC-Version"))?;
+    if version != service.version() {
+        return Err(ApiFailure::new(
+            codes::NO_SUCH_VERSION,
+            format!(
+                "The API version `{version}` does not exist for this service (expected {}).",
+                service.version()
+            ),
+        ));
+    }
+    if !actions::is_known(service, &action) {
+        return Err(ApiFailure::new(
+            codes::INVALID_ACTION,
+            format!("The action `{action}` does not exist."),
+        ));
+    }
+    if service == Service::Clb {
+        let region =
+            header(headers, "x-tc-region").ok_or_else(|| ApiFailure::missing("X-TC-Region"))?;
+        if region != settings.region {
+            return Err(ApiFailure::new(
+                codes::REGION_NOT_FOUND,
+                format!(
+                    "The region `{region}` is not served by this emulator (it serves {}).",
+                    settings.region
+                ),
+            ));
+        }
+    }
+    Ok(Call { action, service })
+}
+
+async fn api(
+    AxState(app): AxState<Arc<App>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (request_id, call, latency) = {
+        let mut core = app.lock();
+        core.settle();
+        let request_id = core.request_id();
+        let now_s = core.now_ms().div_euclid(1000);
+        match authenticate(&core.settings, now_s, &method, &headers, &body) {
+            Ok(call) => {
+                core.count_call(&call.action);
+                let latency = core.settings.faults.latency(&call.action);
+                (request_id, call, latency)
+            }
+            Err(e) => {
+                let action = header(&headers, "x-tc-action").unwrap_or("-").to_string();
+                core.count_error(&action, &e.code);
+                return envelope(&request_id, Err(e));
+            }
+        }
+    };
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let mut core = app.lock();
+    core.settle();
+    let result = core
+        .check_rate(&call.action)
+        .and_then(|()| core.check_internal_error(&call.action))
+        .and_then(|()| {
+            actions::dispatch(&mut core, call.service, &call.action, &request_id, &body)
+        });
+    match result {
+        Ok(outcome) => {
+            if outcome.changed {
+                app.publish(&core);
+            }
+            envelope(&request_id, Ok(outcome.body))
+        }
+        Err(e) => {
+            core.count_error(&call.action, &e.code);
+            envelope(&request_id, Err(e))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admin endpoint
+// ---------------------------------------------------------------------------------------------
+
+fn bad_request(message: impl Into<String>) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": message.into() })),
+    )
+        .into_response()
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+async fn get_settings(AxState(app): AxState<Arc<App>>) -> Response {
+    axum::Json(actions::to_value(&app.lock().settings)).into_response()
+}
+
+/// Merge-patch the settings. `listen`, `state_file`, `seed` and `port_offset` only take effect
+/// at start.
+async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
+    let patch: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("body is not JSON: {e}")),
+    };
+    let mut core = app.lock();
+    core.settle();
+    let mut current = actions::to_value(&core.settings);
+    merge(&mut current, &patch);
+    let mut next: Settings = match serde_json::from_value(current) {
+        Ok(s) => s,
+        Err(e) => return bad_request(format!("invalid settings: {e}")),
+    };
+    next.listen = core.settings.listen;
+    next.state_file = core.settings.state_file.clone();
+    next.seed = core.settings.seed;
+    next.port_offset = core.settings.port_offset;
+    if let Err(e) = next.validate() {
+        return bad_request(e.to_string());
+    }
+    core.settings = next;
+    core.settle();
+    axum::Json(actions::to_value(&core.settings)).into_response()
+}
+
+async fn get_faults(AxState(app): AxState<Arc<App>>) -> Response {
+    axum::Json(actions::to_value(&app.lock().settings.faults)).into_response()
+}
+
+/// Replace the fault settings as a whole.
+async fn put_faults(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
+    let faults: Faults = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return bad_request(format!("invalid faults: {e}")),
+    };
+    let mut core = app.lock();
+    let mut next = core.settings.clone();
+    next.faults = faults;
+    if let Err(e) = next.validate() {
+        return bad_request(e.to_string());
+    }
+    core.settle();
+    core.settings = next;
+    core.settle();
+    axum::Json(actions::to_value(&core.settings.faults)).into_response()
+}
+
+async fn pause(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut core = app.lock();
+    core.settle();
+    core.settings.faults.pause_tasks = true;
+    axum::Json(json!({ "pause_tasks": true })).into_response()
+}
+
+async fn resume(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut core = app.lock();
+    core.settings.faults.pause_tasks = false;
+    core.settle();
+    axum::Json(json!({ "pause_tasks": false })).into_response()
+}
+
+async fn get_counters(AxState(app): AxState<Arc<App>>) -> Response {
+    axum::Json(actions::to_value(&app.lock().counters)).into_response()
+}
+
+async fn reset_counters(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut core = app.lock();
+    core.counters = Default::default();
+    axum::Json(json!({ "reset": "counters" })).into_response()
+}
+
+async fn get_state(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut core = app.lock();
+    core.settle();
+    let tasks: Vec<Value> = core
+        .task_list()
+        .into_iter()
+        .map(actions::to_value)
+        .collect();
+    axum::Json(json!({
+        "state": actions::to_value(&core.state),
+        "tasks": tasks,
+    }))
+    .into_response()
+}
+
+async fn get_tasks(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut core = app.lock();
+    core.settle();
+    let tasks: Vec<Value> = core
+        .task_list()
+        .into_iter()
+        .map(actions::to_value)
+        .collect();
+    axum::Json(Value::Array(tasks)).into_response()
+}
+
+/// Forget every resource, task and counter (settings stay).
+async fn reset(AxState(app): AxState<Arc<App>>) -> Response {
+    let mut core = app.lock();
+    core.reset();
+    app.publish(&core);
+    axum::Json(json!({ "reset": "all" })).into_response()
+}
+
+/// Where the data plane serves: the port offset, every bound listener, and whether the latest
+/// configuration (`generation`, bumped by every change) has been applied (`applied_generation`,
+/// with the failures of that apply in `errors`).
+async fn get_dataplane(AxState(app): AxState<Arc<App>>) -> Response {
+    let generation = app.plane.borrow().0;
+    let (applied, errors) = {
+        let a = app.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        (a.generation, a.errors.clone())
+    };
+    let Some(report) = app.sink.report() else {
+        return axum::Json(json!({
+            "enabled": false,
+            "generation": generation,
+            "applied_generation": applied,
+            "errors": errors,
+            "listeners": [],
+        }))
+        .into_response();
+    };
+    let listeners: Vec<Value> = report
+        .listeners
+        .iter()
+        .map(|l| {
+            json!({
+                "lb_id": l.lb_id,
+                "listener_id": l.listener_id,
+                "port": l.port,
+                "vip": l.addr.ip().to_string(),
+                "addr": l.addr.to_string(),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "enabled": true,
+        "port_offset": report.port_offset,
+        "generation": generation,
+        "applied_generation": applied,
+        "errors": errors,
+        "listeners": listeners,
+    }))
+    .into_response()
+}

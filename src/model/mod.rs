@@ -1,7 +1,0 @@
-//! PURE: a snapshot of Kubernetes objects -> one `DesiredLb` per CLB stack, plus `Problem`s.
-pub mod build;
-pub mod translate;
-pub mod types;
-
-pub use build::{BuildOutput, Index, Limits, Snapshot, build};
-pub use types::*;

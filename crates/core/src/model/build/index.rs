@@ -1,0 +1,280 @@
+//! Lookups built once per snapshot: classes, stacks (which Ingresses share which CLB), Services,
+//! Secrets, Nodes; `Index::build_stack` then builds one stack at a time.
+
+use super::*;
+
+/// How one managed Ingress is handled.
+#[derive(Debug, Clone)]
+pub(super) struct Managed<'a> {
+    pub(super) ing: &'a Ingress,
+    pub(super) key: ObjectRef,
+    pub(super) params: Option<&'a ClbClassParametersSpec>,
+    pub(super) source: LbSource,
+}
+
+/// Lookups built once per snapshot; `build_stack` then works on one stack at a time.
+pub struct Index<'a> {
+    pub(super) snap: &'a Snapshot,
+    /// Services and their EndpointSlices (sorted by name), by (namespace, service name).
+    pub(super) services: ServiceIndex<'a>,
+    pub(super) secrets: HashMap<(&'a str, &'a str), &'a Secret>,
+    /// Ready nodes with a CVM instance id: (node name, instance id).
+    pub(super) nodes: Vec<(&'a str, String)>,
+    pub(super) stacks: BTreeMap<StackId, Vec<Managed<'a>>>,
+    /// Stacks of Ingresses marked `ingress.cloud.tencent.com/mode: skip`: never written to,
+    /// never deleted or pruned.
+    pub(super) frozen: std::collections::BTreeSet<StackId>,
+    pub(super) problems: Vec<Problem>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(snap: &'a Snapshot) -> Self {
+        let mut services = ServiceIndex::with_capacity(snap.services.len());
+        for s in &snap.services {
+            let (ns, name) = meta_name(&s.metadata);
+            services.entry(ns, name).service = Some(s);
+        }
+        for s in &snap.endpoint_slices {
+            let ns = s.metadata.namespace.as_deref().unwrap_or("default");
+            if let Some(svc) = s
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_SERVICE_NAME))
+            {
+                services.entry(ns, svc).add_slice(s);
+            }
+        }
+        services.sort_slices();
+        let mut secrets = HashMap::default();
+        for s in &snap.secrets {
+            secrets.insert(meta_name(&s.metadata), s);
+        }
+        let mut nodes: Vec<(&str, String)> = snap
+            .nodes
+            .iter()
+            .filter(|n| node_ready(n))
+            .filter_map(|n| {
+                let inst = instance_id(n.spec.as_ref()?.provider_id.as_deref()?)?;
+                Some((n.metadata.name.as_deref().unwrap_or(""), inst))
+            })
+            .collect();
+        nodes.sort();
+        let mut index = Index {
+            snap,
+            services,
+            secrets,
+            nodes,
+            stacks: BTreeMap::new(),
+            frozen: Default::default(),
+            problems: Vec::new(),
+        };
+        index.assign_stacks();
+        index
+    }
+
+    pub fn stack_ids(&self) -> impl Iterator<Item = &StackId> {
+        self.stacks.keys()
+    }
+
+    /// Stacks left alone because their Ingress says `ingress.cloud.tencent.com/mode: skip`.
+    pub fn frozen_ids(&self) -> impl Iterator<Item = &StackId> {
+        self.frozen.iter()
+    }
+
+    pub fn is_frozen(&self, id: &StackId) -> bool {
+        self.frozen.contains(id)
+    }
+
+    /// The stack an Ingress belongs to, if clb-ingress manages it.
+    pub fn stack_of(&self, namespace: &str, name: &str) -> Option<&StackId> {
+        self.stacks.iter().find_map(|(id, ms)| {
+            ms.iter()
+                .any(|m| m.key.namespace.as_deref() == Some(namespace) && m.key.name == name)
+                .then_some(id)
+        })
+    }
+
+    /// Look up the Services of these rules' backends in one tight loop, so that their cache
+    /// misses overlap instead of being paid one by one while the paths are resolved.
+    pub(super) fn warm_up(
+        &self,
+        ns: &str,
+        rules: &[k8s_openapi::api::networking::v1::IngressRule],
+    ) {
+        let mut touched = 0usize;
+        for p in rules
+            .iter()
+            .filter_map(|r| r.http.as_ref())
+            .flat_map(|h| &h.paths)
+        {
+            if let Some(e) = p
+                .backend
+                .service
+                .as_ref()
+                .and_then(|s| self.services.get(ns, &s.name))
+            {
+                touched += e.service.map_or(0, |s| {
+                    s.spec
+                        .as_ref()
+                        .map_or(0, |s| s.ports.as_ref().map_or(0, Vec::len))
+                });
+                touched += e.slices().first().map_or(0, |s| s.endpoints.len());
+            }
+        }
+        std::hint::black_box(touched);
+    }
+
+    /// Problems found while selecting classes (not tied to one stack).
+    pub fn global_problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    pub(super) fn assign_stacks(&mut self) {
+        let snap = self.snap;
+        let ours: Vec<&IngressClass> = snap
+            .ingress_classes
+            .iter()
+            .filter(|c| {
+                c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                    == Some(snap.controller_name.as_str())
+            })
+            .collect();
+        let default_class = ours
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANN_DEFAULT_CLASS))
+                    .map(String::as_str)
+                    == Some("true")
+            })
+            .min_by_key(|c| c.metadata.name.as_deref())
+            .copied();
+        let ns_labels: HashMap<&str, &BTreeMap<String, String>> = snap
+            .namespaces
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?)))
+            .collect();
+        let empty = BTreeMap::new();
+        for ing in &snap.ingresses {
+            let (ns, name) = meta_name(&ing.metadata);
+            let spec_class = ing
+                .spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.as_deref());
+            let class_name = spec_class.or_else(|| annotation(ing, ANN_INGRESS_CLASS));
+            let class = match class_name {
+                Some(cn) => ours
+                    .iter()
+                    .find(|c| c.metadata.name.as_deref() == Some(cn))
+                    .copied(),
+                None => default_class,
+            };
+            let Some(class) = class else { continue };
+            let class_name = class.metadata.name.as_deref().unwrap_or("");
+            let key = ObjectRef::namespaced("Ingress", ns, name);
+            let params = match class.spec.as_ref().and_then(|s| s.parameters.as_ref()) {
+                None => None,
+                Some(p) => {
+                    let found = (p.kind == crate::crd::CLASS_PARAMETERS_KIND)
+                        .then(|| {
+                            snap.class_params
+                                .iter()
+                                .find(|cp| cp.metadata.name.as_deref() == Some(p.name.as_str()))
+                        })
+                        .flatten();
+                    match found {
+                        Some(cp) => Some(&cp.spec),
+                        None => {
+                            self.problems.push(Problem {
+                                object: key.clone(),
+                                field: "spec.ingressClassName".into(),
+                                reason: Reason::ClassParametersNotFound,
+                                effect: Effect::Ignored,
+                                message: format!(
+                                    "IngressClass {class_name} refers to {} {:?}, which does not exist; its Ingresses are not synced until it does",
+                                    p.kind, p.name
+                                ),
+                            });
+                            continue;
+                        }
+                    }
+                }
+            };
+            if let Some(sel) = params.and_then(|p| p.namespace_selector.as_ref())
+                && !selector_matches(sel, ns_labels.get(ns).copied().unwrap_or(&empty))
+            {
+                continue;
+            }
+            let (stack, source) = if let Some(lb) = annotation(ing, ANN_EXIST_LB_ID) {
+                (
+                    StackId::Adopted(lb.to_string()),
+                    LbSource::Existing { id: lb.to_string() },
+                )
+            } else if let Some(lb) = params.and_then(|p| p.load_balancer_id.as_ref()) {
+                (
+                    StackId::Adopted(lb.clone()),
+                    LbSource::Existing { id: lb.clone() },
+                )
+            } else if params.is_some_and(|p| p.sharing == crate::crd::Sharing::Shared) {
+                let id = StackId::Class(class_name.to_string());
+                let lb_name = id.clb_name(&snap.cluster_id).unwrap_or_default();
+                (
+                    id,
+                    LbSource::Create {
+                        name: lb_name,
+                        settings: params.map(|p| p.create.clone()).unwrap_or_default(),
+                    },
+                )
+            } else {
+                let id = StackId::ingress(ns, name);
+                let lb_name = id.clb_name(&snap.cluster_id).unwrap_or_default();
+                let mut settings: crate::crd::CreateSettings =
+                    params.map(|p| p.create.clone()).unwrap_or_default();
+                if let Some(subnet) = annotation(ing, ANN_SUBNET_ID) {
+                    // TKE: an internal (private) CLB in that subnet of the class's VPC.
+                    settings.network_type = crate::crd::NetworkType::Internal;
+                    settings.subnet_id = Some(subnet.to_string());
+                }
+                (
+                    id,
+                    LbSource::Create {
+                        name: lb_name,
+                        settings,
+                    },
+                )
+            };
+            if annotation(ing, ANN_MODE) == Some("skip") {
+                // TKE: nothing is changed for this Ingress, not even on deletion. Its own CLB is
+                // frozen; on a shared CLB it is simply left out.
+                if matches!(stack, StackId::Ingress { .. }) {
+                    self.frozen.insert(stack);
+                }
+                continue;
+            }
+            self.stacks.entry(stack).or_default().push(Managed {
+                ing,
+                key,
+                params,
+                source,
+            });
+        }
+        for members in self.stacks.values_mut() {
+            members.sort_by(|a, b| {
+                let ta = a.ing.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                let tb = b.ing.metadata.creation_timestamp.as_ref().map(|t| t.0);
+                ta.cmp(&tb).then_with(|| a.key.cmp(&b.key))
+            });
+        }
+    }
+
+    /// Build one stack: the desired CLB (None if no Ingress could be placed) and its Problems.
+    pub fn build_stack(&self, id: &StackId) -> (Option<DesiredLb>, Vec<Problem>) {
+        let Some(members) = self.stacks.get(id) else {
+            return (None, Vec::new());
+        };
+        StackBuilder::new(self, id, members).run()
+    }
+}

@@ -1,0 +1,173 @@
+//! Snapshot of Kubernetes objects -> `DesiredLb` per stack + `Problem`s. Pure and deterministic.
+//!
+//! Order of work: class selection -> stack assignment -> per stack, oldest Ingress first:
+//! validate, resolve backends to targets, merge (oldest wins conflicts), check CLB limits (an
+//! Ingress that would exceed one is parked whole, never truncated) -> translate each listener.
+
+mod annotations;
+mod backends;
+mod index;
+mod stack;
+mod tls;
+
+pub use annotations::{RsWeightGroup, RsWeights, parse_listen_ports, parse_rs_weights};
+pub use backends::instance_id;
+pub use index::Index;
+pub use tls::cert_from_secret;
+
+use backends::*;
+use index::*;
+use stack::*;
+
+use super::translate::{self, HostKey, SyntaxProblem};
+use super::types::*;
+use crate::crd::{ClbClassParameters, ClbClassParametersSpec, TargetMode};
+use crate::matching::ingress::PathKind;
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use rustc_hash::FxHashMap as HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The `spec.controller` value of IngressClasses handled by clb-ingress.
+pub const DEFAULT_CONTROLLER_NAME: &str = "clb-ingress.io/ingress-controller";
+pub const ANN_INGRESS_CLASS: &str = "kubernetes.io/ingress.class";
+pub const ANN_DEFAULT_CLASS: &str = "ingressclass.kubernetes.io/is-default-class";
+pub const ANN_EXIST_LB_ID: &str = "kubernetes.io/ingress.existLbId";
+pub const ANN_DIRECT_ACCESS: &str = "ingress.cloud.tencent.com/direct-access";
+pub const ANN_LISTEN_PORTS: &str = "ingress.cloud.tencent.com/listen-ports";
+pub const ANN_SUBNET_ID: &str = "kubernetes.io/ingress.subnetId";
+pub const ANN_AUTO_REWRITE: &str = "ingress.cloud.tencent.com/auto-rewrite";
+pub const ANN_AUTO_REWRITE_CODE: &str = "ingress.cloud.tencent.com/auto-rewrite-code";
+pub const ANN_RS_WEIGHT: &str = "ingress.cloud.tencent.com/lb-rs-weight";
+pub const ANN_RETAIN: &str = "ingress.cloud.tencent.com/loadbalance-retain";
+pub const ANN_MODE: &str = "ingress.cloud.tencent.com/mode";
+/// Written by the controller itself (see `controller::report`).
+pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
+/// Annotation prefixes clb-ingress owns: an unknown key under them gets a Warning.
+pub const OWN_ANNOTATION_PREFIXES: [&str; 2] = ["ingress.cloud.tencent.com/", "clb-ingress.io/"];
+/// Every annotation under `OWN_ANNOTATION_PREFIXES` clb-ingress understands.
+pub const KNOWN_ANNOTATIONS: [&str; 8] = [
+    ANN_DIRECT_ACCESS,
+    ANN_LISTEN_PORTS,
+    ANN_AUTO_REWRITE,
+    ANN_AUTO_REWRITE_CODE,
+    ANN_RS_WEIGHT,
+    ANN_RETAIN,
+    ANN_MODE,
+    ANN_SYNC_STATE,
+];
+/// TKE's default redirect code for `auto-rewrite`.
+pub const DEFAULT_REWRITE_CODE: u16 = 301;
+pub const LABEL_SERVICE_NAME: &str = "kubernetes.io/service-name";
+pub const SECRET_QCLOUD_CERT_ID: &str = "qcloud_cert_id";
+pub const DEFAULT_HTTP_PORT: u16 = 80;
+pub const DEFAULT_HTTPS_PORT: u16 = 443;
+/// CLB's default target weight.
+pub const DEFAULT_WEIGHT: u32 = 10;
+pub const MAX_WEIGHT: u32 = 100;
+
+/// CLB quotas checked before any call (clb-api.md §6); DescribeQuota can override them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub listeners_per_lb: usize,
+    pub rules_per_listener: usize,
+    pub targets_per_rule: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            listeners_per_lb: 50,
+            rules_per_listener: 50,
+            targets_per_rule: 100,
+        }
+    }
+}
+
+/// Every object the model reads.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub cluster_id: String,
+    pub controller_name: String,
+    pub limits: Limits,
+    pub ingress_classes: Vec<IngressClass>,
+    pub class_params: Vec<ClbClassParameters>,
+    pub ingresses: Vec<Ingress>,
+    pub services: Vec<Service>,
+    pub endpoint_slices: Vec<EndpointSlice>,
+    pub secrets: Vec<Secret>,
+    pub nodes: Vec<Node>,
+    pub namespaces: Vec<Namespace>,
+}
+
+impl Snapshot {
+    pub fn new(cluster_id: &str) -> Self {
+        Self {
+            cluster_id: cluster_id.to_string(),
+            controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOutput {
+    pub stacks: BTreeMap<StackId, DesiredLb>,
+    pub problems: Vec<Problem>,
+}
+
+/// Build every stack.
+pub fn build(snap: &Snapshot) -> BuildOutput {
+    let index = Index::new(snap);
+    let mut out = BuildOutput {
+        problems: index.problems.clone(),
+        ..Default::default()
+    };
+    for stack in index.stack_ids() {
+        let (lb, problems) = index.build_stack(stack);
+        out.problems.extend(problems);
+        if let Some(lb) = lb {
+            out.stacks.insert(stack.clone(), lb);
+        }
+    }
+    out.problems.sort();
+    out
+}
+
+fn meta_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+    (
+        m.namespace.as_deref().unwrap_or("default"),
+        m.name.as_deref().unwrap_or(""),
+    )
+}
+
+fn annotation<'a>(ing: &'a Ingress, key: &str) -> Option<&'a str> {
+    ing.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+}
+
+/// Does a label selector match these labels (matchLabels and matchExpressions)?
+pub fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        match e.operator.as_str() {
+            "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => labels.contains_key(&e.key),
+            "DoesNotExist" => !labels.contains_key(&e.key),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}

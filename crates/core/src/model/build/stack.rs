@@ -1,0 +1,615 @@
+//! One stack: each Ingress's contribution (oldest first), merged per listener (oldest wins
+//! conflicts), checked against CLB limits, translated, with redirects applied.
+
+use super::*;
+
+pub(super) struct TlsEntry<'a> {
+    pub(super) hosts: &'a [String],
+    pub(super) cert: CertSource,
+}
+
+/// One path of an Ingress, borrowed from it.
+pub(super) struct PathEntry<'a> {
+    pub(super) path: &'a str,
+    pub(super) kind: PathKind,
+    pub(super) ri: usize,
+    pub(super) pi: usize,
+    pub(super) slot: usize,
+}
+
+/// What one Ingress brings to its stack.
+pub(super) struct Contribution<'a> {
+    /// Index of the member (Ingress) in the stack.
+    pub(super) mi: usize,
+    pub(super) listeners: Vec<(Protocol, u16)>,
+    /// (host, paths)
+    pub(super) rules: Vec<(Option<&'a str>, Vec<PathEntry<'a>>)>,
+    pub(super) default_backend: Option<usize>,
+    pub(super) tls: Vec<TlsEntry<'a>>,
+    /// `auto-rewrite`: HTTP requests for this Ingress's hosts are redirected with this code
+    /// to the HTTPS listener on this port.
+    pub(super) redirect: Option<Redirect>,
+    /// `loadbalance-retain: "true"`.
+    pub(super) retain: bool,
+}
+
+pub(super) struct StackBuilder<'i, 'a> {
+    pub(super) index: &'i Index<'a>,
+    pub(super) id: &'i StackId,
+    pub(super) members: &'i [Managed<'a>],
+    pub(super) slots: Vec<Slot>,
+    /// Backends already resolved in this stack, and their slot.
+    pub(super) resolved: HashMap<ResolveKey<'a>, usize>,
+    pub(super) problems: Vec<Problem>,
+}
+
+/// (path, kind, backend slot) of the merged view.
+pub(super) type ViewPath<'a> = (&'a str, PathKind, usize);
+
+/// Listener-level merge state.
+#[derive(Default)]
+pub(super) struct ListenerAcc<'a> {
+    /// The translation of `view`, kept from the limit check.
+    pub(super) translated: Vec<translate::TDomainRef<'a, usize>>,
+    /// The merged rules, oldest Ingress first: (host, paths).
+    pub(super) view: Vec<(Option<&'a str>, Vec<ViewPath<'a>>)>,
+    /// (slot, member index of the Ingress that set it)
+    pub(super) default_backend: Option<(usize, usize)>,
+    /// (host, kind, match key) -> member index of the Ingress that defined it.
+    pub(super) claimed: HashMap<(Option<&'a str>, PathKind, &'a str), usize>,
+    pub(super) members: Vec<usize>,
+}
+
+impl<'a> ListenerAcc<'a> {
+    /// A copy to merge one more Ingress into; `translated` is left out, as the limit check
+    /// translates every listener the Ingress touches before a trial is kept.
+    pub(super) fn fork(&self) -> Self {
+        Self {
+            translated: Vec::new(),
+            view: self.view.clone(),
+            default_backend: self.default_backend,
+            claimed: self.claimed.clone(),
+            members: self.members.clone(),
+        }
+    }
+}
+
+impl<'i, 'a> StackBuilder<'i, 'a> {
+    pub(super) fn new(index: &'i Index<'a>, id: &'i StackId, members: &'i [Managed<'a>]) -> Self {
+        Self {
+            index,
+            id,
+            members,
+            slots: Vec::new(),
+            resolved: HashMap::default(),
+            problems: Vec::new(),
+        }
+    }
+
+    pub(super) fn run(mut self) -> (Option<DesiredLb>, Vec<Problem>) {
+        let limits = self.index.snap.limits;
+        let mut accs: BTreeMap<(u16, Protocol), ListenerAcc<'a>> = BTreeMap::new();
+        let mut contributions: Vec<Contribution<'a>> = Vec::new();
+        for (mi, m) in self.members.iter().enumerate() {
+            let Some(c) = self.contribution(mi, m) else {
+                continue;
+            };
+            // Tentatively merge; keep the merge only if every limit still holds.
+            // Only the listeners this Ingress touches are copied for the trial.
+            let mut trial: BTreeMap<(u16, Protocol), ListenerAcc<'a>> = BTreeMap::new();
+            let mut local_problems = Vec::new();
+            for &(proto, port) in &c.listeners {
+                let mut acc = accs
+                    .get(&(port, proto))
+                    .map(ListenerAcc::fork)
+                    .unwrap_or_default();
+                merge(&mut acc, &c, self.members, &mut local_problems);
+                trial.insert((port, proto), acc);
+            }
+            let mut all_keys: Vec<(u16, Protocol)> =
+                accs.keys().chain(trial.keys()).copied().collect();
+            all_keys.sort_unstable();
+            all_keys.dedup();
+            let port_clash = all_keys
+                .iter()
+                .zip(all_keys.iter().skip(1))
+                .find(|(a, b)| a.0 == b.0)
+                .map(|(a, _)| a.0);
+            let over = if let Some(port) = port_clash {
+                Some((
+                    Reason::ListenerPortConflict,
+                    format!("port {port} is wanted as both HTTP and HTTPS on this CLB"),
+                ))
+            } else if all_keys.len() > limits.listeners_per_lb {
+                Some((
+                    Reason::TooManyListeners,
+                    format!(
+                        "the CLB would need {} listeners; at most {} are allowed",
+                        all_keys.len(),
+                        limits.listeners_per_lb
+                    ),
+                ))
+            } else {
+                c.listeners.iter().find_map(|&(proto, port)| {
+                    let acc = trial.get_mut(&(port, proto))?;
+                    acc.translated = translate::translate_rules(
+                        acc.view
+                            .iter()
+                            .map(|(h, ps)| (*h, ps.iter().map(|(p, k, b)| (*p, *k, b)))),
+                        acc.default_backend.as_ref().map(|d| &d.0),
+                    );
+                    let n: usize = acc.translated.iter().map(|d| d.rules.len()).sum();
+                    (n > limits.rules_per_listener).then(|| {
+                        (
+                            Reason::TooManyRules,
+                            format!(
+                                "listener {} {port} would need {n} CLB rules; at most {} are allowed (each Prefix path takes two)",
+                                proto.as_str(),
+                                limits.rules_per_listener
+                            ),
+                        )
+                    })
+                })
+            };
+            if let Some((reason, message)) = over {
+                self.problems.push(Problem {
+                    object: self.members[c.mi].key.clone(),
+                    field: "spec".into(),
+                    reason,
+                    effect: Effect::Parked,
+                    message,
+                });
+                continue;
+            }
+            self.problems.extend(local_problems);
+            accs.extend(trial);
+            contributions.push(c);
+        }
+        if accs.is_empty() {
+            return (None, std::mem::take(&mut self.problems));
+        }
+        let first = &self.members[0];
+        let cluster_id = &self.index.snap.cluster_id;
+        let listener_name = self.id.listener_name(cluster_id);
+        let default_cert = self.default_certificate(&contributions);
+        // How many rules use each slot: the last one takes it, the others clone it.
+        let mut uses = vec![0u32; self.slots.len()];
+        for r in accs
+            .values()
+            .flat_map(|a| &a.translated)
+            .flat_map(|d| &d.rules)
+        {
+            if let Some(i) = r.backend {
+                uses[i] += 1;
+            }
+        }
+        let mut listeners = Vec::with_capacity(accs.len());
+        let mut member_ports: BTreeMap<&ObjectRef, Vec<(Protocol, u16)>> = BTreeMap::new();
+        for ((port, proto), acc) in accs {
+            for &mi in &acc.members {
+                member_ports
+                    .entry(&self.members[mi].key)
+                    .or_default()
+                    .push((proto, port));
+            }
+            let mut domains = Vec::with_capacity(acc.translated.len());
+            for d in acc.translated {
+                let certificate = (proto == Protocol::Https)
+                    .then(|| self.cert_for(d.host, &contributions, &acc.members, &default_cert))
+                    .flatten();
+                let rules = d
+                    .rules
+                    .into_iter()
+                    .map(|r| {
+                        let (backend, targets) = match r.backend {
+                            Some(i) => take_slot(&mut self.slots, &mut uses, i),
+                            None => (None, Vec::new()),
+                        };
+                        DesiredRule {
+                            url: r.url,
+                            backend,
+                            targets,
+                            redirect: None,
+                        }
+                    })
+                    .collect();
+                domains.push(DesiredDomain {
+                    domain: d.domain,
+                    host: d.host.display().to_string(),
+                    default_server: d.default_server,
+                    certificate,
+                    rules,
+                });
+            }
+            listeners.push(DesiredListener {
+                protocol: proto,
+                port,
+                name: listener_name.clone(),
+                sni: proto == Protocol::Https,
+                domains,
+            });
+        }
+        if contributions.iter().any(|c| c.redirect.is_some()) {
+            apply_redirects(&mut listeners, &contributions);
+        }
+        let retain = matches!(first.source, LbSource::Create { .. })
+            && contributions.iter().any(|c| c.retain);
+        let lb = DesiredLb {
+            retain,
+            stack: self.id.clone(),
+            source: first.source.clone(),
+            tags: self.id.tags(cluster_id),
+            listeners,
+            members: member_ports
+                .into_iter()
+                .map(|(ingress, ports)| Member {
+                    ingress: ingress.clone(),
+                    ports,
+                })
+                .collect(),
+        };
+        (Some(lb), std::mem::take(&mut self.problems))
+    }
+
+    pub(super) fn park(
+        &mut self,
+        object: &ObjectRef,
+        field: String,
+        reason: Reason,
+        message: String,
+    ) {
+        self.problems.push(Problem {
+            object: object.clone(),
+            field,
+            reason,
+            effect: Effect::Parked,
+            message,
+        });
+    }
+
+    /// Validate one Ingress and resolve its backends; None if it must be parked.
+    pub(super) fn contribution(&mut self, mi: usize, m: &Managed<'a>) -> Option<Contribution<'a>> {
+        let ing: &'a Ingress = m.ing;
+        let (ns, _) = meta_name(&ing.metadata);
+        let spec: Option<&'a k8s_openapi::api::networking::v1::IngressSpec> = ing.spec.as_ref();
+        self.check_unknown_annotations(m);
+        let tke = self.tke_annotations(m)?;
+        let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(other) => {
+                self.park(
+                    &m.key,
+                    format!("metadata.annotations[{ANN_DIRECT_ACCESS}]"),
+                    Reason::InvalidAnnotation,
+                    format!("{other:?} is not \"true\" or \"false\""),
+                );
+                return None;
+            }
+        };
+        let mode = match direct {
+            Some(true) => TargetMode::Direct,
+            Some(false) => TargetMode::NodePort,
+            None => m.params.map(|p| p.target_mode).unwrap_or_default(),
+        };
+        let http_port = m
+            .params
+            .and_then(|p| p.http_port)
+            .unwrap_or(DEFAULT_HTTP_PORT);
+        let https_port = m
+            .params
+            .and_then(|p| p.https_port)
+            .unwrap_or(DEFAULT_HTTPS_PORT);
+        let has_tls = spec
+            .and_then(|s| s.tls.as_ref())
+            .is_some_and(|t| !t.is_empty());
+        let listeners = match annotation(ing, ANN_LISTEN_PORTS) {
+            Some(v) => match parse_listen_ports(v) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.park(
+                        &m.key,
+                        format!("metadata.annotations[{ANN_LISTEN_PORTS}]"),
+                        Reason::InvalidAnnotation,
+                        e,
+                    );
+                    return None;
+                }
+            },
+            None if has_tls => vec![(Protocol::Http, http_port), (Protocol::Https, https_port)],
+            None => vec![(Protocol::Http, http_port)],
+        };
+        let mut parked = false;
+        let mut group_used = vec![false; tke.weights.as_ref().map_or(0, |w| w.groups.len())];
+        let spec_rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
+        self.index.warm_up(ns, spec_rules);
+        let mut rules = Vec::with_capacity(spec_rules.len());
+        for (ri, rule) in spec_rules.iter().enumerate() {
+            let host = rule.host.as_deref().filter(|h| !h.is_empty());
+            if let Some(h) = host
+                && let Err(SyntaxProblem::Host(msg) | SyntaxProblem::Path(msg)) =
+                    translate::check_host_syntax(h)
+            {
+                self.park(
+                    &m.key,
+                    format!("spec.rules[{ri}].host"),
+                    Reason::InvalidHost,
+                    msg,
+                );
+                parked = true;
+                continue;
+            }
+            let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
+            let http_paths = http_paths.unwrap_or_default();
+            let mut paths = Vec::with_capacity(http_paths.len());
+            for (pi, p) in http_paths.iter().enumerate() {
+                let kind = match p.path_type.as_str() {
+                    "Exact" => PathKind::Exact,
+                    "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
+                    other => {
+                        self.park(
+                            &m.key,
+                            format!("{}.pathType", path_field(ri, pi)),
+                            Reason::InvalidPathType,
+                            format!("{other:?} is not Exact, Prefix or ImplementationSpecific"),
+                        );
+                        parked = true;
+                        continue;
+                    }
+                };
+                let path: &'a str = p.path.as_deref().unwrap_or("/");
+                if let Err(SyntaxProblem::Path(msg) | SyntaxProblem::Host(msg)) =
+                    translate::check_path(path, kind)
+                {
+                    self.park(
+                        &m.key,
+                        format!("{}.path", path_field(ri, pi)),
+                        Reason::InvalidPath,
+                        msg,
+                    );
+                    parked = true;
+                    continue;
+                }
+                let (weight_key, weights) = match &tke.weights {
+                    None => ((DEFAULT_WEIGHT, None), Weights::DEFAULT),
+                    Some(w) => {
+                        let default = w.default_weight.unwrap_or(DEFAULT_WEIGHT);
+                        match w.groups.iter().position(|g| {
+                            g.host.as_deref().is_none_or(|h| Some(h) == host)
+                                && g.path.as_deref().is_none_or(|gp| gp == path)
+                        }) {
+                            Some(gi) => {
+                                group_used[gi] = true;
+                                (
+                                    (default, Some((mi, gi))),
+                                    Weights {
+                                        default,
+                                        stateful_sets: &w.groups[gi].stateful_sets,
+                                    },
+                                )
+                            }
+                            None => (
+                                (default, None),
+                                Weights {
+                                    default,
+                                    stateful_sets: &[],
+                                },
+                            ),
+                        }
+                    }
+                };
+                let slot = self.slot(
+                    ns,
+                    &p.backend,
+                    mode,
+                    (weight_key, weights),
+                    BackendField::Path { ri, pi },
+                    &m.key,
+                )?;
+                paths.push(PathEntry {
+                    path,
+                    kind,
+                    ri,
+                    pi,
+                    slot,
+                });
+            }
+            rules.push((host, paths));
+        }
+        if parked {
+            return None;
+        }
+        if let Some(w) = &tke.weights {
+            self.check_weight_groups(m, w, &group_used, mode, &listeners);
+        }
+        let default_weight = tke
+            .weights
+            .as_ref()
+            .and_then(|w| w.default_weight)
+            .unwrap_or(DEFAULT_WEIGHT);
+        let default_backend = match spec.and_then(|s| s.default_backend.as_ref()) {
+            Some(b) => Some(self.slot(
+                ns,
+                b,
+                mode,
+                (
+                    (default_weight, None),
+                    Weights {
+                        default: default_weight,
+                        stateful_sets: &[],
+                    },
+                ),
+                BackendField::Default,
+                &m.key,
+            )?),
+            None => None,
+        };
+        let redirect = match tke.auto_rewrite {
+            None => None,
+            Some(code) => {
+                let https = listeners.iter().find(|l| l.0 == Protocol::Https);
+                let http = listeners.iter().any(|l| l.0 == Protocol::Http);
+                match https {
+                    Some(&(_, https_port)) if http => Some(Redirect { https_port, code }),
+                    _ => {
+                        self.problems.push(Problem {
+                            object: m.key.clone(),
+                            field: format!("metadata.annotations[{ANN_AUTO_REWRITE}]"),
+                            reason: Reason::InvalidAnnotation,
+                            effect: Effect::Degraded,
+                            message: "auto-rewrite needs both an HTTP and an HTTPS listener (spec.tls, or listen-ports with both); nothing is redirected".into(),
+                        });
+                        None
+                    }
+                }
+            }
+        };
+        let mut tls = Vec::new();
+        for (ti, t) in spec
+            .and_then(|s| s.tls.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let Some(secret) = t.secret_name.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            match self.index.certificate_from_secret(
+                ns,
+                secret,
+                &m.key,
+                &format!("spec.tls[{ti}].secretName"),
+            ) {
+                Ok(cert) => tls.push(TlsEntry {
+                    hosts: t.hosts.as_deref().unwrap_or_default(),
+                    cert,
+                }),
+                Err(p) => self.problems.push(p),
+            }
+        }
+        Some(Contribution {
+            mi,
+            listeners,
+            rules,
+            default_backend,
+            tls,
+            redirect,
+            retain: tke.retain,
+        })
+    }
+}
+
+/// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
+/// with the same domain and URL on the HTTPS listener (only where that rule exists).
+pub(super) fn apply_redirects(listeners: &mut [DesiredListener], contributions: &[Contribution]) {
+    let wanted: Vec<(&str, Redirect)> = contributions
+        .iter()
+        .filter_map(|c| Some((c, c.redirect?)))
+        .flat_map(|(c, r)| c.rules.iter().filter_map(move |(h, _)| Some(((*h)?, r))))
+        .collect();
+    let https: std::collections::HashSet<(u16, String, String)> = listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+        .flat_map(|l| {
+            l.domains.iter().flat_map(move |d| {
+                d.rules
+                    .iter()
+                    .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
+            })
+        })
+        .collect();
+    for l in listeners
+        .iter_mut()
+        .filter(|l| l.protocol == Protocol::Http)
+    {
+        for d in &mut l.domains {
+            let Some(&(_, redirect)) = wanted.iter().find(|(h, _)| *h == d.host) else {
+                continue;
+            };
+            for r in &mut d.rules {
+                if https.contains(&(redirect.https_port, d.domain.clone(), r.url.clone())) {
+                    r.redirect = Some(redirect);
+                    r.backend = None;
+                    r.targets.clear();
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn merge<'a>(
+    acc: &mut ListenerAcc<'a>,
+    c: &Contribution<'a>,
+    members: &[Managed<'a>],
+    problems: &mut Vec<Problem>,
+) {
+    acc.members.push(c.mi);
+    let member = &members[c.mi].key;
+    if members.len() == 1 {
+        // The only Ingress of its stack: nothing can conflict, no claims to remember.
+        acc.view.extend(c.rules.iter().map(|(host, paths)| {
+            (
+                *host,
+                paths.iter().map(|p| (p.path, p.kind, p.slot)).collect(),
+            )
+        }));
+        if acc.default_backend.is_none() {
+            acc.default_backend = c.default_backend.map(|d| (d, c.mi));
+        }
+        return;
+    }
+    for (host, paths) in &c.rules {
+        let mut kept = Vec::with_capacity(paths.len());
+        for p in paths {
+            let key = match p.kind {
+                PathKind::Exact => p.path,
+                PathKind::Prefix => translate::prefix_key(p.path),
+            };
+            match acc.claimed.entry((*host, p.kind, key)) {
+                std::collections::hash_map::Entry::Occupied(o)
+                    if members[*o.get()].key != *member =>
+                {
+                    let owner = &members[*o.get()].key;
+                    problems.push(Problem {
+                        object: member.clone(),
+                        field: format!("{}.path", path_field(p.ri, p.pi)),
+                        reason: Reason::RuleConflict,
+                        effect: Effect::Overridden,
+                        message: format!(
+                            "host {} path {:?} ({:?}) is already defined by the older {owner}, which keeps serving it",
+                            HostKey::from_host(*host).display(),
+                            p.path,
+                            p.kind
+                        ),
+                    });
+                    continue;
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {}
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(c.mi);
+                }
+            }
+            kept.push((p.path, p.kind, p.slot));
+        }
+        acc.view.push((*host, kept));
+    }
+    if let Some(d) = c.default_backend {
+        match &acc.default_backend {
+            Some((_, owner)) if members[*owner].key != *member => {
+                let owner = &members[*owner].key;
+                problems.push(Problem {
+                    object: member.clone(),
+                    field: "spec.defaultBackend".into(),
+                    reason: Reason::DefaultBackendConflict,
+                    effect: Effect::Overridden,
+                    message: format!(
+                        "the older {owner} already sets the default backend of this CLB, which keeps serving"
+                    ),
+                })
+            }
+            Some(_) => {}
+            None => acc.default_backend = Some((d, c.mi)),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! TLS: certificates from Secrets (PEM or `qcloud_cert_id`), the default certificate, and the
+//! certificate each domain serves.
+
+use super::*;
+
+impl<'a> Index<'a> {
+    pub(super) fn certificate_from_secret(
+        &self,
+        ns: &str,
+        name: &str,
+        object: &ObjectRef,
+        field: &str,
+    ) -> Result<CertSource, Problem> {
+        let problem = |reason, message| Problem {
+            object: object.clone(),
+            field: field.to_string(),
+            reason,
+            effect: Effect::Degraded,
+            message,
+        };
+        let Some(secret) = self.secrets.get(&(ns, name)) else {
+            return Err(problem(
+                Reason::TlsSecretNotFound,
+                format!("Secret {ns}/{name} not found"),
+            ));
+        };
+        cert_from_secret(secret).map_err(|m| problem(Reason::TlsSecretInvalid, m))
+    }
+}
+
+/// A certificate from a `kubernetes.io/tls` Secret (PEM) or an Opaque one with `qcloud_cert_id`.
+pub fn cert_from_secret(secret: &Secret) -> Result<CertSource, String> {
+    let (ns, name) = meta_name(&secret.metadata);
+    let get = |k: &str| -> Option<String> {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k)).cloned())
+    };
+    if let Some(id) = get(SECRET_QCLOUD_CERT_ID) {
+        let id = id.trim().to_string();
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!(
+                "Secret {ns}/{name} key {SECRET_QCLOUD_CERT_ID} is not a certificate id"
+            ));
+        }
+        return Ok(CertSource::Id(id));
+    }
+    let (Some(cert), Some(key)) = (get("tls.crt"), get("tls.key")) else {
+        return Err(format!(
+            "Secret {ns}/{name} has neither {SECRET_QCLOUD_CERT_ID} nor tls.crt and tls.key"
+        ));
+    };
+    if !cert.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!(
+            "Secret {ns}/{name} tls.crt is not a PEM certificate"
+        ));
+    }
+    if !key.contains("PRIVATE KEY-----") {
+        return Err(format!(
+            "Secret {ns}/{name} tls.key is not a PEM private key"
+        ));
+    }
+    let fingerprint = hex::encode(Sha256::digest(format!("{cert}\n{key}").as_bytes()));
+    Ok(CertSource::Pem {
+        secret: ObjectRef::namespaced("Secret", ns, name),
+        fingerprint,
+        cert_pem: cert,
+        key_pem: key,
+    })
+}
+
+impl<'i, 'a> StackBuilder<'i, 'a> {
+    pub(super) fn default_certificate(
+        &mut self,
+        contributions: &[Contribution],
+    ) -> Option<CertSource> {
+        let params = self.members.first().and_then(|m| m.params);
+        if let Some(d) = params.and_then(|p| p.default_certificate.as_ref()) {
+            if let Some(id) = &d.cert_id {
+                return Some(CertSource::Id(id.clone()));
+            }
+            if let Some((ns, name)) = d.secret.as_deref().and_then(|s| s.split_once('/')) {
+                let obj = ObjectRef::cluster("IngressClass", "defaultCertificate");
+                match self.index.certificate_from_secret(
+                    ns,
+                    name,
+                    &obj,
+                    "spec.defaultCertificate.secret",
+                ) {
+                    Ok(c) => return Some(c),
+                    Err(p) => self.problems.push(p),
+                }
+            }
+        }
+        contributions
+            .iter()
+            .flat_map(|c| &c.tls)
+            .map(|t| t.cert.clone())
+            .next()
+    }
+
+    /// Certificate for a domain: exact tls host, then wildcard tls host, then a host-less tls
+    /// entry, oldest Ingress on the listener first; else the stack's default certificate.
+    pub(super) fn cert_for(
+        &self,
+        host: translate::HostRef,
+        contributions: &[Contribution],
+        acc_members: &[usize],
+        default: &Option<CertSource>,
+    ) -> Option<CertSource> {
+        if host == translate::HostRef::CatchAll {
+            return default.clone();
+        }
+        let on_listener: Vec<&Contribution> = contributions
+            .iter()
+            .filter(|c| {
+                let key = &self.members[c.mi].key;
+                acc_members.iter().any(|&mi| self.members[mi].key == *key)
+            })
+            .collect();
+        let name = host.display();
+        let entries = || on_listener.iter().flat_map(|c| &c.tls);
+        let exact = || entries().find(|t| t.hosts.iter().any(|h| h == name));
+        let wildcard = || {
+            entries().find(|t| {
+                t.hosts.iter().any(|h| {
+                    h.strip_prefix("*.").is_some_and(|suffix| {
+                        name.split_once('.')
+                            .is_some_and(|(l, rest)| l != "*" && rest == suffix)
+                    })
+                })
+            })
+        };
+        let hostless = || entries().find(|t| t.hosts.is_empty());
+        exact()
+            .or_else(wildcard)
+            .or_else(hostless)
+            .map(|t| t.cert.clone())
+            .or_else(|| default.clone())
+    }
+}

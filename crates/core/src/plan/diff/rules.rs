@@ -1,0 +1,167 @@
+//! Rules and domains of one listener: rules created, kept, renamed (a stale rule with the same
+//! targets gets the new URL), deleted; domain attributes (certificate, default domain); and the
+//! targets of each rule (through `targets`).
+
+use super::*;
+
+/// Diff the rules of one synced listener (`lref`, with its observed rules).
+pub(super) fn diff_rules<'d>(
+    dl: &'d DesiredListener,
+    lref: &ListenerRef,
+    obs_rules: &[ObservedRule],
+    observed: Option<&ObservedLb>,
+    phases: &mut Phases,
+    renamed: &mut Vec<Renamed<'d>>,
+) {
+    let listener_id = match lref {
+        ListenerRef::Id(id) => id.clone(),
+        ListenerRef::New { .. } => String::new(),
+    };
+    // Observed rules by (domain, url); the last of duplicates wins, as in a map.
+    let mut obs_by_key: FxHashMap<(&str, &str), &ObservedRule> =
+        FxHashMap::with_capacity_and_hasher(obs_rules.len(), Default::default());
+    for r in obs_rules {
+        obs_by_key.insert((r.domain.as_str(), r.url.as_str()), r);
+    }
+    let want_count = dl.domains.iter().map(|d| d.rules.len()).sum();
+    let mut want_keys: FxHashSet<(&str, &str)> =
+        FxHashSet::with_capacity_and_hasher(want_count, Default::default());
+    for d in &dl.domains {
+        for r in &d.rules {
+            want_keys.insert((d.domain.as_str(), r.url.as_str()));
+        }
+    }
+    // Stale rules, per domain, available for re-use by a renamed path.
+    let mut stale: BTreeMap<&str, Vec<&ObservedRule>> = BTreeMap::new();
+    for r in obs_rules {
+        if !want_keys.contains(&(r.domain.as_str(), r.url.as_str())) {
+            stale.entry(r.domain.as_str()).or_default().push(r);
+        }
+    }
+    let has_default = obs_rules.iter().any(|r| r.default_server);
+    let mut new_rules = Vec::new();
+    for d in &dl.domains {
+        let cert = d.certificate.as_ref().map(|c| resolve_cert(c, observed));
+        let obs_domain: Vec<&ObservedRule> =
+            obs_rules.iter().filter(|r| r.domain == d.domain).collect();
+        let domain_survives = obs_domain
+            .iter()
+            .any(|r| want_keys.contains(&(r.domain.as_str(), r.url.as_str())));
+        let mut domain_is_new = !domain_survives;
+        for r in &d.rules {
+            let existing_rule = obs_by_key
+                .get(&(d.domain.as_str(), r.url.as_str()))
+                .copied();
+            let reused = if existing_rule.is_none() {
+                // A stale rule of this domain with exactly these targets: rename it.
+                stale.get_mut(d.domain.as_str()).and_then(|cands| {
+                    let pos = cands.iter().position(|o| {
+                        !r.targets.is_empty() && same_targets(&o.targets, &r.targets)
+                    })?;
+                    Some(cands.remove(pos))
+                })
+            } else {
+                None
+            };
+            if let Some(o) = reused {
+                renamed.push((
+                    dl.port,
+                    d.domain.as_str(),
+                    r.url.as_str(),
+                    o.location_id.clone(),
+                ));
+                phases.url_mods.push(Change::ModifyRuleUrl {
+                    listener: listener_id.clone(),
+                    location_id: o.location_id.clone(),
+                    domain: d.domain.clone(),
+                    from: o.url.clone(),
+                    to: r.url.clone(),
+                });
+                domain_is_new = false;
+                continue;
+            }
+            match existing_rule {
+                Some(o) => {
+                    diff_targets(
+                        lref,
+                        || RuleRef::Id(o.location_id.clone()),
+                        &o.targets,
+                        &r.targets,
+                        &mut phases.register,
+                        &mut phases.reweight,
+                        &mut phases.deregister,
+                    );
+                }
+                None => {
+                    new_rules.push(NewRule {
+                        domain: d.domain.clone(),
+                        url: r.url.clone(),
+                        default_server: false,
+                        certificate: if domain_is_new { cert.clone() } else { None },
+                    });
+                    diff_targets(
+                        lref,
+                        || RuleRef::New {
+                            domain: d.domain.clone(),
+                            url: r.url.clone(),
+                        },
+                        &[],
+                        &r.targets,
+                        &mut phases.register,
+                        &mut phases.reweight,
+                        &mut phases.deregister,
+                    );
+                }
+            }
+        }
+        // Domain-level attributes of a domain that already exists on the listener.
+        if !domain_is_new {
+            let current_cert = obs_domain.iter().find_map(|r| r.certificate_id.clone());
+            let cert_change = match &cert {
+                Some(CertRef::Id(id)) if current_cert.as_deref() != Some(id) => cert.clone(),
+                Some(CertRef::Uploaded { .. }) => cert.clone(),
+                _ => None,
+            };
+            let is_default = obs_domain.iter().any(|r| r.default_server);
+            let make_default = d.default_server && !is_default;
+            if cert_change.is_some() || make_default {
+                phases.domain_mods.push(Change::ModifyDomain {
+                    listener: lref.clone(),
+                    domain: d.domain.clone(),
+                    certificate: cert_change,
+                    make_default,
+                });
+            }
+        } else if d.default_server {
+            if has_default {
+                phases.domain_mods.push(Change::ModifyDomain {
+                    listener: lref.clone(),
+                    domain: d.domain.clone(),
+                    certificate: None,
+                    make_default: true,
+                });
+            } else if let Some(first) = new_rules.iter_mut().find(|n| n.domain == d.domain) {
+                first.default_server = true;
+            }
+        }
+    }
+    if !new_rules.is_empty() {
+        // The default domain's rules first, so CLB never picks another domain as default.
+        new_rules.sort_by_key(|n| !n.default_server);
+        phases.rule_creates.push(Change::CreateRules {
+            listener: lref.clone(),
+            rules: new_rules,
+        });
+    }
+    let dels: Vec<(String, String, String)> = stale
+        .values()
+        .flatten()
+        .map(|r| (r.location_id.clone(), r.domain.clone(), r.url.clone()))
+        .collect();
+    if !dels.is_empty() {
+        phases.rule_deletes.push(Change::DeleteRules {
+            listener: listener_id.clone(),
+            rules: dels,
+        });
+    }
+}

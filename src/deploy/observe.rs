@@ -1,0 +1,133 @@
+//! Observing a CLB: one listing of its listeners, rules, targets (and our uploaded
+//! certificates) turned into the `ObservedLb` the plan diffs against.
+
+use super::*;
+use crate::model::{Protocol, TargetAddr};
+use crate::plan::{CERT_NAME_PREFIX, ObservedListener, ObservedRule};
+use std::collections::{BTreeMap, HashMap};
+
+impl<A: ClbApi> Deployer<A> {
+    /// Read a CLB's listeners, rules, targets (and, if asked, our uploaded certificates).
+    #[instrument(level = "debug", skip_all, fields(lb = %lb.load_balancer_id))]
+    pub async fn observe(
+        &self,
+        lb: &LoadBalancer,
+        with_certificates: bool,
+    ) -> Result<ObservedLb, DeployError> {
+        let lb_id = &lb.load_balancer_id;
+        let listeners = self
+            .client
+            .describe_listeners(&DescribeListenersRequest {
+                load_balancer_id: lb_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(cloud(format!("DescribeListeners {lb_id}")))?;
+        let l7: Vec<&Listener> = listeners
+            .iter()
+            .filter(|l| l.protocol == "HTTP" || l.protocol == "HTTPS")
+            .collect();
+        let mut targets: HashMap<String, Vec<crate::model::Target>> = HashMap::new();
+        let with_rules: Vec<String> = l7
+            .iter()
+            .filter(|l| !l.rules.is_empty())
+            .map(|l| l.listener_id.clone())
+            .collect();
+        if !with_rules.is_empty() {
+            let backends = self
+                .client
+                .describe_targets(&DescribeTargetsRequest {
+                    load_balancer_id: lb_id.clone(),
+                    listener_ids: with_rules,
+                    ..Default::default()
+                })
+                .await
+                .map_err(cloud(format!("DescribeTargets {lb_id}")))?;
+            for lb_backend in backends {
+                for rule in lb_backend.rules {
+                    let ts = rule.targets.iter().filter_map(backend_to_target).collect();
+                    targets.insert(rule.location_id, ts);
+                }
+            }
+        }
+        let mut out_listeners = Vec::new();
+        for l in l7 {
+            let protocol = if l.protocol == "HTTPS" {
+                Protocol::Https
+            } else {
+                Protocol::Http
+            };
+            let rules = l
+                .rules
+                .iter()
+                .map(|r| ObservedRule {
+                    location_id: r.location_id.clone(),
+                    domain: r.domain.clone(),
+                    url: r.url.clone(),
+                    default_server: r.default_server,
+                    certificate_id: r.certificate.as_ref().and_then(|c| c.cert_id.clone()),
+                    targets: targets.remove(&r.location_id).unwrap_or_default(),
+                    rewrite: r.rewrite_target.as_ref().and_then(|w| {
+                        Some(plan::ObservedRewrite {
+                            target_listener: w.target_listener_id.clone()?,
+                            target_location: w.target_location_id.clone()?,
+                            code: u16::try_from(w.rewrite_code.unwrap_or(302)).unwrap_or(302),
+                        })
+                    }),
+                })
+                .collect();
+            out_listeners.push(ObservedListener {
+                id: l.listener_id.clone(),
+                name: l.listener_name.clone(),
+                protocol,
+                port: u16::try_from(l.port).unwrap_or(0),
+                sni: l.sni_switch == 1,
+                rules,
+            });
+        }
+        let mut certificates = BTreeMap::new();
+        if with_certificates {
+            let certs = self
+                .client
+                .describe_certificates(&DescribeCertificatesRequest {
+                    search_key: Some(CERT_NAME_PREFIX.to_string()),
+                    ..Default::default()
+                })
+                .await
+                .map_err(cloud("DescribeCertificates"))?;
+            for c in certs {
+                if c.alias.starts_with(CERT_NAME_PREFIX) {
+                    certificates.entry(c.alias).or_insert(c.certificate_id);
+                }
+            }
+        }
+        Ok(ObservedLb {
+            id: lb_id.clone(),
+            name: lb.load_balancer_name.clone(),
+            vips: lb.load_balancer_vips.clone(),
+            domain: lb
+                .load_balancer_domain
+                .clone()
+                .or_else(|| lb.domain.clone()),
+            tags: lb
+                .tags
+                .iter()
+                .map(|t| (t.tag_key.clone(), t.tag_value.clone()))
+                .collect(),
+            listeners: out_listeners,
+            certificates,
+        })
+    }
+}
+
+fn backend_to_target(b: &Backend) -> Option<crate::model::Target> {
+    let addr = match (&b.instance_id, b.backend_type.to_ascii_uppercase().as_str()) {
+        (Some(id), "CVM") => TargetAddr::Instance(id.clone()),
+        _ => TargetAddr::Ip(b.private_ip_addresses.first()?.clone()),
+    };
+    Some(crate::model::Target {
+        addr,
+        port: u16::try_from(b.port).ok()?,
+        weight: u32::try_from(b.weight).unwrap_or(0),
+    })
+}

@@ -9,21 +9,19 @@ use tracing::instrument;
 use super::client::{ClbClient, Op, Reply};
 use super::error::ClbError;
 use super::types::{
-    AutoRewriteRequest, BatchModifyTargetWeightRequest, BatchTargetsRequest, BatchTargetsResponse,
-    CertificateDetail, CreateListenerRequest, CreateListenerResponse, CreateLoadBalancerRequest,
+    BatchModifyTargetWeightRequest, BatchTargetsRequest, BatchTargetsResponse, CertificateDetail,
+    CreateListenerRequest, CreateListenerResponse, CreateLoadBalancerRequest,
     CreateLoadBalancerResponse, CreateRuleRequest, CreateRuleResponse, DeleteCertificateRequest,
-    DeleteCertificateResponse, DeleteListenerRequest, DeleteLoadBalancerListenersRequest,
-    DeleteLoadBalancerRequest, DeleteRewriteRequest, DeleteRuleRequest,
-    DescribeCertificatesRequest, DescribeCertificatesResponse, DescribeListenersRequest,
-    DescribeListenersResponse, DescribeLoadBalancersRequest, DescribeLoadBalancersResponse,
-    DescribeQuotaResponse, DescribeRewriteRequest, DescribeRewriteResponse,
-    DescribeTargetHealthRequest, DescribeTargetHealthResponse, DescribeTargetsRequest,
-    DescribeTargetsResponse, DescribeTaskStatusRequest, DescribeTaskStatusResponse, Empty,
-    Listener, ListenerBackend, LoadBalancer, LoadBalancerHealth, ManualRewriteRequest,
-    ModifyDomainAttributesRequest, ModifyDomainRequest, ModifyListenerRequest,
+    DeleteCertificateResponse, DeleteLoadBalancerListenersRequest, DeleteLoadBalancerRequest,
+    DeleteRewriteRequest, DeleteRuleRequest, DescribeCertificatesRequest,
+    DescribeCertificatesResponse, DescribeListenersRequest, DescribeListenersResponse,
+    DescribeLoadBalancersRequest, DescribeLoadBalancersResponse, DescribeQuotaResponse,
+    DescribeTargetsRequest, DescribeTargetsResponse, DescribeTaskStatusRequest,
+    DescribeTaskStatusResponse, Empty, Listener, ListenerBackend, LoadBalancer,
+    ManualRewriteRequest, ModifyDomainAttributesRequest, ModifyListenerRequest,
     ModifyLoadBalancerAttributesRequest, ModifyLoadBalancerAttributesResponse, ModifyRuleRequest,
-    ModifyTargetWeightRequest, Quota, RegisterTargetsRequest, RsWeightRule, RuleOutput,
-    UploadCertificateRequest, UploadCertificateResponse,
+    Quota, RegisterTargetsRequest, RsWeightRule, UploadCertificateRequest,
+    UploadCertificateResponse,
 };
 
 /// The actions this client calls (name, service, idempotency). Also the bounded set of action
@@ -38,27 +36,21 @@ pub mod ops {
     pub const DESCRIBE_LISTENERS: Op = Op::read("DescribeListeners");
     pub const CREATE_LISTENER: Op = Op::write("CreateListener");
     pub const MODIFY_LISTENER: Op = Op::write("ModifyListener");
-    pub const DELETE_LISTENER: Op = Op::write("DeleteListener");
     pub const DELETE_LOAD_BALANCER_LISTENERS: Op = Op::write("DeleteLoadBalancerListeners");
     pub const CREATE_RULE: Op = Op::write("CreateRule");
     pub const DELETE_RULE: Op = Op::write("DeleteRule");
     pub const MODIFY_RULE: Op = Op::write("ModifyRule");
-    pub const MODIFY_DOMAIN: Op = Op::write("ModifyDomain");
     pub const MODIFY_DOMAIN_ATTRIBUTES: Op = Op::write("ModifyDomainAttributes");
     pub const DESCRIBE_TARGETS: Op = Op::read("DescribeTargets");
-    pub const DESCRIBE_TARGET_HEALTH: Op = Op::read("DescribeTargetHealth");
     pub const REGISTER_TARGETS: Op = Op::write("RegisterTargets");
     pub const DEREGISTER_TARGETS: Op = Op::write("DeregisterTargets");
     pub const BATCH_REGISTER_TARGETS: Op = Op::write("BatchRegisterTargets");
     pub const BATCH_DEREGISTER_TARGETS: Op = Op::write("BatchDeregisterTargets");
-    pub const MODIFY_TARGET_WEIGHT: Op = Op::write("ModifyTargetWeight");
     pub const BATCH_MODIFY_TARGET_WEIGHT: Op = Op::write("BatchModifyTargetWeight");
     pub const DESCRIBE_TASK_STATUS: Op = Op::read("DescribeTaskStatus");
     pub const DESCRIBE_QUOTA: Op = Op::read("DescribeQuota");
-    pub const AUTO_REWRITE: Op = Op::write("AutoRewrite");
     pub const MANUAL_REWRITE: Op = Op::write("ManualRewrite");
     pub const DELETE_REWRITE: Op = Op::write("DeleteRewrite");
-    pub const DESCRIBE_REWRITE: Op = Op::read("DescribeRewrite");
     pub const UPLOAD_CERTIFICATE: Op = Op::write("UploadCertificate").ssl();
     pub const DESCRIBE_CERTIFICATES: Op = Op::read("DescribeCertificates").ssl();
     pub const DELETE_CERTIFICATE: Op = Op::write("DeleteCertificate").ssl();
@@ -72,27 +64,21 @@ pub mod ops {
         DESCRIBE_LISTENERS,
         CREATE_LISTENER,
         MODIFY_LISTENER,
-        DELETE_LISTENER,
         DELETE_LOAD_BALANCER_LISTENERS,
         CREATE_RULE,
         DELETE_RULE,
         MODIFY_RULE,
-        MODIFY_DOMAIN,
         MODIFY_DOMAIN_ATTRIBUTES,
         DESCRIBE_TARGETS,
-        DESCRIBE_TARGET_HEALTH,
         REGISTER_TARGETS,
         DEREGISTER_TARGETS,
         BATCH_REGISTER_TARGETS,
         BATCH_DEREGISTER_TARGETS,
-        MODIFY_TARGET_WEIGHT,
         BATCH_MODIFY_TARGET_WEIGHT,
         DESCRIBE_TASK_STATUS,
         DESCRIBE_QUOTA,
-        AUTO_REWRITE,
         MANUAL_REWRITE,
         DELETE_REWRITE,
-        DESCRIBE_REWRITE,
         UPLOAD_CERTIFICATE,
         DESCRIBE_CERTIFICATES,
         DELETE_CERTIFICATE,
@@ -107,8 +93,6 @@ pub const DESCRIBE_LOAD_BALANCERS_PAGE: i64 = 100;
 pub const DESCRIBE_LISTENERS_MAX_IDS: usize = 100;
 /// DescribeTargets: at most 20 `ListenerIds` per call.
 pub const DESCRIBE_TARGETS_MAX_LISTENERS: usize = 20;
-/// DescribeTargetHealth: at most 30 `LoadBalancerIds` per call.
-pub const DESCRIBE_TARGET_HEALTH_MAX_LBS: usize = 30;
 /// DeleteLoadBalancer: at most 20 ids per call.
 pub const DELETE_LOAD_BALANCER_MAX_IDS: usize = 20;
 /// DeleteLoadBalancerListeners: at most 20 ids per call.
@@ -322,15 +306,6 @@ impl ClbClient {
         self.call(ops::MODIFY_LISTENER, req).await
     }
 
-    /// DeleteListener (async).
-    #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id, listener = %req.listener_id))]
-    pub async fn delete_listener(
-        &self,
-        req: &DeleteListenerRequest,
-    ) -> Result<Reply<Empty>, ClbError> {
-        self.call(ops::DELETE_LISTENER, req).await
-    }
-
     /// DeleteLoadBalancerListeners (async), chunked at 20 ids, waiting for each chunk's task.
     /// An empty id list is refused: the API would delete *every* listener of the LB, including
     /// ones we do not own.
@@ -399,12 +374,6 @@ impl ClbClient {
         self.call(ops::MODIFY_RULE, req).await
     }
 
-    /// ModifyDomain (async).
-    #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id, domain = %req.domain))]
-    pub async fn modify_domain(&self, req: &ModifyDomainRequest) -> Result<Reply<Empty>, ClbError> {
-        self.call(ops::MODIFY_DOMAIN, req).await
-    }
-
     /// ModifyDomainAttributes (async).
     #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id, domain = %req.domain))]
     pub async fn modify_domain_attributes(
@@ -433,25 +402,6 @@ impl ClbClient {
             let reply: Reply<DescribeTargetsResponse> =
                 self.call(ops::DESCRIBE_TARGETS, &chunk).await?;
             all.extend(reply.data.listeners);
-        }
-        Ok(all)
-    }
-
-    /// DescribeTargetHealth, chunked at 30 load balancers per call.
-    #[instrument(level = "debug", skip_all, fields(lbs = req.load_balancer_ids.len()))]
-    pub async fn describe_target_health(
-        &self,
-        req: &DescribeTargetHealthRequest,
-    ) -> Result<Vec<LoadBalancerHealth>, ClbError> {
-        let mut all = Vec::new();
-        for ids in req.load_balancer_ids.chunks(DESCRIBE_TARGET_HEALTH_MAX_LBS) {
-            let chunk = DescribeTargetHealthRequest {
-                load_balancer_ids: ids.to_vec(),
-                ..req.clone()
-            };
-            let reply: Reply<DescribeTargetHealthResponse> =
-                self.call(ops::DESCRIBE_TARGET_HEALTH, &chunk).await?;
-            all.extend(reply.data.load_balancers);
         }
         Ok(all)
     }
@@ -538,15 +488,6 @@ impl ClbClient {
         Ok(ids)
     }
 
-    /// ModifyTargetWeight (async): one rule, any number of targets.
-    #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id, n = req.targets.len()))]
-    pub async fn modify_target_weight(
-        &self,
-        req: &ModifyTargetWeightRequest,
-    ) -> Result<Reply<Empty>, ClbError> {
-        self.call(ops::MODIFY_TARGET_WEIGHT, req).await
-    }
-
     /// BatchModifyTargetWeight (async), packed by [`chunk_weight_rules`]; waits for each
     /// chunk's task. Returns the TaskIds; nothing is sent for an empty list.
     #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id, rules = req.modify_list.len()))]
@@ -595,12 +536,6 @@ impl ClbClient {
     // Rewrites
     // ----------------------------------------------------------------------------------------
 
-    /// AutoRewrite (async).
-    #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id, listener = %req.listener_id))]
-    pub async fn auto_rewrite(&self, req: &AutoRewriteRequest) -> Result<Reply<Empty>, ClbError> {
-        self.call(ops::AUTO_REWRITE, req).await
-    }
-
     /// ManualRewrite (async).
     #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id))]
     pub async fn manual_rewrite(
@@ -617,16 +552,6 @@ impl ClbClient {
         req: &DeleteRewriteRequest,
     ) -> Result<Reply<Empty>, ClbError> {
         self.call(ops::DELETE_REWRITE, req).await
-    }
-
-    /// DescribeRewrite.
-    #[instrument(level = "debug", skip_all, fields(lb = %req.load_balancer_id))]
-    pub async fn describe_rewrite(
-        &self,
-        req: &DescribeRewriteRequest,
-    ) -> Result<Vec<RuleOutput>, ClbError> {
-        let reply: Reply<DescribeRewriteResponse> = self.call(ops::DESCRIBE_REWRITE, req).await?;
-        Ok(reply.data.rewrite_set)
     }
 
     // ----------------------------------------------------------------------------------------

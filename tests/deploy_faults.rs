@@ -337,7 +337,7 @@ fn assert_exactly_desired(
                 wanted_created.insert(hash);
                 (lb_json(&state, &ids[0]).expect("CLB"), None)
             }
-            LbSource::Existing { id } => (
+            LbSource::Existing { id, .. } => (
                 lb_json(&state, id).expect("adopted CLB exists"),
                 Some(d.listeners.first().map_or("", |l| l.name.as_str())),
             ),
@@ -370,7 +370,7 @@ fn assert_exactly_desired(
         .stacks
         .values()
         .filter_map(|d| match &d.source {
-            LbSource::Existing { id } => Some(id.as_str()),
+            LbSource::Existing { id, .. } => Some(id.as_str()),
             LbSource::Create { .. } => None,
         })
         .collect();

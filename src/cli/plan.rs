@@ -105,7 +105,7 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
     for r in reports {
         let d = r.desired;
         let lb = match &d.source {
-            LbSource::Existing { id } => format!("existing CLB {id}"),
+            LbSource::Existing { id, .. } => format!("existing CLB {id}"),
             LbSource::Create { name, .. } => format!("new CLB {name}"),
         };
         writeln!(w, "== stack {} -> {lb}", d.stack)?;

@@ -58,6 +58,66 @@ pub struct ClbClassParametersSpec {
     /// Only Ingresses in namespaces matching this selector are handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<LabelSelector>,
+    /// Which existing CLBs Ingresses of this class may adopt with the
+    /// `kubernetes.io/ingress.existLbId` annotation, and from which namespaces. Absent: the
+    /// annotation is refused (adoption is opt-in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<AdoptionPolicy>,
+    /// Who may do what on a CLB several Ingresses share (`sharing: Shared`, `loadBalancerId`,
+    /// or an adopted CLB). A host belongs to the namespace of the oldest Ingress that claims it.
+    #[serde(default)]
+    pub tenancy: TenancyPolicy,
+    /// If set, the only Tencent Cloud certificate ids that `qcloud_cert_id` Secrets and
+    /// `defaultCertificate.certId` of this class may name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_certificate_ids: Option<Vec<String>>,
+}
+
+/// Existing CLBs that may be adopted by annotation, and by whom.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptionPolicy {
+    /// CLB ids (`lb-xxxxxxxx`) that may be adopted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(regex(pattern = r"^lb-[a-z0-9]{8}$")))]
+    pub load_balancer_ids: Vec<String>,
+    /// CLBs carrying all these tags (key: value) may be adopted; checked on the CLB itself
+    /// before anything is written to it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tag_selector: BTreeMap<String, String>,
+    /// Namespaces whose Ingresses may adopt (in addition to `namespaceSelector`). `*` allows
+    /// every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces (by label) whose Ingresses may adopt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+}
+
+/// Permissions on a shared CLB.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenancyPolicy {
+    /// Namespaces whose Ingresses may add paths to a host owned by another namespace (the
+    /// owner's certificate, redirects and other host settings still apply). Default: none.
+    #[serde(default)]
+    pub host_sharing: NamespaceScope,
+    /// Namespaces whose Ingresses may publish host-less rules and `defaultBackend` (which
+    /// answer requests for every host no rule names). Default: none on a shared CLB.
+    #[serde(default)]
+    pub catch_all: NamespaceScope,
+}
+
+/// A set of namespaces: listed by name (`*` = all) and/or selected by label.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceScope {
+    /// Namespaces by name; `*` means every namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Namespaces by label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
 }
 
 /// Creation-only settings of a CLB.

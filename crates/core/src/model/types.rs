@@ -82,6 +82,17 @@ pub enum Reason {
     /// does not know, or a part of a known one it does not implement.
     UnknownAnnotation,
     UnsupportedAnnotation,
+    /// `existLbId` names a CLB the Ingress's class does not let its namespace adopt.
+    AdoptionNotAllowed,
+    /// A host on a shared CLB belongs to another namespace (the oldest Ingress claiming it).
+    HostOwnedByOtherNamespace,
+    /// A host-less rule or `defaultBackend` on a shared CLB from a namespace the class does
+    /// not allow to catch every host.
+    CatchAllNotAllowed,
+    /// A certificate id not in the class's `allowedCertificateIds`.
+    CertificateNotAllowed,
+    /// A class parameter that cannot be used (for example a malformed `loadBalancerId`).
+    InvalidClassParameters,
 }
 
 impl Reason {
@@ -109,6 +120,11 @@ impl Reason {
             Reason::ListenerPortConflict => "ListenerPortConflict",
             Reason::UnknownAnnotation => "UnknownAnnotation",
             Reason::UnsupportedAnnotation => "UnsupportedAnnotation",
+            Reason::AdoptionNotAllowed => "AdoptionNotAllowed",
+            Reason::HostOwnedByOtherNamespace => "HostOwnedByOtherNamespace",
+            Reason::CatchAllNotAllowed => "CatchAllNotAllowed",
+            Reason::CertificateNotAllowed => "CertificateNotAllowed",
+            Reason::InvalidClassParameters => "InvalidClassParameters",
         }
     }
 }
@@ -160,8 +176,14 @@ impl Protocol {
 /// Which CLB a stack lives on.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum LbSource {
-    /// Adopt an existing CLB: never delete it, only touch listeners we created.
-    Existing { id: String },
+    /// Adopt an existing CLB: never delete it, only touch listeners we created. When
+    /// `required_tags` is not empty the CLB is adopted only if it carries all these tags (the
+    /// class allowed it by tag selector, not by id); deploy checks them before any write.
+    Existing {
+        id: String,
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        required_tags: std::collections::BTreeMap<String, String>,
+    },
     /// Create (and own) a CLB with these settings.
     Create {
         name: String,

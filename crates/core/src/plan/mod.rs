@@ -527,7 +527,7 @@ pub fn assume_applied(desired: &DesiredLb, lb_id: &str) -> ObservedLb {
                 crate::model::ids::retained_name(name)
             }
             LbSource::Create { name, .. } => name.clone(),
-            LbSource::Existing { id } => id.clone(),
+            LbSource::Existing { id, .. } => id.clone(),
         },
         vips: Vec::new(),
         domain: None,

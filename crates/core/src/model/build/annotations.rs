@@ -224,7 +224,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     ANN_SUBNET_ID,
                     format!("{subnet:?} is not a subnet id (subnet-xxxxxxxx)"),
                 ));
-            } else if let LbSource::Existing { id } = &m.source {
+            } else if let LbSource::Existing { id, .. } = &m.source {
                 self.problems.push(Problem {
                     object: m.key.clone(),
                     field: field(ANN_SUBNET_ID),

@@ -20,6 +20,8 @@ pub struct Index<'a> {
     pub(super) secrets: HashMap<(&'a str, &'a str), &'a Secret>,
     /// Ready nodes with a CVM instance id: (node name, instance id).
     pub(super) nodes: Vec<(&'a str, String)>,
+    /// Namespace labels, for class namespace selectors and tenancy scopes.
+    pub(super) ns_labels: HashMap<&'a str, &'a BTreeMap<String, String>>,
     pub(super) stacks: BTreeMap<StackId, Vec<Managed<'a>>>,
     /// Stacks of Ingresses marked `ingress.cloud.tencent.com/mode: skip`: never written to,
     /// never deleted or pruned.
@@ -60,11 +62,17 @@ impl<'a> Index<'a> {
             })
             .collect();
         nodes.sort();
+        let ns_labels = snap
+            .namespaces
+            .iter()
+            .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?)))
+            .collect();
         let mut index = Index {
             snap,
             services,
             secrets,
             nodes,
+            ns_labels,
             stacks: BTreeMap::new(),
             frozen: Default::default(),
             problems: Vec::new(),
@@ -152,12 +160,6 @@ impl<'a> Index<'a> {
             })
             .min_by_key(|c| c.metadata.name.as_deref())
             .copied();
-        let ns_labels: HashMap<&str, &BTreeMap<String, String>> = snap
-            .namespaces
-            .iter()
-            .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?)))
-            .collect();
-        let empty = BTreeMap::new();
         for ing in &snap.ingresses {
             let (ns, name) = meta_name(&ing.metadata);
             let spec_class = ing
@@ -204,19 +206,49 @@ impl<'a> Index<'a> {
                 }
             };
             if let Some(sel) = params.and_then(|p| p.namespace_selector.as_ref())
-                && !selector_matches(sel, ns_labels.get(ns).copied().unwrap_or(&empty))
+                && !self.selector_matches_namespace(sel, ns)
             {
                 continue;
             }
             let (stack, source) = if let Some(lb) = annotation(ing, ANN_EXIST_LB_ID) {
-                (
-                    StackId::Adopted(lb.to_string()),
-                    LbSource::Existing { id: lb.to_string() },
-                )
+                match self.check_adoption(lb, params, ns, class_name) {
+                    Ok(required_tags) => (
+                        StackId::Adopted(lb.to_string()),
+                        LbSource::Existing {
+                            id: lb.to_string(),
+                            required_tags,
+                        },
+                    ),
+                    Err((reason, message)) => {
+                        self.problems.push(Problem {
+                            object: key,
+                            field: format!("metadata.annotations[{ANN_EXIST_LB_ID}]"),
+                            reason,
+                            effect: Effect::Ignored,
+                            message,
+                        });
+                        continue;
+                    }
+                }
             } else if let Some(lb) = params.and_then(|p| p.load_balancer_id.as_ref()) {
+                if !is_lb_id(lb) {
+                    self.problems.push(Problem {
+                        object: key,
+                        field: "spec.ingressClassName".into(),
+                        reason: Reason::InvalidClassParameters,
+                        effect: Effect::Ignored,
+                        message: format!(
+                            "the loadBalancerId of IngressClass {class_name}'s parameters is not a CLB id (lb- and 8 lowercase letters or digits); its Ingresses are not synced until it is fixed"
+                        ),
+                    });
+                    continue;
+                }
                 (
                     StackId::Adopted(lb.clone()),
-                    LbSource::Existing { id: lb.clone() },
+                    LbSource::Existing {
+                        id: lb.clone(),
+                        required_tags: BTreeMap::new(),
+                    },
                 )
             } else if params.is_some_and(|p| p.sharing == crate::crd::Sharing::Shared) {
                 let id = StackId::Class(class_name.to_string());
@@ -270,6 +302,67 @@ impl<'a> Index<'a> {
         }
     }
 
+    /// Does a label selector match this namespace's labels?
+    pub(super) fn selector_matches_namespace(&self, sel: &LabelSelector, ns: &str) -> bool {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        selector_matches(sel, self.ns_labels.get(ns).copied().unwrap_or(&EMPTY))
+    }
+
+    /// Is this namespace in the scope (listed by name, `*`, or selected by its labels)?
+    pub(super) fn scope_allows(&self, scope: &crate::crd::NamespaceScope, ns: &str) -> bool {
+        scope.namespaces.iter().any(|n| n == ns || n == "*")
+            || scope
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|sel| self.selector_matches_namespace(sel, ns))
+    }
+
+    /// May an Ingress of namespace `ns` in this class adopt CLB `lb` by annotation? Ok gives
+    /// the tags the CLB must carry (empty when the id itself is allowed). The refusal never
+    /// says anything about the CLB itself.
+    fn check_adoption(
+        &self,
+        lb: &str,
+        params: Option<&ClbClassParametersSpec>,
+        ns: &str,
+        class_name: &str,
+    ) -> Result<BTreeMap<String, String>, (Reason, String)> {
+        if !is_lb_id(lb) {
+            return Err((
+                Reason::InvalidAnnotation,
+                "not a CLB id (lb- and 8 lowercase letters or digits)".into(),
+            ));
+        }
+        let refused = || {
+            (
+                Reason::AdoptionNotAllowed,
+                format!(
+                    "IngressClass {class_name} does not allow Ingresses of namespace {ns} to adopt this CLB (ClbClassParameters spec.adoption); the Ingress is not synced"
+                ),
+            )
+        };
+        let Some(policy) = params.and_then(|p| p.adoption.as_ref()) else {
+            return Err(refused());
+        };
+        let ns_allowed = self.scope_allows(
+            &crate::crd::NamespaceScope {
+                namespaces: policy.namespaces.clone(),
+                namespace_selector: policy.namespace_selector.clone(),
+            },
+            ns,
+        );
+        if !ns_allowed {
+            return Err(refused());
+        }
+        if policy.load_balancer_ids.iter().any(|id| id == lb) {
+            Ok(BTreeMap::new())
+        } else if !policy.tag_selector.is_empty() {
+            Ok(policy.tag_selector.clone())
+        } else {
+            Err(refused())
+        }
+    }
+
     /// Build one stack: the desired CLB (None if no Ingress could be placed) and its Problems.
     pub fn build_stack(&self, id: &StackId) -> (Option<DesiredLb>, Vec<Problem>) {
         let Some(members) = self.stacks.get(id) else {
@@ -277,4 +370,14 @@ impl<'a> Index<'a> {
         };
         StackBuilder::new(self, id, members).run()
     }
+}
+
+/// Is this a well-formed CLB id (`lb-` and 8 lowercase letters or digits)?
+pub(super) fn is_lb_id(id: &str) -> bool {
+    id.strip_prefix("lb-").is_some_and(|rest| {
+        rest.len() == 8
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
 }

@@ -21,6 +21,8 @@ pub(super) struct PathEntry<'a> {
 pub(super) struct Contribution<'a> {
     /// Index of the member (Ingress) in the stack.
     pub(super) mi: usize,
+    /// The Ingress's namespace (host ownership).
+    pub(super) ns: &'a str,
     pub(super) listeners: Vec<(Protocol, u16)>,
     /// (host, paths)
     pub(super) rules: Vec<(Option<&'a str>, Vec<PathEntry<'a>>)>,
@@ -41,6 +43,11 @@ pub(super) struct StackBuilder<'i, 'a> {
     /// Backends already resolved in this stack, and their slot.
     pub(super) resolved: HashMap<ResolveKey<'a>, usize>,
     pub(super) problems: Vec<Problem>,
+    /// Several Ingresses may share this stack's CLB (a class's shared CLB or an adopted one):
+    /// hosts are owned by namespaces and catch-all routes need the class's permission.
+    pub(super) shared: bool,
+    /// On a shared CLB, host -> namespace of the oldest Ingress that names it in a rule.
+    pub(super) host_owner: HashMap<&'a str, &'a str>,
 }
 
 /// (path, kind, backend slot) of the merged view.
@@ -76,6 +83,25 @@ impl<'a> ListenerAcc<'a> {
 
 impl<'i, 'a> StackBuilder<'i, 'a> {
     pub(super) fn new(index: &'i Index<'a>, id: &'i StackId, members: &'i [Managed<'a>]) -> Self {
+        let shared = !matches!(id, StackId::Ingress { .. });
+        let mut host_owner = HashMap::default();
+        if shared {
+            // Members are sorted oldest first: the first to name a host owns it.
+            for m in members {
+                let (ns, _) = meta_name(&m.ing.metadata);
+                for rule in m
+                    .ing
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.rules.as_deref())
+                    .unwrap_or_default()
+                {
+                    if let Some(h) = rule.host.as_deref().filter(|h| !h.is_empty()) {
+                        host_owner.entry(h).or_insert(ns);
+                    }
+                }
+            }
+        }
         Self {
             index,
             id,
@@ -83,7 +109,37 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             slots: Vec::new(),
             resolved: HashMap::default(),
             problems: Vec::new(),
+            shared,
+            host_owner,
         }
+    }
+
+    /// The tenancy rules of this stack: those of its oldest Ingress's class.
+    fn tenancy(&self) -> Option<&'a crate::crd::TenancyPolicy> {
+        self.members
+            .first()
+            .and_then(|m| m.params)
+            .map(|p| &p.tenancy)
+    }
+
+    /// May namespace `ns` use `host` (and its certificates, redirects) on this stack's CLB?
+    /// Always on a CLB of its own; on a shared one, when `ns` owns the host.
+    pub(super) fn owns_host(&self, ns: &str, host: &str) -> bool {
+        !self.shared || self.host_owner.get(host).is_none_or(|owner| *owner == ns)
+    }
+
+    /// May namespace `ns` add paths to `host` although another namespace owns it?
+    fn may_share_host(&self, ns: &str) -> bool {
+        self.tenancy()
+            .is_some_and(|t| self.index.scope_allows(&t.host_sharing, ns))
+    }
+
+    /// May namespace `ns` publish host-less rules and a default backend on this CLB?
+    pub(super) fn may_catch_all(&self, ns: &str) -> bool {
+        !self.shared
+            || self
+                .tenancy()
+                .is_some_and(|t| self.index.scope_allows(&t.catch_all, ns))
     }
 
     pub(super) fn run(mut self) -> (Option<DesiredLb>, Vec<Problem>) {
@@ -230,7 +286,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             });
         }
         if contributions.iter().any(|c| c.redirect.is_some()) {
-            apply_redirects(&mut listeners, &contributions);
+            apply_redirects(&mut listeners, &contributions, |ns, host| {
+                self.owns_host(ns, host)
+            });
         }
         let retain = matches!(first.source, LbSource::Create { .. })
             && contributions.iter().any(|c| c.retain);
@@ -420,6 +478,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         if parked {
             return None;
         }
+        if self.shared {
+            rules = self.drop_foreign_hosts(m, ns, rules);
+        }
         if let Some(w) = &tke.weights {
             self.check_weight_groups(m, w, &group_used, mode, &listeners);
         }
@@ -429,6 +490,18 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .and_then(|w| w.default_weight)
             .unwrap_or(DEFAULT_WEIGHT);
         let default_backend = match spec.and_then(|s| s.default_backend.as_ref()) {
+            Some(_) if !self.may_catch_all(ns) => {
+                self.problems.push(Problem {
+                    object: m.key.clone(),
+                    field: "spec.defaultBackend".into(),
+                    reason: Reason::CatchAllNotAllowed,
+                    effect: Effect::Overridden,
+                    message: format!(
+                        "this CLB is shared and the class does not let namespace {ns} set the default backend for every host (ClbClassParameters spec.tenancy.catchAll); it is ignored"
+                    ),
+                });
+                None
+            }
             Some(b) => Some(self.slot(
                 ns,
                 b,
@@ -481,6 +554,17 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 &m.key,
                 &format!("spec.tls[{ti}].secretName"),
             ) {
+                Ok(CertSource::Id(id)) if !cert_id_allowed(m.params, &id) => {
+                    self.problems.push(Problem {
+                        object: m.key.clone(),
+                        field: format!("spec.tls[{ti}].secretName"),
+                        reason: Reason::CertificateNotAllowed,
+                        effect: Effect::Degraded,
+                        message: format!(
+                            "Secret {ns}/{secret} names a certificate id that the class does not allow (ClbClassParameters spec.allowedCertificateIds); it is not used"
+                        ),
+                    });
+                }
                 Ok(cert) => tls.push(TlsEntry {
                     hosts: t.hosts.as_deref().unwrap_or_default(),
                     cert,
@@ -490,6 +574,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         }
         Some(Contribution {
             mi,
+            ns,
             listeners,
             rules,
             default_backend,
@@ -500,13 +585,68 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
     }
 }
 
+impl<'a> StackBuilder<'_, 'a> {
+    /// On a shared CLB: keep the rules of hosts this Ingress's namespace owns (or may share),
+    /// and host-less rules only where the class allows catch-all routes; a Warning for each
+    /// host left out. The Ingress's other hosts still serve.
+    fn drop_foreign_hosts(
+        &mut self,
+        m: &Managed<'a>,
+        ns: &'a str,
+        rules: Vec<(Option<&'a str>, Vec<PathEntry<'a>>)>,
+    ) -> Vec<(Option<&'a str>, Vec<PathEntry<'a>>)> {
+        let mut kept = Vec::with_capacity(rules.len());
+        // `rules` has one entry per `spec.rules` item, in order.
+        for (ri, (host, paths)) in rules.into_iter().enumerate() {
+            let refusal = match host {
+                Some(h) if !self.owns_host(ns, h) && !self.may_share_host(ns) => Some((
+                    Reason::HostOwnedByOtherNamespace,
+                    format!(
+                        "host {h} on this shared CLB belongs to another namespace (the oldest Ingress naming it); its rules from namespace {ns} are ignored (ClbClassParameters spec.tenancy.hostSharing)"
+                    ),
+                )),
+                None if !paths.is_empty() && !self.may_catch_all(ns) => Some((
+                    Reason::CatchAllNotAllowed,
+                    format!(
+                        "a rule without host answers every host of this shared CLB, and the class does not allow that for namespace {ns} (ClbClassParameters spec.tenancy.catchAll); it is ignored"
+                    ),
+                )),
+                _ => None,
+            };
+            match refusal {
+                Some((reason, message)) => {
+                    self.problems.push(Problem {
+                        object: m.key.clone(),
+                        field: format!("spec.rules[{ri}].host"),
+                        reason,
+                        effect: Effect::Overridden,
+                        message,
+                    });
+                }
+                None => kept.push((host, paths)),
+            }
+        }
+        kept
+    }
+}
+
 /// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
 /// with the same domain and URL on the HTTPS listener (only where that rule exists).
-pub(super) fn apply_redirects(listeners: &mut [DesiredListener], contributions: &[Contribution]) {
+/// Only hosts the asking Ingress's namespace owns (`owns(namespace, host)`) are redirected.
+pub(super) fn apply_redirects(
+    listeners: &mut [DesiredListener],
+    contributions: &[Contribution],
+    owns: impl Fn(&str, &str) -> bool,
+) {
     let wanted: Vec<(&str, Redirect)> = contributions
         .iter()
         .filter_map(|c| Some((c, c.redirect?)))
-        .flat_map(|(c, r)| c.rules.iter().filter_map(move |(h, _)| Some(((*h)?, r))))
+        .flat_map(|(c, r)| {
+            c.rules
+                .iter()
+                .filter_map(move |(h, _)| Some(((*h)?, r)))
+                .filter(|(h, _)| owns(c.ns, h))
+        })
         .collect();
     let https: std::collections::HashSet<(u16, String, String)> = listeners
         .iter()
@@ -612,4 +752,11 @@ pub(super) fn merge<'a>(
             None => acc.default_backend = Some((d, c.mi)),
         }
     }
+}
+
+/// Is this Tencent Cloud certificate id allowed by the class (`allowedCertificateIds`)?
+pub(super) fn cert_id_allowed(params: Option<&ClbClassParametersSpec>, id: &str) -> bool {
+    params
+        .and_then(|p| p.allowed_certificate_ids.as_ref())
+        .is_none_or(|ids| ids.iter().any(|a| a == id))
 }

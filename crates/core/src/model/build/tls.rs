@@ -80,7 +80,16 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         let params = self.members.first().and_then(|m| m.params);
         if let Some(d) = params.and_then(|p| p.default_certificate.as_ref()) {
             if let Some(id) = &d.cert_id {
-                return Some(CertSource::Id(id.clone()));
+                if cert_id_allowed(params, id) {
+                    return Some(CertSource::Id(id.clone()));
+                }
+                self.problems.push(Problem {
+                    object: ObjectRef::cluster("IngressClass", "defaultCertificate"),
+                    field: "spec.defaultCertificate.certId".into(),
+                    reason: Reason::CertificateNotAllowed,
+                    effect: Effect::Degraded,
+                    message: "the default certificate id is not in the class's allowedCertificateIds; it is not used".into(),
+                });
             }
             if let Some((ns, name)) = d.secret.as_deref().and_then(|s| s.split_once('/')) {
                 let obj = ObjectRef::cluster("IngressClass", "defaultCertificate");
@@ -95,8 +104,11 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 }
             }
         }
+        // Without a class default, the oldest certificate becomes the CLB's default (served for
+        // unknown SNI names): on a shared CLB only from a namespace allowed to catch all hosts.
         contributions
             .iter()
+            .filter(|c| self.may_catch_all(c.ns))
             .flat_map(|c| &c.tls)
             .map(|t| t.cert.clone())
             .next()
@@ -114,14 +126,16 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         if host == translate::HostRef::CatchAll {
             return default.clone();
         }
+        let name = host.display();
+        // Only the certificates of the namespace that owns the host (on a shared CLB).
         let on_listener: Vec<&Contribution> = contributions
             .iter()
             .filter(|c| {
                 let key = &self.members[c.mi].key;
                 acc_members.iter().any(|&mi| self.members[mi].key == *key)
+                    && self.owns_host(c.ns, name)
             })
             .collect();
-        let name = host.display();
         let entries = || on_listener.iter().flat_map(|c| &c.tls);
         let exact = || entries().find(|t| t.hosts.iter().any(|h| h == name));
         let wildcard = || {

@@ -149,7 +149,9 @@ fn diff_load_balancer(
 ) -> Result<(), PlanError> {
     let Some(o) = observed else {
         match &desired.source {
-            LbSource::Existing { id } => return Err(PlanError::LoadBalancerNotFound(id.clone())),
+            LbSource::Existing { id, .. } => {
+                return Err(PlanError::LoadBalancerNotFound(id.clone()));
+            }
             LbSource::Create { name, settings } => plan.changes.push(Change::CreateLoadBalancer {
                 name: if desired.retain {
                     crate::model::ids::retained_name(name)

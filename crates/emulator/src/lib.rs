@@ -6,7 +6,5 @@ pub mod core;
 pub mod dataplane;
 pub mod error;
 pub mod server;
-pub mod ssl;
 pub mod state;
-pub mod targets;
 pub mod validate;

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::actions::common::to_value;
 use crate::actions::{self, Service};
 use crate::config::{Faults, SIGNATURE_MAX_SKEW_SECS, Settings};
 use crate::core::{Clock, Core};
@@ -530,7 +531,7 @@ fn merge(target: &mut Value, patch: &Value) {
 }
 
 async fn get_settings(AxState(app): AxState<Arc<App>>) -> Response {
-    axum::Json(actions::to_value(&app.lock().settings)).into_response()
+    axum::Json(to_value(&app.lock().settings)).into_response()
 }
 
 /// Merge-patch the settings. `listen`, `state_file`, `seed` and `port_offset` only take effect
@@ -542,7 +543,7 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     };
     let mut core = app.lock();
     core.settle();
-    let mut current = actions::to_value(&core.settings);
+    let mut current = to_value(&core.settings);
     merge(&mut current, &patch);
     let mut next: Settings = match serde_json::from_value(current) {
         Ok(s) => s,
@@ -557,11 +558,11 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     }
     core.settings = next;
     core.settle();
-    axum::Json(actions::to_value(&core.settings)).into_response()
+    axum::Json(to_value(&core.settings)).into_response()
 }
 
 async fn get_faults(AxState(app): AxState<Arc<App>>) -> Response {
-    axum::Json(actions::to_value(&app.lock().settings.faults)).into_response()
+    axum::Json(to_value(&app.lock().settings.faults)).into_response()
 }
 
 /// Replace the fault settings as a whole.
@@ -579,7 +580,7 @@ async fn put_faults(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
     core.settle();
     core.settings = next;
     core.settle();
-    axum::Json(actions::to_value(&core.settings.faults)).into_response()
+    axum::Json(to_value(&core.settings.faults)).into_response()
 }
 
 async fn pause(AxState(app): AxState<Arc<App>>) -> Response {
@@ -597,7 +598,7 @@ async fn resume(AxState(app): AxState<Arc<App>>) -> Response {
 }
 
 async fn get_counters(AxState(app): AxState<Arc<App>>) -> Response {
-    axum::Json(actions::to_value(&app.lock().counters)).into_response()
+    axum::Json(to_value(&app.lock().counters)).into_response()
 }
 
 async fn reset_counters(AxState(app): AxState<Arc<App>>) -> Response {
@@ -609,13 +610,9 @@ async fn reset_counters(AxState(app): AxState<Arc<App>>) -> Response {
 async fn get_state(AxState(app): AxState<Arc<App>>) -> Response {
     let mut core = app.lock();
     core.settle();
-    let tasks: Vec<Value> = core
-        .task_list()
-        .into_iter()
-        .map(actions::to_value)
-        .collect();
+    let tasks: Vec<Value> = core.task_list().into_iter().map(to_value).collect();
     axum::Json(json!({
-        "state": actions::to_value(&core.state),
+        "state": to_value(&core.state),
         "tasks": tasks,
     }))
     .into_response()
@@ -624,11 +621,7 @@ async fn get_state(AxState(app): AxState<Arc<App>>) -> Response {
 async fn get_tasks(AxState(app): AxState<Arc<App>>) -> Response {
     let mut core = app.lock();
     core.settle();
-    let tasks: Vec<Value> = core
-        .task_list()
-        .into_iter()
-        .map(actions::to_value)
-        .collect();
+    let tasks: Vec<Value> = core.task_list().into_iter().map(to_value).collect();
     axum::Json(Value::Array(tasks)).into_response()
 }
 

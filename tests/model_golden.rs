@@ -224,7 +224,7 @@ fn every_golden_case_matches_its_expected_model_output() {
 
 /// Every `Reason`. Adding a variant breaks the exhaustive match in `not_produced_by_build`
 /// below: list it here too, and add a golden case that produces it.
-const ALL_REASONS: [Reason; 22] = [
+const ALL_REASONS: [Reason; 26] = [
     Reason::InvalidHost,
     Reason::InvalidPath,
     Reason::InvalidPathType,
@@ -242,22 +242,21 @@ const ALL_REASONS: [Reason; 22] = [
     Reason::TooManyTargets,
     Reason::TlsSecretNotFound,
     Reason::TlsSecretInvalid,
-    Reason::CertificateFallback,
     Reason::ClassParametersNotFound,
     Reason::ListenerPortConflict,
     Reason::UnknownAnnotation,
     Reason::UnsupportedAnnotation,
+    Reason::AdoptionNotAllowed,
+    Reason::HostOwnedByOtherNamespace,
+    Reason::CatchAllNotAllowed,
+    Reason::CertificateNotAllowed,
+    Reason::InvalidClassParameters,
 ];
 
 /// Why a reason cannot appear in a golden: `model::build` never produces it. Exhaustive on
 /// purpose, so that a new variant must be placed here.
 fn not_produced_by_build(r: Reason) -> Option<&'static str> {
     match r {
-        Reason::CertificateFallback => Some(
-            "constructed nowhere (neither in model::build nor in the controller): a missing or \
-             invalid TLS Secret is reported as TlsSecretNotFound / TlsSecretInvalid with effect \
-             Degraded instead",
-        ),
         Reason::InvalidHost
         | Reason::InvalidPath
         | Reason::InvalidPathType
@@ -278,7 +277,12 @@ fn not_produced_by_build(r: Reason) -> Option<&'static str> {
         | Reason::ClassParametersNotFound
         | Reason::ListenerPortConflict
         | Reason::UnknownAnnotation
-        | Reason::UnsupportedAnnotation => None,
+        | Reason::UnsupportedAnnotation
+        | Reason::AdoptionNotAllowed
+        | Reason::HostOwnedByOtherNamespace
+        | Reason::CatchAllNotAllowed
+        | Reason::CertificateNotAllowed
+        | Reason::InvalidClassParameters => None,
     }
 }
 

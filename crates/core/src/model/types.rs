@@ -75,7 +75,6 @@ pub enum Reason {
     TooManyTargets,
     TlsSecretNotFound,
     TlsSecretInvalid,
-    CertificateFallback,
     ClassParametersNotFound,
     ListenerPortConflict,
     /// An annotation under `ingress.cloud.tencent.com/` or `clb-ingress.io/` that clb-ingress
@@ -115,7 +114,6 @@ impl Reason {
             Reason::TooManyTargets => "TooManyTargets",
             Reason::TlsSecretNotFound => "TlsSecretNotFound",
             Reason::TlsSecretInvalid => "TlsSecretInvalid",
-            Reason::CertificateFallback => "CertificateFallback",
             Reason::ClassParametersNotFound => "ClassParametersNotFound",
             Reason::ListenerPortConflict => "ListenerPortConflict",
             Reason::UnknownAnnotation => "UnknownAnnotation",

@@ -105,13 +105,17 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             }
         }
         // Without a class default, the oldest certificate becomes the CLB's default (served for
-        // unknown SNI names): on a shared CLB only from a namespace allowed to catch all hosts.
-        contributions
-            .iter()
-            .filter(|c| self.may_catch_all(c.ns))
-            .flat_map(|c| &c.tls)
-            .map(|t| t.cert.clone())
-            .next()
+        // unknown SNI names, which no rule routes): on a shared CLB one from a namespace allowed
+        // to catch all hosts first. An HTTPS listener needs one to answer at all.
+        let oldest = |catch_all: bool| {
+            contributions
+                .iter()
+                .filter(|c| !catch_all || self.may_catch_all(c.ns))
+                .flat_map(|c| &c.tls)
+                .map(|t| t.cert.clone())
+                .next()
+        };
+        oldest(true).or_else(|| oldest(false))
     }
 
     /// Certificate for a domain: exact tls host, then wildcard tls host, then a host-less tls

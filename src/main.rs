@@ -52,7 +52,7 @@ fn init_logging(filter: Option<&str>, format: LogFormat) {
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller: watch Kubernetes and keep CLBs in sync (the default in the image).
-    Run(Box<clb_ingress::controller::RunArgs>),
+    Run(Box<cli::run::RunArgs>),
     /// Run everything locally: the CLB emulator, the examples applied, requests through it.
     #[cfg(feature = "local-dev")]
     Demo(cli::demo::DemoArgs),

@@ -93,6 +93,7 @@ pub struct Metrics {
     throttle_wait: CounterVec,
     task_wait: HistogramVec,
     leader: IntGauge,
+    errors: IntCounterVec,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -108,6 +109,7 @@ mod name {
     pub const THROTTLE_WAIT: &str = "clb_api_throttle_wait_seconds_total";
     pub const TASK_WAIT: &str = "clb_task_wait_seconds";
     pub const LEADER: &str = "leader";
+    pub const ERRORS: &str = "controller_errors_total";
     pub const BUILD_INFO: &str = "build_info";
 }
 
@@ -253,6 +255,16 @@ impl Metrics {
                 "1 while this replica holds the leader lease (or leader election is off).",
             ))
         })?;
+        let errors = register(r, name::ERRORS, || {
+            IntCounterVec::new(
+                opts(
+                    name::ERRORS,
+                    "Controller failures (deploys, prunes, Kubernetes writes, Secret reads) by \
+                     category.",
+                ),
+                &[label::CATEGORY],
+            )
+        })?;
         let build_info = register(r, name::BUILD_INFO, || {
             IntGaugeVec::new(
                 opts(
@@ -280,6 +292,7 @@ impl Metrics {
             throttle_wait,
             task_wait,
             leader,
+            errors,
         })
     }
 
@@ -350,6 +363,12 @@ impl Metrics {
                 .with_label_values(&[reason])
                 .set(saturating_i64(count));
         }
+    }
+
+    /// The controller failed at something; `category` is the error's bounded category
+    /// (`ControllerError::category`).
+    pub fn controller_error(&self, category: &'static str) {
+        self.errors.with_label_values(&[category]).inc();
     }
 
     /// Whether this replica is the leader (1) or not (0).
@@ -467,6 +486,7 @@ mod tests {
         m.rate_limit_wait("CreateRule", Duration::from_millis(1));
         m.task_finished(CallResult::Success, 1, Duration::from_millis(1));
         m.reconcile_finished(ReconcileResult::Success, Duration::from_millis(1));
+        m.controller_error("Throttled");
         let text = m.encode();
         for (family, kind) in [
             ("clb_ingress_reconciles_total", "counter"),
@@ -480,6 +500,7 @@ mod tests {
             ("clb_ingress_clb_api_throttle_wait_seconds_total", "counter"),
             ("clb_ingress_clb_task_wait_seconds", "histogram"),
             ("clb_ingress_leader", "gauge"),
+            ("clb_ingress_controller_errors_total", "counter"),
             ("clb_ingress_build_info", "gauge"),
         ] {
             assert!(
@@ -626,6 +647,29 @@ mod tests {
         assert_eq!(
             sample(&text, "clb_ingress_problems{reason=\"RuleConflict\"}"),
             Some(4.0)
+        );
+    }
+
+    #[test]
+    fn controller_errors_are_counted_by_category() {
+        let m = metrics();
+        m.controller_error("Throttled");
+        m.controller_error("Throttled");
+        m.controller_error("FinalizerUpdate");
+        let text = m.encode();
+        assert_eq!(
+            sample(
+                &text,
+                "clb_ingress_controller_errors_total{category=\"Throttled\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "clb_ingress_controller_errors_total{category=\"FinalizerUpdate\"}"
+            ),
+            Some(1.0)
         );
     }
 

@@ -55,7 +55,7 @@ pub struct DemoArgs {
 #[derive(Parser)]
 struct RunWrapper {
     #[command(flatten)]
-    run: crate::controller::RunArgs,
+    run: super::run::RunArgs,
 }
 
 pub fn run(args: &DemoArgs) -> anyhow::Result<i32> {

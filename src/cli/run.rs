@@ -1,12 +1,89 @@
-//! `clb-ingress run`: the long-running controller with its operations endpoint.
+//! `clb-ingress run`: the long-running controller with its operations endpoint. [`RunArgs`]
+//! are its flags; they become a [`ControllerConfig`], a Kubernetes client and a [`Deployer`].
 
-use crate::controller::{self, Hooks, RunArgs};
+use crate::cli::cloud::CloudArgs;
+use crate::controller::config::{self as defaults, ControllerConfig, LeaderElection};
+use crate::controller::{self, ControllerError, Hooks};
+use crate::deploy::Deployer;
 use crate::http::{self, HttpState};
 use crate::metrics::{Metrics, ReconcileResult};
-use crate::model::StackId;
+use crate::model::{self, StackId};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or the in-cluster service account).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Only watch this namespace (default: all namespaces).
+    #[arg(long, env = "CLB_INGRESS_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Only handle this IngressClass (default: every IngressClass with our controller name).
+    #[arg(long, env = "CLB_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+    /// The IngressClass `spec.controller` value this controller answers to.
+    #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
+    pub controller_name: String,
+    /// Cluster id used in CLB names and ownership tags (must be unique per cluster).
+    #[arg(long, env = "CLB_INGRESS_CLUSTER_ID", default_value = defaults::DEFAULT_CLUSTER_ID)]
+    pub cluster_id: String,
+    /// Drift resync period in seconds (each resync costs about 3-4 read calls per CLB).
+    #[arg(long, default_value_t = defaults::DEFAULT_RESYNC_SECS)]
+    pub resync_seconds: u64,
+    /// Coalesce bursts of events for this long before reconciling.
+    #[arg(long, default_value_t = defaults::DEFAULT_DEBOUNCE_MS)]
+    pub debounce_ms: u64,
+    /// CLBs reconciled in parallel (each CLB always has a single writer).
+    #[arg(long, default_value_t = defaults::DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Do not watch Nodes (only Direct target mode then works).
+    #[arg(long)]
+    pub no_node_watch: bool,
+    /// Elect a leader through a coordination.k8s.io Lease; only the leader writes.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader-election Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = defaults::DEFAULT_LEASE_NAMESPACE)]
+    pub leader_election_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = defaults::DEFAULT_LEASE_NAME)]
+    pub leader_election_name: String,
+    /// This replica's identity (default: $POD_NAME or the host name plus a random suffix).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
+}
+
+impl RunArgs {
+    /// The controller settings these flags give (a replica given no identity gets a generated
+    /// one).
+    pub fn controller_config(&self) -> ControllerConfig {
+        ControllerConfig {
+            cluster_id: self.cluster_id.clone(),
+            watch_namespace: self.watch_namespace.clone(),
+            ingress_class: self.ingress_class.clone(),
+            controller_name: self.controller_name.clone(),
+            resync: Duration::from_secs(self.resync_seconds),
+            debounce: Duration::from_millis(self.debounce_ms),
+            concurrency: self.concurrency,
+            watch_nodes: !self.no_node_watch,
+            leader_election: self.leader_elect.then(|| {
+                LeaderElection::new(&self.leader_election_namespace, &self.leader_election_name)
+            }),
+            identity: self
+                .identity
+                .clone()
+                .unwrap_or_else(defaults::default_identity),
+        }
+    }
+}
 
 /// Feeds the controller's progress into the Prometheus metrics.
 struct MetricsHooks(Arc<Metrics>, HttpState);
@@ -43,6 +120,9 @@ impl Hooks for MetricsHooks {
         let v: Vec<(&'static str, usize)> = by_reason.iter().map(|(k, v)| (*k, *v)).collect();
         self.0.set_problems(&v);
     }
+    fn failed(&self, error: &ControllerError) {
+        self.0.controller_error(error.category());
+    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -60,28 +140,34 @@ pub async fn serve(
     args: RunArgs,
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<i32> {
-    {
-        let metrics = Arc::new(Metrics::with_version(env!("CARGO_PKG_VERSION"))?);
-        let state = HttpState::new(metrics.clone(), args.leader_elect);
-        let (listener, addr) = http::bind(args.metrics_addr).await?;
-        on_listen(addr);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(http::serve_listener(listener, state.clone(), async move {
-            let _ = stop_rx.await;
-        }));
-        let observer: Arc<dyn crate::clb::observe::ClbObserver> = metrics.clone();
-        let client = args.cloud.client_observed(Some(observer))?;
-        let hooks: Arc<dyn Hooks> = Arc::new(MetricsHooks(metrics, state.clone()));
-        let ready_state = state.clone();
-        let result = controller::run(
-            args,
-            client,
+    let config = args.controller_config();
+    let metrics = Arc::new(Metrics::with_version(env!("CARGO_PKG_VERSION"))?);
+    let state = HttpState::new(metrics.clone(), config.leader_election.is_some());
+    let (listener, addr) = http::bind(args.metrics_addr).await?;
+    on_listen(addr);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve_listener(listener, state.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    let observer: Arc<dyn crate::clb::observe::ClbObserver> = metrics.clone();
+    let clb = args.cloud.client_observed(Some(observer))?;
+    let hooks: Arc<dyn Hooks> = Arc::new(MetricsHooks(metrics, state.clone()));
+    let ready_state = state.clone();
+    let result = async {
+        let kube = controller::kube_client(args.kubeconfig.as_deref()).await?;
+        let deployer = Deployer::new(clb, config.cluster_id.clone());
+        controller::run(
+            config,
+            kube,
+            deployer,
             hooks,
             Arc::new(move |r| ready_state.set_synced(r)),
         )
-        .await;
-        let _ = stop_tx.send(());
-        let _ = server.await;
-        result.map(|_| 0)
+        .await?;
+        anyhow::Ok(0)
     }
+    .await;
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    result
 }

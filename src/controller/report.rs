@@ -6,9 +6,12 @@
 //! change was last applied successfully or the Ingress became synced), `reason` and `message`
 //! (the current error or problem, if any), `loadBalancerId`. It is only rewritten when one of
 //! these changes, so a no-op resync writes nothing.
+//!
+//! Each write returns its failure as a [`ControllerError`]; the caller logs and counts it.
 
 use super::FINALIZER;
-use crate::deploy::{DeployError, Outcome};
+use super::error::{ControllerError, KubeWrite};
+use crate::deploy::Outcome;
 use crate::model::{Effect, Problem, Protocol};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Patch, PatchParams};
@@ -16,7 +19,6 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::warn;
 
 /// Annotation holding the per-Ingress sync state.
 pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
@@ -80,33 +82,45 @@ impl Reporter {
         Api::namespaced(self.client.clone(), &ing.namespace().unwrap_or_default())
     }
 
-    async fn set_finalizers(&self, ing: &Ingress, finalizers: Vec<String>) {
-        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ing.resource_version()}});
-        if let Err(e) = self
-            .api(ing)
-            .patch(
-                &ing.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            warn!(ingress = %ing.name_any(), error = %e, "cannot update finalizers");
-        }
+    /// Merge-patch `ing` (its status when `write` is [`KubeWrite::Status`]).
+    async fn patch(
+        &self,
+        ing: &Ingress,
+        write: KubeWrite,
+        patch: &serde_json::Value,
+    ) -> Result<(), ControllerError> {
+        let (api, name, params) = (self.api(ing), ing.name_any(), PatchParams::default());
+        let patch = Patch::Merge(patch);
+        let result = match write {
+            KubeWrite::Status => api.patch_status(&name, &params, &patch).await,
+            _ => api.patch(&name, &params, &patch).await,
+        };
+        result
+            .map(drop)
+            .map_err(|e| ControllerError::kube(write, ing, e))
     }
 
-    pub async fn ensure_finalizer(&self, ing: &Ingress) {
+    async fn set_finalizers(
+        &self,
+        ing: &Ingress,
+        finalizers: Vec<String>,
+    ) -> Result<(), ControllerError> {
+        let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": ing.resource_version()}});
+        self.patch(ing, KubeWrite::Finalizer, &patch).await
+    }
+
+    pub async fn ensure_finalizer(&self, ing: &Ingress) -> Result<(), ControllerError> {
         if ing.finalizers().iter().any(|f| f == FINALIZER) {
-            return;
+            return Ok(());
         }
         let mut f = ing.finalizers().to_vec();
         f.push(FINALIZER.to_string());
-        self.set_finalizers(ing, f).await;
+        self.set_finalizers(ing, f).await
     }
 
-    pub async fn remove_finalizer(&self, ing: &Ingress) {
+    pub async fn remove_finalizer(&self, ing: &Ingress) -> Result<(), ControllerError> {
         if !ing.finalizers().iter().any(|f| f == FINALIZER) {
-            return;
+            return Ok(());
         }
         let f = ing
             .finalizers()
@@ -114,7 +128,7 @@ impl Reporter {
             .filter(|f| *f != FINALIZER)
             .cloned()
             .collect();
-        self.set_finalizers(ing, f).await;
+        self.set_finalizers(ing, f).await
     }
 
     async fn event(
@@ -124,7 +138,7 @@ impl Reporter {
         reason: &str,
         action: &str,
         note: String,
-    ) {
+    ) -> Result<(), ControllerError> {
         let ev = Event {
             type_,
             reason: reason.to_string(),
@@ -132,32 +146,37 @@ impl Reporter {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &ing.object_ref(&())).await {
-            warn!(ingress = %ing.name_any(), error = %e, "cannot publish Event");
-        }
+        self.recorder
+            .publish(&ev, &ing.object_ref(&()))
+            .await
+            .map_err(|e| ControllerError::kube(KubeWrite::Event, ing, e))
     }
 
-    /// Report one reconcile to one Ingress: status address, sync state, Events.
+    /// Report one reconcile to one Ingress: status address, sync state, Events. Every write is
+    /// attempted; those that failed are returned.
     pub async fn report(
         &self,
         ing: &Ingress,
-        result: &Result<Outcome, DeployError>,
+        result: &Result<Outcome, ControllerError>,
         ports: &[(Protocol, u16)],
         problems: &[&Problem],
         new_warnings: &[&Problem],
-    ) {
+    ) -> Vec<ControllerError> {
+        let mut failed = Vec::new();
         if ing.metadata.deletion_timestamp.is_some() {
-            return;
+            return failed;
         }
         for p in new_warnings {
-            self.event(
-                ing,
-                EventType::Warning,
-                p.reason.as_str(),
-                "Sync",
-                format!("{}: {} ({:?})", p.field, p.message, p.effect),
-            )
-            .await;
+            let r = self
+                .event(
+                    ing,
+                    EventType::Warning,
+                    p.reason.as_str(),
+                    "Sync",
+                    format!("{}: {} ({:?})", p.field, p.message, p.effect),
+                )
+                .await;
+            failed.extend(r.err());
         }
         let previous: SyncState = ing
             .annotations()
@@ -188,34 +207,38 @@ impl Reporter {
                     previous.last_sync_time.clone()
                 };
                 if applied && parked.is_none() {
-                    self.event(
-                        ing,
-                        EventType::Normal,
-                        "Synced",
-                        "Sync",
-                        format!(
-                            "applied {} change(s) with {} CLB API write call(s) to {}",
-                            o.changes,
-                            o.write_calls,
-                            o.lb_id.as_deref().unwrap_or("the CLB")
-                        ),
-                    )
-                    .await;
+                    let r = self
+                        .event(
+                            ing,
+                            EventType::Normal,
+                            "Synced",
+                            "Sync",
+                            format!(
+                                "applied {} change(s) with {} CLB API write call(s) to {}",
+                                o.changes,
+                                o.write_calls,
+                                o.lb_id.as_deref().unwrap_or("the CLB")
+                            ),
+                        )
+                        .await;
+                    failed.extend(r.err());
                 }
                 for c in &o.conflicts {
                     if previous.message.as_deref() != Some(c.as_str()) {
-                        self.event(
-                            ing,
-                            EventType::Warning,
-                            "ListenerPortConflict",
-                            "Sync",
-                            c.clone(),
-                        )
-                        .await;
+                        let r = self
+                            .event(
+                                ing,
+                                EventType::Warning,
+                                "ListenerPortConflict",
+                                "Sync",
+                                c.clone(),
+                            )
+                            .await;
+                        failed.extend(r.err());
                     }
                 }
                 if parked.is_none() && !o.vips.is_empty() {
-                    self.set_address(ing, &o.vips, ports).await;
+                    failed.extend(self.set_address(ing, &o.vips, ports).await.err());
                 }
             }
             Err(e) => {
@@ -225,29 +248,27 @@ impl Reporter {
                 state.reason = Some(e.category().to_string());
                 state.message = Some(truncate_note(e.to_string()));
                 if previous.reason != state.reason || previous.message != state.message {
-                    self.event(ing, EventType::Warning, e.category(), "Sync", e.to_string())
+                    let r = self
+                        .event(ing, EventType::Warning, e.category(), "Sync", e.to_string())
                         .await;
+                    failed.extend(r.err());
                 }
             }
         }
         if state != previous {
             let value = serde_json::to_string(&state).unwrap_or_default();
             let patch = json!({"metadata": {"annotations": {ANN_SYNC_STATE: value}}});
-            if let Err(e) = self
-                .api(ing)
-                .patch(
-                    &ing.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                warn!(ingress = %ing.name_any(), error = %e, "cannot write sync state");
-            }
+            failed.extend(self.patch(ing, KubeWrite::SyncState, &patch).await.err());
         }
+        failed
     }
 
-    async fn set_address(&self, ing: &Ingress, vips: &[String], ports: &[(Protocol, u16)]) {
+    async fn set_address(
+        &self,
+        ing: &Ingress,
+        vips: &[String],
+        ports: &[(Protocol, u16)],
+    ) -> Result<(), ControllerError> {
         let port_status: Vec<serde_json::Value> = ports
             .iter()
             .map(|(_, p)| json!({"port": p, "protocol": "TCP"}))
@@ -266,19 +287,9 @@ impl Reporter {
         let have = serde_json::to_value(ing.status.as_ref().and_then(|s| s.load_balancer.as_ref()))
             .unwrap_or_default();
         if have == want {
-            return;
+            return Ok(());
         }
         let patch = json!({"status": {"loadBalancer": want}});
-        if let Err(e) = self
-            .api(ing)
-            .patch_status(
-                &ing.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(&patch),
-            )
-            .await
-        {
-            warn!(ingress = %ing.name_any(), error = %e, "cannot write status");
-        }
+        self.patch(ing, KubeWrite::Status, &patch).await
     }
 }

@@ -2,10 +2,10 @@
 //! (no managedFields, no last-applied annotation). Secrets are watched as metadata only; their
 //! data is fetched on demand for the Secrets Ingresses reference.
 
-use super::Dirty;
+use super::queue::Dirty;
 use crate::crd::ClbClassParameters;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{Node, Secret, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::core::PartialObjectMeta;
@@ -29,11 +29,13 @@ pub struct Stores {
     pub slices: Store<EndpointSlice>,
     pub nodes: Option<Store<Node>>,
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Namespaces, metadata only (the model reads their labels).
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
 }
 
 impl Stores {
     /// Wait until every store has its initial listing.
-    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+    pub async fn wait_ready(&self) -> Result<(), reflector::store::WriterDropped> {
         self.ingresses.wait_until_ready().await?;
         self.classes.wait_until_ready().await?;
         self.params.wait_until_ready().await?;
@@ -43,6 +45,7 @@ impl Stores {
             n.wait_until_ready().await?;
         }
         self.secrets.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await?;
         Ok(())
     }
 }
@@ -168,9 +171,10 @@ pub fn start(
             api::<PartialObjectMeta<Secret>>(client, namespace),
             cfg(),
         )),
-        tx,
+        tx.clone(),
         |o| Dirty::Secret(o.namespace().unwrap_or_default(), o.name_any()),
     );
+    let namespaces = namespaces(client, tx);
     Stores {
         ingresses,
         classes,
@@ -179,5 +183,28 @@ pub fn start(
         slices,
         nodes,
         secrets,
+        namespaces,
     }
+}
+
+/// The Namespace watcher: every Namespace applied requeues everything. Unlike the others it
+/// keeps objects as they come, has no backoff and ignores deletions and errors.
+fn namespaces(client: &Client, tx: UnboundedSender<Dirty>) -> Store<PartialObjectMeta<Namespace>> {
+    let (reader, writer) = reflector::store();
+    let s = reflector::reflector(
+        writer,
+        watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            cfg(),
+        ),
+    );
+    tokio::spawn(async move {
+        let mut s = std::pin::pin!(s);
+        while let Some(ev) = s.next().await {
+            if let Ok(watcher::Event::Apply(_)) = ev {
+                let _ = tx.send(Dirty::All);
+            }
+        }
+    });
+    reader
 }

@@ -1,0 +1,111 @@
+//! What the controller is told to do: [`ControllerConfig`], a plain struct with every setting
+//! the controller reads (no clap; `clb-ingress run` builds one from its flags in `cli::run`).
+
+use std::time::Duration;
+
+pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
+pub const DEFAULT_RESYNC_SECS: u64 = 300;
+pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const DEFAULT_CLUSTER_ID: &str = "default";
+pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
+pub const DEFAULT_LEASE_NAME: &str = "clb-ingress-leader";
+/// Seconds a leader Lease is held without renewal before another replica may take it.
+pub const LEASE_DURATION_SECS: u64 = 15;
+/// Seconds before the end of the lease at which the holder renews it.
+pub const LEASE_GRACE_SECS: u64 = 5;
+
+/// Every setting of one controller.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// Cluster id used in CLB names and ownership tags (unique per cluster).
+    pub cluster_id: String,
+    /// Only watch this namespace (`None`: all namespaces).
+    pub watch_namespace: Option<String>,
+    /// Only handle this IngressClass (`None`: every IngressClass with `controller_name`).
+    pub ingress_class: Option<String>,
+    /// The IngressClass `spec.controller` value this controller answers to.
+    pub controller_name: String,
+    /// Drift resync period (a zero period is taken as one second).
+    pub resync: Duration,
+    /// Events arriving within this window are coalesced into one pass.
+    pub debounce: Duration,
+    /// Stacks (CLBs) reconciled in parallel; each stack always has a single writer.
+    pub concurrency: usize,
+    /// Watch Nodes (needed by every target mode but Direct).
+    pub watch_nodes: bool,
+    /// Elect a leader through a Lease (`None`: this replica always leads).
+    pub leader_election: Option<LeaderElection>,
+    /// This replica's identity: the Lease holder and the Event reporter instance.
+    pub identity: String,
+}
+
+/// Where and how the leader-election Lease is held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElection {
+    pub namespace: String,
+    pub name: String,
+    pub lease_duration_secs: u64,
+    pub grace_secs: u64,
+}
+
+impl LeaderElection {
+    /// The Lease `namespace/name` with the default timings.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            lease_duration_secs: LEASE_DURATION_SECS,
+            grace_secs: LEASE_GRACE_SECS,
+        }
+    }
+}
+
+impl ControllerConfig {
+    /// The defaults of `clb-ingress run` for `cluster_id`, with a generated identity.
+    pub fn new(cluster_id: impl Into<String>) -> Self {
+        Self {
+            cluster_id: cluster_id.into(),
+            watch_namespace: None,
+            ingress_class: None,
+            controller_name: crate::model::build::DEFAULT_CONTROLLER_NAME.to_string(),
+            resync: Duration::from_secs(DEFAULT_RESYNC_SECS),
+            debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
+            concurrency: DEFAULT_CONCURRENCY,
+            watch_nodes: true,
+            leader_election: None,
+            identity: default_identity(),
+        }
+    }
+}
+
+/// `$HOSTNAME` (or `clb-ingress`) plus a random suffix, for a replica given no identity.
+pub fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "clb-ingress".into());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_identities_differ() {
+        let (a, b) = (default_identity(), default_identity());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), b.len());
+    }
+
+    #[test]
+    fn defaults_match_the_documented_flags() {
+        let c = ControllerConfig::new("c1");
+        assert_eq!(c.cluster_id, "c1");
+        assert_eq!(c.resync, Duration::from_secs(300));
+        assert_eq!(c.debounce, Duration::from_millis(50));
+        assert_eq!(c.concurrency, 32);
+        assert!(c.watch_nodes && c.leader_election.is_none());
+        assert_eq!(
+            c.controller_name,
+            crate::model::build::DEFAULT_CONTROLLER_NAME
+        );
+    }
+}

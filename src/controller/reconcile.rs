@@ -1,0 +1,273 @@
+//! One stack at a time: build its desired CLB, deploy it, report to its Ingresses, remember it,
+//! release the finalizers of Ingresses that left it; and, on full passes, prune CLBs no stack
+//! uses and release Ingresses no longer managed. `mode: skip` stacks are frozen: only a skipped
+//! Ingress being deleted gets its CLB marked retained before its finalizer goes.
+
+use super::Controller;
+use super::error::{ControllerError, Retry};
+use super::memory::{Key, StackMemo};
+use super::queue::{retry_delay, retry_later};
+use crate::model::{self, Index, StackId};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::{debug, info, instrument};
+
+/// An Ingress being deleted and the stack it belonged to (if it can still be worked out).
+pub type Deleted = (Arc<Ingress>, Option<StackId>);
+
+/// Marked `ingress.cloud.tencent.com/mode: skip` and being deleted.
+fn is_deleted_skip(ing: &Ingress) -> bool {
+    ing.metadata.deletion_timestamp.is_some()
+        && ing
+            .annotations()
+            .get(model::build::ANN_MODE)
+            .map(String::as_str)
+            == Some("skip")
+}
+
+impl Controller {
+    /// Log a failure and count it by category.
+    pub(super) fn failed(&self, error: &ControllerError) {
+        error.log();
+        self.hooks.failed(error);
+    }
+
+    /// Remove our finalizer from `ing`, logging a failure.
+    async fn release(&self, ing: &Ingress) {
+        if let Err(e) = self.reporter.remove_finalizer(ing).await {
+            self.failed(&e);
+        }
+    }
+
+    /// Reconcile one stack; returns its Problems.
+    #[instrument(level = "info", skip_all, fields(stack = %id))]
+    pub(super) async fn reconcile_stack(
+        &self,
+        index: &Index<'_>,
+        id: &StackId,
+        seen: &[Arc<Ingress>],
+        deleted: &[Deleted],
+    ) -> Vec<model::Problem> {
+        let lock = self.locks.get(id);
+        let _writer = lock.lock().await;
+        let started = Instant::now();
+        // mode: skip — nothing is written for a frozen stack; a skipped Ingress being deleted
+        // only gets its CLB marked retained, then its finalizer released.
+        let deleted_skipped: Vec<&Arc<Ingress>> = deleted
+            .iter()
+            .filter(|(i, s)| is_deleted_skip(i) && s.as_ref() == Some(id))
+            .map(|(i, _)| i)
+            .collect();
+        if index.is_frozen(id) || !deleted_skipped.is_empty() {
+            for ing in deleted_skipped {
+                if self.keep_frozen_clb(Some(id)).await {
+                    self.release(ing).await;
+                }
+            }
+            // Forget the stack: a frozen stack is never reconciled, not even as "gone".
+            self.memory.lock().await.forget(id);
+            debug!("frozen (mode: skip)");
+            return Vec::new();
+        }
+        let (desired, problems) = index.build_stack(id);
+        let memo = self.memory.lock().await.stack(id);
+        let find = |ns: &str, name: &str| {
+            seen.iter()
+                .find(|i| i.namespace().as_deref() == Some(ns) && i.name_any() == name)
+                .cloned()
+        };
+        let members: BTreeSet<Key> = desired
+            .iter()
+            .flat_map(|d| &d.members)
+            .map(|m| {
+                (
+                    m.ingress.namespace.clone().unwrap_or_default(),
+                    m.ingress.name.clone(),
+                )
+            })
+            .collect();
+        // Finalizers go on before any cloud object exists for an Ingress.
+        for (ns, name) in &members {
+            if let Some(ing) = find(ns, name)
+                && let Err(e) = self.reporter.ensure_finalizer(&ing).await
+            {
+                self.failed(&e);
+            }
+        }
+        let result = self
+            .deployer
+            .reconcile(id, desired.as_ref())
+            .await
+            .map_err(ControllerError::Deploy);
+        let ok = result.is_ok();
+        let pending = match &result {
+            Ok(_) => 0,
+            Err(_) => 1,
+        };
+        // Report on every Ingress of the stack (and those that just left it).
+        let mut by_ingress: BTreeMap<Key, Vec<&model::Problem>> = BTreeMap::new();
+        for p in &problems {
+            if p.object.kind == "Ingress" {
+                by_ingress
+                    .entry((
+                        p.object.namespace.clone().unwrap_or_default(),
+                        p.object.name.clone(),
+                    ))
+                    .or_default()
+                    .push(p);
+            }
+        }
+        for (ns, name) in members.iter().chain(by_ingress.keys()) {
+            let Some(ing) = find(ns, name) else { continue };
+            let ports = desired
+                .iter()
+                .flat_map(|d| &d.members)
+                .find(|m| m.ingress.namespace.as_deref() == Some(ns) && m.ingress.name == *name)
+                .map(|m| m.ports.clone())
+                .unwrap_or_default();
+            let key = (ns.clone(), name.clone());
+            let mine = by_ingress.get(&key).cloned().unwrap_or_default();
+            let new_warnings = self.memory.lock().await.fresh_warnings(&key, &mine);
+            for e in self
+                .reporter
+                .report(&ing, &result, &ports, &mine, &new_warnings)
+                .await
+            {
+                self.failed(&e);
+            }
+        }
+        // Ingresses that left the stack (deleted, moved, unmanaged): release them.
+        if ok {
+            for (ns, name) in memo.members.difference(&members) {
+                if let Some(ing) = find(ns, name)
+                    && (ing.metadata.deletion_timestamp.is_some()
+                        || index.stack_of(ns, name).is_none())
+                {
+                    self.release(&ing).await;
+                }
+            }
+            for (ing, _) in deleted.iter().filter(|(_, s)| s.as_ref() == Some(id)) {
+                self.release(ing).await;
+            }
+        }
+        let mut mem = self.memory.lock().await;
+        if desired.is_none() && ok {
+            mem.forget(id);
+            self.hooks.stack_gone(id);
+        } else {
+            let failures = if ok { 0 } else { memo.failures + 1 };
+            mem.remember(
+                id,
+                StackMemo::new(desired.as_ref(), members, find, failures),
+            );
+            if let Err(e) = &result
+                && e.retry() == Retry::Backoff
+            {
+                retry_later(&self.tx, id.clone(), retry_delay(failures));
+            }
+        }
+        drop(mem);
+        if let Err(e) = &result {
+            self.failed(e);
+        } else {
+            debug!("reconciled");
+        }
+        self.hooks.reconciled(id, ok, started.elapsed(), pending);
+        problems
+    }
+
+    /// Delete CLBs clb-ingress created for this cluster whose stack no longer exists.
+    pub(super) async fn prune(&self, index: &Index<'_>, deleted: &[Deleted]) {
+        // Frozen stacks (mode: skip), also of skipped Ingresses being deleted, are never pruned.
+        let deleted_skipped: Vec<StackId> = deleted
+            .iter()
+            .filter(|(i, _)| is_deleted_skip(i))
+            .filter_map(|(_, s)| s.clone())
+            .collect();
+        let wanted: BTreeSet<String> = index
+            .stack_ids()
+            .chain(index.frozen_ids())
+            .chain(deleted_skipped.iter())
+            .map(|id| id.hash(&self.config.cluster_id))
+            .collect();
+        let lbs = match self.deployer.owned_lbs().await {
+            Ok(l) => l,
+            Err(e) => {
+                self.failed(&ControllerError::ListOwnedLbs(e));
+                return;
+            }
+        };
+        for lb in lbs {
+            let Some(tag) = lb
+                .tags
+                .iter()
+                .find(|t| t.tag_key == model::ids::TAG_STACK)
+                .map(|t| t.tag_value.clone())
+            else {
+                continue;
+            };
+            if wanted.contains(&tag) || model::ids::is_retained_name(&lb.load_balancer_name) {
+                // Retained CLBs (loadbalance-retain) are the user's now.
+                continue;
+            }
+            info!(lb = %lb.load_balancer_id, "deleting a CLB no Ingress uses any more");
+            if let Err(source) = self.deployer.prune(&lb, &tag).await {
+                self.failed(&ControllerError::Prune {
+                    lb: lb.load_balancer_id.clone(),
+                    source,
+                });
+            }
+        }
+    }
+
+    /// Remove our finalizer from Ingresses we no longer manage (deleted or moved to another
+    /// class) once their stacks have been reconciled.
+    pub(super) async fn release_unmanaged(
+        &self,
+        index: &Index<'_>,
+        seen: &[Arc<Ingress>],
+        deleted: &[Deleted],
+    ) {
+        for ing in seen {
+            let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
+            let frozen = index.is_frozen(&StackId::ingress(&ns, &name));
+            let managed = ing.metadata.deletion_timestamp.is_none()
+                && (index.stack_of(&ns, &name).is_some() || frozen);
+            if !managed && ing.finalizers().iter().any(|f| f == super::FINALIZER) {
+                let stack = deleted
+                    .iter()
+                    .find(|(d, _)| Arc::ptr_eq(d, ing))
+                    .and_then(|(_, s)| s.as_ref());
+                if is_deleted_skip(ing) && !self.keep_frozen_clb(stack).await {
+                    continue;
+                }
+                let pending = self.memory.lock().await.stack_failing(&(ns, name));
+                if !pending {
+                    self.release(ing).await;
+                }
+            }
+        }
+    }
+
+    /// A deleted Ingress marked `ingress.cloud.tencent.com/mode: skip`: its CLB must outlive
+    /// it (TKE deletes nothing of a skipped Ingress), so mark the CLB retained by its name,
+    /// the only change made. True when done (the finalizer may then go).
+    async fn keep_frozen_clb(&self, stack: Option<&StackId>) -> bool {
+        let Some(id) = stack else {
+            return true;
+        };
+        match self.deployer.retain_lbs(id).await {
+            Ok(()) => true,
+            Err(source) => {
+                self.failed(&ControllerError::Retain {
+                    stack: id.clone(),
+                    source,
+                });
+                false
+            }
+        }
+    }
+}

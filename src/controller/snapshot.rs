@@ -1,0 +1,186 @@
+//! The model's view of the cluster: a [`Snapshot`] built from the watch caches, with the data
+//! of the Secrets Ingresses reference read on demand and cached by resourceVersion.
+
+use super::config::ControllerConfig;
+use super::error::ControllerError;
+use super::memory::Key;
+use super::queue::Dirty;
+use super::stores::Stores;
+use crate::model::{Index, Snapshot, StackId};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// Builds snapshots from the watch caches.
+pub struct Snapshots {
+    client: Client,
+    stores: Stores,
+    cluster_id: String,
+    controller_name: String,
+    ingress_class: Option<String>,
+    /// Secret data keyed by (namespace, name), with the resourceVersion it was read at.
+    secrets: Mutex<HashMap<Key, (String, Secret)>>,
+}
+
+fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
+    v.into_iter().map(|a| (*a).clone()).collect()
+}
+
+impl Snapshots {
+    pub fn new(client: Client, stores: Stores, config: &ControllerConfig) -> Self {
+        Self {
+            client,
+            stores,
+            cluster_id: config.cluster_id.clone(),
+            controller_name: config.controller_name.clone(),
+            ingress_class: config.ingress_class.clone(),
+            secrets: Mutex::default(),
+        }
+    }
+
+    /// Wait until every watch cache has its initial listing.
+    pub async fn wait_ready(&self) -> Result<(), ControllerError> {
+        self.stores
+            .wait_ready()
+            .await
+            .map_err(ControllerError::CacheSync)
+    }
+
+    /// Every Ingress in the watch cache.
+    pub fn ingresses(&self) -> Vec<Arc<Ingress>> {
+        self.stores.ingresses.state()
+    }
+
+    /// Ingress `ns/name` from the watch cache.
+    pub fn ingress(&self, ns: &str, name: &str) -> Option<Arc<Ingress>> {
+        self.stores.ingresses.get(&ObjectRef::new(name).within(ns))
+    }
+
+    /// An empty snapshot of this cluster and controller.
+    fn empty(&self) -> Snapshot {
+        let mut snap = Snapshot::new(&self.cluster_id);
+        snap.controller_name = self.controller_name.clone();
+        snap
+    }
+
+    /// A snapshot of `ingresses` (those being deleted left out) and everything from the caches;
+    /// Secrets referenced by Ingresses are read on demand. A Secret that cannot be read is
+    /// left out, its error returned beside the snapshot.
+    pub async fn build(&self, ingresses: &[Arc<Ingress>]) -> (Snapshot, Vec<ControllerError>) {
+        let mut snap = self.empty();
+        snap.ingress_classes = clone_all(self.stores.classes.state());
+        if let Some(only) = &self.ingress_class {
+            snap.ingress_classes
+                .retain(|c| c.metadata.name.as_deref() == Some(only.as_str()));
+        }
+        snap.class_params = clone_all(self.stores.params.state());
+        snap.ingresses = ingresses
+            .iter()
+            .filter(|i| i.metadata.deletion_timestamp.is_none())
+            .map(|i| (**i).clone())
+            .collect();
+        snap.services = clone_all(self.stores.services.state());
+        snap.endpoint_slices = clone_all(self.stores.slices.state());
+        if let Some(n) = &self.stores.nodes {
+            snap.nodes = clone_all(n.state());
+        }
+        snap.namespaces = self
+            .stores
+            .namespaces
+            .state()
+            .into_iter()
+            .map(|m| Namespace {
+                metadata: m.metadata.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let (secrets, errors) = self.referenced_secrets(&snap).await;
+        snap.secrets = secrets;
+        (snap, errors)
+    }
+
+    async fn referenced_secrets(&self, snap: &Snapshot) -> (Vec<Secret>, Vec<ControllerError>) {
+        let mut wanted: BTreeSet<Key> = BTreeSet::new();
+        for ing in &snap.ingresses {
+            let ns = ing.namespace().unwrap_or_default();
+            for t in ing.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
+                if let Some(n) = &t.secret_name {
+                    wanted.insert((ns.clone(), n.clone()));
+                }
+            }
+        }
+        for p in &snap.class_params {
+            if let Some((ns, n)) = p
+                .spec
+                .default_certificate
+                .as_ref()
+                .and_then(|c| c.secret.as_deref())
+                .and_then(|s| s.split_once('/'))
+            {
+                wanted.insert((ns.to_string(), n.to_string()));
+            }
+        }
+        let mut out = Vec::new();
+        let mut errors = Vec::new();
+        let mut cache = self.secrets.lock().await;
+        for (ns, name) in wanted {
+            let meta = self.stores.secrets.get(&ObjectRef::new(&name).within(&ns));
+            let Some(meta) = meta else { continue };
+            let rv = meta.resource_version().unwrap_or_default();
+            let key = (ns.clone(), name.clone());
+            if let Some((cached_rv, s)) = cache.get(&key)
+                && *cached_rv == rv
+            {
+                out.push(s.clone());
+                continue;
+            }
+            match Api::<Secret>::namespaced(self.client.clone(), &ns)
+                .get_opt(&name)
+                .await
+            {
+                Ok(Some(s)) => {
+                    cache.insert(key, (rv, s.clone()));
+                    out.push(s);
+                }
+                Ok(None) => {}
+                Err(source) => errors.push(ControllerError::ReadSecret {
+                    namespace: ns,
+                    name,
+                    source,
+                }),
+            }
+        }
+        (out, errors)
+    }
+
+    /// Drop the cached data of the Secrets `dirty` says changed.
+    pub async fn forget_secrets(&self, dirty: &BTreeSet<Dirty>) {
+        let mut cache = self.secrets.lock().await;
+        for d in dirty {
+            if let Dirty::Secret(ns, name) = d {
+                cache.remove(&(ns.clone(), name.clone()));
+            }
+        }
+    }
+
+    /// The stack an Ingress being deleted belonged to, worked out from the Ingress itself (as
+    /// if it were not being deleted) and the classes.
+    pub fn stack_of_deleted(&self, ing: &Ingress) -> Option<StackId> {
+        let mut snap = self.empty();
+        snap.ingress_classes = clone_all(self.stores.classes.state());
+        snap.class_params = clone_all(self.stores.params.state());
+        let mut i = ing.clone();
+        i.metadata.deletion_timestamp = None;
+        snap.ingresses = vec![i];
+        let index = Index::new(&snap);
+        index
+            .stack_ids()
+            .next()
+            .or_else(|| index.frozen_ids().next())
+            .cloned()
+    }
+}

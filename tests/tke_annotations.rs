@@ -451,7 +451,7 @@ async fn exist_lb_id_adopts_that_clb_and_leaves_its_foreign_listener_alone() {
     let _ctl = e.controller("c1", &[]);
     e.class("PerIngress").await;
     e.service("web", &["10.1.0.1"]).await;
-    let lb = e
+    let lb: String = e
         .clb()
         .create_load_balancer_and_wait(&CreateLoadBalancerRequest {
             load_balancer_type: "OPEN".into(),
@@ -473,6 +473,10 @@ async fn exist_lb_id_adopts_that_clb_and_leaves_its_foreign_listener_alone() {
         .await
         .unwrap();
     e.clb().wait_task(&r.request_id).await.unwrap();
+    // Adoption by annotation is opt-in: the class lets every namespace adopt this CLB.
+    e.class_with(json!({"targetMode": "Direct", "sharing": "PerIngress",
+        "adoption": {"namespaces": ["*"], "loadBalancerIds": [lb]}}))
+        .await;
     ingress(
         &e,
         "adopt",

@@ -191,7 +191,16 @@ impl Env {
         .unwrap_or_else(|e| panic!("apply {kind} {name}: {e}"));
     }
 
+    /// The default IngressClass `clb` with parameters `p`: Direct targets, this sharing, and
+    /// (a single-tenant test cluster) every namespace may catch all hosts.
     pub async fn class(&self, sharing: &str) {
+        self.class_with(json!({"targetMode": "Direct", "sharing": sharing,
+            "tenancy": {"catchAll": {"namespaces": ["*"]}}}))
+            .await;
+    }
+
+    /// The default IngressClass `clb` with parameters `p` of this spec.
+    pub async fn class_with(&self, spec: Value) {
         self.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
             "metadata": {"name": "clb", "annotations": {"ingressclass.kubernetes.io/is-default-class": "true"}},
             "spec": {"controller": "clb-ingress.io/ingress-controller",
@@ -199,7 +208,7 @@ impl Env {
         .await;
         self.apply(
             json!({"apiVersion": "clb-ingress.io/v1alpha1", "kind": "ClbClassParameters",
-            "metadata": {"name": "p"}, "spec": {"targetMode": "Direct", "sharing": sharing}}),
+            "metadata": {"name": "p"}, "spec": spec}),
         )
         .await;
     }

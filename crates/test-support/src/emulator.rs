@@ -456,8 +456,24 @@ impl World {
     pub fn render(&self) -> String {
         let mut docs: Vec<String> = Vec::new();
         for c in &self.classes {
+            // A single-tenant world: every namespace may catch all hosts, and may adopt the
+            // CLBs this class's Ingresses name by `existLbId`.
+            let adopt: Vec<String> = self
+                .ingresses
+                .iter()
+                .filter(|i| i.class == c.name)
+                .filter_map(|i| i.exist_lb.clone())
+                .collect();
+            let adoption = if adopt.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", adoption: {{namespaces: [\"*\"], loadBalancerIds: [{}]}}",
+                    adopt.join(", ")
+                )
+            };
             docs.push(format!(
-                "apiVersion: clb-ingress.io/v1alpha1\nkind: ClbClassParameters\nmetadata: {{name: {n}-params}}\nspec: {{targetMode: Direct, sharing: {s}}}\n",
+                "apiVersion: clb-ingress.io/v1alpha1\nkind: ClbClassParameters\nmetadata: {{name: {n}-params}}\nspec: {{targetMode: Direct, sharing: {s}, tenancy: {{catchAll: {{namespaces: [\"*\"]}}}}{adoption}}}\n",
                 n = c.name,
                 s = c.sharing
             ));

@@ -29,7 +29,12 @@ impl<A: ClbApi> Deployer<A> {
                     .describe_load_balancers(&req)
                     .await
                     .map_err(cloud(format!("DescribeLoadBalancers {id}")))?;
-                Ok(found.into_iter().take(1).collect())
+                // Only the CLB asked for: an answer naming another is never written to.
+                Ok(found
+                    .into_iter()
+                    .filter(|lb| lb.load_balancer_id == id)
+                    .take(1)
+                    .collect())
             }
             None => {
                 let mut found = self.find_by_tag(stack_hash).await?;
@@ -56,14 +61,15 @@ impl<A: ClbApi> Deployer<A> {
             .describe_load_balancers(&req)
             .await
             .map_err(cloud("DescribeLoadBalancers by stack tag"))?;
-        Ok(found
-            .into_iter()
-            .filter(|lb| {
-                lb.tags
-                    .iter()
-                    .any(|t| t.tag_key == TAG_CLUSTER && t.tag_value == self.cluster_id)
-            })
-            .collect())
+        // The filter is the cloud's; the tags are checked here again, exactly.
+        Ok(dedup(
+            found
+                .into_iter()
+                .filter(|lb| {
+                    has_tag(lb, TAG_CLUSTER, &self.cluster_id) && has_tag(lb, TAG_STACK, stack_hash)
+                })
+                .collect(),
+        ))
     }
 
     /// Every CLB created by clb-ingress for this cluster (for pruning stacks that are gone).
@@ -75,9 +81,30 @@ impl<A: ClbApi> Deployer<A> {
             }],
             ..Default::default()
         };
-        self.client
+        let found = self
+            .client
             .describe_load_balancers(&req)
             .await
-            .map_err(cloud("DescribeLoadBalancers by cluster tag"))
+            .map_err(cloud("DescribeLoadBalancers by cluster tag"))?;
+        Ok(dedup(
+            found
+                .into_iter()
+                .filter(|lb| has_tag(lb, TAG_CLUSTER, &self.cluster_id))
+                .collect(),
+        ))
     }
+}
+
+/// Does the CLB carry exactly this tag?
+fn has_tag(lb: &LoadBalancer, key: &str, value: &str) -> bool {
+    lb.tags
+        .iter()
+        .any(|t| t.tag_key == key && t.tag_value == value)
+}
+
+/// A listing with each CLB once (the first of repeats kept).
+pub(super) fn dedup(mut lbs: Vec<LoadBalancer>) -> Vec<LoadBalancer> {
+    let mut seen = std::collections::HashSet::new();
+    lbs.retain(|lb| seen.insert(lb.load_balancer_id.clone()));
+    lbs
 }

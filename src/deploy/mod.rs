@@ -32,6 +32,14 @@ pub enum DeployError {
     Missing { step: String, what: String },
     #[error("{step}: {ref_} was not created by an earlier step")]
     Unresolved { step: String, ref_: String },
+    /// The CLB named for adoption may not be adopted (it was created by clb-ingress for another
+    /// stack or cluster, or lacks the tags the class requires). Nothing was written to it.
+    #[error("CLB {lb} is not adopted: {why}")]
+    NotAdoptable { lb: String, why: String },
+    /// A CLB API answer that cannot be right (an id missing or repeated, a port out of range);
+    /// nothing is written on the strength of it.
+    #[error("{step}: malformed answer: {what}")]
+    Malformed { step: String, what: String },
 }
 
 impl DeployError {
@@ -40,7 +48,10 @@ impl DeployError {
         match self {
             DeployError::Cloud { source, .. } => source.category().as_str(),
             DeployError::Plan(_) => "LoadBalancerNotFound",
-            DeployError::Missing { .. } | DeployError::Unresolved { .. } => "Inconsistent",
+            DeployError::Missing { .. }
+            | DeployError::Unresolved { .. }
+            | DeployError::Malformed { .. } => "Inconsistent",
+            DeployError::NotAdoptable { .. } => "AdoptionRefused",
         }
     }
 }
@@ -145,6 +156,15 @@ impl<A: ClbApi> Deployer<A> {
     ) -> Result<Outcome, DeployError> {
         let hash = stack.hash(&self.cluster_id);
         let found = self.find_clb(stack.adopted_lb(), &hash).await?;
+        if let Some(lb) = found.first()
+            && stack.adopted_lb().is_some()
+        {
+            let required = match desired.map(|d| &d.source) {
+                Some(crate::model::LbSource::Existing { required_tags, .. }) => Some(required_tags),
+                _ => None,
+            };
+            check_adoptable(lb, required)?;
+        }
         self.reconcile_found(found, stack.creates_clb(), &hash, desired)
             .await
     }
@@ -165,8 +185,7 @@ impl<A: ClbApi> Deployer<A> {
         desired: Option<&DesiredLb>,
     ) -> Result<Outcome, DeployError> {
         // A listing can repeat a CLB: never treat the kept one as its own duplicate.
-        let mut seen = std::collections::HashSet::new();
-        found.retain(|lb| seen.insert(lb.load_balancer_id.clone()));
+        found = find::dedup(found);
         if found.len() > 1 && creates_clb {
             // Ours by their tags: keep the oldest, delete the rest.
             let extra: Vec<String> = found[1..]
@@ -242,4 +261,40 @@ impl<A: ClbApi> Deployer<A> {
         }
         Ok(outcome)
     }
+}
+
+/// May this existing CLB be adopted? Never one clb-ingress created (for any stack or cluster:
+/// it carries our tags), and only with every tag the class requires (`required`: None when the
+/// stack is going away and only its own listeners are removed).
+fn check_adoptable(
+    lb: &LoadBalancer,
+    required: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<(), DeployError> {
+    use crate::model::ids::{TAG_CLUSTER, TAG_CREATED_BY, TAG_STACK};
+    let tag = |k: &str| {
+        lb.tags
+            .iter()
+            .find(|t| t.tag_key == k)
+            .map(|t| t.tag_value.as_str())
+    };
+    let refuse = |why: &str| DeployError::NotAdoptable {
+        lb: lb.load_balancer_id.clone(),
+        why: why.to_string(),
+    };
+    if [TAG_CLUSTER, TAG_STACK, TAG_CREATED_BY]
+        .iter()
+        .any(|k| tag(k).is_some())
+    {
+        return Err(refuse(
+            "it was created by clb-ingress for another stack or cluster",
+        ));
+    }
+    if let Some(required) = required
+        && let Some((k, _)) = required.iter().find(|(k, v)| tag(k) != Some(v.as_str()))
+    {
+        return Err(refuse(&format!(
+            "it lacks the tag {k} that the class's adoption.tagSelector requires"
+        )));
+    }
+    Ok(())
 }

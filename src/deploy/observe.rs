@@ -50,6 +50,7 @@ impl<A: ClbApi> Deployer<A> {
                 }
             }
         }
+        check_listing(lb_id, &l7)?;
         let mut out_listeners = Vec::new();
         for l in l7 {
             let protocol = if l.protocol == "HTTPS" {
@@ -80,7 +81,7 @@ impl<A: ClbApi> Deployer<A> {
                 id: l.listener_id.clone(),
                 name: l.listener_name.clone(),
                 protocol,
-                port: u16::try_from(l.port).unwrap_or(0),
+                port: u16::try_from(l.port).unwrap_or_default(),
                 sni: l.sni_switch == 1,
                 rules,
             });
@@ -130,4 +131,40 @@ fn backend_to_target(b: &Backend) -> Option<crate::model::Target> {
         port: u16::try_from(b.port).ok()?,
         weight: u32::try_from(b.weight).unwrap_or(0),
     })
+}
+
+/// Refuse a listing that cannot be right: listener or rule ids missing or repeated, two
+/// listeners on one port, a port outside 1-65535. Planning on it could delete or re-point the
+/// wrong object.
+fn check_listing(lb_id: &str, listeners: &[&Listener]) -> Result<(), DeployError> {
+    let malformed = |what: String| DeployError::Malformed {
+        step: format!("DescribeListeners {lb_id}"),
+        what,
+    };
+    let mut ids = std::collections::HashSet::new();
+    let mut ports = std::collections::HashSet::new();
+    let mut rules = std::collections::HashSet::new();
+    for l in listeners {
+        if l.listener_id.is_empty() || !ids.insert(l.listener_id.as_str()) {
+            return Err(malformed(format!(
+                "listener id {:?} is empty or repeated",
+                l.listener_id
+            )));
+        }
+        if !(1..=65535).contains(&l.port) || !ports.insert(l.port) {
+            return Err(malformed(format!(
+                "listener {} has port {}, out of range or repeated",
+                l.listener_id, l.port
+            )));
+        }
+        for r in &l.rules {
+            if r.location_id.is_empty() || !rules.insert(r.location_id.as_str()) {
+                return Err(malformed(format!(
+                    "rule id {:?} on listener {} is empty or repeated",
+                    r.location_id, l.listener_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }

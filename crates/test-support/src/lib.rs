@@ -33,4 +33,5 @@ pub fn ownership(d: &DesiredLb) -> Ownership {
 }
 pub mod cluster;
 pub mod emulator;
+pub mod fake_clb;
 pub mod worlds;

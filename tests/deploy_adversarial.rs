@@ -79,9 +79,8 @@ spec:
 /// adopted CLB is allowed by tag selector only (`team: web`), so deploy must check its tags.
 fn desired(adopted: bool) -> DesiredLb {
     let yaml = if adopted {
-        class(&format!(
-            "{{targetMode: Direct, adoption: {{namespaces: [\"*\"], tagSelector: {{team: web}}}}}}"
-        )) + BACKEND
+        class("{targetMode: Direct, adoption: {namespaces: [\"*\"], tagSelector: {team: web}}}")
+            + BACKEND
             + &ingress(&format!("kubernetes.io/ingress.existLbId: {ADOPTED}"))
     } else {
         class("{targetMode: Direct}") + BACKEND + &ingress("")

@@ -94,6 +94,7 @@ pub struct Metrics {
     task_wait: HistogramVec,
     leader: IntGauge,
     errors: IntCounterVec,
+    cluster_info: IntGaugeVec,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -111,6 +112,7 @@ mod name {
     pub const LEADER: &str = "leader";
     pub const ERRORS: &str = "controller_errors_total";
     pub const BUILD_INFO: &str = "build_info";
+    pub const CLUSTER_INFO: &str = "cluster_info";
 }
 
 fn opts(name: &'static str, help: &str) -> Opts {
@@ -275,6 +277,15 @@ impl Metrics {
             )
         })?;
         build_info.with_label_values(&[version]).set(1);
+        let cluster_info = register(r, name::CLUSTER_INFO, || {
+            IntGaugeVec::new(
+                opts(
+                    name::CLUSTER_INFO,
+                    "Always 1; the cluster_id label is the id this controller tags and owns CLBs by.",
+                ),
+                &["cluster_id"],
+            )
+        })?;
         for result in ReconcileResult::ALL {
             reconciles.with_label_values(&[result.as_str()]);
         }
@@ -293,7 +304,14 @@ impl Metrics {
             task_wait,
             leader,
             errors,
+            cluster_info,
         })
+    }
+
+    /// Publish the cluster id (`cluster_info{cluster_id}` = 1; one series per process).
+    pub fn set_cluster_id(&self, cluster_id: &str) {
+        self.cluster_info.reset();
+        self.cluster_info.with_label_values(&[cluster_id]).set(1);
     }
 
     /// The registry, for callers that gather or add their own collectors.
@@ -487,6 +505,7 @@ mod tests {
         m.task_finished(CallResult::Success, 1, Duration::from_millis(1));
         m.reconcile_finished(ReconcileResult::Success, Duration::from_millis(1));
         m.controller_error("Throttled");
+        m.set_cluster_id("c1");
         let text = m.encode();
         for (family, kind) in [
             ("clb_ingress_reconciles_total", "counter"),
@@ -502,6 +521,7 @@ mod tests {
             ("clb_ingress_leader", "gauge"),
             ("clb_ingress_controller_errors_total", "counter"),
             ("clb_ingress_build_info", "gauge"),
+            ("clb_ingress_cluster_info", "gauge"),
         ] {
             assert!(
                 text.contains(&format!("# HELP {family} ")),

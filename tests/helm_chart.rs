@@ -432,8 +432,14 @@ fn default_values_render_two_leader_electing_hardened_replicas_and_every_object_
     assert_eq!(role["metadata"]["namespace"], NAMESPACE);
     assert!(r.notes().contains("ingressClassName: clb"), "{}", r.notes());
     assert!(
-        r.notes().contains("WARNING"),
-        "the default cluster id is called out"
+        r.notes().contains("UID of Namespace kube-system"),
+        "the default cluster id is explained: {}",
+        r.notes()
+    );
+    assert!(
+        !r.args().iter().any(|a| a.starts_with("--cluster-id")),
+        "no --cluster-id by default: {:?}",
+        r.args()
     );
 }
 

@@ -13,6 +13,9 @@ use std::path::PathBuf;
 /// Stacks reconciled at once (each CLB still has a single writer).
 pub const DEFAULT_CONCURRENCY: usize = 64;
 
+/// The cluster id of `apply` when none is given (never for `--prune`).
+pub const DEFAULT_APPLY_CLUSTER_ID: &str = "local";
+
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApplyArgs {
     /// Manifest files or directories; repeatable.
@@ -20,8 +23,10 @@ pub struct ApplyArgs {
     pub files: Vec<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
     pub output: OutputFormat,
-    #[arg(long, env = "CLB_INGRESS_CLUSTER_ID", default_value = "local")]
-    pub cluster_id: String,
+    /// Cluster id in CLB names and ownership tags (default `local`; `--prune` needs it given:
+    /// with a shared default, pruning could delete another cluster's CLBs).
+    #[arg(long, env = "CLB_INGRESS_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
     /// Also delete CLBs that clb-ingress created for this cluster id and that no manifest
@@ -131,11 +136,23 @@ pub async fn apply_snapshot(
 }
 
 pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
-    let mut snap = Snapshot::new(&args.cluster_id);
+    if args.prune && args.cluster_id.is_none() {
+        eprintln!(
+            "error: --prune deletes the CLBs this cluster id created that no manifest wants; give \
+             the id explicitly with --cluster-id (or CLB_INGRESS_CLUSTER_ID) so that another \
+             cluster's CLBs can never be taken for this one's"
+        );
+        return Ok(2);
+    }
+    let cluster_id = args
+        .cluster_id
+        .as_deref()
+        .unwrap_or(DEFAULT_APPLY_CLUSTER_ID);
+    let mut snap = Snapshot::new(cluster_id);
     snap.controller_name = args.controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
     let out = model::build(&snap);
-    let deployer = args.cloud.deployer(&args.cluster_id)?;
+    let deployer = args.cloud.deployer(cluster_id)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

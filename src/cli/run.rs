@@ -27,9 +27,11 @@ pub struct RunArgs {
     /// The IngressClass `spec.controller` value this controller answers to.
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
-    /// Cluster id used in CLB names and ownership tags (must be unique per cluster).
-    #[arg(long, env = "CLB_INGRESS_CLUSTER_ID", default_value = defaults::DEFAULT_CLUSTER_ID)]
-    pub cluster_id: String,
+    /// Cluster id used in CLB names and ownership tags (must be unique among the clusters that
+    /// share a Tencent Cloud account and region). Default: the UID of the `kube-system`
+    /// Namespace, which no other cluster has.
+    #[arg(long, env = "CLB_INGRESS_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// Drift resync period in seconds (each resync costs about 3-4 read calls per CLB).
     #[arg(long, default_value_t = defaults::DEFAULT_RESYNC_SECS)]
     pub resync_seconds: u64,
@@ -64,9 +66,9 @@ pub struct RunArgs {
 impl RunArgs {
     /// The controller settings these flags give (a replica given no identity gets a generated
     /// one).
-    pub fn controller_config(&self) -> ControllerConfig {
+    pub fn controller_config(&self, cluster_id: String) -> ControllerConfig {
         ControllerConfig {
-            cluster_id: self.cluster_id.clone(),
+            cluster_id,
             watch_namespace: self.watch_namespace.clone(),
             ingress_class: self.ingress_class.clone(),
             controller_name: self.controller_name.clone(),
@@ -140,9 +142,8 @@ pub async fn serve(
     args: RunArgs,
     on_listen: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<i32> {
-    let config = args.controller_config();
     let metrics = Arc::new(Metrics::with_version(env!("CARGO_PKG_VERSION"))?);
-    let state = HttpState::new(metrics.clone(), config.leader_election.is_some());
+    let state = HttpState::new(metrics.clone(), args.leader_elect);
     let (listener, addr) = http::bind(args.metrics_addr).await?;
     on_listen(addr);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -151,10 +152,17 @@ pub async fn serve(
     }));
     let observer: Arc<dyn crate::clb::observe::ClbObserver> = metrics.clone();
     let clb = args.cloud.client_observed(Some(observer))?;
-    let hooks: Arc<dyn Hooks> = Arc::new(MetricsHooks(metrics, state.clone()));
+    let hooks: Arc<dyn Hooks> = Arc::new(MetricsHooks(metrics.clone(), state.clone()));
     let ready_state = state.clone();
     let result = async {
         let kube = controller::kube_client(args.kubeconfig.as_deref()).await?;
+        let cluster_id = match &args.cluster_id {
+            Some(id) => id.clone(),
+            None => controller::config::cluster_uid(&kube).await?,
+        };
+        tracing::info!(cluster_id, "cluster id (CLB ownership tags)");
+        metrics.set_cluster_id(&cluster_id);
+        let config = args.controller_config(cluster_id);
         let deployer = Deployer::new(clb, config.cluster_id.clone());
         controller::run(
             config,

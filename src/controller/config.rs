@@ -6,7 +6,9 @@ use std::time::Duration;
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 pub const DEFAULT_RESYNC_SECS: u64 = 300;
 pub const DEFAULT_CONCURRENCY: usize = 32;
-pub const DEFAULT_CLUSTER_ID: &str = "default";
+/// The Namespace whose UID is the default cluster id: every cluster has one, and its UID is
+/// unique to that cluster.
+pub const CLUSTER_ID_NAMESPACE: &str = "kube-system";
 pub const DEFAULT_LEASE_NAMESPACE: &str = "kube-system";
 pub const DEFAULT_LEASE_NAME: &str = "clb-ingress-leader";
 /// Seconds a leader Lease is held without renewal before another replica may take it.
@@ -108,4 +110,27 @@ mod tests {
             crate::model::build::DEFAULT_CONTROLLER_NAME
         );
     }
+}
+
+/// The default cluster id: the UID of the `kube-system` Namespace (unique per cluster, stable
+/// for its life).
+pub async fn cluster_uid(client: &kube::Client) -> Result<String, ClusterIdError> {
+    let ns: k8s_openapi::api::core::v1::Namespace = kube::Api::all(client.clone())
+        .get(CLUSTER_ID_NAMESPACE)
+        .await?;
+    ns.metadata
+        .uid
+        .filter(|u| !u.is_empty())
+        .ok_or(ClusterIdError::NoUid)
+}
+
+/// Why the default cluster id could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterIdError {
+    #[error(
+        "cannot read Namespace {CLUSTER_ID_NAMESPACE} for the default cluster id (give --cluster-id): {0}"
+    )]
+    Read(#[from] kube::Error),
+    #[error("Namespace {CLUSTER_ID_NAMESPACE} has no UID (give --cluster-id)")]
+    NoUid,
 }

@@ -132,6 +132,7 @@ impl Controller {
                 *problems.entry(p.reason.as_str()).or_default() += 1;
             }
         }
+        self.report_unplaced(&index, &seen).await;
         if full {
             self.hooks.problems(&problems);
             self.prune(&index, &deleted).await;

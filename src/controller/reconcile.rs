@@ -29,6 +29,40 @@ fn is_deleted_skip(ing: &Ingress) -> bool {
 }
 
 impl Controller {
+    /// Report the Ingresses of our classes that are on no CLB because of a Problem found
+    /// while assigning stacks (an adoption the class does not allow, a malformed class
+    /// parameter): bounded Warnings for the new ones, and the sync state.
+    pub async fn report_unplaced(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
+        let mut by_ingress: BTreeMap<Key, Vec<&model::Problem>> = BTreeMap::new();
+        for p in index.global_problems() {
+            if p.object.kind == "Ingress" {
+                by_ingress
+                    .entry((
+                        p.object.namespace.clone().unwrap_or_default(),
+                        p.object.name.clone(),
+                    ))
+                    .or_default()
+                    .push(p);
+            }
+        }
+        if by_ingress.is_empty() {
+            return;
+        }
+        let ingresses: BTreeMap<Key, &Arc<Ingress>> = seen
+            .iter()
+            .map(|i| ((i.namespace().unwrap_or_default(), i.name_any()), i))
+            .collect();
+        for (key, problems) in by_ingress {
+            let Some(ing) = ingresses.get(&key) else {
+                continue;
+            };
+            let fresh = self.memory.lock().await.fresh_warnings(&key, &problems);
+            for e in self.reporter.report_unplaced(ing, &problems, &fresh).await {
+                self.failed(&e);
+            }
+        }
+    }
+
     /// Log a failure and count it by category.
     pub(super) fn failed(&self, error: &ControllerError) {
         error.log();

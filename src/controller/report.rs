@@ -4,8 +4,13 @@
 //! Sync state (`clb-ingress.io/sync-state`, JSON): `observedGeneration` (the Ingress generation
 //! last reconciled), `synced` (true when the CLB matches it), `lastSyncTime` (RFC 3339, when a
 //! change was last applied successfully or the Ingress became synced), `reason` and `message`
-//! (the current error or problem, if any), `loadBalancerId`. It is only rewritten when one of
-//! these changes, so a no-op resync writes nothing.
+//! (the current error or problem, if any), `loadBalancerId`, `problems` (every current Problem,
+//! `field: reason: message`, at most [`MAX_LISTED_PROBLEMS`]) and `problemCount`. It is only
+//! rewritten when one of these changes, so a no-op resync writes nothing.
+//!
+//! Warning Events are bounded: at most [`MAX_WARNING_EVENTS`] per Ingress per pass; beyond
+//! that one `MultipleProblems` Warning names how many more there are (the full list is in the
+//! sync state), so one Ingress with thousands of bad entries cannot flood the API server.
 //!
 //! Each write returns its failure as a [`ControllerError`]; the caller logs and counts it.
 
@@ -25,6 +30,11 @@ pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
 /// Event reporter name.
 pub const REPORTER: &str = "clb-ingress";
 const MAX_NOTE: usize = 1000;
+/// Warning Events about new Problems published per Ingress per pass (the last one of them
+/// aggregates the rest when there are more).
+pub const MAX_WARNING_EVENTS: usize = 3;
+/// Problems listed in the sync-state annotation (annotations share a 256 KiB budget).
+pub const MAX_LISTED_PROBLEMS: usize = 50;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +49,25 @@ pub struct SyncState {
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_id: Option<String>,
+    /// Every current Problem (`field: reason: message`), the first [`MAX_LISTED_PROBLEMS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+    /// How many Problems there are in all.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub problem_count: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The listed Problems of a sync state.
+fn listed(problems: &[&Problem]) -> Vec<String> {
+    problems
+        .iter()
+        .take(MAX_LISTED_PROBLEMS)
+        .map(|p| truncate_note(format!("{}: {}: {}", p.field, p.reason.as_str(), p.message)))
+        .collect()
 }
 
 pub struct Reporter {
@@ -166,18 +195,7 @@ impl Reporter {
         if ing.metadata.deletion_timestamp.is_some() {
             return failed;
         }
-        for p in new_warnings {
-            let r = self
-                .event(
-                    ing,
-                    EventType::Warning,
-                    p.reason.as_str(),
-                    "Sync",
-                    format!("{}: {} ({:?})", p.field, p.message, p.effect),
-                )
-                .await;
-            failed.extend(r.err());
-        }
+        failed.extend(self.warn(ing, new_warnings).await);
         let previous: SyncState = ing
             .annotations()
             .get(ANN_SYNC_STATE)
@@ -187,6 +205,8 @@ impl Reporter {
         let now = jiff::Timestamp::now().to_string();
         let mut state = SyncState {
             observed_generation: ing.metadata.generation,
+            problems: listed(problems),
+            problem_count: problems.len(),
             ..Default::default()
         };
         match result {
@@ -255,12 +275,99 @@ impl Reporter {
                 }
             }
         }
-        if state != previous {
-            let value = serde_json::to_string(&state).unwrap_or_default();
-            let patch = json!({"metadata": {"annotations": {ANN_SYNC_STATE: value}}});
-            failed.extend(self.patch(ing, KubeWrite::SyncState, &patch).await.err());
+        failed.extend(self.write_state(ing, &state, &previous).await.err());
+        failed
+    }
+
+    /// Report an Ingress that is on no CLB because of `problems` (for example an adoption its
+    /// class does not allow): Warnings for the new ones, and an unsynced sync state.
+    pub async fn report_unplaced(
+        &self,
+        ing: &Ingress,
+        problems: &[&Problem],
+        new_warnings: &[&Problem],
+    ) -> Vec<ControllerError> {
+        let mut failed = Vec::new();
+        if ing.metadata.deletion_timestamp.is_some() {
+            return failed;
+        }
+        failed.extend(self.warn(ing, new_warnings).await);
+        let previous: SyncState = ing
+            .annotations()
+            .get(ANN_SYNC_STATE)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        let first = problems.first();
+        let state = SyncState {
+            observed_generation: ing.metadata.generation,
+            synced: false,
+            last_sync_time: previous.last_sync_time.clone(),
+            reason: first.map(|p| p.reason.as_str().to_string()),
+            message: first.map(|p| truncate_note(format!("{}: {}", p.field, p.message))),
+            load_balancer_id: None,
+            problems: listed(problems),
+            problem_count: problems.len(),
+        };
+        failed.extend(self.write_state(ing, &state, &previous).await.err());
+        failed
+    }
+
+    /// Warning Events for new Problems, at most [`MAX_WARNING_EVENTS`]; the last one sums up
+    /// the rest when there are more.
+    async fn warn(&self, ing: &Ingress, new_warnings: &[&Problem]) -> Vec<ControllerError> {
+        let mut failed = Vec::new();
+        let (each, rest) = if new_warnings.len() > MAX_WARNING_EVENTS {
+            new_warnings.split_at(MAX_WARNING_EVENTS - 1)
+        } else {
+            (new_warnings, &[][..])
+        };
+        for p in each {
+            let r = self
+                .event(
+                    ing,
+                    EventType::Warning,
+                    p.reason.as_str(),
+                    "Sync",
+                    format!("{}: {} ({:?})", p.field, p.message, p.effect),
+                )
+                .await;
+            failed.extend(r.err());
+        }
+        if !rest.is_empty() {
+            let mut reasons: Vec<&str> = rest.iter().map(|p| p.reason.as_str()).collect();
+            reasons.sort_unstable();
+            reasons.dedup();
+            let r = self
+                .event(
+                    ing,
+                    EventType::Warning,
+                    "MultipleProblems",
+                    "Sync",
+                    format!(
+                        "{} more problem(s) ({}); the annotation {ANN_SYNC_STATE} lists them",
+                        rest.len(),
+                        reasons.join(", ")
+                    ),
+                )
+                .await;
+            failed.extend(r.err());
         }
         failed
+    }
+
+    /// Rewrite the sync-state annotation if it changed.
+    async fn write_state(
+        &self,
+        ing: &Ingress,
+        state: &SyncState,
+        previous: &SyncState,
+    ) -> Result<(), ControllerError> {
+        if state == previous {
+            return Ok(());
+        }
+        let value = serde_json::to_string(state).unwrap_or_default();
+        let patch = json!({"metadata": {"annotations": {ANN_SYNC_STATE: value}}});
+        self.patch(ing, KubeWrite::SyncState, &patch).await
     }
 
     async fn set_address(

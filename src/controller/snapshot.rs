@@ -6,6 +6,7 @@ use super::error::ControllerError;
 use super::memory::Key;
 use super::queue::Dirty;
 use super::stores::Stores;
+use crate::model::build::OurClasses;
 use crate::model::{Index, Snapshot, StackId};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -103,9 +104,13 @@ impl Snapshots {
         (snap, errors)
     }
 
+    /// The Secrets that Ingresses of our classes and our class parameters name, read (or taken
+    /// from the cache) with only the keys clb-ingress uses; cached Secrets no longer named are
+    /// dropped. Secrets named only by other controllers' Ingresses are never read.
     async fn referenced_secrets(&self, snap: &Snapshot) -> (Vec<Secret>, Vec<ControllerError>) {
         let mut wanted: BTreeSet<Key> = BTreeSet::new();
-        for ing in &snap.ingresses {
+        let classes = OurClasses::new(snap);
+        for ing in snap.ingresses.iter().filter(|i| classes.of(i).is_some()) {
             let ns = ing.namespace().unwrap_or_default();
             for t in ing.spec.iter().flat_map(|s| s.tls.iter().flatten()) {
                 if let Some(n) = &t.secret_name {
@@ -127,6 +132,7 @@ impl Snapshots {
         let mut out = Vec::new();
         let mut errors = Vec::new();
         let mut cache = self.secrets.lock().await;
+        cache.retain(|k, _| wanted.contains(k));
         for (ns, name) in wanted {
             let meta = self.stores.secrets.get(&ObjectRef::new(&name).within(&ns));
             let Some(meta) = meta else { continue };
@@ -143,6 +149,7 @@ impl Snapshots {
                 .await
             {
                 Ok(Some(s)) => {
+                    let s = only_used_keys(s);
                     cache.insert(key, (rv, s.clone()));
                     out.push(s);
                 }
@@ -182,5 +189,71 @@ impl Snapshots {
             .next()
             .or_else(|| index.frozen_ids().next())
             .cloned()
+    }
+}
+
+/// The Secret keys clb-ingress reads: a `kubernetes.io/tls` certificate and key, or TKE's
+/// Tencent Cloud certificate ids.
+pub const USED_SECRET_KEYS: [&str; 4] =
+    ["tls.crt", "tls.key", "qcloud_cert_id", "qcloud_ca_cert_id"];
+
+/// A Secret as clb-ingress keeps it: its name, namespace, type and resourceVersion, and only
+/// the data keys it uses (nothing else of the Secret stays in memory).
+fn only_used_keys(s: Secret) -> Secret {
+    let data = s.data.map(|d| {
+        d.into_iter()
+            .filter(|(k, _)| USED_SECRET_KEYS.contains(&k.as_str()))
+            .collect()
+    });
+    Secret {
+        metadata: kube::api::ObjectMeta {
+            name: s.metadata.name,
+            namespace: s.metadata.namespace,
+            resource_version: s.metadata.resource_version,
+            uid: s.metadata.uid,
+            ..Default::default()
+        },
+        data,
+        type_: s.type_,
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn a_cached_secret_keeps_only_the_keys_clb_ingress_reads() {
+        let mut data = std::collections::BTreeMap::new();
+        for k in ["tls.crt", "tls.key", "ca.crt", "password", "qcloud_cert_id"] {
+            data.insert(k.to_string(), ByteString(k.as_bytes().to_vec()));
+        }
+        let s = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some("s".into()),
+                namespace: Some("ns".into()),
+                annotations: Some([("note".to_string(), "x".to_string())].into()),
+                ..Default::default()
+            },
+            data: Some(data),
+            string_data: Some([("password".to_string(), "y".to_string())].into()),
+            type_: Some("kubernetes.io/tls".into()),
+            ..Default::default()
+        };
+        let kept = only_used_keys(s);
+        let keys: Vec<&str> = kept
+            .data
+            .as_ref()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["qcloud_cert_id", "tls.crt", "tls.key"]);
+        assert!(kept.string_data.is_none());
+        assert!(kept.metadata.annotations.is_none());
+        assert_eq!(kept.metadata.name.as_deref(), Some("s"));
+        assert_eq!(kept.type_.as_deref(), Some("kubernetes.io/tls"));
     }
 }

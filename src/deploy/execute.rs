@@ -360,14 +360,14 @@ impl<A: ClbApi> Execution<'_, A> {
         fingerprint: &str,
         name: &str,
         cert_pem: &str,
-        key_pem: &str,
+        key_pem: &crate::model::PrivateKeyPem,
     ) -> Result<(), DeployError> {
         let d = self.d;
         let id = d
             .client
             .upload_certificate(&UploadCertificateRequest {
                 certificate_public_key: cert_pem.to_string(),
-                certificate_private_key: Some(key_pem.to_string()),
+                certificate_private_key: Some(key_pem.expose().to_string()),
                 certificate_type: Some("SVR".into()),
                 alias: Some(name.to_string()),
                 ..Default::default()

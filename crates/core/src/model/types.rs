@@ -211,6 +211,27 @@ pub struct Target {
     pub weight: u32,
 }
 
+/// PEM private key material from a TLS Secret. It never prints (`Debug` says `<redacted>`) and
+/// never serializes; [`PrivateKeyPem::expose`] is the one way to read it (for the upload).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PrivateKeyPem(String);
+
+impl PrivateKeyPem {
+    pub fn new(pem: String) -> Self {
+        Self(pem)
+    }
+    /// The PEM text, for the upload call only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PrivateKeyPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PrivateKeyPem(<redacted>)")
+    }
+}
+
 /// A certificate as the desired state knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum CertSource {
@@ -223,7 +244,7 @@ pub enum CertSource {
         #[serde(skip)]
         cert_pem: String,
         #[serde(skip)]
-        key_pem: String,
+        key_pem: PrivateKeyPem,
     },
 }
 
@@ -332,5 +353,28 @@ impl DesiredLb {
             .flat_map(|l| &l.domains)
             .map(|d| d.rules.len())
             .sum()
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn a_private_key_never_appears_in_debug_or_json_of_a_certificate() {
+        let c = CertSource::Pem {
+            secret: ObjectRef::namespaced("Secret", "ns", "tls"),
+            fingerprint: "f".repeat(64),
+            cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+            key_pem: PrivateKeyPem::new("-----BEGIN PRIVATE KEY-----\nSECRETBYTES".into()),
+        };
+        let debug = format!("{c:?} {c:#?}");
+        assert!(!debug.contains("SECRETBYTES"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            !json.contains("SECRETBYTES") && !json.contains("PRIVATE KEY"),
+            "{json}"
+        );
     }
 }

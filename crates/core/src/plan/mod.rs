@@ -151,7 +151,7 @@ pub enum Change {
         #[serde(skip)]
         cert_pem: String,
         #[serde(skip)]
-        key_pem: String,
+        key_pem: crate::model::PrivateKeyPem,
     },
     CreateListener {
         protocol: Protocol,

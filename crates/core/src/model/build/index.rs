@@ -140,40 +140,10 @@ impl<'a> Index<'a> {
 
     pub(super) fn assign_stacks(&mut self) {
         let snap = self.snap;
-        let ours: Vec<&IngressClass> = snap
-            .ingress_classes
-            .iter()
-            .filter(|c| {
-                c.spec.as_ref().and_then(|s| s.controller.as_deref())
-                    == Some(snap.controller_name.as_str())
-            })
-            .collect();
-        let default_class = ours
-            .iter()
-            .filter(|c| {
-                c.metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(ANN_DEFAULT_CLASS))
-                    .map(String::as_str)
-                    == Some("true")
-            })
-            .min_by_key(|c| c.metadata.name.as_deref())
-            .copied();
+        let classes = OurClasses::new(snap);
         for ing in &snap.ingresses {
             let (ns, name) = meta_name(&ing.metadata);
-            let spec_class = ing
-                .spec
-                .as_ref()
-                .and_then(|s| s.ingress_class_name.as_deref());
-            let class_name = spec_class.or_else(|| annotation(ing, ANN_INGRESS_CLASS));
-            let class = match class_name {
-                Some(cn) => ours
-                    .iter()
-                    .find(|c| c.metadata.name.as_deref() == Some(cn))
-                    .copied(),
-                None => default_class,
-            };
+            let class = classes.of(ing);
             let Some(class) = class else { continue };
             let class_name = class.metadata.name.as_deref().unwrap_or("");
             let key = ObjectRef::namespaced("Ingress", ns, name);
@@ -380,4 +350,56 @@ pub(super) fn is_lb_id(id: &str) -> bool {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     })
+}
+
+/// The IngressClasses this controller answers to, and the default one among them.
+pub struct OurClasses<'a> {
+    ours: Vec<&'a IngressClass>,
+    default_class: Option<&'a IngressClass>,
+}
+
+impl<'a> OurClasses<'a> {
+    pub fn new(snap: &'a Snapshot) -> Self {
+        let ours: Vec<&IngressClass> = snap
+            .ingress_classes
+            .iter()
+            .filter(|c| {
+                c.spec.as_ref().and_then(|s| s.controller.as_deref())
+                    == Some(snap.controller_name.as_str())
+            })
+            .collect();
+        let default_class = ours
+            .iter()
+            .filter(|c| {
+                c.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(ANN_DEFAULT_CLASS))
+                    .map(String::as_str)
+                    == Some("true")
+            })
+            .min_by_key(|c| c.metadata.name.as_deref())
+            .copied();
+        Self {
+            ours,
+            default_class,
+        }
+    }
+
+    /// The class of ours an Ingress names (`spec.ingressClassName`, else the legacy
+    /// annotation), or the default class when it names none; None when it is not ours.
+    pub fn of(&self, ing: &Ingress) -> Option<&'a IngressClass> {
+        let spec_class = ing
+            .spec
+            .as_ref()
+            .and_then(|s| s.ingress_class_name.as_deref());
+        match spec_class.or_else(|| annotation(ing, ANN_INGRESS_CLASS)) {
+            Some(cn) => self
+                .ours
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(cn))
+                .copied(),
+            None => self.default_class,
+        }
+    }
 }

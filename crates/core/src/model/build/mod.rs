@@ -12,7 +12,7 @@ mod tls;
 
 pub use annotations::{RsWeightGroup, RsWeights, parse_listen_ports, parse_rs_weights};
 pub use backends::instance_id;
-pub use index::Index;
+pub use index::{Index, OurClasses};
 pub use tls::cert_from_secret;
 
 use backends::*;

@@ -68,7 +68,7 @@ pub fn cert_from_secret(secret: &Secret) -> Result<CertSource, String> {
         secret: ObjectRef::namespaced("Secret", ns, name),
         fingerprint,
         cert_pem: cert,
-        key_pem: key,
+        key_pem: PrivateKeyPem::new(key),
     })
 }
 

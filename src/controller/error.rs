@@ -108,6 +108,10 @@ pub enum ControllerError {
     /// Leader election could not start.
     #[error("cannot start leader election")]
     LeaderElection(#[source] kube_lease_manager::LeaseManagerError),
+    /// The lease watch stopped (its task ended): leadership can no longer be proven, so the
+    /// controller stops instead of writing as a possible second leader.
+    #[error("leader election stopped: leadership can no longer be proven; stopping")]
+    LeaseLost,
 }
 
 impl ControllerError {
@@ -136,7 +140,7 @@ impl ControllerError {
             Self::Kube { write, .. } => (write.category(), Retry::NextResync),
             Self::ReadSecret { .. } => ("SecretRead", Retry::NextResync),
             Self::CacheSync(_) => ("CacheSync", Retry::NextResync),
-            Self::LeaderElection(_) => ("LeaderElection", Retry::NextResync),
+            Self::LeaderElection(_) | Self::LeaseLost => ("LeaderElection", Retry::NextResync),
         }
     }
 
@@ -176,6 +180,7 @@ impl ControllerError {
             }
             Self::CacheSync(e) => warn!(error = %e, "{self}"),
             Self::LeaderElection(e) => warn!(error = %e, "{self}"),
+            Self::LeaseLost => warn!("{self}"),
         }
     }
 }

@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// Finalizer put on every Ingress clb-ingress manages.
 pub const FINALIZER: &str = "clb-ingress.io/finalizer";
@@ -208,7 +208,17 @@ pub async fn run(
                     None => std::future::pending().await,
                 }
             } => {
-                if !changed { warn!("leader election stopped"); leader_rx = None; }
+                if !changed {
+                    // Never "leader for good": without a lease watch there is no proof of
+                    // leadership. Stop every writer now and exit (the pod restarts and
+                    // re-elects).
+                    if let Some(s) = sweep.take() {
+                        s.abort();
+                    }
+                    hooks.leader(false);
+                    ready(false);
+                    return Err(ControllerError::LeaseLost);
+                }
             }
             _ = resync.tick() => {
                 let busy = sweep.as_ref().is_some_and(|s| !s.is_finished());

@@ -187,24 +187,17 @@ pub fn start(
     }
 }
 
-/// The Namespace watcher: every Namespace applied requeues everything. Unlike the others it
-/// keeps objects as they come, has no backoff and ignores deletions and errors.
+/// The Namespace watcher: any Namespace change requeues everything (its labels select classes
+/// and tenancy scopes). Backoff like every other watcher: an unreachable API server is retried
+/// with growing delays, never in a busy loop.
 fn namespaces(client: &Client, tx: UnboundedSender<Dirty>) -> Store<PartialObjectMeta<Namespace>> {
-    let (reader, writer) = reflector::store();
-    let s = reflector::reflector(
-        writer,
-        watcher(
+    run(
+        "Namespace",
+        backoff(watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             cfg(),
-        ),
-    );
-    tokio::spawn(async move {
-        let mut s = std::pin::pin!(s);
-        while let Some(ev) = s.next().await {
-            if let Ok(watcher::Event::Apply(_)) = ev {
-                let _ = tx.send(Dirty::All);
-            }
-        }
-    });
-    reader
+        )),
+        tx,
+        |_| Dirty::All,
+    )
 }

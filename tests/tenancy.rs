@@ -8,7 +8,6 @@ use clb_test_support::cluster::{self, Env, SLOW};
 use clb_test_support::emulator::bin;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -68,25 +67,7 @@ async fn sync_state(e: &Env, ns: &str, name: &str) -> Option<Value> {
 
 /// (type, reason, note) of the Events about Ingress `ns/name`.
 async fn events(e: &Env, ns: &str, name: &str) -> Vec<(String, String, String)> {
-    let ar = ApiResource {
-        group: "events.k8s.io".into(),
-        version: "v1".into(),
-        api_version: "events.k8s.io/v1".into(),
-        kind: "Event".into(),
-        plural: "events".into(),
-    };
-    Api::<DynamicObject>::namespaced_with(e.kube.clone(), ns, &ar)
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|ev| ev.data["regarding"]["name"] == name)
-        .map(|ev| {
-            let s = |k: &str| ev.data[k].as_str().unwrap_or("").to_string();
-            (s("type"), s("reason"), s("note"))
-        })
-        .collect()
+    e.events_in(ns, name).await
 }
 
 async fn until<T, Fut: std::future::Future<Output = Option<T>>>(

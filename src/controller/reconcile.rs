@@ -28,23 +28,26 @@ fn is_deleted_skip(ing: &Ingress) -> bool {
             == Some("skip")
 }
 
+/// The Problems about Ingresses, by Ingress.
+fn by_ingress(problems: &[model::Problem]) -> BTreeMap<Key, Vec<&model::Problem>> {
+    let mut out: BTreeMap<Key, Vec<&model::Problem>> = BTreeMap::new();
+    for p in problems.iter().filter(|p| p.object.kind == "Ingress") {
+        out.entry((
+            p.object.namespace.clone().unwrap_or_default(),
+            p.object.name.clone(),
+        ))
+        .or_default()
+        .push(p);
+    }
+    out
+}
+
 impl Controller {
     /// Report the Ingresses of our classes that are on no CLB because of a Problem found
     /// while assigning stacks (an adoption the class does not allow, a malformed class
     /// parameter): bounded Warnings for the new ones, and the sync state.
     pub async fn report_unplaced(&self, index: &Index<'_>, seen: &[Arc<Ingress>]) {
-        let mut by_ingress: BTreeMap<Key, Vec<&model::Problem>> = BTreeMap::new();
-        for p in index.global_problems() {
-            if p.object.kind == "Ingress" {
-                by_ingress
-                    .entry((
-                        p.object.namespace.clone().unwrap_or_default(),
-                        p.object.name.clone(),
-                    ))
-                    .or_default()
-                    .push(p);
-            }
-        }
+        let by_ingress = by_ingress(index.global_problems());
         if by_ingress.is_empty() {
             return;
         }
@@ -142,18 +145,7 @@ impl Controller {
             Err(_) => 1,
         };
         // Report on every Ingress of the stack (and those that just left it).
-        let mut by_ingress: BTreeMap<Key, Vec<&model::Problem>> = BTreeMap::new();
-        for p in &problems {
-            if p.object.kind == "Ingress" {
-                by_ingress
-                    .entry((
-                        p.object.namespace.clone().unwrap_or_default(),
-                        p.object.name.clone(),
-                    ))
-                    .or_default()
-                    .push(p);
-            }
-        }
+        let by_ingress = by_ingress(&problems);
         for (ns, name) in members.iter().chain(by_ingress.keys()) {
             let Some(ing) = find(ns, name) else { continue };
             let ports = desired

@@ -57,6 +57,16 @@ pub struct SyncState {
     pub problem_count: usize,
 }
 
+impl SyncState {
+    /// The sync state an Ingress carries now (default when it has none or it does not parse).
+    pub fn of(ing: &Ingress) -> Self {
+        ing.annotations()
+            .get(ANN_SYNC_STATE)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default()
+    }
+}
+
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
@@ -196,11 +206,7 @@ impl Reporter {
             return failed;
         }
         failed.extend(self.warn(ing, new_warnings).await);
-        let previous: SyncState = ing
-            .annotations()
-            .get(ANN_SYNC_STATE)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
+        let previous = SyncState::of(ing);
         let parked = problems.iter().find(|p| p.effect == Effect::Parked);
         let now = jiff::Timestamp::now().to_string();
         let mut state = SyncState {
@@ -292,11 +298,7 @@ impl Reporter {
             return failed;
         }
         failed.extend(self.warn(ing, new_warnings).await);
-        let previous: SyncState = ing
-            .annotations()
-            .get(ANN_SYNC_STATE)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or_default();
+        let previous = SyncState::of(ing);
         let first = problems.first();
         let state = SyncState {
             observed_generation: ing.metadata.generation,

@@ -194,8 +194,8 @@ impl<A: ClbApi> Execution<'_, A> {
                 self.modify_domain(step, listener, domain, certificate.as_ref(), *make_default)
                     .await
             }
-            Change::RegisterTargets { targets } => self.register_targets(step, targets).await,
-            Change::DeregisterTargets { targets } => self.deregister_targets(step, targets).await,
+            Change::RegisterTargets { targets } => self.bind_targets(step, targets, true).await,
+            Change::DeregisterTargets { targets } => self.bind_targets(step, targets, false).await,
             Change::ModifyTargetWeights { targets } => {
                 self.modify_target_weights(step, targets).await
             }
@@ -531,40 +531,24 @@ impl<A: ClbApi> Execution<'_, A> {
         Ok(())
     }
 
-    /// `Change::RegisterTargets`.
-    async fn register_targets(
+    /// `Change::RegisterTargets` (`register`) and `Change::DeregisterTargets`.
+    async fn bind_targets(
         &mut self,
         step: &str,
         targets: &[RuleTarget],
+        register: bool,
     ) -> Result<(), DeployError> {
-        let d = self.d;
         let req = BatchTargetsRequest {
             load_balancer_id: self.lb(step)?,
             targets: self.batch_targets(targets, step)?,
         };
-        d.client
-            .batch_register_targets(&req)
-            .await
-            .map_err(cloud(step))?;
-        Ok(())
-    }
-
-    /// `Change::DeregisterTargets`.
-    async fn deregister_targets(
-        &mut self,
-        step: &str,
-        targets: &[RuleTarget],
-    ) -> Result<(), DeployError> {
-        let d = self.d;
-        let req = BatchTargetsRequest {
-            load_balancer_id: self.lb(step)?,
-            targets: self.batch_targets(targets, step)?,
+        let client = &self.d.client;
+        let result = if register {
+            client.batch_register_targets(&req).await
+        } else {
+            client.batch_deregister_targets(&req).await
         };
-        d.client
-            .batch_deregister_targets(&req)
-            .await
-            .map_err(cloud(step))?;
-        Ok(())
+        result.map(drop).map_err(cloud(step))
     }
 
     /// `Change::ModifyTargetWeights`.

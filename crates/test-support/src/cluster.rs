@@ -334,6 +334,11 @@ impl Env {
     }
 
     pub async fn events_for(&self, name: &str) -> Vec<(String, String, String)> {
+        self.events_in("default", name).await
+    }
+
+    /// (type, reason, note) of the Events about object `name` in namespace `ns`.
+    pub async fn events_in(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
         let ar = ApiResource {
             group: "events.k8s.io".into(),
             version: "v1".into(),
@@ -341,7 +346,7 @@ impl Env {
             kind: "Event".into(),
             plural: "events".into(),
         };
-        let api: Api<DynamicObject> = Api::namespaced_with(self.kube.clone(), "default", &ar);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.kube.clone(), ns, &ar);
         api.list(&Default::default())
             .await
             .unwrap()

@@ -350,3 +350,189 @@ fn apply_prune_needs_an_explicit_cluster_id() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--cluster-id"), "{err}");
 }
+
+/// Manifests of team A (namespace team-a, host a.example.com) and optionally team B's
+/// intruder naming CLB `attack` by `existLbId`, for `apply`.
+fn manifests(dir: &std::path::Path, attack: Option<&str>) -> std::path::PathBuf {
+    let mut yaml = String::from(
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {name: clb, annotations: {ingressclass.kubernetes.io/is-default-class: "true"}}
+spec:
+  controller: clb-ingress.io/ingress-controller
+  parameters: {apiGroup: clb-ingress.io, kind: ClbClassParameters, name: p}
+---
+apiVersion: clb-ingress.io/v1alpha1
+kind: ClbClassParameters
+metadata: {name: p}
+spec: {targetMode: Direct}
+"#,
+    );
+    for (ns, pod) in [("team-a", A_POD), ("team-b", B_POD)] {
+        yaml += &format!(
+            r#"---
+apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: {ns}}}
+spec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: web-1, namespace: {ns}, labels: {{kubernetes.io/service-name: web}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}]
+endpoints: [{{addresses: ["{pod}"], conditions: {{ready: true}}}}]
+"#
+        );
+    }
+    yaml += r#"---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: team-a}
+spec:
+  rules:
+  - host: a.example.com
+    http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}]}
+"#;
+    if let Some(lb) = attack {
+        yaml += &format!(
+            r#"---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: intruder
+  namespace: team-b
+  annotations:
+    kubernetes.io/ingress.existLbId: {lb}
+    ingress.cloud.tencent.com/listen-ports: '[{{"HTTP": 8080}}]'
+spec:
+  rules:
+  - host: b.example.com
+    http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}]}}
+"#
+        );
+    }
+    let path = dir.join(if attack.is_some() {
+        "attack.yaml"
+    } else {
+        "a.yaml"
+    });
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The emulator's CLBs (id -> whole state), from its admin endpoint.
+fn clbs(emu: &clb_test_support::emulator::Emulator) -> Vec<Value> {
+    emu.state()["lbs"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn apply_refuses_to_adopt_another_teams_clb_and_leaves_it_unchanged() {
+    let emu = clb_test_support::emulator::Emulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let a = manifests(dir.path(), None);
+    emu.apply(&[&a], &["--cluster-id", "one"])
+        .expect_ok("team A");
+    let before = clbs(&emu);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let lb = before[0]["id"].as_str().unwrap().to_string();
+    let attack = manifests(dir.path(), Some(&lb));
+    let run = emu.apply(&[&attack], &["--cluster-id", "one"]);
+    assert_eq!(
+        run.code, 1,
+        "a refused Ingress fails the run: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("Ingress team-b/intruder")
+            && run.stderr.contains("kubernetes.io/ingress.existLbId")
+            && run.stderr.contains("AdoptionNotAllowed"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(clbs(&emu), before, "team A's CLB changed");
+}
+
+#[test]
+fn another_cluster_id_never_prunes_this_clusters_clbs() {
+    let emu = clb_test_support::emulator::Emulator::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let a = manifests(dir.path(), None);
+    emu.apply(&[&a], &["--cluster-id", "one"])
+        .expect_ok("cluster one");
+    let before = clbs(&emu);
+    assert_eq!(before.len(), 1);
+    // Cluster two, with no Ingress at all, prunes what it created: nothing of cluster one's.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::copy(&a, empty.join("only-class.yaml")).unwrap();
+    let class_only: String = std::fs::read_to_string(&a)
+        .unwrap()
+        .split("---")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("---");
+    std::fs::write(empty.join("only-class.yaml"), class_only).unwrap();
+    emu.apply(&[&empty], &["--prune", "--cluster-id", "two"])
+        .expect_ok("cluster two prunes");
+    assert_eq!(clbs(&emu), before, "cluster one's CLB was touched");
+    // Cluster one itself, with the Ingress gone, does prune it.
+    emu.apply(&[&empty], &["--prune", "--cluster-id", "one"])
+        .expect_ok("cluster one prunes");
+    assert!(clbs(&emu).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_named_only_by_other_controllers_ingresses_are_never_read() {
+    let e = cluster::env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    namespace_with_backend(&e, "team-b", B_POD).await;
+    for name in ["ours", "theirs"] {
+        e.apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "team-b"}, "type": "Opaque",
+            "data": {"qcloud_cert_id": "Y2VydC1hYWFh", "password": "aHVudGVyMg=="}}))
+            .await;
+    }
+    // Another controller's class, and an Ingress of it naming the Secret `theirs`.
+    e.apply(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+        "metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx"}}),
+    )
+    .await;
+    e.api.clear_audit();
+    for (name, class, secret) in [("other", "nginx", "theirs"), ("mine", "clb", "ours")] {
+        ingress(
+            &e,
+            "team-b",
+            name,
+            json!({}),
+            json!({"ingressClassName": class,
+                "tls": [{"hosts": [format!("{name}.example.com")], "secretName": secret}],
+                "rules": [{"host": format!("{name}.example.com"), "http": {"paths": [path("/")]}}]}),
+        )
+        .await;
+    }
+    // Its sync state is written after the pass that read its Secret (the certificate id is
+    // not in the emulator's account, so it need not sync).
+    until("our Ingress reconciled", || {
+        sync_state(&e, "team-b", "mine")
+    })
+    .await;
+    let secret_gets: Vec<String> = e
+        .api
+        .audit()
+        .into_iter()
+        .filter(|a| a.resource == "secrets" && a.verb == "get")
+        .map(|a| a.name)
+        .collect();
+    assert!(
+        secret_gets.iter().any(|n| n == "ours"),
+        "our Secret is read: {secret_gets:?}"
+    );
+    assert!(
+        !secret_gets.iter().any(|n| n == "theirs"),
+        "another controller's Secret was read: {secret_gets:?}"
+    );
+}

@@ -466,7 +466,6 @@ fn another_cluster_id_never_prunes_this_clusters_clbs() {
     // Cluster two, with no Ingress at all, prunes what it created: nothing of cluster one's.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    std::fs::copy(&a, empty.join("only-class.yaml")).unwrap();
     let class_only: String = std::fs::read_to_string(&a)
         .unwrap()
         .split("---")

@@ -27,24 +27,44 @@ pub enum ManifestError {
     },
 }
 
+/// Largest manifest file read (a YAML or JSON file of Kubernetes objects is far smaller); a
+/// larger one is an error instead of gigabytes of memory.
+pub const MAX_MANIFEST_BYTES: u64 = 8 * 1024 * 1024;
+
 /// All manifest files under `path` (a file, or a directory searched recursively), sorted.
+/// Each directory is entered once, however many links lead to it, so a symlink loop cannot make
+/// the walk repeat or hang.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
-    let meta = std::fs::metadata(path).map_err(|e| ManifestError::Read {
-        path: path.display().to_string(),
-        source: e,
-    })?;
-    if meta.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
+    let mut visited = std::collections::HashSet::new();
     let mut out = Vec::new();
-    let entries = std::fs::read_dir(path).map_err(|e| ManifestError::Read {
+    walk(path, &mut visited, &mut out)?;
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn walk(
+    path: &Path,
+    visited: &mut std::collections::HashSet<PathBuf>,
+    out: &mut Vec<PathBuf>,
+) -> Result<(), ManifestError> {
+    let read_error = |e| ManifestError::Read {
         path: path.display().to_string(),
         source: e,
-    })?;
-    for entry in entries.flatten() {
+    };
+    let meta = std::fs::metadata(path).map_err(read_error)?;
+    if meta.is_file() {
+        out.push(path.to_path_buf());
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(path).map_err(read_error)?;
+    if !visited.insert(real) {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(path).map_err(read_error)?.flatten() {
         let p = entry.path();
         if p.is_dir() {
-            out.extend(files(&p)?);
+            walk(&p, visited, out)?;
         } else if matches!(
             p.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml" | "json")
@@ -52,8 +72,30 @@ pub fn files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
             out.push(p);
         }
     }
-    out.sort();
-    Ok(out)
+    Ok(())
+}
+
+/// A manifest file's text, refused past [`MAX_MANIFEST_BYTES`].
+pub fn read_manifest(file: &Path) -> Result<String, ManifestError> {
+    let name = file.display().to_string();
+    let read_error = |e| ManifestError::Read {
+        path: name.clone(),
+        source: e,
+    };
+    let f = std::fs::File::open(file).map_err(read_error)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(f, MAX_MANIFEST_BYTES + 1),
+        &mut text,
+    )
+    .map_err(read_error)?;
+    if text.len() as u64 > MAX_MANIFEST_BYTES {
+        return Err(ManifestError::Parse {
+            path: name,
+            message: format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+        });
+    }
+    Ok(text)
 }
 
 /// Parse one file's text into its documents (`kind: List` flattened).
@@ -133,10 +175,7 @@ pub fn load(paths: &[PathBuf], snap: &mut Snapshot) -> Result<usize, ManifestErr
     for root in paths {
         for file in files(root)? {
             let name = file.display().to_string();
-            let text = std::fs::read_to_string(&file).map_err(|e| ManifestError::Read {
-                path: name.clone(),
-                source: e,
-            })?;
+            let text = read_manifest(&file)?;
             for (i, doc) in parse_documents(&name, &text)?.into_iter().enumerate() {
                 let kind = doc
                     .get("kind")
@@ -190,5 +229,43 @@ pub fn api_resource(doc: &Value) -> kube::discovery::ApiResource {
         api_version: api_version.clone(),
         kind,
         plural,
+    }
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_loop_is_walked_once_and_each_file_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("m");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("a.yaml"), "kind: List\nitems: []\n").unwrap();
+        std::fs::write(root.join("sub/b.yaml"), "kind: List\nitems: []\n").unwrap();
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&root, root.join("sub/loop")).unwrap();
+            std::os::unix::fs::symlink(&root, root.join("again")).unwrap();
+        }
+        let found = files(&root).unwrap();
+        let names: Vec<String> = found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["a.yaml", "b.yaml"], "{found:?}");
+    }
+
+    #[test]
+    fn a_manifest_over_the_size_cap_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("big.json");
+        let file = std::fs::File::create(&f).unwrap();
+        file.set_len(MAX_MANIFEST_BYTES + 1).unwrap();
+        let err = read_manifest(&f).unwrap_err().to_string();
+        assert!(
+            err.contains("big.json") && err.contains("larger than"),
+            "{err}"
+        );
     }
 }

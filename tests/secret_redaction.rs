@@ -184,3 +184,19 @@ fn the_secret_key_and_tls_private_keys_never_appear_in_trace_output_of_apply_and
         assert_clean(&format!("{fmt}: plan"), &r, &needles);
     }
 }
+
+#[test]
+fn help_never_prints_a_secret_key_given_by_the_environment() {
+    let key = secret_key();
+    for sub in ["emulator", "apply", "run"] {
+        let out = std::process::Command::new(emulator::bin())
+            .args([sub, "--help"])
+            .env("CLB_EMULATOR_SECRET_KEY", &key)
+            .env("TENCENTCLOUD_SECRET_KEY", &key)
+            .output()
+            .expect("clb-ingress --help");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub} --help");
+        assert!(!text.contains(&key), "{sub} --help prints the SecretKey");
+    }
+}

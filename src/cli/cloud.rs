@@ -71,10 +71,8 @@ impl CloudArgs {
         if loopback {
             // Never let a proxy variable send emulator traffic off this machine.
             b = b.http_client(
-                reqwest::Client::builder()
+                crate::clb::client::http_builder(&config)
                     .no_proxy()
-                    .timeout(config.request_timeout)
-                    .connect_timeout(config.connect_timeout)
                     .build()?,
             );
         }

@@ -71,7 +71,7 @@ async fn apply_manifests(kube: &kube::Client, files: &[PathBuf]) -> anyhow::Resu
     for root in files {
         for file in crate::manifests::files(root)? {
             let name = file.display().to_string();
-            let text = std::fs::read_to_string(&file)?;
+            let text = crate::manifests::read_manifest(&file)?;
             for doc in crate::manifests::parse_documents(&name, &text)? {
                 let obj_name = doc["metadata"]["name"].as_str().unwrap_or("").to_string();
                 let ar = crate::manifests::api_resource(&doc);

@@ -33,6 +33,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Upper bound on attempts of one call across all categories (a safety net above the
 /// per-category caps of the retry policy).
 pub const MAX_ATTEMPTS_PER_CALL: u32 = 16;
+/// Largest response body read from the API (a Describe page of 100 CLBs is well under 1 MiB);
+/// a larger one is an error, never buffered whole.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// First DescribeTaskStatus poll after a submit (tasks take ~100 ms at best).
 pub const DEFAULT_TASK_POLL_INITIAL: Duration = Duration::from_millis(50);
 /// Longest interval between task polls.
@@ -302,7 +305,8 @@ impl ClbClientBuilder {
         self
     }
 
-    /// Use a pre-built reqwest client (its timeouts then apply instead of the config's).
+    /// Use a pre-built reqwest client (its timeouts then apply instead of the config's). Start
+    /// from [`http_builder`] to keep its safety settings (no redirects).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
         self
@@ -311,11 +315,7 @@ impl ClbClientBuilder {
     pub fn build(self) -> Result<ClbClient, ClbError> {
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
-                .use_rustls_tls()
-                .timeout(self.config.request_timeout)
-                .connect_timeout(self.config.connect_timeout)
-                .user_agent(REQUEST_CLIENT)
+            None => http_builder(&self.config)
                 .build()
                 .map_err(|e| ClbError::Config(format!("HTTP client: {e}")))?,
         };
@@ -549,10 +549,7 @@ impl ClbClient {
             .await
             .map_err(|source| transport(op, source))?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| transport(op, source))?;
+        let body = read_capped(op, response, MAX_RESPONSE_BYTES).await?;
         Ok(Attempt { status, body })
     }
 
@@ -726,4 +723,45 @@ fn request_id_of(body: &[u8]) -> Option<String> {
         .get("RequestId")?
         .as_str()
         .map(str::to_string)
+}
+
+/// The response body, read chunk by chunk and refused past `limit` bytes.
+async fn read_capped(
+    op: Op,
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, ClbError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ClbError::ResponseTooLarge {
+            action: op.name,
+            limit,
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|source| transport(op, source))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(ClbError::ResponseTooLarge {
+                action: op.name,
+                limit,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// The HTTP client settings every CLB API client needs: rustls, the config's timeouts, our
+/// User-Agent, and no redirects (a redirect would carry the signed request and `X-TC-Token`
+/// to another host).
+pub fn http_builder(config: &ClientConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(config.request_timeout)
+        .connect_timeout(config.connect_timeout)
+        .user_agent(REQUEST_CLIENT)
+        .redirect(reqwest::redirect::Policy::none())
 }

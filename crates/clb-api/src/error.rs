@@ -236,6 +236,9 @@ pub enum ClbError {
     /// Bad client configuration (endpoint URL, header values).
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// A response body larger than the client accepts (the read stops there).
+    #[error("{action}: response body over {limit} bytes")]
+    ResponseTooLarge { action: &'static str, limit: usize },
 }
 
 impl ClbError {
@@ -253,7 +256,8 @@ impl ClbError {
             | Self::Encode { .. }
             | Self::MissingInResponse { .. }
             | Self::TaskUnknownStatus { .. }
-            | Self::Config(_) => ErrorCategory::Other,
+            | Self::Config(_)
+            | Self::ResponseTooLarge { .. } => ErrorCategory::Other,
         }
     }
 

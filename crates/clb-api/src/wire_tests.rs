@@ -643,3 +643,61 @@ async fn the_secret_key_never_appears_in_logs_errors_or_debug_output_at_trace_le
         "session token in logs"
     );
 }
+
+#[tokio::test]
+async fn a_redirect_is_never_followed_so_the_signed_request_stays_on_its_host() {
+    // The "other host": counts what reaches it.
+    let other = serve(|i, _, _| ok(json!({}), i)).await;
+    let target = format!("http://{}/", other.addr);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route(
+        "/",
+        post(move || {
+            let target = target.clone();
+            async move {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, target)],
+                    "",
+                )
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let config = config_for(&format!("http://{addr}"));
+    let client = ClbClient::builder(config.clone(), credentials())
+        .clock(Arc::new(FixedClock::new(TS)))
+        .jitter(Arc::new(FixedJitter(0.5)))
+        .http_client(
+            super::client::http_builder(&config)
+                .no_proxy()
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let err = client
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .expect_err("a redirect is an error");
+    assert!(
+        matches!(err, ClbError::HttpStatus { status: 307, .. }),
+        "{err:?}"
+    );
+    assert!(other.requests().is_empty(), "the redirect was followed");
+}
+
+#[tokio::test]
+async fn a_response_body_over_the_cap_is_refused_not_buffered() {
+    let big = "x".repeat(super::client::MAX_RESPONSE_BYTES + 1);
+    let server = serve(move |_, _, _| (200, big.clone())).await;
+    let client = client_for(&server, Arc::new(CountingObserver::default()));
+    let err = client
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .expect_err("too large");
+    assert!(matches!(err, ClbError::ResponseTooLarge { .. }), "{err:?}");
+}

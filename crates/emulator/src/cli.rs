@@ -20,7 +20,12 @@ pub struct EmulatorArgs {
     #[arg(long, env = "CLB_EMULATOR_SECRET_ID", requires = "secret_key")]
     pub secret_id: Option<String>,
     /// Accepted SecretKey for --secret-id.
-    #[arg(long, env = "CLB_EMULATOR_SECRET_KEY", requires = "secret_id")]
+    #[arg(
+        long,
+        env = "CLB_EMULATOR_SECRET_KEY",
+        requires = "secret_id",
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
     /// Region the emulator serves (X-TC-Region must match).
     #[arg(long)]

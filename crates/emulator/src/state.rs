@@ -265,7 +265,8 @@ impl State {
         })
     }
 
-    /// Write the state file atomically (temp file + rename).
+    /// Write the state file atomically (temp file + rename), readable by its owner only: it
+    /// holds uploaded private keys.
     pub fn save(&self, path: &Path) -> Result<(), StateFileError> {
         let err = |source| StateFileError::Write {
             path: path.display().to_string(),
@@ -273,7 +274,14 @@ impl State {
         };
         let text = serde_json::to_vec_pretty(self).map_err(|e| err(std::io::Error::other(e)))?;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, text).map_err(err)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(err)?;
+        std::io::Write::write_all(&mut file, &text).map_err(err)?;
+        drop(file);
         std::fs::rename(&tmp, path).map_err(err)
     }
 
@@ -505,5 +513,19 @@ mod tests {
         s.seq = 7;
         s.save(&path).expect("saves");
         assert_eq!(State::load(&path).expect("loads"), s);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_state_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        State::new().save(&path).expect("saves");
+        State::new()
+            .save(&path)
+            .expect("saves again over the old file");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
     }
 }

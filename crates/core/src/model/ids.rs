@@ -59,7 +59,21 @@ impl StackId {
     /// Stable across releases (it names existing cloud objects): a hash of the cluster id and
     /// the stack's display form.
     pub fn hash(&self, cluster_id: &str) -> String {
-        short_hash(&[cluster_id, &self.to_string()])
+        // short_hash(&[cluster_id, &self.to_string()]), without building the string.
+        struct Feed(Sha256);
+        impl fmt::Write for Feed {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0.update(s.as_bytes());
+                Ok(())
+            }
+        }
+        let mut feed = Feed(Sha256::new());
+        feed.0.update(cluster_id.as_bytes());
+        feed.0.update(b"\n");
+        // Display into a hasher cannot fail.
+        let _ = fmt::write(&mut feed, format_args!("{self}"));
+        feed.0.update(b"\n");
+        hex::encode(&feed.0.finalize()[..6])
     }
 
     /// The name of the listeners this stack owns on its CLB.
@@ -95,11 +109,7 @@ impl StackId {
 
     /// The tags written on the CLB clb-ingress creates for this stack.
     pub fn tags(&self, cluster_id: &str) -> Vec<(String, String)> {
-        vec![
-            (TAG_CLUSTER.to_string(), cluster_id.to_string()),
-            (TAG_STACK.to_string(), self.hash(cluster_id)),
-            (TAG_CREATED_BY.to_string(), CREATED_BY.to_string()),
-        ]
+        stack_tags(cluster_id, self.hash(cluster_id))
     }
 }
 
@@ -119,6 +129,15 @@ impl Serialize for StackId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
     }
+}
+
+/// The tags of the CLB of the stack with this hash ([`StackId::tags`] when the hash is known).
+pub fn stack_tags(cluster_id: &str, stack_hash: String) -> Vec<(String, String)> {
+    vec![
+        (TAG_CLUSTER.to_string(), cluster_id.to_string()),
+        (TAG_STACK.to_string(), stack_hash),
+        (TAG_CREATED_BY.to_string(), CREATED_BY.to_string()),
+    ]
 }
 
 /// The name of the listeners owned by the stack with this hash.

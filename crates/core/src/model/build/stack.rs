@@ -226,7 +226,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         }
         let first = &self.members[0];
         let cluster_id = &self.index.snap.cluster_id;
-        let listener_name = self.id.listener_name(cluster_id);
+        let stack_hash = self.id.hash(cluster_id);
+        let listener_name = crate::model::ids::listener_name(&stack_hash);
         let default_cert = self.default_certificate(&contributions);
         // How many rules use each slot: the last one takes it, the others clone it.
         let mut uses = vec![0u32; self.slots.len()];
@@ -296,7 +297,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             retain,
             stack: self.id.clone(),
             source: first.source.clone(),
-            tags: self.id.tags(cluster_id),
+            tags: crate::model::ids::stack_tags(cluster_id, stack_hash),
             listeners,
             members: member_ports
                 .into_iter()

@@ -137,6 +137,11 @@ impl ControllerError {
                 (e.category(), Retry::NextResync)
             }
             Self::Retain { source, .. } => (source.category(), Retry::NextResync),
+            // A missing finalizer blocks the stack's cloud writes: try again soon.
+            Self::Kube {
+                write: KubeWrite::Finalizer,
+                ..
+            } => (KubeWrite::Finalizer.category(), Retry::Backoff),
             Self::Kube { write, .. } => (write.category(), Retry::NextResync),
             Self::ReadSecret { .. } => ("SecretRead", Retry::NextResync),
             Self::CacheSync(_) => ("CacheSync", Retry::NextResync),
@@ -215,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_writes_are_categorised_by_write_and_not_retried() {
+    fn kubernetes_writes_are_categorised_by_write_and_only_a_missing_finalizer_backs_off() {
         let ing = k8s_openapi::api::networking::v1::Ingress {
             metadata: kube::api::ObjectMeta {
                 namespace: Some("ns".into()),
@@ -224,15 +229,16 @@ mod tests {
             },
             ..Default::default()
         };
-        for (write, category) in [
-            (KubeWrite::Finalizer, "FinalizerUpdate"),
-            (KubeWrite::Status, "StatusUpdate"),
-            (KubeWrite::SyncState, "SyncStateUpdate"),
-            (KubeWrite::Event, "EventPublish"),
+        for (write, category, retry) in [
+            // The stack's cloud writes wait for the finalizer: retried soon.
+            (KubeWrite::Finalizer, "FinalizerUpdate", Retry::Backoff),
+            (KubeWrite::Status, "StatusUpdate", Retry::NextResync),
+            (KubeWrite::SyncState, "SyncStateUpdate", Retry::NextResync),
+            (KubeWrite::Event, "EventPublish", Retry::NextResync),
         ] {
             let e = ControllerError::kube(write, &ing, kube_error());
             assert_eq!(e.category(), category);
-            assert_eq!(e.retry(), Retry::NextResync);
+            assert_eq!(e.retry(), retry, "{write}");
             assert!(e.to_string().ends_with("of Ingress ns/web"), "{e}");
             assert!(std::error::Error::source(&e).is_some());
         }

@@ -126,19 +126,27 @@ impl Controller {
                 )
             })
             .collect();
-        // Finalizers go on before any cloud object exists for an Ingress.
+        // Finalizers go on before any cloud object exists for an Ingress: no cloud write for a
+        // stack while one of its Ingresses lacks ours (retried with backoff).
+        let mut finalizer_missing = None;
         for (ns, name) in &members {
             if let Some(ing) = find(ns, name)
                 && let Err(e) = self.reporter.ensure_finalizer(&ing).await
             {
-                self.failed(&e);
+                match finalizer_missing {
+                    None => finalizer_missing = Some(e),
+                    Some(_) => self.failed(&e),
+                }
             }
         }
-        let result = self
-            .deployer
-            .reconcile(id, desired.as_ref())
-            .await
-            .map_err(ControllerError::Deploy);
+        let result = match finalizer_missing {
+            Some(e) => Err(e),
+            None => self
+                .deployer
+                .reconcile(id, desired.as_ref())
+                .await
+                .map_err(ControllerError::Deploy),
+        };
         let ok = result.is_ok();
         let pending = match &result {
             Ok(_) => 0,

@@ -334,7 +334,7 @@ fn authenticate(
             "X-TC-Timestamp `{ts_text}` is not a Unix timestamp"
         ))
     })?;
-    if (now_s - ts).abs() > SIGNATURE_MAX_SKEW_SECS {
+    if now_s.abs_diff(ts) > SIGNATURE_MAX_SKEW_SECS.unsigned_abs() {
         return Err(ApiFailure::new(
             codes::AUTH_SIGNATURE_EXPIRE,
             format!(

@@ -269,3 +269,51 @@ async fn a_controller_killed_mid_sync_converges_after_restart() {
     }
     assert_eq!(e.lb_count().await, 12, "one CLB per Ingress, no duplicates");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_controller_at_once_even_while_a_cloud_task_is_stuck() {
+    let e = env().await;
+    let mut ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Every async task of the CLB stays "running": the controller's CreateLoadBalancer waits.
+    let admin = reqwest::Client::builder().no_proxy().build().unwrap();
+    let paused = admin
+        .post(format!("http://{}/_emulator/pause", e.emu.addr))
+        .send()
+        .await
+        .unwrap();
+    assert!(paused.status().is_success());
+    e.ingress("shop", "shop.example.com", &[("/", "Prefix", "web")])
+        .await;
+    // A later change arrives while the first pass is stuck on the task.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    e.ingress("shop2", "shop2.example.com", &[("/", "Prefix", "web")])
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = ctl.child.id().to_string();
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = loop {
+        if let Some(status) = ctl.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running {:?} after SIGTERM:\n{}",
+            started.elapsed(),
+            ctl.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    eprintln!(
+        "stopped {:?} after SIGTERM with a stuck cloud task ({exit})",
+        started.elapsed()
+    );
+    assert!(exit.success(), "{exit}\n{}", ctl.log());
+}

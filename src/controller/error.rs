@@ -125,6 +125,11 @@ impl ControllerError {
         }
     }
 
+    /// A Kubernetes write refused because the object changed since it was read (409).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Kube { source: kube::Error::Api(ae), .. } if ae.code == 409)
+    }
+
     /// The one classification of a failure: its bounded PascalCase category (Event reason,
     /// metric label) and whether it is retried with backoff. Cloud failures keep the deploy
     /// error's category (`Throttled`, `Busy`, `LoadBalancerNotFound`, ...).

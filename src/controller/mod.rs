@@ -175,6 +175,8 @@ pub async fn run(
     let mut resync = tokio::time::interval(config.resync.max(Duration::from_secs(1)));
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: BTreeSet<Dirty> = BTreeSet::new();
+    // Event passes in flight (at most `queue::MAX_EVENT_PASSES`).
+    let mut passes = tokio::task::JoinSet::new();
     // Full sweeps (the first one when leadership starts, then the drift resyncs) run in the
     // background so that user changes are never queued behind them.
     let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
@@ -198,6 +200,14 @@ pub async fn run(
             if let Some(s) = sweep.take() {
                 s.abort();
             }
+            passes.abort_all();
+            pending.clear();
+        }
+        if leader && !pending.is_empty() && passes.len() < queue::MAX_EVENT_PASSES {
+            let ctl = ctl.clone();
+            let batch = std::mem::take(&mut pending);
+            let concurrency = config.concurrency;
+            passes.spawn(async move { ctl.process(batch, false, concurrency).await });
         }
         was_leader = leader;
         tokio::select! {
@@ -215,6 +225,7 @@ pub async fn run(
                     if let Some(s) = sweep.take() {
                         s.abort();
                     }
+                    passes.abort_all();
                     hooks.leader(false);
                     ready(false);
                     return Err(ControllerError::LeaseLost);
@@ -229,19 +240,21 @@ pub async fn run(
             }
             d = rx.recv() => {
                 let Some(d) = d else { break };
-                // Debounce: gather everything that arrives within the window.
+                // Debounce: gather everything that arrives within the window. The pass starts
+                // at the top of the loop, in its own task.
                 queue::debounce(&mut rx, d, config.debounce, &mut pending).await;
-                if leader {
-                    ctl.process(std::mem::take(&mut pending), false, config.concurrency).await;
-                } else {
+                if !leader {
                     pending.clear();
                 }
             }
+            Some(_) = passes.join_next(), if !passes.is_empty() => {}
         }
     }
     if let Some(s) = sweep.take() {
         s.abort();
     }
+    // Every step is idempotent: a pass stopped mid-way is finished by the next leader.
+    passes.abort_all();
     info!("shutting down");
     ready(false);
     drop(leader_rx);

@@ -17,6 +17,11 @@ use tracing::{debug, instrument};
 /// CLBs a drift resync reconciles at once: resyncs run beside user changes and must leave them
 /// most of the API rate limit.
 pub const RESYNC_CONCURRENCY: usize = 2;
+/// Event passes running at once. A pass runs in its own task, so intake, leadership changes and
+/// shutdown never wait behind a slow cloud call; events arriving meanwhile are gathered for the
+/// next pass. One at a time, so that a pass with an older snapshot can never write after one
+/// with a newer snapshot.
+pub const MAX_EVENT_PASSES: usize = 1;
 /// Delay before retrying a stack whose reconcile failed (doubles up to the cap).
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);

@@ -42,7 +42,32 @@ fn by_ingress(problems: &[model::Problem]) -> BTreeMap<Key, Vec<&model::Problem>
     out
 }
 
+/// Tries to add the finalizer while other writers keep changing the Ingress (409 Conflict).
+const FINALIZER_ATTEMPTS: usize = 3;
+/// Wait before retrying on a conflict, for the watch cache to see the other write.
+const FINALIZER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Controller {
+    /// Add our finalizer; on a conflict (another writer changed the Ingress since this pass
+    /// read it) retry with the watch cache's newer copy.
+    async fn ensure_finalizer(&self, ing: Arc<Ingress>) -> Result<(), ControllerError> {
+        let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
+        let mut current = ing;
+        let mut attempt = 1;
+        loop {
+            match self.reporter.ensure_finalizer(&current).await {
+                Err(e) if e.is_conflict() && attempt < FINALIZER_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(FINALIZER_RETRY).await;
+                    if let Some(latest) = self.snapshots.ingress(&ns, &name) {
+                        current = latest;
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Report the Ingresses of our classes that are on no CLB because of a Problem found
     /// while assigning stacks (an adoption the class does not allow, a malformed class
     /// parameter): bounded Warnings for the new ones, and the sync state.
@@ -131,7 +156,7 @@ impl Controller {
         let mut finalizer_missing = None;
         for (ns, name) in &members {
             if let Some(ing) = find(ns, name)
-                && let Err(e) = self.reporter.ensure_finalizer(&ing).await
+                && let Err(e) = self.ensure_finalizer(ing).await
             {
                 match finalizer_missing {
                     None => finalizer_missing = Some(e),

@@ -152,3 +152,51 @@ fn the_demo_runs_api_server_emulator_and_controller_and_routes_requests_through_
     );
     assert!(!stdout.contains("error:"), "{stdout}");
 }
+
+#[test]
+fn the_demo_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(clb_test_support::emulator::bin())
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--kube-listen",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--kubeconfig-out",
+        ])
+        .arg(std::env::temp_dir().join(format!(
+            "clb-demo-sigterm-{}.kubeconfig",
+            std::process::id()
+        )))
+        .args(["--vip-base", "127.78.0.1", "--port-offset", "21000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run demo");
+    let stdout = child.stdout.take().unwrap();
+    let serving = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("Serving until"));
+    assert!(serving, "the demo did not come up");
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("the demo ignored SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+}

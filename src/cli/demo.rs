@@ -264,8 +264,8 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     println!("     KUBECONFIG={kc} kubectl describe ingress shop");
     println!("     curl -s http://{metrics_addr}/metrics | grep clb_ingress_");
     if !args.once {
-        println!("Serving until Ctrl-C.");
-        let _ = tokio::signal::ctrl_c().await;
+        println!("Serving until Ctrl-C (or SIGTERM).");
+        crate::controller::shutdown_signal().await;
     }
     // Exiting drops the runtime, which stops the controller, the emulator and the API server.
     controller.abort();

@@ -1027,3 +1027,36 @@ async fn manual_and_auto_rewrites_are_described_and_deleted() {
     );
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn the_admin_endpoint_never_shows_a_secret_key_or_a_private_key() {
+    let emu = start(settings()).await;
+    let api = Api::new(&emu);
+    let (cert, key) = self_signed("a.example.com");
+    let ssl = Opts {
+        service: "ssl".into(),
+        version: "2019-12-05".into(),
+        ..Opts::default()
+    };
+    api.call_with(
+        "UploadCertificate",
+        json!({"CertificatePublicKey": cert, "CertificatePrivateKey": key, "Alias": "a"}),
+        &ssl,
+    )
+    .await;
+    let state = api.admin(reqwest::Method::GET, "state", None).await;
+    let shown = state.to_string();
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+    assert!(shown.contains("<redacted>"), "the key is marked redacted");
+    let settings = api.admin(reqwest::Method::GET, "settings", None).await;
+    assert!(!settings.to_string().contains(KEY), "{settings}");
+    // Sending the shown settings back (a redacted key) keeps the real key: calls still work.
+    let echoed = api
+        .admin(reqwest::Method::PATCH, "settings", Some(settings.clone()))
+        .await;
+    assert!(!echoed.to_string().contains(KEY), "{echoed}");
+    assert!(
+        api.ok("DescribeQuota", json!({})).await["QuotaSet"].is_array(),
+        "the SecretKey survived the round trip"
+    );
+}

@@ -530,8 +530,37 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// What admin answers show instead of a SecretKey or a private key.
+pub const REDACTED: &str = "<redacted>";
+
+/// Settings as the admin endpoint shows them: every SecretKey redacted.
+fn settings_view(settings: &Settings) -> Value {
+    let mut v = to_value(settings);
+    if let Some(creds) = v.get_mut("credentials").and_then(Value::as_array_mut) {
+        for c in creds {
+            if let Some(k) = c.get_mut("secret_key") {
+                *k = json!(REDACTED);
+            }
+        }
+    }
+    v
+}
+
+/// State as the admin endpoint shows it: private keys of uploaded certificates redacted.
+fn state_view(state: &State) -> Value {
+    let mut v = to_value(state);
+    if let Some(certs) = v.get_mut("certs").and_then(Value::as_object_mut) {
+        for c in certs.values_mut() {
+            if let Some(k) = c.get_mut("key_pem").filter(|k| !k.is_null()) {
+                *k = json!(REDACTED);
+            }
+        }
+    }
+    v
+}
+
 async fn get_settings(AxState(app): AxState<Arc<App>>) -> Response {
-    axum::Json(to_value(&app.lock().settings)).into_response()
+    axum::Json(settings_view(&app.lock().settings)).into_response()
 }
 
 /// Merge-patch the settings. `listen`, `state_file`, `seed` and `port_offset` only take effect
@@ -544,7 +573,23 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     let mut core = app.lock();
     core.settle();
     let mut current = to_value(&core.settings);
+    let keys: Vec<(String, String)> = core
+        .settings
+        .credentials
+        .iter()
+        .map(|c| (c.secret_id.clone(), c.secret_key.clone()))
+        .collect();
     merge(&mut current, &patch);
+    // A SecretKey sent back as shown (redacted) keeps its current value.
+    if let Some(creds) = current.get_mut("credentials").and_then(Value::as_array_mut) {
+        for c in creds {
+            if c["secret_key"] == REDACTED
+                && let Some((_, key)) = keys.iter().find(|(id, _)| c["secret_id"] == id.as_str())
+            {
+                c["secret_key"] = json!(key);
+            }
+        }
+    }
     let mut next: Settings = match serde_json::from_value(current) {
         Ok(s) => s,
         Err(e) => return bad_request(format!("invalid settings: {e}")),
@@ -558,7 +603,7 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     }
     core.settings = next;
     core.settle();
-    axum::Json(to_value(&core.settings)).into_response()
+    axum::Json(settings_view(&core.settings)).into_response()
 }
 
 async fn get_faults(AxState(app): AxState<Arc<App>>) -> Response {
@@ -612,7 +657,7 @@ async fn get_state(AxState(app): AxState<Arc<App>>) -> Response {
     core.settle();
     let tasks: Vec<Value> = core.task_list().into_iter().map(to_value).collect();
     axum::Json(json!({
-        "state": to_value(&core.state),
+        "state": state_view(&core.state),
         "tasks": tasks,
     }))
     .into_response()

@@ -317,3 +317,66 @@ async fn sigterm_stops_the_controller_at_once_even_while_a_cloud_task_is_stuck()
     );
     assert!(exit.success(), "{exit}\n{}", ctl.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_that_cannot_be_read_is_not_reported_missing_and_its_certificate_stays() {
+    use serde_json::json;
+    let e = env().await;
+    let ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let cert = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
+    let secret = |note: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": {"name": "a-tls", "namespace": "default", "annotations": {"note": note}},
+            "stringData": {"tls.crt": cert.cert.pem(), "tls.key": cert.signing_key.serialize_pem()}})
+    };
+    e.apply(secret("one")).await;
+    e.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "default"},
+        "spec": {"tls": [{"hosts": ["a.example.com"], "secretName": "a-tls"}],
+                 "rules": [{"host": "a.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                     "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}}))
+    .await;
+    e.until_routed("shop", "a.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let certs_before = e
+        .clb()
+        .describe_certificates(&Default::default())
+        .await
+        .unwrap()
+        .len();
+    // The API server now fails every read of the Secret, and the Secret changes (so the
+    // controller must read it again).
+    e.api.fail_gets("secrets", "default", "a-tls", true);
+    e.apply(secret("two")).await;
+    e.ingress("other", "b.example.com", &[("/", "Prefix", "web")])
+        .await;
+    e.until_routed("other", "b.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let warnings: Vec<String> = e
+        .events_for("shop")
+        .await
+        .into_iter()
+        .filter(|(t, _, _)| t == "Warning")
+        .map(|(_, r, n)| format!("{r}: {n}"))
+        .collect();
+    assert!(
+        !warnings.iter().any(|w| w.starts_with("TlsSecretNotFound")),
+        "a read failure was reported as a missing Secret: {warnings:?}\n{}",
+        ctl.log()
+    );
+    // HTTPS keeps its certificate (nothing new uploaded, nothing taken away): still served.
+    let vip = e.vip("shop").await.unwrap();
+    assert_eq!(e.request(&vip, "a.example.com", "/").await.0, 200);
+    assert_eq!(
+        e.clb()
+            .describe_certificates(&Default::default())
+            .await
+            .unwrap()
+            .len(),
+        certs_before
+    );
+    e.api.fail_gets("secrets", "default", "a-tls", false);
+}

@@ -98,10 +98,11 @@ impl Controller {
             .filter(|i| i.metadata.deletion_timestamp.is_some())
             .map(|i| (i.clone(), self.snapshots.stack_of_deleted(i)))
             .collect();
-        let (snap, errors) = self.snapshots.build(&seen).await;
-        for e in &errors {
+        let built = self.snapshots.build(&seen).await;
+        for e in &built.errors {
             self.failed(e);
         }
+        let snap = built.snap;
         let index = Index::new(&snap);
         self.snapshots.forget_secrets(&dirty).await;
         let mut stacks = self.memory.lock().await.affected(
@@ -113,6 +114,24 @@ impl Controller {
         debug!(?stacks, "affected stacks");
         if full {
             stacks.extend(index.stack_ids().cloned());
+        }
+        // A stack that needs a Secret that could not be read waits (and is retried) instead of
+        // being planned as if the Secret were gone.
+        for ing in &snap.ingresses {
+            let ns = ing.metadata.namespace.clone().unwrap_or_default();
+            let needs_unreadable = ing
+                .spec
+                .iter()
+                .flat_map(|s| s.tls.iter().flatten())
+                .filter_map(|t| t.secret_name.clone())
+                .any(|n| built.unreadable.contains(&(ns.clone(), n)));
+            if needs_unreadable
+                && let Some(id) = index.stack_of(&ns, ing.metadata.name.as_deref().unwrap_or(""))
+                && stacks.remove(id)
+            {
+                debug!(stack = %id, "held back: a Secret it needs could not be read");
+                retry_later(&self.tx, id.clone(), retry_delay(1));
+            }
         }
         self.hooks.queue_depth(stacks.len());
         let mut problems: BTreeMap<&'static str, usize> = BTreeMap::new();

@@ -16,6 +16,14 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
+/// A snapshot, the failures met while building it, and the Secrets that could not be read
+/// (and had no earlier copy).
+pub struct Built {
+    pub snap: Snapshot,
+    pub errors: Vec<ControllerError>,
+    pub unreadable: BTreeSet<Key>,
+}
+
 /// Builds snapshots from the watch caches.
 pub struct Snapshots {
     client: Client,
@@ -69,9 +77,8 @@ impl Snapshots {
     }
 
     /// A snapshot of `ingresses` (those being deleted left out) and everything from the caches;
-    /// Secrets referenced by Ingresses are read on demand. A Secret that cannot be read is
-    /// left out, its error returned beside the snapshot.
-    pub async fn build(&self, ingresses: &[Arc<Ingress>]) -> (Snapshot, Vec<ControllerError>) {
+    /// Secrets referenced by Ingresses are read on demand.
+    pub async fn build(&self, ingresses: &[Arc<Ingress>]) -> Built {
         let mut snap = self.empty();
         snap.ingress_classes = clone_all(self.stores.classes.state());
         if let Some(only) = &self.ingress_class {
@@ -99,15 +106,22 @@ impl Snapshots {
                 ..Default::default()
             })
             .collect();
-        let (secrets, errors) = self.referenced_secrets(&snap).await;
+        let (secrets, errors, unreadable) = self.referenced_secrets(&snap).await;
         snap.secrets = secrets;
-        (snap, errors)
+        Built {
+            snap,
+            errors,
+            unreadable,
+        }
     }
 
     /// The Secrets that Ingresses of our classes and our class parameters name, read (or taken
     /// from the cache) with only the keys clb-ingress uses; cached Secrets no longer named are
     /// dropped. Secrets named only by other controllers' Ingresses are never read.
-    async fn referenced_secrets(&self, snap: &Snapshot) -> (Vec<Secret>, Vec<ControllerError>) {
+    async fn referenced_secrets(
+        &self,
+        snap: &Snapshot,
+    ) -> (Vec<Secret>, Vec<ControllerError>, BTreeSet<Key>) {
         let mut wanted: BTreeSet<Key> = BTreeSet::new();
         let classes = OurClasses::new(snap);
         for ing in snap.ingresses.iter().filter(|i| classes.of(i).is_some()) {
@@ -131,6 +145,7 @@ impl Snapshots {
         }
         let mut out = Vec::new();
         let mut errors = Vec::new();
+        let mut unreadable = BTreeSet::new();
         let mut cache = self.secrets.lock().await;
         cache.retain(|k, _| wanted.contains(k));
         for (ns, name) in wanted {
@@ -154,14 +169,25 @@ impl Snapshots {
                     out.push(s);
                 }
                 Ok(None) => {}
-                Err(source) => errors.push(ControllerError::ReadSecret {
-                    namespace: ns,
-                    name,
-                    source,
-                }),
+                Err(source) => {
+                    // A failed read is not a missing Secret: keep serving the copy read before
+                    // (a changed Secret is read again next pass); without one, the caller holds
+                    // back the stacks that need it instead of reporting it not found.
+                    match cache.get(&key) {
+                        Some((_, s)) => out.push(s.clone()),
+                        None => {
+                            unreadable.insert(key);
+                        }
+                    }
+                    errors.push(ControllerError::ReadSecret {
+                        namespace: ns,
+                        name,
+                        source,
+                    });
+                }
             }
         }
-        (out, errors)
+        (out, errors, unreadable)
     }
 
     /// Drop the cached data of the Secrets `dirty` says changed.

@@ -127,6 +127,11 @@ impl Running {
         self.store.audit()
     }
 
+    /// Make `get` of `plural` `namespace/name` answer 500 until turned off (fault injection).
+    pub fn fail_gets(&self, plural: &str, namespace: &str, name: &str, on: bool) {
+        self.store.fail_gets(plural, namespace, name, on);
+    }
+
     /// Forget the requests recorded so far (also `DELETE /_testapi/audit`).
     pub fn clear_audit(&self) {
         self.store.clear_audit();

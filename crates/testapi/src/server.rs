@@ -224,7 +224,17 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         user_agent,
         code: 0,
     };
-    let result = resource_request(&app, verb, &target, &query, &parts.headers, &bytes);
+    let injected = verb == "get"
+        && app.store.get_fails(
+            &target.def.plural,
+            target.namespace.as_deref().unwrap_or(""),
+            target.name.as_deref().unwrap_or(""),
+        );
+    let result = if injected {
+        Err(ApiError::injected("injected failure (test)"))
+    } else {
+        resource_request(&app, verb, &target, &query, &parts.headers, &bytes)
+    };
     let response = match result {
         Ok(Reply::Json(code, v)) => {
             entry.code = code;

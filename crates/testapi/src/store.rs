@@ -48,6 +48,11 @@ impl ApiError {
         self
     }
 
+    /// A 500, as an overloaded or failing API server answers (test fault injection).
+    pub fn injected(message: impl Into<String>) -> Self {
+        Self::with(500, "InternalError", message.into())
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::with(400, "BadRequest", message.into())
     }
@@ -323,6 +328,8 @@ struct State {
     builtins: Vec<ResourceDef>,
     custom: Vec<ResourceDef>,
     audit: Vec<AuditEntry>,
+    /// (resource plural, namespace, name) whose `get` answers 500 (test fault injection).
+    failing_gets: std::collections::BTreeSet<(String, String, String)>,
     /// Changes whenever the set of served resources changes (OpenAPI hash).
     schema_generation: u64,
 }
@@ -396,6 +403,7 @@ impl Store {
                 builtins: resources::builtins(),
                 custom: Vec::new(),
                 audit: Vec::new(),
+                failing_gets: Default::default(),
                 schema_generation: 1,
             }),
             tx,
@@ -454,6 +462,26 @@ impl Store {
     /// Every request so far.
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.lock().audit.clone()
+    }
+
+    /// Make `get` of this object answer 500 (`on`), or answer normally again.
+    pub fn fail_gets(&self, plural: &str, namespace: &str, name: &str, on: bool) {
+        let key = (plural.to_string(), namespace.to_string(), name.to_string());
+        let mut inner = self.lock();
+        if on {
+            inner.failing_gets.insert(key);
+        } else {
+            inner.failing_gets.remove(&key);
+        }
+    }
+
+    /// Does `get` of this object fail by injection?
+    pub fn get_fails(&self, plural: &str, namespace: &str, name: &str) -> bool {
+        self.lock().failing_gets.contains(&(
+            plural.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+        ))
     }
 
     /// Forget the requests recorded so far.

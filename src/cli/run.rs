@@ -136,6 +136,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }))
 }
 
+/// How often `--credentials-file` is re-read for rotated credentials.
+pub const CREDENTIALS_RELOAD: Duration = Duration::from_secs(30);
+
 /// The controller and its operations endpoint, until SIGTERM/Ctrl-C. `on_listen` is told the
 /// operations address once it is bound.
 pub async fn serve(
@@ -152,6 +155,13 @@ pub async fn serve(
     }));
     let observer: Arc<dyn crate::clb::observe::ClbObserver> = metrics.clone();
     let clb = args.cloud.client_observed(Some(observer))?;
+    // A mounted credentials Secret is updated in place by the kubelet: pick up rotations.
+    let credentials_watch = args
+        .cloud
+        .credentials
+        .credentials_file
+        .clone()
+        .map(|path| clb.watch_credentials_file(path, CREDENTIALS_RELOAD));
     let hooks: Arc<dyn Hooks> = Arc::new(MetricsHooks(metrics.clone(), state.clone()));
     let ready_state = state.clone();
     let result = async {
@@ -175,6 +185,9 @@ pub async fn serve(
         anyhow::Ok(0)
     }
     .await;
+    if let Some(w) = credentials_watch {
+        w.abort();
+    }
     let _ = stop_tx.send(());
     let _ = server.await;
     result

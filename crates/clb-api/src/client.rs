@@ -399,6 +399,41 @@ impl ClbClient {
         *guard = Arc::new(credentials);
     }
 
+    /// Re-read the credentials file at `path` every `every` and use what it holds from then
+    /// on when it changed (a rotated Kubernetes Secret, a refreshed STS token). A file that
+    /// cannot be read or parsed keeps the current credentials (and is logged, never printed).
+    pub fn watch_credentials_file(
+        &self,
+        path: std::path::PathBuf,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match Credentials::from_path(&path) {
+                    Ok(fresh) if *client.credentials() != fresh => {
+                        tracing::info!(
+                            path = %path.display(),
+                            secret_id = fresh.secret_id(),
+                            "credentials file changed: using the new credentials"
+                        );
+                        client.set_credentials(fresh);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        path = %path.display(),
+                        error = %e,
+                        "cannot re-read the credentials file; keeping the current credentials"
+                    ),
+                }
+            }
+        })
+    }
+
     fn credentials(&self) -> Arc<Credentials> {
         self.inner
             .credentials

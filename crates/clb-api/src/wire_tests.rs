@@ -701,3 +701,62 @@ async fn a_response_body_over_the_cap_is_refused_not_buffered() {
         .expect_err("too large");
     assert!(matches!(err, ClbError::ResponseTooLarge { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_rotated_credentials_file_is_used_for_the_next_calls() {
+    let server = serve(|i, _, _| ok(json!({"TotalCount": 0, "LoadBalancerSet": []}), i)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials.json");
+    std::fs::write(
+        &file,
+        r#"{"SecretId": "AKIDfirst0000", "SecretKey": "keyONE"}"#,
+    )
+    .unwrap();
+    let client = ClbClient::builder(
+        config_for(&format!("http://{}", server.addr)),
+        Credentials::from_path(&file).unwrap(),
+    )
+    .http_client(reqwest::Client::builder().no_proxy().build().unwrap())
+    .build()
+    .unwrap();
+    let watcher = client.watch_credentials_file(file.clone(), Duration::from_millis(10));
+    let secret_id_of_last = |server: &TestServer| {
+        let r = server.requests().last().cloned().unwrap();
+        parse_authorization(r.header("authorization"))
+            .unwrap()
+            .secret_id
+            .to_string()
+    };
+    client
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(secret_id_of_last(&server), "AKIDfirst0000");
+    std::fs::write(
+        &file,
+        r#"{"SecretId": "AKIDsecond000", "SecretKey": "keyTWO"}"#,
+    )
+    .unwrap();
+    let mut seen = String::new();
+    for _ in 0..200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        client
+            .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+            .await
+            .unwrap();
+        seen = secret_id_of_last(&server);
+        if seen == "AKIDsecond000" {
+            break;
+        }
+    }
+    assert_eq!(seen, "AKIDsecond000", "the rotated file was not picked up");
+    // A broken file keeps the last good credentials.
+    std::fs::write(&file, "not credentials").unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(secret_id_of_last(&server), "AKIDsecond000");
+    watcher.abort();
+}

@@ -153,7 +153,11 @@ async fn deleting_an_ingress_removes_its_clb_and_then_its_finalizer() {
         .unwrap();
     let start = Instant::now();
     while e.get_ingress("shop").await.is_some() {
-        assert!(start.elapsed() < SLOW, "finalizer never removed");
+        assert!(
+            start.elapsed() < SLOW,
+            "finalizer never removed:\n{}",
+            ctl.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(

@@ -42,25 +42,41 @@ fn by_ingress(problems: &[model::Problem]) -> BTreeMap<Key, Vec<&model::Problem>
     out
 }
 
-/// Tries to add the finalizer while other writers keep changing the Ingress (409 Conflict).
+/// Tries to add or remove the finalizer while other writers keep changing the Ingress (409).
 const FINALIZER_ATTEMPTS: usize = 3;
 /// Wait before retrying on a conflict, for the watch cache to see the other write.
 const FINALIZER_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Controller {
-    /// Add our finalizer; on a conflict (another writer changed the Ingress since this pass
-    /// read it) retry with the watch cache's newer copy.
+    /// Add our finalizer (see [`Controller::finalizer_write`]).
     async fn ensure_finalizer(&self, ing: Arc<Ingress>) -> Result<(), ControllerError> {
+        self.finalizer_write(ing, true).await
+    }
+
+    /// Add (`add`) or remove our finalizer. The write is guarded by the resourceVersion; on a
+    /// conflict (another writer changed the Ingress since this pass read it) it is retried
+    /// with the watch cache's newer copy.
+    async fn finalizer_write(&self, ing: Arc<Ingress>, add: bool) -> Result<(), ControllerError> {
         let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
         let mut current = ing;
         let mut attempt = 1;
         loop {
-            match self.reporter.ensure_finalizer(&current).await {
+            let result = if add {
+                self.reporter.ensure_finalizer(&current).await
+            } else {
+                self.reporter.remove_finalizer(&current).await
+            };
+            match result {
                 Err(e) if e.is_conflict() && attempt < FINALIZER_ATTEMPTS => {
                     attempt += 1;
                     tokio::time::sleep(FINALIZER_RETRY).await;
-                    if let Some(latest) = self.snapshots.ingress(&ns, &name) {
-                        current = latest;
+                    match self.snapshots.ingress(&ns, &name) {
+                        Some(latest) if latest.metadata.uid == current.metadata.uid => {
+                            current = latest;
+                        }
+                        // Gone, or replaced by another object of that name (whose own pass
+                        // handles it): nothing left to do for this one.
+                        _ => return Ok(()),
                     }
                 }
                 other => return other,
@@ -99,7 +115,7 @@ impl Controller {
 
     /// Remove our finalizer from `ing`, logging a failure.
     async fn release(&self, ing: &Ingress) {
-        if let Err(e) = self.reporter.remove_finalizer(ing).await {
+        if let Err(e) = self.finalizer_write(Arc::new(ing.clone()), false).await {
             self.failed(&e);
         }
     }

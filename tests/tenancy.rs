@@ -427,15 +427,27 @@ fn clbs(emu: &clb_test_support::emulator::Emulator) -> Vec<Value> {
     emu.state()["lbs"].as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn apply_refuses_to_adopt_another_teams_clb_and_leaves_it_unchanged() {
+/// An emulator with team A applied by `apply --cluster-id one`: its manifests and the CLBs.
+fn team_a_applied(
+    dir: &std::path::Path,
+) -> (
+    clb_test_support::emulator::Emulator,
+    std::path::PathBuf,
+    Vec<Value>,
+) {
     let emu = clb_test_support::emulator::Emulator::start(&[]);
-    let dir = tempfile::tempdir().unwrap();
-    let a = manifests(dir.path(), None);
+    let a = manifests(dir, None);
     emu.apply(&[&a], &["--cluster-id", "one"])
         .expect_ok("team A");
     let before = clbs(&emu);
     assert_eq!(before.len(), 1, "{before:?}");
+    (emu, a, before)
+}
+
+#[test]
+fn apply_refuses_to_adopt_another_teams_clb_and_leaves_it_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (emu, _, before) = team_a_applied(dir.path());
     let lb = before[0]["id"].as_str().unwrap().to_string();
     let attack = manifests(dir.path(), Some(&lb));
     let run = emu.apply(&[&attack], &["--cluster-id", "one"]);
@@ -456,13 +468,8 @@ fn apply_refuses_to_adopt_another_teams_clb_and_leaves_it_unchanged() {
 
 #[test]
 fn another_cluster_id_never_prunes_this_clusters_clbs() {
-    let emu = clb_test_support::emulator::Emulator::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let a = manifests(dir.path(), None);
-    emu.apply(&[&a], &["--cluster-id", "one"])
-        .expect_ok("cluster one");
-    let before = clbs(&emu);
-    assert_eq!(before.len(), 1);
+    let (emu, a, before) = team_a_applied(dir.path());
     // Cluster two, with no Ingress at all, prunes what it created: nothing of cluster one's.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

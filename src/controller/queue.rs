@@ -117,7 +117,11 @@ impl Controller {
         }
         // A stack that needs a Secret that could not be read waits (and is retried) instead of
         // being planned as if the Secret were gone.
-        for ing in &snap.ingresses {
+        for ing in snap
+            .ingresses
+            .iter()
+            .filter(|_| !built.unreadable.is_empty())
+        {
             let ns = ing.metadata.namespace.clone().unwrap_or_default();
             let needs_unreadable = ing
                 .spec

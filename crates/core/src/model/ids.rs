@@ -106,11 +106,6 @@ impl StackId {
             format!("{}-{}", &clean[..MAX_LB_NAME - 13], self.hash(cluster_id))
         })
     }
-
-    /// The tags written on the CLB clb-ingress creates for this stack.
-    pub fn tags(&self, cluster_id: &str) -> Vec<(String, String)> {
-        stack_tags(cluster_id, self.hash(cluster_id))
-    }
 }
 
 /// `ing:<namespace>/<name>`, `class:<name>` or `lb:<id>`: the form in logs, metrics and the
@@ -131,7 +126,7 @@ impl Serialize for StackId {
     }
 }
 
-/// The tags of the CLB of the stack with this hash ([`StackId::tags`] when the hash is known).
+/// The tags written on the CLB clb-ingress creates for the stack with this hash.
 pub fn stack_tags(cluster_id: &str, stack_hash: String) -> Vec<(String, String)> {
     vec![
         (TAG_CLUSTER.to_string(), cluster_id.to_string()),
@@ -243,16 +238,17 @@ mod tests {
     #[test]
     fn only_a_clb_tagged_with_this_cluster_and_stack_and_not_retained_is_owned_whole() {
         let stack = StackId::ingress("ns", "web");
-        let tags: BTreeMap<String, String> = stack.tags("c1").into_iter().collect();
+        let tags: BTreeMap<String, String> =
+            stack_tags("c1", stack.hash("c1")).into_iter().collect();
         let facts = |name, tags| Some(ClbFacts { name, tags });
         assert!(ownership(&stack, "c1", facts("x", &tags)).lb_owned);
         assert!(ownership(&stack, "c1", None).lb_owned);
         assert!(!ownership(&stack, "c2", facts("x", &tags)).lb_owned);
         assert!(!ownership(&stack, "c1", facts("retained-x", &tags)).lb_owned);
-        let other: BTreeMap<String, String> = StackId::ingress("ns", "api")
-            .tags("c1")
-            .into_iter()
-            .collect();
+        let other: BTreeMap<String, String> =
+            stack_tags("c1", StackId::ingress("ns", "api").hash("c1"))
+                .into_iter()
+                .collect();
         assert!(!ownership(&stack, "c1", facts("x", &other)).lb_owned);
         let adopted = StackId::Adopted("lb-1".into());
         assert!(!ownership(&adopted, "c1", None).lb_owned);

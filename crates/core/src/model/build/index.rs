@@ -280,11 +280,13 @@ impl<'a> Index<'a> {
 
     /// Is this namespace in the scope (listed by name, `*`, or selected by its labels)?
     pub(super) fn scope_allows(&self, scope: &crate::crd::NamespaceScope, ns: &str) -> bool {
-        scope.namespaces.iter().any(|n| n == ns || n == "*")
-            || scope
-                .namespace_selector
-                .as_ref()
-                .is_some_and(|sel| self.selector_matches_namespace(sel, ns))
+        self.namespace_in(&scope.namespaces, scope.namespace_selector.as_ref(), ns)
+    }
+
+    /// Is `ns` listed by name (`*` = all) or selected by its labels?
+    fn namespace_in(&self, names: &[String], selector: Option<&LabelSelector>, ns: &str) -> bool {
+        names.iter().any(|n| n == ns || n == "*")
+            || selector.is_some_and(|sel| self.selector_matches_namespace(sel, ns))
     }
 
     /// May an Ingress of namespace `ns` in this class adopt CLB `lb` by annotation? Ok gives
@@ -314,14 +316,7 @@ impl<'a> Index<'a> {
         let Some(policy) = params.and_then(|p| p.adoption.as_ref()) else {
             return Err(refused());
         };
-        let ns_allowed = self.scope_allows(
-            &crate::crd::NamespaceScope {
-                namespaces: policy.namespaces.clone(),
-                namespace_selector: policy.namespace_selector.clone(),
-            },
-            ns,
-        );
-        if !ns_allowed {
+        if !self.namespace_in(&policy.namespaces, policy.namespace_selector.as_ref(), ns) {
             return Err(refused());
         }
         if policy.load_balancer_ids.iter().any(|id| id == lb) {

@@ -35,10 +35,18 @@ enum LogFormat {
 /// Structured logs on stderr (stdout carries command output).
 fn init_logging(filter: Option<&str>, format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = match filter {
-        Some(f) => EnvFilter::new(f),
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+    let text = match filter {
+        Some(f) => f.to_string(),
+        None => std::env::var(EnvFilter::DEFAULT_ENV).unwrap_or_else(|_| "warn".into()),
     };
+    // kube's HTTP layer logs every failed request at ERROR; the watchers already report
+    // those failures, rate-limited, with the kind that failed. Keep it quiet unless asked for.
+    let text = if text.contains("kube_client") {
+        text
+    } else {
+        format!("{text},kube_client::client::builder=off")
+    };
+    let filter = EnvFilter::try_new(&text).unwrap_or_else(|_| EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

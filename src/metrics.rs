@@ -94,6 +94,7 @@ pub struct Metrics {
     task_wait: HistogramVec,
     leader: IntGauge,
     errors: IntCounterVec,
+    watch_errors: IntCounterVec,
     cluster_info: IntGaugeVec,
 }
 
@@ -111,6 +112,7 @@ mod name {
     pub const TASK_WAIT: &str = "clb_task_wait_seconds";
     pub const LEADER: &str = "leader";
     pub const ERRORS: &str = "controller_errors_total";
+    pub const WATCH_ERRORS: &str = "watch_errors_total";
     pub const BUILD_INFO: &str = "build_info";
     pub const CLUSTER_INFO: &str = "cluster_info";
 }
@@ -267,6 +269,16 @@ impl Metrics {
                 &[label::CATEGORY],
             )
         })?;
+        let watch_errors = register(r, name::WATCH_ERRORS, || {
+            IntCounterVec::new(
+                opts(
+                    name::WATCH_ERRORS,
+                    "Failed list/watch attempts of the Kubernetes API by kind (each is retried \
+                     with backoff; repeats are logged at most once a minute).",
+                ),
+                &["kind"],
+            )
+        })?;
         let build_info = register(r, name::BUILD_INFO, || {
             IntGaugeVec::new(
                 opts(
@@ -304,6 +316,7 @@ impl Metrics {
             task_wait,
             leader,
             errors,
+            watch_errors,
             cluster_info,
         })
     }
@@ -387,6 +400,11 @@ impl Metrics {
     /// (`ControllerError::category`).
     pub fn controller_error(&self, category: &'static str) {
         self.errors.with_label_values(&[category]).inc();
+    }
+
+    /// A list/watch of `kind` failed.
+    pub fn watch_error(&self, kind: &'static str) {
+        self.watch_errors.with_label_values(&[kind]).inc();
     }
 
     /// Whether this replica is the leader (1) or not (0).

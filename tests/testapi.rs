@@ -846,19 +846,26 @@ async fn server_side_apply_reports_conflicts_on_fields_another_manager_owns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_lease_managers_elect_one_leader_and_the_other_takes_over_when_it_stops() {
+async fn two_electors_elect_one_leader_and_the_other_takes_over_when_it_stops() {
+    use clb_ingress::controller::lease::{Elector, Fence, Timing};
+    use std::sync::Arc;
     let srv = server().await;
     let client = srv.client().unwrap();
-    let manager = |id: &str| {
-        kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "clb-ingress-leader")
-            .with_namespace("default")
-            .with_identity(id)
-            .with_duration(2)
-            .with_grace(1)
-            .build()
+    let elector = |id: &str| {
+        let fence = Arc::new(Fence::default());
+        let e = Elector::new(
+            client.clone(),
+            "default",
+            "clb-ingress-leader",
+            id,
+            Timing::new(2, 1),
+            fence.clone(),
+        );
+        let (rx, task) = e.spawn();
+        (rx, task, fence)
     };
-    let (rx_a, task_a) = manager("a").await.unwrap().watch().await;
-    let (rx_b, task_b) = manager("b").await.unwrap().watch().await;
+    let (rx_a, task_a, fence_a) = elector("a");
+    let (rx_b, task_b, fence_b) = elector("b");
     let leaders = |a: &tokio::sync::watch::Receiver<bool>,
                    b: &tokio::sync::watch::Receiver<bool>| {
         (*a.borrow(), *b.borrow())
@@ -870,7 +877,16 @@ async fn two_lease_managers_elect_one_leader_and_the_other_takes_over_when_it_st
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (a, b) = leaders(&rx_a, &rx_b);
     assert!(a ^ b, "exactly one leader, got a={a} b={b}");
-    let (leader_task, follower_rx) = if a { (task_a, rx_b) } else { (task_b, rx_a) };
+    assert_eq!(
+        (fence_a.holds(), fence_b.holds()),
+        (a, b),
+        "the fence follows leadership"
+    );
+    let (leader_task, follower_rx, follower_fence) = if a {
+        (task_a, rx_b, fence_b)
+    } else {
+        (task_b, rx_a, fence_a)
+    };
     leader_task.abort();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !*follower_rx.borrow() && tokio::time::Instant::now() < deadline {
@@ -880,6 +896,7 @@ async fn two_lease_managers_elect_one_leader_and_the_other_takes_over_when_it_st
         *follower_rx.borrow(),
         "the follower takes over the expired lease"
     );
+    assert!(follower_fence.holds());
     srv.stop().await;
 }
 

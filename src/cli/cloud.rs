@@ -29,13 +29,15 @@ impl CloudArgs {
     /// Build a client. Without credentials, a loopback endpoint (the local emulator) gets the
     /// emulator's documented test credentials; anything else is an error.
     pub fn client(&self) -> anyhow::Result<ClbClient> {
-        self.client_observed(None)
+        self.client_with(None, None)
     }
 
     /// Like `client`, reporting every call to `observer` (metrics).
-    pub fn client_observed(
+    /// The client, reporting to `observer`, with every write first checked by `gate`.
+    pub fn client_with(
         &self,
         observer: Option<std::sync::Arc<dyn crate::clb::observe::ClbObserver>>,
+        gate: Option<std::sync::Arc<dyn crate::clb::client::WriteGate>>,
     ) -> anyhow::Result<ClbClient> {
         let raw = self.endpoint.as_deref().unwrap_or("region");
         let endpoint = match raw {
@@ -78,6 +80,9 @@ impl CloudArgs {
         }
         if let Some(o) = observer {
             b = b.observer(o);
+        }
+        if let Some(g) = gate {
+            b = b.write_gate(g);
         }
         Ok(b.build()?)
     }

@@ -53,6 +53,14 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = defaults::DEFAULT_LEASE_NAME)]
     pub leader_election_name: String,
+    /// Seconds a leader Lease stays valid after its last renewal; another replica takes over
+    /// only after watching it unrenewed this long.
+    #[arg(long, default_value_t = defaults::LEASE_DURATION_SECS)]
+    pub lease_duration_seconds: u64,
+    /// Seconds before its lease would end at which the leader stops writing when it could not
+    /// renew (at most half the lease duration).
+    #[arg(long, default_value_t = defaults::LEASE_GRACE_SECS)]
+    pub lease_margin_seconds: u64,
     /// This replica's identity (default: $POD_NAME or the host name plus a random suffix).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -76,8 +84,10 @@ impl RunArgs {
             debounce: Duration::from_millis(self.debounce_ms),
             concurrency: self.concurrency,
             watch_nodes: !self.no_node_watch,
-            leader_election: self.leader_elect.then(|| {
-                LeaderElection::new(&self.leader_election_namespace, &self.leader_election_name)
+            leader_election: self.leader_elect.then(|| LeaderElection {
+                lease_duration_secs: self.lease_duration_seconds,
+                grace_secs: self.lease_margin_seconds,
+                ..LeaderElection::new(&self.leader_election_namespace, &self.leader_election_name)
             }),
             identity: self
                 .identity
@@ -125,6 +135,9 @@ impl Hooks for MetricsHooks {
     fn failed(&self, error: &ControllerError) {
         self.0.controller_error(error.category());
     }
+    fn watch_error(&self, kind: &'static str) {
+        self.0.watch_error(kind);
+    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {
@@ -154,7 +167,16 @@ pub async fn serve(
         let _ = stop_rx.await;
     }));
     let observer: Arc<dyn crate::clb::observe::ClbObserver> = metrics.clone();
-    let clb = args.cloud.client_observed(Some(observer))?;
+    // Without leader election this replica is the only writer; with it, every CLB write first
+    // asks the fence, which only the elector opens, while the Lease is provably held.
+    let fence = if args.leader_elect {
+        Arc::new(controller::lease::Fence::default())
+    } else {
+        controller::lease::Fence::open()
+    };
+    let clb = args
+        .cloud
+        .client_with(Some(observer), Some(fence.clone()))?;
     // A mounted credentials Secret is updated in place by the kubelet: pick up rotations.
     let credentials_watch = args
         .cloud
@@ -180,6 +202,7 @@ pub async fn serve(
             deployer,
             hooks,
             Arc::new(move |r| ready_state.set_synced(r)),
+            fence,
         )
         .await?;
         anyhow::Ok(0)

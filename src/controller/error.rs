@@ -105,12 +105,10 @@ pub enum ControllerError {
     /// The watch caches never got their initial listing.
     #[error("the watch caches did not sync")]
     CacheSync(#[source] kube::runtime::reflector::store::WriterDropped),
-    /// Leader election could not start.
-    #[error("cannot start leader election")]
-    LeaderElection(#[source] kube_lease_manager::LeaseManagerError),
-    /// The lease watch stopped (its task ended): leadership can no longer be proven, so the
-    /// controller stops instead of writing as a possible second leader.
-    #[error("leader election stopped: leadership can no longer be proven; stopping")]
+    /// Leadership was lost (the Lease was not renewed in time) or can no longer be proven
+    /// (the elector stopped): the controller stops instead of writing as a possible second
+    /// leader, and its restart rebuilds every cache.
+    #[error("leadership lost or no longer provable; stopping")]
     LeaseLost,
 }
 
@@ -142,15 +140,16 @@ impl ControllerError {
                 (e.category(), Retry::NextResync)
             }
             Self::Retain { source, .. } => (source.category(), Retry::NextResync),
-            // A missing finalizer blocks the stack's cloud writes: try again soon.
+            // A missing finalizer blocks the stack's cloud writes, and a status or sync state
+            // that was not written leaves users with a stale picture: try again soon.
             Self::Kube {
-                write: KubeWrite::Finalizer,
+                write: write @ (KubeWrite::Finalizer | KubeWrite::Status | KubeWrite::SyncState),
                 ..
-            } => (KubeWrite::Finalizer.category(), Retry::Backoff),
+            } => (write.category(), Retry::Backoff),
             Self::Kube { write, .. } => (write.category(), Retry::NextResync),
             Self::ReadSecret { .. } => ("SecretRead", Retry::NextResync),
             Self::CacheSync(_) => ("CacheSync", Retry::NextResync),
-            Self::LeaderElection(_) | Self::LeaseLost => ("LeaderElection", Retry::NextResync),
+            Self::LeaseLost => ("LeaderElection", Retry::NextResync),
         }
     }
 
@@ -189,7 +188,6 @@ impl ControllerError {
                 warn!(secret = %format!("{namespace}/{name}"), error = %source, "cannot read Secret")
             }
             Self::CacheSync(e) => warn!(error = %e, "{self}"),
-            Self::LeaderElection(e) => warn!(error = %e, "{self}"),
             Self::LeaseLost => warn!("{self}"),
         }
     }
@@ -225,7 +223,7 @@ mod tests {
     }
 
     #[test]
-    fn kubernetes_writes_are_categorised_by_write_and_only_a_missing_finalizer_backs_off() {
+    fn kubernetes_writes_are_categorised_by_write_and_all_but_events_back_off() {
         let ing = k8s_openapi::api::networking::v1::Ingress {
             metadata: kube::api::ObjectMeta {
                 namespace: Some("ns".into()),
@@ -235,10 +233,11 @@ mod tests {
             ..Default::default()
         };
         for (write, category, retry) in [
-            // The stack's cloud writes wait for the finalizer: retried soon.
+            // The stack's cloud writes wait for the finalizer, and users read the status and
+            // the sync state: retried soon. Events are best effort.
             (KubeWrite::Finalizer, "FinalizerUpdate", Retry::Backoff),
-            (KubeWrite::Status, "StatusUpdate", Retry::NextResync),
-            (KubeWrite::SyncState, "SyncStateUpdate", Retry::NextResync),
+            (KubeWrite::Status, "StatusUpdate", Retry::Backoff),
+            (KubeWrite::SyncState, "SyncStateUpdate", Retry::Backoff),
             (KubeWrite::Event, "EventPublish", Retry::NextResync),
         ] {
             let e = ControllerError::kube(write, &ing, kube_error());

@@ -14,12 +14,14 @@
 
 pub mod config;
 pub mod error;
+pub mod lease;
 pub mod memory;
 pub mod queue;
 pub mod reconcile;
 pub mod report;
 pub mod snapshot;
 pub mod stores;
+pub mod throttle;
 
 pub use config::{ControllerConfig, LeaderElection};
 pub use error::{ControllerError, Retry};
@@ -32,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Mutex, mpsc};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Finalizer put on every Ingress clb-ingress manages.
 pub const FINALIZER: &str = "clb-ingress.io/finalizer";
@@ -51,6 +53,9 @@ pub struct Controller {
     tx: mpsc::UnboundedSender<Dirty>,
     pub hooks: Arc<dyn Hooks>,
     locks: queue::StackLocks,
+    /// Snapshot sequence numbers: the next one, and the last reconciled per stack.
+    seq: std::sync::atomic::AtomicU64,
+    done: std::sync::Mutex<std::collections::HashMap<StackId, u64>>,
 }
 
 /// Observability hooks (metrics), called by the loop.
@@ -63,6 +68,8 @@ pub trait Hooks: Send + Sync {
     fn problems(&self, _by_reason: &BTreeMap<&'static str, usize>) {}
     /// Something failed (already logged); `error.category()` is its bounded label.
     fn failed(&self, _error: &ControllerError) {}
+    /// A watch of `kind` failed (it is retried with backoff; the log is rate-limited).
+    fn watch_error(&self, _kind: &'static str) {}
 }
 
 /// Hooks that do nothing.
@@ -96,11 +103,16 @@ impl Controller {
         tx: mpsc::UnboundedSender<Dirty>,
         hooks: Arc<dyn Hooks>,
     ) -> Self {
+        let counter = hooks.clone();
         let stores = stores::start(
             &client,
             config.watch_namespace.as_deref(),
             config.watch_nodes,
             tx.clone(),
+            stores::WatchErrors {
+                limiter: Arc::new(throttle::LogLimiter::default()),
+                count: Arc::new(move |kind| counter.watch_error(kind)),
+            },
         );
         let reporter = report::Reporter::new(client.clone(), config.identity.clone());
         Self {
@@ -112,7 +124,14 @@ impl Controller {
             tx,
             hooks,
             locks: queue::StackLocks::default(),
+            seq: Default::default(),
+            done: Default::default(),
         }
+    }
+
+    /// A new snapshot sequence number.
+    fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn identity(&self) -> &str {
@@ -126,12 +145,15 @@ impl Controller {
 
 /// Run the controller until SIGTERM/Ctrl-C: `client` reads and writes Kubernetes, `deployer`
 /// the CLBs; `ready` is told when the caches have synced and when the controller stops.
+/// With leader election, `fence` must be the write gate of the deployer's CLB client: the
+/// elector keeps it open only while this replica provably holds the Lease.
 pub async fn run(
     config: ControllerConfig,
     client: Client,
     deployer: Deployer,
     hooks: Arc<dyn Hooks>,
     ready: Arc<dyn Fn(bool) + Send + Sync>,
+    fence: Arc<lease::Fence>,
 ) -> Result<(), ControllerError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctl = Arc::new(Controller::new(
@@ -145,17 +167,17 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     // Leadership: without election we are always the leader.
-    let (leader_rx, _lease_task) = match &config.leader_election {
+    let (leader_rx, lease_task) = match &config.leader_election {
         Some(le) => {
-            let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &le.name)
-                .with_namespace(&le.namespace)
-                .with_identity(ctl.identity())
-                .with_duration(le.lease_duration_secs)
-                .with_grace(le.grace_secs)
-                .build()
-                .await
-                .map_err(ControllerError::LeaderElection)?;
-            let (rx, task) = manager.watch().await;
+            let elector = lease::Elector::new(
+                client.clone(),
+                &le.namespace,
+                &le.name,
+                ctl.identity(),
+                lease::Timing::new(le.lease_duration_secs, le.grace_secs),
+                fence.clone(),
+            );
+            let (rx, task) = elector.spawn();
             (Some(rx), Some(task))
         }
         None => (None, None),
@@ -175,19 +197,14 @@ pub async fn run(
     let mut resync = tokio::time::interval(config.resync.max(Duration::from_secs(1)));
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: BTreeSet<Dirty> = BTreeSet::new();
-    // Event passes in flight (at most `queue::MAX_EVENT_PASSES`).
-    let mut passes = tokio::task::JoinSet::new();
+    // Passes being prepared (at most `queue::MAX_EVENT_PASSES`); their jobs go to `workers`.
+    let mut passes: tokio::task::JoinSet<queue::Prepared> = tokio::task::JoinSet::new();
+    let mut workers = queue::Workers::new(config.concurrency);
     // Full sweeps (the first one when leadership starts, then the drift resyncs) run in the
     // background so that user changes are never queued behind them.
     let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
-    let start_sweep = |concurrency: usize| {
-        let ctl = ctl.clone();
-        tokio::spawn(async move {
-            ctl.process(BTreeSet::from([Dirty::All]), true, concurrency)
-                .await;
-        })
-    };
-    loop {
+    let start_sweep = |concurrency: usize| tokio::spawn(ctl.clone().sweep(concurrency));
+    let result = loop {
         let leader = is_leader(&leader_rx);
         hooks.leader(leader);
         if leader && !was_leader {
@@ -196,22 +213,21 @@ pub async fn run(
             sweep = Some(start_sweep(config.concurrency));
             resync.reset();
         } else if !leader && was_leader {
-            info!("lost leadership: stopping writes");
-            if let Some(s) = sweep.take() {
-                s.abort();
-            }
-            passes.abort_all();
-            pending.clear();
+            // The fence is already closed: no write leaves this replica any more. Stop every
+            // writer and exit, so that the caches and memory are rebuilt from scratch before
+            // this replica writes again (the pod restarts and re-elects).
+            warn!("lost leadership: stopping every writer and exiting");
+            break Err(ControllerError::LeaseLost);
         }
         if leader && !pending.is_empty() && passes.len() < queue::MAX_EVENT_PASSES {
             let ctl = ctl.clone();
             let batch = std::mem::take(&mut pending);
-            let concurrency = config.concurrency;
-            passes.spawn(async move { ctl.process(batch, false, concurrency).await });
+            passes.spawn(async move { ctl.prepare(batch, false).await });
         }
         was_leader = leader;
+        hooks.queue_depth(workers.len());
         tokio::select! {
-            _ = &mut shutdown => break,
+            _ = &mut shutdown => break Ok(()),
             changed = async {
                 match leader_rx.as_mut() {
                     Some(r) => r.changed().await.is_ok(),
@@ -220,15 +236,8 @@ pub async fn run(
             } => {
                 if !changed {
                     // Never "leader for good": without a lease watch there is no proof of
-                    // leadership. Stop every writer now and exit (the pod restarts and
-                    // re-elects).
-                    if let Some(s) = sweep.take() {
-                        s.abort();
-                    }
-                    passes.abort_all();
-                    hooks.leader(false);
-                    ready(false);
-                    return Err(ControllerError::LeaseLost);
+                    // leadership. Stop every writer now and exit.
+                    break Err(ControllerError::LeaseLost);
                 }
             }
             _ = resync.tick() => {
@@ -239,26 +248,48 @@ pub async fn run(
                 }
             }
             d = rx.recv() => {
-                let Some(d) = d else { break };
-                // Debounce: gather everything that arrives within the window. The pass starts
-                // at the top of the loop, in its own task.
+                let Some(d) = d else { break Ok(()) };
+                // Debounce: gather everything that arrives within the window. The pass is
+                // prepared at the top of the loop, in its own task.
                 queue::debounce(&mut rx, d, config.debounce, &mut pending).await;
                 if !leader {
                     pending.clear();
                 }
             }
-            Some(_) = passes.join_next(), if !passes.is_empty() => {}
+            Some(prepared) = passes.join_next(), if !passes.is_empty() => {
+                match prepared {
+                    Ok(p) if leader => {
+                        for job in p.jobs {
+                            workers.submit(&ctl, job);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "preparing a pass failed"),
+                }
+            }
+            Some(()) = workers.join_next(&ctl), if !workers.is_empty() => {}
         }
-    }
+    };
+    // Every step is idempotent: work stopped mid-way is finished by the next leader.
+    fence.close();
     if let Some(s) = sweep.take() {
         s.abort();
     }
-    // Every step is idempotent: a pass stopped mid-way is finished by the next leader.
     passes.abort_all();
-    info!("shutting down");
+    workers.abort();
+    hooks.leader(false);
     ready(false);
+    if let Some(task) = lease_task {
+        task.abort();
+        if let (Some(le), Ok(())) = (&config.leader_election, &result)
+            && was_leader
+        {
+            lease::release(client, &le.namespace, &le.name, ctl.identity()).await;
+        }
+    }
+    info!("stopped");
     drop(leader_rx);
-    Ok(())
+    result
 }
 
 /// SIGTERM or Ctrl-C.

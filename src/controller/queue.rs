@@ -1,13 +1,17 @@
 //! The work queue: [`Dirty`] events from the watchers, coalesced by a debounce window into
-//! passes; a pass ([`Controller::process`]) fans the stacks it touches out to workers (bounded
-//! concurrency, one writer per stack at a time); a stack whose reconcile failed is requeued
-//! after an exponential backoff.
+//! passes; a pass ([`Controller::prepare`]) builds one snapshot and a [`Job`] per stack it
+//! touches; [`Workers`] run the jobs (bounded concurrency, one job per stack at a time, a
+//! stuck stack never delays another); the drift resync ([`Controller::sweep`]) runs beside
+//! them. A stack whose reconcile failed is requeued after an exponential backoff.
 
 use super::Controller;
-use super::reconcile::Deleted;
+use super::memory::Key;
+use super::reconcile::{Deleted, is_deleted_skip};
 use crate::model::{self, Index, StackId};
 use futures::StreamExt;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -17,10 +21,9 @@ use tracing::{debug, instrument};
 /// CLBs a drift resync reconciles at once: resyncs run beside user changes and must leave them
 /// most of the API rate limit.
 pub const RESYNC_CONCURRENCY: usize = 2;
-/// Event passes running at once. A pass runs in its own task, so intake, leadership changes and
-/// shutdown never wait behind a slow cloud call; events arriving meanwhile are gathered for the
-/// next pass. One at a time, so that a pass with an older snapshot can never write after one
-/// with a newer snapshot.
+/// Passes being prepared at once. Preparing (snapshot, model) runs in its own task, so intake,
+/// leadership changes and shutdown never wait; its stack jobs then go to the per-stack
+/// [`Workers`]. One at a time, so that jobs reach the workers in snapshot order.
 pub const MAX_EVENT_PASSES: usize = 1;
 /// Delay before retrying a stack whose reconcile failed (doubles up to the cap).
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
@@ -83,16 +86,144 @@ pub fn retry_later(tx: &UnboundedSender<Dirty>, id: StackId, delay: Duration) {
     });
 }
 
+/// Everything one stack's reconcile needs, owned, so that it runs in its own task.
+pub struct Job {
+    pub id: StackId,
+    /// Sequence number of the snapshot the job was built from (newer snapshots win).
+    pub seq: u64,
+    /// `mode: skip`: nothing is written.
+    pub frozen: bool,
+    pub desired: Option<model::DesiredLb>,
+    pub problems: Vec<model::Problem>,
+    pub view: Arc<View>,
+}
+
+/// One snapshot's view of the Ingresses, shared by the jobs built from it.
+pub struct View {
+    pub seen: Vec<Arc<Ingress>>,
+    pub deleted: Vec<Deleted>,
+    /// Ingresses that are on some stack.
+    pub placed: HashSet<Key>,
+}
+
+impl View {
+    /// The Ingress `ns/name` as this snapshot saw it.
+    pub fn find(&self, ns: &str, name: &str) -> Option<Arc<Ingress>> {
+        self.seen
+            .iter()
+            .find(|i| i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == name)
+            .cloned()
+    }
+}
+
+/// What a full pass does besides reconciling every stack.
+pub struct FullWork {
+    /// Stack hashes whose CLBs must stay (every stack, frozen ones included).
+    pub wanted: BTreeSet<String>,
+    /// Ingresses with our finalizer that no stack manages any more.
+    pub unmanaged: Vec<Arc<Ingress>>,
+}
+
+/// A pass, prepared: the stack jobs and, for full passes, pruning and releasing.
+pub struct Prepared {
+    pub jobs: Vec<Job>,
+    pub full: Option<FullWork>,
+    pub view: Arc<View>,
+    /// Problems by reason over the jobs and the stack assignment.
+    pub problems: BTreeMap<&'static str, usize>,
+}
+
+/// Per-stack workers: at most one job per stack runs at a time; a newer job for a busy stack
+/// waits (replacing any older waiting one, whose snapshot it supersedes); `concurrency`
+/// stacks reconcile at once. Submitting never waits, so intake is never blocked.
+pub struct Workers {
+    running: HashSet<StackId>,
+    tasks: HashMap<tokio::task::Id, StackId>,
+    next: HashMap<StackId, Job>,
+    set: tokio::task::JoinSet<StackId>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl Workers {
+    pub fn new(concurrency: usize) -> Self {
+        Self {
+            running: HashSet::new(),
+            tasks: HashMap::new(),
+            next: HashMap::new(),
+            set: tokio::task::JoinSet::new(),
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency.max(1))),
+        }
+    }
+
+    /// Start `job` now, or after the job its stack is running.
+    pub fn submit(&mut self, ctl: &Arc<Controller>, job: Job) {
+        if self.running.contains(&job.id) {
+            self.next.insert(job.id.clone(), job);
+        } else {
+            self.start(ctl, job);
+        }
+    }
+
+    fn start(&mut self, ctl: &Arc<Controller>, job: Job) {
+        self.running.insert(job.id.clone());
+        let id = job.id.clone();
+        let (ctl, permits) = (ctl.clone(), self.permits.clone());
+        let handle = self.set.spawn(async move {
+            let id = job.id.clone();
+            // The semaphore is never closed.
+            let _permit = permits.acquire_owned().await;
+            ctl.reconcile_stack(job).await;
+            id
+        });
+        self.tasks.insert(handle.id(), id);
+    }
+
+    /// Wait for a job to finish and start the one waiting behind it; `None` when idle.
+    pub async fn join_next(&mut self, ctl: &Arc<Controller>) -> Option<()> {
+        let (task, result) = match self.set.join_next_with_id().await? {
+            Ok((task, _)) => (task, None),
+            Err(e) => (e.id(), Some(e)),
+        };
+        let id = self.tasks.remove(&task)?;
+        if let Some(e) = result {
+            tracing::error!(stack = %id, error = %e, "a stack worker failed");
+        }
+        self.running.remove(&id);
+        if let Some(job) = self.next.remove(&id) {
+            self.start(ctl, job);
+        }
+        Some(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Stacks running or waiting.
+    pub fn len(&self) -> usize {
+        self.running.len() + self.next.len()
+    }
+
+    /// Stop every job at once (leadership lost, shutdown). Every step is idempotent: the next
+    /// leader finishes what was cut short.
+    pub fn abort(&mut self) {
+        self.set.abort_all();
+        self.tasks.clear();
+        self.running.clear();
+        self.next.clear();
+    }
+}
+
 impl Controller {
-    /// One pass: reconcile the stacks `dirty` touches (all of them, plus pruning and finalizer
-    /// release, when `full`), `concurrency` stacks at a time.
+    /// Prepare a pass: one snapshot, the stacks `dirty` touches (all of them when `full`),
+    /// each as a [`Job`]. Reports Ingresses that are on no stack because of a Problem.
     #[instrument(level = "debug", skip_all, fields(full, n = dirty.len()))]
-    pub async fn process(&self, dirty: BTreeSet<Dirty>, full: bool, concurrency: usize) {
-        debug!(?dirty, full, "processing");
+    pub async fn prepare(&self, dirty: BTreeSet<Dirty>, full: bool) -> Prepared {
+        debug!(?dirty, full, "preparing a pass");
+        let seq = self.next_seq();
         // One view of the Ingresses for the whole pass: finalizers are only released for what
         // this pass has seen deleted (a deletion after this point gets its own pass).
         let seen = self.snapshots.ingresses();
-        // The stack of each Ingress being deleted, worked out once per pass.
         let deleted: Vec<Deleted> = seen
             .iter()
             .filter(|i| i.metadata.deletion_timestamp.is_some())
@@ -137,38 +268,89 @@ impl Controller {
                 retry_later(&self.tx, id.clone(), retry_delay(1));
             }
         }
-        self.hooks.queue_depth(stacks.len());
         let mut problems: BTreeMap<&'static str, usize> = BTreeMap::new();
         for p in index.global_problems() {
             *problems.entry(p.reason.as_str()).or_default() += 1;
         }
-        let results: Vec<(StackId, Vec<model::Problem>)> = futures::stream::iter(stacks)
+        let placed: HashSet<Key> = index
+            .placed()
+            .map(|((ns, name), _)| (ns.to_string(), name.to_string()))
+            .collect();
+        let full_work = full.then(|| FullWork {
+            wanted: index
+                .stack_ids()
+                .chain(index.frozen_ids())
+                .chain(
+                    deleted
+                        .iter()
+                        .filter(|(i, _)| is_deleted_skip(i))
+                        .filter_map(|(_, s)| s.as_ref()),
+                )
+                .map(|id| id.hash(&self.config.cluster_id))
+                .collect(),
+            unmanaged: seen
+                .iter()
+                .filter(|ing| {
+                    let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
+                    let frozen = index.is_frozen(&StackId::ingress(&ns, &name));
+                    let managed = ing.metadata.deletion_timestamp.is_none()
+                        && (placed.contains(&(ns, name)) || frozen);
+                    !managed && ing.finalizers().iter().any(|f| f == super::FINALIZER)
+                })
+                .cloned()
+                .collect(),
+        });
+        let view = Arc::new(View {
+            seen,
+            deleted,
+            placed,
+        });
+        let jobs: Vec<Job> = stacks
+            .into_iter()
             .map(|id| {
-                let index = &index;
-                let seen = &seen;
-                let deleted = &deleted;
-                async move {
-                    let p = self.reconcile_stack(index, &id, seen, deleted).await;
-                    (id, p)
+                let (desired, ps) = index.build_stack(&id);
+                for p in &ps {
+                    *problems.entry(p.reason.as_str()).or_default() += 1;
+                }
+                Job {
+                    frozen: index.is_frozen(&id),
+                    id,
+                    seq,
+                    desired,
+                    problems: ps,
+                    view: view.clone(),
                 }
             })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
-        for (_, ps) in &results {
-            for p in ps {
-                *problems.entry(p.reason.as_str()).or_default() += 1;
-            }
+            .collect();
+        self.report_unplaced(&index, &view.seen).await;
+        Prepared {
+            jobs,
+            full: full_work,
+            view,
+            problems,
         }
-        self.report_unplaced(&index, &seen).await;
-        if full {
-            self.hooks.problems(&problems);
-            self.prune(&index, &deleted).await;
+    }
+
+    /// A full pass (the first one when leading, then the drift resyncs): every stack,
+    /// `concurrency` at a time, then pruning and finalizer release.
+    pub async fn sweep(self: Arc<Self>, concurrency: usize) {
+        let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
+        self.hooks.queue_depth(prepared.jobs.len());
+        futures::stream::iter(prepared.jobs)
+            .for_each_concurrent(concurrency.max(1), |job| {
+                let ctl = self.clone();
+                async move { ctl.reconcile_stack(job).await }
+            })
+            .await;
+        self.hooks.problems(&prepared.problems);
+        if let Some(full) = prepared.full {
+            self.prune(&full.wanted).await;
             debug!("pruned");
-            self.release_unmanaged(&index, &seen, &deleted).await;
+            self.release_unmanaged(&full.unmanaged, &prepared.view.deleted)
+                .await;
         }
         self.hooks.queue_depth(0);
-        debug!("processed");
+        debug!("swept");
     }
 }
 

@@ -6,7 +6,7 @@
 use super::Controller;
 use super::error::{ControllerError, Retry};
 use super::memory::{Key, StackMemo};
-use super::queue::{retry_delay, retry_later};
+use super::queue::{Job, retry_delay, retry_later};
 use crate::model::{self, Index, StackId};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
@@ -19,7 +19,7 @@ use tracing::{debug, info, instrument};
 pub type Deleted = (Arc<Ingress>, Option<StackId>);
 
 /// Marked `ingress.cloud.tencent.com/mode: skip` and being deleted.
-fn is_deleted_skip(ing: &Ingress) -> bool {
+pub(super) fn is_deleted_skip(ing: &Ingress) -> bool {
     ing.metadata.deletion_timestamp.is_some()
         && ing
             .annotations()
@@ -120,18 +120,20 @@ impl Controller {
         }
     }
 
-    /// Reconcile one stack; returns its Problems.
-    #[instrument(level = "info", skip_all, fields(stack = %id))]
-    pub(super) async fn reconcile_stack(
-        &self,
-        index: &Index<'_>,
-        id: &StackId,
-        seen: &[Arc<Ingress>],
-        deleted: &[Deleted],
-    ) -> Vec<model::Problem> {
+    /// Reconcile one stack ([`Job`]): finalizers, deploy, report, remember, release. A job
+    /// built from an older snapshot than one already reconciled for its stack is dropped.
+    #[instrument(level = "info", skip_all, fields(stack = %job.id))]
+    pub(super) async fn reconcile_stack(&self, job: Job) {
+        let id = &job.id;
         let lock = self.locks.get(id);
         let _writer = lock.lock().await;
+        if !self.newest(id, job.seq) {
+            debug!(seq = job.seq, "superseded by a newer snapshot");
+            return;
+        }
         let started = Instant::now();
+        let view = job.view.clone();
+        let deleted = &view.deleted;
         // mode: skip — nothing is written for a frozen stack; a skipped Ingress being deleted
         // only gets its CLB marked retained, then its finalizer released.
         let deleted_skipped: Vec<&Arc<Ingress>> = deleted
@@ -139,7 +141,7 @@ impl Controller {
             .filter(|(i, s)| is_deleted_skip(i) && s.as_ref() == Some(id))
             .map(|(i, _)| i)
             .collect();
-        if index.is_frozen(id) || !deleted_skipped.is_empty() {
+        if job.frozen || !deleted_skipped.is_empty() {
             for ing in deleted_skipped {
                 if self.keep_frozen_clb(Some(id)).await {
                     self.release(ing).await;
@@ -148,15 +150,11 @@ impl Controller {
             // Forget the stack: a frozen stack is never reconciled, not even as "gone".
             self.memory.lock().await.forget(id);
             debug!("frozen (mode: skip)");
-            return Vec::new();
+            return;
         }
-        let (desired, problems) = index.build_stack(id);
+        let (desired, problems) = (job.desired, job.problems);
         let memo = self.memory.lock().await.stack(id);
-        let find = |ns: &str, name: &str| {
-            seen.iter()
-                .find(|i| i.namespace().as_deref() == Some(ns) && i.name_any() == name)
-                .cloned()
-        };
+        let find = |ns: &str, name: &str| view.find(ns, name);
         let members: BTreeSet<Key> = desired
             .iter()
             .flat_map(|d| &d.members)
@@ -193,7 +191,9 @@ impl Controller {
             Ok(_) => 0,
             Err(_) => 1,
         };
-        // Report on every Ingress of the stack (and those that just left it).
+        // Report on every Ingress of the stack (and those that just left it). A status or
+        // sync-state write that failed requeues the stack with backoff.
+        let mut report_failed = false;
         let by_ingress = by_ingress(&problems);
         for (ns, name) in members.iter().chain(by_ingress.keys()) {
             let Some(ing) = find(ns, name) else { continue };
@@ -211,6 +211,7 @@ impl Controller {
                 .report(&ing, &result, &ports, &mine, &new_warnings)
                 .await
             {
+                report_failed |= e.retry() == Retry::Backoff;
                 self.failed(&e);
             }
         }
@@ -219,7 +220,7 @@ impl Controller {
             for (ns, name) in memo.members.difference(&members) {
                 if let Some(ing) = find(ns, name)
                     && (ing.metadata.deletion_timestamp.is_some()
-                        || index.stack_of(ns, name).is_none())
+                        || !view.placed.contains(&(ns.clone(), name.clone())))
                 {
                     self.release(&ing).await;
                 }
@@ -233,14 +234,17 @@ impl Controller {
             mem.forget(id);
             self.hooks.stack_gone(id);
         } else {
-            let failures = if ok { 0 } else { memo.failures + 1 };
+            let failures = if ok && !report_failed {
+                0
+            } else {
+                memo.failures + 1
+            };
             mem.remember(
                 id,
                 StackMemo::new(desired.as_ref(), members, find, failures),
             );
-            if let Err(e) = &result
-                && e.retry() == Retry::Backoff
-            {
+            let deploy_retry = matches!(&result, Err(e) if e.retry() == Retry::Backoff);
+            if deploy_retry || report_failed {
                 retry_later(&self.tx, id.clone(), retry_delay(failures));
             }
         }
@@ -251,23 +255,26 @@ impl Controller {
             debug!("reconciled");
         }
         self.hooks.reconciled(id, ok, started.elapsed(), pending);
-        problems
     }
 
-    /// Delete CLBs clb-ingress created for this cluster whose stack no longer exists.
-    pub(super) async fn prune(&self, index: &Index<'_>, deleted: &[Deleted]) {
-        // Frozen stacks (mode: skip), also of skipped Ingresses being deleted, are never pruned.
-        let deleted_skipped: Vec<StackId> = deleted
-            .iter()
-            .filter(|(i, _)| is_deleted_skip(i))
-            .filter_map(|(_, s)| s.clone())
-            .collect();
-        let wanted: BTreeSet<String> = index
-            .stack_ids()
-            .chain(index.frozen_ids())
-            .chain(deleted_skipped.iter())
-            .map(|id| id.hash(&self.config.cluster_id))
-            .collect();
+    /// Is a job from snapshot `seq` not older than the last one reconciled for `id`? Records
+    /// it as the last one when it is.
+    fn newest(&self, id: &StackId, seq: u64) -> bool {
+        let mut done = self
+            .done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match done.get(id) {
+            Some(last) if *last > seq => false,
+            _ => {
+                done.insert(id.clone(), seq);
+                true
+            }
+        }
+    }
+
+    /// Delete CLBs clb-ingress created for this cluster whose stack hash is not `wanted`.
+    pub(super) async fn prune(&self, wanted: &BTreeSet<String>) {
         let lbs = match self.deployer.owned_lbs().await {
             Ok(l) => l,
             Err(e) => {
@@ -300,29 +307,19 @@ impl Controller {
 
     /// Remove our finalizer from Ingresses we no longer manage (deleted or moved to another
     /// class) once their stacks have been reconciled.
-    pub(super) async fn release_unmanaged(
-        &self,
-        index: &Index<'_>,
-        seen: &[Arc<Ingress>],
-        deleted: &[Deleted],
-    ) {
-        for ing in seen {
+    pub(super) async fn release_unmanaged(&self, unmanaged: &[Arc<Ingress>], deleted: &[Deleted]) {
+        for ing in unmanaged {
             let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
-            let frozen = index.is_frozen(&StackId::ingress(&ns, &name));
-            let managed = ing.metadata.deletion_timestamp.is_none()
-                && (index.stack_of(&ns, &name).is_some() || frozen);
-            if !managed && ing.finalizers().iter().any(|f| f == super::FINALIZER) {
-                let stack = deleted
-                    .iter()
-                    .find(|(d, _)| Arc::ptr_eq(d, ing))
-                    .and_then(|(_, s)| s.as_ref());
-                if is_deleted_skip(ing) && !self.keep_frozen_clb(stack).await {
-                    continue;
-                }
-                let pending = self.memory.lock().await.stack_failing(&(ns, name));
-                if !pending {
-                    self.release(ing).await;
-                }
+            let stack = deleted
+                .iter()
+                .find(|(d, _)| Arc::ptr_eq(d, ing))
+                .and_then(|(_, s)| s.as_ref());
+            if is_deleted_skip(ing) && !self.keep_frozen_clb(stack).await {
+                continue;
+            }
+            let pending = self.memory.lock().await.stack_failing(&(ns, name));
+            if !pending {
+                self.release(ing).await;
             }
         }
     }

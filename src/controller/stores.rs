@@ -3,6 +3,7 @@
 //! data is fetched on demand for the Secrets Ingresses reference.
 
 use super::queue::Dirty;
+use super::throttle::LogLimiter;
 use crate::crd::ClbClassParameters;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
@@ -14,6 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use tracing::warn;
 
@@ -69,11 +71,29 @@ where
     }
 }
 
+/// Where watch errors go: a rate-limited log and a counter per kind.
+#[derive(Clone)]
+pub struct WatchErrors {
+    pub limiter: Arc<LogLimiter>,
+    pub count: Arc<dyn Fn(&'static str) + Send + Sync>,
+}
+
+impl WatchErrors {
+    fn report(&self, kind: &'static str, error: &watcher::Error) {
+        (self.count)(kind);
+        let text = error.to_string();
+        if let Some(suppressed) = self.limiter.allow(&format!("{kind}: {text}")) {
+            warn!(kind, error = %text, suppressed, "watch error (retrying with backoff)");
+        }
+    }
+}
+
 /// Run one reflector; every applied/deleted object becomes a `Dirty` via `to_dirty`.
 fn run<K>(
     name: &'static str,
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     tx: UnboundedSender<Dirty>,
+    errors: WatchErrors,
     to_dirty: fn(&K) -> Dirty,
 ) -> Store<K>
 where
@@ -93,7 +113,7 @@ where
                     let _ = tx.send(Dirty::All);
                 }
                 Ok(_) => {}
-                Err(e) => warn!(kind = name, error = %e, "watch error (retrying)"),
+                Err(e) => errors.report(name, &e),
             }
         }
     });
@@ -116,17 +136,20 @@ pub fn start(
     namespace: Option<&str>,
     watch_nodes: bool,
     tx: UnboundedSender<Dirty>,
+    errors: WatchErrors,
 ) -> Stores {
     let ingresses = run(
         "Ingress",
         backoff(watcher(api::<Ingress>(client, namespace), cfg())),
         tx.clone(),
+        errors.clone(),
         |o| Dirty::Ingress(o.namespace().unwrap_or_default(), o.name_any()),
     );
     let classes = run(
         "IngressClass",
         backoff(watcher(Api::<IngressClass>::all(client.clone()), cfg())),
         tx.clone(),
+        errors.clone(),
         |_| Dirty::All,
     );
     let params = run(
@@ -136,18 +159,21 @@ pub fn start(
             cfg(),
         )),
         tx.clone(),
+        errors.clone(),
         |_| Dirty::All,
     );
     let services = run(
         "Service",
         backoff(watcher(api::<Service>(client, namespace), cfg())),
         tx.clone(),
+        errors.clone(),
         |o| Dirty::Service(o.namespace().unwrap_or_default(), o.name_any()),
     );
     let slices = run(
         "EndpointSlice",
         backoff(watcher(api::<EndpointSlice>(client, namespace), cfg())),
         tx.clone(),
+        errors.clone(),
         |o| {
             let svc = o
                 .labels()
@@ -162,6 +188,7 @@ pub fn start(
             "Node",
             backoff(watcher(Api::<Node>::all(client.clone()), cfg())),
             tx.clone(),
+            errors.clone(),
             |_| Dirty::Nodes,
         )
     });
@@ -172,9 +199,10 @@ pub fn start(
             cfg(),
         )),
         tx.clone(),
+        errors.clone(),
         |o| Dirty::Secret(o.namespace().unwrap_or_default(), o.name_any()),
     );
-    let namespaces = namespaces(client, tx);
+    let namespaces = namespaces(client, tx, errors);
     Stores {
         ingresses,
         classes,
@@ -190,7 +218,11 @@ pub fn start(
 /// The Namespace watcher: any Namespace change requeues everything (its labels select classes
 /// and tenancy scopes). Backoff like every other watcher: an unreachable API server is retried
 /// with growing delays, never in a busy loop.
-fn namespaces(client: &Client, tx: UnboundedSender<Dirty>) -> Store<PartialObjectMeta<Namespace>> {
+fn namespaces(
+    client: &Client,
+    tx: UnboundedSender<Dirty>,
+    errors: WatchErrors,
+) -> Store<PartialObjectMeta<Namespace>> {
     run(
         "Namespace",
         backoff(watcher(
@@ -198,6 +230,7 @@ fn namespaces(client: &Client, tx: UnboundedSender<Dirty>) -> Store<PartialObjec
             cfg(),
         )),
         tx,
+        errors,
         |_| Dirty::All,
     )
 }

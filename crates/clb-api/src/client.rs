@@ -266,6 +266,7 @@ struct Inner {
     jitter: Arc<dyn Jitter>,
     limiter: Arc<RateLimiter>,
     observer: Arc<dyn ClbObserver>,
+    write_gate: Option<Arc<dyn WriteGate>>,
     clb_target: (reqwest::Url, String),
     ssl_target: (reqwest::Url, String),
 }
@@ -279,7 +280,14 @@ pub struct ClbClientBuilder {
     jitter: Arc<dyn Jitter>,
     limiter: Option<Arc<RateLimiter>>,
     observer: Arc<dyn ClbObserver>,
+    write_gate: Option<Arc<dyn WriteGate>>,
     http: Option<reqwest::Client>,
+}
+
+/// Asked before every attempt of every write: an `Err` stops the write before it is sent
+/// (leader fencing: a replica that cannot prove it holds the leader lease never writes).
+pub trait WriteGate: Send + Sync + std::fmt::Debug {
+    fn check(&self) -> Result<(), String>;
 }
 
 impl ClbClientBuilder {
@@ -302,6 +310,12 @@ impl ClbClientBuilder {
 
     pub fn observer(mut self, observer: Arc<dyn ClbObserver>) -> Self {
         self.observer = observer;
+        self
+    }
+
+    /// Check `gate` before every write attempt (see [`WriteGate`]).
+    pub fn write_gate(mut self, gate: Arc<dyn WriteGate>) -> Self {
+        self.write_gate = Some(gate);
         self
     }
 
@@ -344,6 +358,7 @@ impl ClbClientBuilder {
                 jitter: self.jitter,
                 limiter,
                 observer: self.observer,
+                write_gate: self.write_gate,
                 clb_target,
                 ssl_target,
             }),
@@ -371,6 +386,7 @@ impl ClbClient {
             jitter: Arc::new(RngJitter::from_entropy()),
             limiter: None,
             observer: Arc::new(NoopObserver),
+            write_gate: None,
             http: None,
         }
     }
@@ -481,6 +497,16 @@ impl ClbClient {
             let waited = inner.limiter.acquire(op.name).await;
             if !waited.is_zero() {
                 inner.observer.rate_limit_wait(op.name, waited);
+            }
+            // Fencing: asked as late as possible, right before the bytes leave.
+            if !op.idempotent
+                && let Some(gate) = &inner.write_gate
+                && let Err(reason) = gate.check()
+            {
+                return Err(ClbError::Fenced {
+                    action: op.name,
+                    reason,
+                });
             }
             let started = tokio::time::Instant::now();
             let result = self

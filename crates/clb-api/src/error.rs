@@ -239,6 +239,13 @@ pub enum ClbError {
     /// A response body larger than the client accepts (the read stops there).
     #[error("{action}: response body over {limit} bytes")]
     ResponseTooLarge { action: &'static str, limit: usize },
+    /// The client's write gate refused a write before it was sent (this replica cannot prove
+    /// it is the leader). Nothing reached the server.
+    #[error("{action}: not sent: {reason}")]
+    Fenced {
+        action: &'static str,
+        reason: String,
+    },
 }
 
 impl ClbError {
@@ -257,7 +264,8 @@ impl ClbError {
             | Self::MissingInResponse { .. }
             | Self::TaskUnknownStatus { .. }
             | Self::Config(_)
-            | Self::ResponseTooLarge { .. } => ErrorCategory::Other,
+            | Self::ResponseTooLarge { .. }
+            | Self::Fenced { .. } => ErrorCategory::Other,
         }
     }
 
@@ -290,9 +298,15 @@ impl ClbError {
             | Self::Encode { action, .. }
             | Self::MissingInResponse { action, .. }
             | Self::InvalidRequest { action, .. }
-            | Self::BatchPartialFailure { action, .. } => Some(action),
+            | Self::BatchPartialFailure { action, .. }
+            | Self::Fenced { action, .. } => Some(action),
             _ => None,
         }
+    }
+
+    /// Refused by the write gate before sending (see [`ClbError::Fenced`]).
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, Self::Fenced { .. })
     }
 
     pub fn is_not_found(&self) -> bool {

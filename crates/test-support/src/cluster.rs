@@ -137,14 +137,19 @@ impl Env {
     }
 
     pub fn controller(&self, name: &str, extra: &[&str]) -> Controller {
+        let filter = std::env::var("E2E_LOG").unwrap_or_else(|_| "info".into());
+        self.controller_logging(name, &filter, extra)
+    }
+
+    /// A controller logging with this `--log` filter (extra flags may add `--log-format`).
+    pub fn controller_logging(&self, name: &str, filter: &str, extra: &[&str]) -> Controller {
         let log = self.dir.path().join(format!("{name}.log"));
         let mut child = emu_support::command()
             .args(["run", "--kubeconfig"])
             .arg(&self.kubeconfig)
             .args(["--clb-endpoint", &format!("http://{}", self.emu.addr)])
             .args(["--metrics-addr", "127.0.0.1:0", "--cluster-id", "e2e"])
-            .args(["--debounce-ms", "20", "--no-node-watch", "--log"])
-            .arg(std::env::var("E2E_LOG").unwrap_or_else(|_| "info".into()))
+            .args(["--debounce-ms", "20", "--no-node-watch", "--log", filter])
             .args(["--identity", name])
             .args(extra)
             .env_remove("KUBECONFIG")

@@ -132,6 +132,20 @@ impl Running {
         self.store.fail_gets(plural, namespace, name, on);
     }
 
+    /// Make writes to `plural` `namespace/name` whose body holds `spec.holderIdentity: holder`
+    /// answer 500 until turned off: that Lease holder can no longer renew (fault injection).
+    pub fn fail_holder_writes(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        holder: &str,
+        on: bool,
+    ) {
+        self.store
+            .fail_holder_writes(plural, namespace, name, holder, on);
+    }
+
     /// Forget the requests recorded so far (also `DELETE /_testapi/audit`).
     pub fn clear_audit(&self) {
         self.store.clear_audit();

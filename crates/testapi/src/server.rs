@@ -224,12 +224,14 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         user_agent,
         code: 0,
     };
-    let injected = verb == "get"
-        && app.store.get_fails(
-            &target.def.plural,
-            target.namespace.as_deref().unwrap_or(""),
-            target.name.as_deref().unwrap_or(""),
-        );
+    let (plural, ns, name) = (
+        target.def.plural.as_str(),
+        target.namespace.as_deref().unwrap_or(""),
+        target.name.as_deref().unwrap_or(""),
+    );
+    let injected = (verb == "get" && app.store.get_fails(plural, ns, name))
+        || (matches!(verb, "create" | "update" | "patch")
+            && app.store.holder_write_fails(plural, ns, name, &bytes));
     let result = if injected {
         Err(ApiError::injected("injected failure (test)"))
     } else {

@@ -330,6 +330,9 @@ struct State {
     audit: Vec<AuditEntry>,
     /// (resource plural, namespace, name) whose `get` answers 500 (test fault injection).
     failing_gets: std::collections::BTreeSet<(String, String, String)>,
+    /// (resource plural, namespace, name, holder): writes whose body has this
+    /// `spec.holderIdentity` answer 500 (a Lease holder cut off from the API server).
+    failing_holder_writes: std::collections::BTreeSet<(String, String, String, String)>,
     /// Changes whenever the set of served resources changes (OpenAPI hash).
     schema_generation: u64,
 }
@@ -404,6 +407,7 @@ impl Store {
                 custom: Vec::new(),
                 audit: Vec::new(),
                 failing_gets: Default::default(),
+                failing_holder_writes: Default::default(),
                 schema_generation: 1,
             }),
             tx,
@@ -473,6 +477,56 @@ impl Store {
         } else {
             inner.failing_gets.remove(&key);
         }
+    }
+
+    /// Make writes to this object that carry `spec.holderIdentity: holder` answer 500
+    /// (`on`), or answer normally again.
+    pub fn fail_holder_writes(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        holder: &str,
+        on: bool,
+    ) {
+        let key = (
+            plural.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+            holder.to_string(),
+        );
+        let mut inner = self.lock();
+        if on {
+            inner.failing_holder_writes.insert(key);
+        } else {
+            inner.failing_holder_writes.remove(&key);
+        }
+    }
+
+    /// Does a write of `body` to this object fail by injection?
+    pub fn holder_write_fails(
+        &self,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+        body: &[u8],
+    ) -> bool {
+        let inner = self.lock();
+        if inner.failing_holder_writes.is_empty() {
+            return false;
+        }
+        let Some(holder) = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["spec"]["holderIdentity"].as_str().map(str::to_string))
+        else {
+            return false;
+        };
+        inner.failing_holder_writes.contains(&(
+            plural.to_string(),
+            namespace.to_string(),
+            name.to_string(),
+            holder,
+        ))
     }
 
     /// Does `get` of this object fail by injection?

@@ -68,6 +68,9 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Reconcile Ingress manifests into CLBs once (against Tencent Cloud or the emulator).
     Apply(cli::apply::ApplyArgs),
+    /// Check, on one temporary CLB, every assumption about CLB the translation relies on
+    /// (run it first on a new account); deletes everything it made.
+    Preflight(Box<cli::preflight::PreflightArgs>),
     /// Run the local CLB emulator (API 3.0 server and loopback data plane).
     #[cfg(feature = "local-dev")]
     Emulator(clb_ingress::emulator::cli::EmulatorArgs),
@@ -88,6 +91,7 @@ fn main() {
         Command::Demo(args) => cli::demo::run(&args),
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),
+        Command::Preflight(args) => cli::preflight::run(*args),
         #[cfg(feature = "local-dev")]
         Command::Emulator(args) => run_emulator(args),
         #[cfg(feature = "local-dev")]

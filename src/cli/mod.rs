@@ -5,4 +5,5 @@ pub mod crd;
 #[cfg(feature = "local-dev")]
 pub mod demo;
 pub mod plan;
+pub mod preflight;
 pub mod run;

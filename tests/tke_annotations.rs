@@ -168,8 +168,9 @@ async fn auto_rewrite_redirects_http_requests_to_the_https_listener_with_the_giv
         "shop",
         "a.example.com",
         "web",
+        // TKE's JSON form (the bare "307" works too).
         json!({"ingress.cloud.tencent.com/auto-rewrite": "true",
-               "ingress.cloud.tencent.com/auto-rewrite-code": "307"}),
+               "ingress.cloud.tencent.com/auto-rewrite-code": r#"{"defaultRewriteCode": 302, "rewriteCodeInfos": [{"host": "a.example.com", "rewriteCode": 307}]}"#}),
         Some("a-tls"),
     )
     .await;

@@ -151,6 +151,54 @@ fn auto_rewrite_turns_the_http_rules_of_tls_hosts_into_redirects_without_targets
     assert!(b.stacks.is_empty(), "308 is not a CLB redirect code");
 }
 
+/// The code of the redirects of a built stack's HTTP rules.
+fn redirect_codes(b: &model::BuildOutput) -> Vec<u16> {
+    b.stacks
+        .values()
+        .flat_map(|d| &d.listeners)
+        .flat_map(|l| &l.domains)
+        .flat_map(|x| &x.rules)
+        .filter_map(|r| r.redirect.map(|x| x.code))
+        .collect()
+}
+
+#[test]
+fn auto_rewrite_code_also_takes_tkes_json_form_with_per_host_codes() {
+    let on = "ingress.cloud.tencent.com/auto-rewrite: \"true\"";
+    let b = build(&format!(
+        r#"{{{on}, ingress.cloud.tencent.com/auto-rewrite-code: '{{"defaultRewriteCode": 307}}'}}"#
+    ));
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    assert_eq!(redirect_codes(&b), vec![307]);
+    let b = build(&format!(
+        r#"{{{on}, ingress.cloud.tencent.com/auto-rewrite-code: '{{"defaultRewriteCode": 307, "rewriteCodeInfos": [{{"host": "a.example.com", "rewriteCode": 302}}]}}'}}"#
+    ));
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    assert_eq!(redirect_codes(&b), vec![302], "the host's own code wins");
+    // A host the Ingress does not have: a warning, the default code applies.
+    let b = build(&format!(
+        r#"{{{on}, ingress.cloud.tencent.com/auto-rewrite-code: '{{"rewriteCodeInfos": [{{"host": "other.example.com", "rewriteCode": 302}}]}}'}}"#
+    ));
+    assert_eq!(redirect_codes(&b), vec![301]);
+    assert_eq!(b.problems.len(), 1, "{:?}", b.problems);
+    assert!(b.problems[0].message.contains("other.example.com"));
+    assert_eq!(b.problems[0].effect, Effect::Degraded);
+    // Malformed JSON, a bad code, an unknown key: the Ingress is parked with the reason.
+    for bad in [
+        r#"{"defaultRewriteCode": 308}"#,
+        r#"{"defaultRewriteCode": 307"#,
+        r#"{"rewriteCodeInfos": [{"host": "a.example.com", "rewriteCode": 200}]}"#,
+        r#"{"defaultRewritecode": 307}"#,
+    ] {
+        let b = build(&format!(
+            r#"{{{on}, ingress.cloud.tencent.com/auto-rewrite-code: '{bad}'}}"#
+        ));
+        assert!(b.stacks.is_empty(), "{bad} is refused");
+        assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation, "{bad}");
+        assert!(b.problems[0].field.contains("auto-rewrite-code"), "{bad}");
+    }
+}
+
 #[test]
 fn auto_rewrite_is_planned_after_both_rules_exist_and_is_idempotent() {
     let b = build(r#"{ingress.cloud.tencent.com/auto-rewrite: "true"}"#);

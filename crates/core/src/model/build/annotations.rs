@@ -9,8 +9,88 @@ pub(super) struct TkeAnnotations {
     pub(super) retain: bool,
     /// The redirect code when `auto-rewrite` is on.
     pub(super) auto_rewrite: Option<u16>,
+    /// Per-host redirect codes (`auto-rewrite-code` as JSON, `rewriteCodeInfos`).
+    pub(super) rewrite_hosts: Vec<(String, u16)>,
     pub(super) weights: Option<RsWeights>,
 }
+
+/// A parsed `auto-rewrite-code` annotation: the default code and per-host codes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RewriteCodes {
+    pub default: u16,
+    pub hosts: Vec<(String, u16)>,
+}
+
+fn redirect_code(v: &serde_json::Value, what: &str) -> Result<u16, String> {
+    match v.as_u64() {
+        Some(c @ (301 | 302 | 307)) => Ok(c as u16),
+        _ => Err(format!("{what} {v} is not 301, 302 or 307")),
+    }
+}
+
+/// `auto-rewrite-code`: a bare code (`307`), or TKE's JSON form
+/// `{"defaultRewriteCode": 307, "rewriteCodeInfos": [{"host": "a.com", "rewriteCode": 302}]}`
+/// (both keys optional; the default code is 301 when not given). Codes are 301, 302 or 307.
+pub fn parse_rewrite_codes(v: &str) -> Result<RewriteCodes, String> {
+    let t = v.trim();
+    if !t.starts_with('{') {
+        return match t.parse::<u16>() {
+            Ok(c @ (301 | 302 | 307)) => Ok(RewriteCodes {
+                default: c,
+                hosts: Vec::new(),
+            }),
+            _ => Err(format!("{v:?} is not 301, 302 or 307")),
+        };
+    }
+    let obj: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(t).map_err(|e| format!("not a JSON object: {e}"))?;
+    let mut out = RewriteCodes {
+        default: DEFAULT_REWRITE_CODE,
+        hosts: Vec::new(),
+    };
+    for (k, val) in &obj {
+        match k.as_str() {
+            "defaultRewriteCode" => out.default = redirect_code(val, "defaultRewriteCode")?,
+            "rewriteCodeInfos" => {
+                let infos = val.as_array().ok_or("rewriteCodeInfos is not an array")?;
+                if infos.len() > MAX_REWRITE_HOSTS {
+                    return Err(format!(
+                        "rewriteCodeInfos has {} entries (at most {MAX_REWRITE_HOSTS})",
+                        infos.len()
+                    ));
+                }
+                for (i, info) in infos.iter().enumerate() {
+                    let o = info
+                        .as_object()
+                        .ok_or_else(|| format!("rewriteCodeInfos[{i}] is not an object"))?;
+                    if let Some(extra) = o.keys().find(|k| *k != "host" && *k != "rewriteCode") {
+                        return Err(format!("rewriteCodeInfos[{i}] has unknown key {extra:?}"));
+                    }
+                    let host = o
+                        .get("host")
+                        .and_then(|h| h.as_str())
+                        .filter(|h| !h.is_empty())
+                        .ok_or_else(|| format!("rewriteCodeInfos[{i}].host is missing"))?;
+                    let code = redirect_code(
+                        o.get("rewriteCode").ok_or_else(|| {
+                            format!("rewriteCodeInfos[{i}].rewriteCode is missing")
+                        })?,
+                        &format!("rewriteCodeInfos[{i}].rewriteCode"),
+                    )?;
+                    if out.hosts.iter().any(|(h, _)| h == host) {
+                        return Err(format!("rewriteCodeInfos names {host:?} twice"));
+                    }
+                    out.hosts.push((host.to_string(), code));
+                }
+            }
+            other => return Err(format!("unknown key {other:?}")),
+        }
+    }
+    Ok(out)
+}
+
+/// Per-host codes one `auto-rewrite-code` may list (an Ingress rarely has more hosts).
+pub const MAX_REWRITE_HOSTS: usize = 1000;
 
 /// A parsed `lb-rs-weight` annotation.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -178,21 +258,38 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         out.retain = parse_bool(ANN_RETAIN, &mut bad);
         let auto_rewrite = parse_bool(ANN_AUTO_REWRITE, &mut bad);
         if let Some(c) = annotation(ing, ANN_AUTO_REWRITE_CODE) {
-            match c.trim().parse::<u16>() {
-                Ok(code @ (301 | 302 | 307)) if auto_rewrite => out.auto_rewrite = Some(code),
-                Ok(301 | 302 | 307) => self.problems.push(Problem {
+            match parse_rewrite_codes(c) {
+                Ok(codes) if auto_rewrite => {
+                    let hosts: Vec<&str> = ing
+                        .spec
+                        .iter()
+                        .flat_map(|s| s.rules.iter().flatten())
+                        .filter_map(|r| r.host.as_deref())
+                        .collect();
+                    if let Some((h, _)) = codes
+                        .hosts
+                        .iter()
+                        .find(|(h, _)| !hosts.contains(&h.as_str()))
+                    {
+                        self.problems.push(Problem {
+                            object: m.key.clone(),
+                            field: field(ANN_AUTO_REWRITE_CODE),
+                            reason: Reason::InvalidAnnotation,
+                            effect: Effect::Degraded,
+                            message: format!("rewriteCodeInfos names {h:?}, which is not a host of this Ingress; it has no effect"),
+                        });
+                    }
+                    out.auto_rewrite = Some(codes.default);
+                    out.rewrite_hosts = codes.hosts;
+                }
+                Ok(_) => self.problems.push(Problem {
                     object: m.key.clone(),
                     field: field(ANN_AUTO_REWRITE_CODE),
                     reason: Reason::InvalidAnnotation,
                     effect: Effect::Degraded,
                     message: format!("has no effect without {ANN_AUTO_REWRITE}: \"true\""),
                 }),
-                _ => {
-                    bad = Some((
-                        ANN_AUTO_REWRITE_CODE,
-                        format!("{c:?} is not 301, 302 or 307"),
-                    ))
-                }
+                Err(e) => bad = Some((ANN_AUTO_REWRITE_CODE, e)),
             }
         } else if auto_rewrite {
             out.auto_rewrite = Some(DEFAULT_REWRITE_CODE);

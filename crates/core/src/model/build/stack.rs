@@ -31,6 +31,8 @@ pub(super) struct Contribution<'a> {
     /// `auto-rewrite`: HTTP requests for this Ingress's hosts are redirected with this code
     /// to the HTTPS listener on this port.
     pub(super) redirect: Option<Redirect>,
+    /// Hosts whose redirect has its own code (`auto-rewrite-code` `rewriteCodeInfos`).
+    pub(super) redirect_hosts: Vec<(String, u16)>,
     /// `loadbalance-retain: "true"`.
     pub(super) retain: bool,
 }
@@ -581,6 +583,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             default_backend,
             tls,
             redirect,
+            redirect_hosts: tke.rewrite_hosts,
             retain: tke.retain,
         })
     }
@@ -645,7 +648,15 @@ pub(super) fn apply_redirects(
         .flat_map(|(c, r)| {
             c.rules
                 .iter()
-                .filter_map(move |(h, _)| Some(((*h)?, r)))
+                .filter_map(move |(h, _)| {
+                    let h = (*h)?;
+                    let code = c
+                        .redirect_hosts
+                        .iter()
+                        .find(|(rh, _)| rh == h)
+                        .map_or(r.code, |(_, code)| *code);
+                    Some((h, Redirect { code, ..r }))
+                })
                 .filter(|(h, _)| owns(c.ns, h))
         })
         .collect();

@@ -95,6 +95,7 @@ pub struct Metrics {
     leader: IntGauge,
     errors: IntCounterVec,
     watch_errors: IntCounterVec,
+    certificates_collected: IntCounterVec,
     cluster_info: IntGaugeVec,
 }
 
@@ -113,6 +114,7 @@ mod name {
     pub const LEADER: &str = "leader";
     pub const ERRORS: &str = "controller_errors_total";
     pub const WATCH_ERRORS: &str = "watch_errors_total";
+    pub const CERTIFICATES_COLLECTED: &str = "certificates_collected_total";
     pub const BUILD_INFO: &str = "build_info";
     pub const CLUSTER_INFO: &str = "cluster_info";
 }
@@ -279,6 +281,16 @@ impl Metrics {
                 &["kind"],
             )
         })?;
+        let certificates_collected = register(r, name::CERTIFICATES_COLLECTED, || {
+            IntCounterVec::new(
+                opts(
+                    name::CERTIFICATES_COLLECTED,
+                    "Unused certificates this cluster uploaded that the GC deleted (result=\"deleted\") \
+                     or that the SSL service refused to delete (result=\"refused\").",
+                ),
+                &["result"],
+            )
+        })?;
         let build_info = register(r, name::BUILD_INFO, || {
             IntGaugeVec::new(
                 opts(
@@ -317,6 +329,7 @@ impl Metrics {
             leader,
             errors,
             watch_errors,
+            certificates_collected,
             cluster_info,
         })
     }
@@ -400,6 +413,14 @@ impl Metrics {
     /// (`ControllerError::category`).
     pub fn controller_error(&self, category: &'static str) {
         self.errors.with_label_values(&[category]).inc();
+    }
+
+    /// The certificate GC deleted a certificate (or was refused).
+    pub fn certificate_collected(&self, deleted: bool) {
+        let result = if deleted { "deleted" } else { "refused" };
+        self.certificates_collected
+            .with_label_values(&[result])
+            .inc();
     }
 
     /// A list/watch of `kind` failed.

@@ -61,6 +61,13 @@ pub struct RunArgs {
     /// renew (at most half the lease duration).
     #[arg(long, default_value_t = defaults::LEASE_GRACE_SECS)]
     pub lease_margin_seconds: u64,
+    /// Delete certificates this cluster uploaded once no CLB has used them for this long
+    /// (checked on every drift resync).
+    #[arg(long, default_value_t = 3600)]
+    pub certificate_gc_grace_seconds: u64,
+    /// Never delete uploaded certificates.
+    #[arg(long)]
+    pub no_certificate_gc: bool,
     /// This replica's identity (default: $POD_NAME or the host name plus a random suffix).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -93,6 +100,8 @@ impl RunArgs {
                 .identity
                 .clone()
                 .unwrap_or_else(defaults::default_identity),
+            certificate_gc_grace: (!self.no_certificate_gc)
+                .then(|| Duration::from_secs(self.certificate_gc_grace_seconds)),
         }
     }
 }
@@ -137,6 +146,9 @@ impl Hooks for MetricsHooks {
     }
     fn watch_error(&self, kind: &'static str) {
         self.0.watch_error(kind);
+    }
+    fn certificate_collected(&self, deleted: bool) {
+        self.0.certificate_collected(deleted);
     }
 }
 

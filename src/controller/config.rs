@@ -39,6 +39,8 @@ pub struct ControllerConfig {
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity: the Lease holder and the Event reporter instance.
     pub identity: String,
+    /// Delete this cluster's uploaded certificates once unused this long (`None`: never).
+    pub certificate_gc_grace: Option<Duration>,
 }
 
 /// Where and how the leader-election Lease is held.
@@ -76,6 +78,7 @@ impl ControllerConfig {
             watch_nodes: true,
             leader_election: None,
             identity: default_identity(),
+            certificate_gc_grace: Some(super::certgc::DEFAULT_GRACE),
         }
     }
 }

@@ -167,6 +167,11 @@ impl Memory {
 
     /// Whether the last reconcile of the stack of Ingress `key` failed (its finalizer then
     /// stays until it succeeds).
+    /// Is any remembered stack failing (not in its desired state)?
+    pub fn any_failing(&self) -> bool {
+        self.stacks.values().any(|m| m.failures > 0)
+    }
+
     pub fn stack_failing(&self, key: &Key) -> bool {
         self.ingress_stack
             .get(key)

@@ -12,6 +12,7 @@
 //! workers, retries), `reconcile` (one stack, pruning, finalizer release), `report` (writes
 //! to Ingresses), `error` (what can fail, its category and retry policy).
 
+pub mod certgc;
 pub mod config;
 pub mod error;
 pub mod lease;
@@ -56,6 +57,8 @@ pub struct Controller {
     /// Snapshot sequence numbers: the next one, and the last reconciled per stack.
     seq: std::sync::atomic::AtomicU64,
     done: std::sync::Mutex<std::collections::HashMap<StackId, u64>>,
+    /// Certificates the GC found unused, and since when.
+    unused_certs: certgc::Unused,
 }
 
 /// Observability hooks (metrics), called by the loop.
@@ -70,6 +73,8 @@ pub trait Hooks: Send + Sync {
     fn failed(&self, _error: &ControllerError) {}
     /// A watch of `kind` failed (it is retried with backoff; the log is rate-limited).
     fn watch_error(&self, _kind: &'static str) {}
+    /// The certificate GC deleted an unused certificate (`deleted`), or the service refused.
+    fn certificate_collected(&self, _deleted: bool) {}
 }
 
 /// Hooks that do nothing.
@@ -126,6 +131,7 @@ impl Controller {
             locks: queue::StackLocks::default(),
             seq: Default::default(),
             done: Default::default(),
+            unused_certs: Default::default(),
         }
     }
 

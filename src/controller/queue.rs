@@ -122,6 +122,8 @@ pub struct FullWork {
     pub wanted: BTreeSet<String>,
     /// Ingresses with our finalizer that no stack manages any more.
     pub unmanaged: Vec<Arc<Ingress>>,
+    /// A stack is frozen (`mode: skip`) on an adopted CLB.
+    pub frozen_adopted: bool,
 }
 
 /// A pass, prepared: the stack jobs and, for full passes, pruning and releasing.
@@ -299,6 +301,7 @@ impl Controller {
                 })
                 .cloned()
                 .collect(),
+            frozen_adopted: index.frozen_ids().any(|id| id.adopted_lb().is_some()),
         });
         let view = Arc::new(View {
             seen,
@@ -335,6 +338,20 @@ impl Controller {
     /// `concurrency` at a time, then pruning and finalizer release.
     pub async fn sweep(self: Arc<Self>, concurrency: usize) {
         let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
+        let cert_facts = super::certgc::SweepFacts {
+            in_use: prepared
+                .jobs
+                .iter()
+                .filter_map(|j| j.desired.as_ref())
+                .flat_map(super::certgc::pem_names)
+                .collect(),
+            reconciled: prepared
+                .jobs
+                .iter()
+                .map(|j| j.id.hash(&self.config.cluster_id))
+                .collect(),
+            frozen_adopted: prepared.full.as_ref().is_some_and(|f| f.frozen_adopted),
+        };
         self.hooks.queue_depth(prepared.jobs.len());
         futures::stream::iter(prepared.jobs)
             .for_each_concurrent(concurrency.max(1), |job| {
@@ -348,6 +365,9 @@ impl Controller {
             debug!("pruned");
             self.release_unmanaged(&full.unmanaged, &prepared.view.deleted)
                 .await;
+            if let Some(grace) = self.config.certificate_gc_grace {
+                self.collect_certificates(cert_facts, grace).await;
+            }
         }
         self.hooks.queue_depth(0);
         debug!("swept");

@@ -369,7 +369,7 @@ impl<A: ClbApi> Execution<'_, A> {
                 certificate_public_key: cert_pem.to_string(),
                 certificate_private_key: Some(key_pem.expose().to_string()),
                 certificate_type: Some("SVR".into()),
-                alias: Some(name.to_string()),
+                alias: Some(d.cert_alias(name)),
                 ..Default::default()
             })
             .await

@@ -5,9 +5,12 @@
 //! its stack tag (and created with a ClientToken derived from the stack), certificates by their
 //! upload name, and everything else is re-derived from what the CLB reports on the next run.
 
+mod certs;
 mod execute;
 mod find;
 mod observe;
+
+pub use certs::OwnCertificate;
 
 use crate::clb::types::*;
 use crate::clb::{ClbApi, ClbClient, ClbError};

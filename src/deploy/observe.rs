@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::model::{Protocol, TargetAddr};
-use crate::plan::{CERT_NAME_PREFIX, ObservedListener, ObservedRule};
+use crate::plan::{ObservedListener, ObservedRule};
 use std::collections::{BTreeMap, HashMap};
 
 impl<A: ClbApi> Deployer<A> {
@@ -88,18 +88,9 @@ impl<A: ClbApi> Deployer<A> {
         }
         let mut certificates = BTreeMap::new();
         if with_certificates {
-            let certs = self
-                .client
-                .describe_certificates(&DescribeCertificatesRequest {
-                    search_key: Some(CERT_NAME_PREFIX.to_string()),
-                    ..Default::default()
-                })
-                .await
-                .map_err(cloud("DescribeCertificates"))?;
-            for c in certs {
-                if c.alias.starts_with(CERT_NAME_PREFIX) {
-                    certificates.entry(c.alias).or_insert(c.certificate_id);
-                }
+            // This cluster's uploads only, under the plan's names.
+            for c in self.own_certificates().await? {
+                certificates.entry(c.name).or_insert(c.id);
             }
         }
         Ok(ObservedLb {

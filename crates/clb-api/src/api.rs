@@ -94,6 +94,11 @@ pub trait ClbApi: Send + Sync + 'static {
         &self,
         req: &DescribeCertificatesRequest,
     ) -> impl Future<Output = ApiResult<Vec<CertificateDetail>>> + Send;
+    /// Delete a certificate of the SSL service (`false`: the service refused).
+    fn delete_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = ApiResult<bool>> + Send;
     /// Wait for an async task (by the RequestId of the call that started it) to succeed.
     fn wait_task(
         &self,
@@ -115,6 +120,12 @@ macro_rules! delegate {
                 task_id: &str,
             ) -> impl Future<Output = ApiResult<DescribeTaskStatusResponse>> + Send {
                 ClbClient::wait_task(self, task_id)
+            }
+            fn delete_certificate(
+                &self,
+                certificate_id: &str,
+            ) -> impl Future<Output = ApiResult<bool>> + Send {
+                ClbClient::delete_certificate(self, certificate_id)
             }
         }
     };

@@ -353,6 +353,14 @@ impl ClbApi for FakeClb {
     ) -> impl Future<Output = ApiResult<DescribeTaskStatusResponse>> + Send {
         ready(Ok(DescribeTaskStatusResponse::default()))
     }
+
+    fn delete_certificate(
+        &self,
+        certificate_id: &str,
+    ) -> impl Future<Output = ApiResult<bool>> + Send {
+        self.record("DeleteCertificate", None, &[], &[certificate_id]);
+        ready(Ok(true))
+    }
 }
 
 impl FakeClb {

@@ -63,6 +63,9 @@ pub trait Hooks: Send + Sync {
     fn problems(&self, _by_reason: &BTreeMap<&'static str, usize>) {}
     /// Something failed (already logged); `error.category()` is its bounded label.
     fn failed(&self, _error: &ControllerError) {}
+    /// After each snapshot: `active` Services are served from their last endpoints (endpoint
+    /// grace), `started` of them began their grace in this snapshot.
+    fn endpoint_grace(&self, _active: usize, _started: usize) {}
 }
 
 /// Hooks that do nothing.
@@ -104,7 +107,7 @@ impl Controller {
         );
         let reporter = report::Reporter::new(client.clone(), config.identity.clone());
         Self {
-            snapshots: snapshot::Snapshots::new(client, stores, &config),
+            snapshots: snapshot::Snapshots::new(client, stores, &config, tx.clone(), hooks.clone()),
             config,
             deployer,
             memory: Mutex::default(),

@@ -1,6 +1,10 @@
 //! The model's view of the cluster: a [`Snapshot`] built from the watch caches, with the data
-//! of the Secrets Ingresses reference read on demand and cached by resourceVersion.
+//! of the Secrets Ingresses reference read on demand and cached by resourceVersion, and the
+//! endpoints of Services whose slices are being replaced held for a grace period ([`grace`]).
 
+pub mod grace;
+
+use super::Hooks;
 use super::config::ControllerConfig;
 use super::error::ControllerError;
 use super::memory::Key;
@@ -8,6 +12,7 @@ use super::queue::Dirty;
 use super::stores::Stores;
 use crate::model::build::OurClasses;
 use crate::model::{Index, Snapshot, StackId};
+use grace::{Applied, EndpointGrace};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::ObjectRef;
@@ -15,6 +20,8 @@ use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::info;
 
 /// A snapshot, the failures met while building it, and the Secrets that could not be read
 /// (and had no earlier copy).
@@ -33,6 +40,11 @@ pub struct Snapshots {
     ingress_class: Option<String>,
     /// Secret data keyed by (namespace, name), with the resourceVersion it was read at.
     secrets: Mutex<HashMap<Key, (String, Secret)>>,
+    /// The last non-empty endpoints of each Service.
+    grace: std::sync::Mutex<EndpointGrace>,
+    /// Requeues a Service when its endpoint grace ends.
+    tx: UnboundedSender<Dirty>,
+    hooks: Arc<dyn Hooks>,
 }
 
 fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
@@ -40,7 +52,15 @@ fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
 }
 
 impl Snapshots {
-    pub fn new(client: Client, stores: Stores, config: &ControllerConfig) -> Self {
+    /// `tx` gets a `Dirty::Service` when a Service's endpoint grace ends; `hooks` hear how
+    /// many Services are within their grace.
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        config: &ControllerConfig,
+        tx: UnboundedSender<Dirty>,
+        hooks: Arc<dyn Hooks>,
+    ) -> Self {
         Self {
             client,
             stores,
@@ -48,6 +68,9 @@ impl Snapshots {
             controller_name: config.controller_name.clone(),
             ingress_class: config.ingress_class.clone(),
             secrets: Mutex::default(),
+            grace: std::sync::Mutex::new(EndpointGrace::new(config.endpoint_grace)),
+            tx,
+            hooks,
         }
     }
 
@@ -91,8 +114,18 @@ impl Snapshots {
             .filter(|i| i.metadata.deletion_timestamp.is_none())
             .map(|i| (**i).clone())
             .collect();
-        snap.services = clone_all(self.stores.services.state());
-        snap.endpoint_slices = clone_all(self.stores.slices.state());
+        let services = self.stores.services.state();
+        let applied = self
+            .grace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(
+                tokio::time::Instant::now(),
+                &services,
+                self.stores.slices.state(),
+            );
+        snap.services = clone_all(services);
+        snap.endpoint_slices = self.graced(applied);
         if let Some(n) = &self.stores.nodes {
             snap.nodes = clone_all(n.state());
         }
@@ -113,6 +146,24 @@ impl Snapshots {
             errors,
             unreadable,
         }
+    }
+
+    /// The slices the endpoint grace chose, as the model takes them; reports the grace to the
+    /// hooks and requeues each Service whose grace started at the moment it ends.
+    fn graced(&self, applied: Applied) -> Vec<k8s_openapi::api::discovery::v1::EndpointSlice> {
+        for (ns, name) in &applied.started {
+            info!(namespace = %ns, service = %name, "Service has no endpoints: serving its last endpoints for the endpoint grace");
+        }
+        self.hooks
+            .endpoint_grace(applied.active, applied.started.len());
+        for ((ns, name), at) in applied.expiring {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = tx.send(Dirty::Service(ns, name));
+            });
+        }
+        clone_all(applied.slices)
     }
 
     /// The Secrets that Ingresses of our classes and our class parameters name, read (or taken

@@ -201,9 +201,14 @@ impl Snapshots {
         cache.retain(|k, _| wanted.contains(k));
         for (ns, name) in wanted {
             let meta = self.stores.secrets.get(&ObjectRef::new(&name).within(&ns));
-            let Some(meta) = meta else { continue };
-            let rv = meta.resource_version().unwrap_or_default();
             let key = (ns.clone(), name.clone());
+            // Not in the Secret watch cache: missing or deleted, or created with its Ingress and
+            // not seen by the watch yet. It is read (the empty version never matches the
+            // cache) rather than planned as missing, which would leave the Ingress's HTTPS
+            // hosts without their certificate; one read per pass while it stays missing.
+            let rv = meta
+                .map(|m| m.resource_version().unwrap_or_default())
+                .unwrap_or_default();
             if let Some((cached_rv, s)) = cache.get(&key)
                 && *cached_rv == rv
             {
@@ -216,10 +221,13 @@ impl Snapshots {
             {
                 Ok(Some(s)) => {
                     let s = only_used_keys(s);
+                    let rv = s.metadata.resource_version.clone().unwrap_or(rv);
                     cache.insert(key, (rv, s.clone()));
                     out.push(s);
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    cache.remove(&key);
+                }
                 Err(source) => {
                     // A failed read is not a missing Secret: keep serving the copy read before
                     // (a changed Secret is read again next pass); without one, the caller holds

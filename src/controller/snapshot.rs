@@ -115,6 +115,7 @@ impl Snapshots {
             .map(|i| (**i).clone())
             .collect();
         let services = self.stores.services.state();
+        let routed = routed_services(&snap);
         let applied = self
             .grace
             .lock()
@@ -123,6 +124,7 @@ impl Snapshots {
                 tokio::time::Instant::now(),
                 &services,
                 self.stores.slices.state(),
+                |k| routed.contains(k),
             );
         snap.services = clone_all(services);
         snap.endpoint_slices = self.graced(applied);
@@ -275,6 +277,31 @@ impl Snapshots {
             .or_else(|| index.frozen_ids().next())
             .cloned()
     }
+}
+
+/// The Services the Ingresses of our classes route to (by `spec.defaultBackend` or a path).
+fn routed_services(snap: &Snapshot) -> BTreeSet<Key> {
+    let classes = OurClasses::new(snap);
+    let mut out = BTreeSet::new();
+    for ing in snap.ingresses.iter().filter(|i| classes.of(i).is_some()) {
+        let ns = ing.namespace().unwrap_or_default();
+        let Some(spec) = ing.spec.as_ref() else {
+            continue;
+        };
+        let paths = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.http.as_ref())
+            .flat_map(|h| &h.paths)
+            .map(|p| &p.backend);
+        for b in spec.default_backend.iter().chain(paths) {
+            if let Some(svc) = &b.service {
+                out.insert((ns.clone(), svc.name.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// The Secret keys clb-ingress reads: a `kubernetes.io/tls` certificate and key, or TKE's

@@ -103,12 +103,14 @@ impl EndpointGrace {
         self.memos.len()
     }
 
-    /// The slices the model should see at `now`, given the cached `services` and `slices`.
+    /// The slices the model should see at `now`, given the cached `services` and `slices`;
+    /// only Services `routed` says an Ingress routes to are remembered and given a grace.
     pub fn apply(
         &mut self,
         now: Instant,
         services: &[Arc<Service>],
         slices: Vec<Arc<EndpointSlice>>,
+        routed: impl Fn(&ServiceKey) -> bool,
     ) -> Applied {
         let mut out = Applied::default();
         if self.period.is_zero() {
@@ -124,8 +126,12 @@ impl EndpointGrace {
         out.slices.reserve(by_service.values().map(Vec::len).sum());
         for svc in services {
             let key = (svc.namespace().unwrap_or_default(), svc.name_any());
-            present.insert(key.clone());
             let current = by_service.remove(&key).unwrap_or_default();
+            if !routed(&key) {
+                out.slices.extend(current);
+                continue;
+            }
+            present.insert(key.clone());
             let shape = Shape::of(svc);
             if has_endpoints(&current) {
                 self.memos.insert(
@@ -168,7 +174,7 @@ impl EndpointGrace {
             }
         }
         // Slices of Services not in the cache go to the model as they are; what is remembered
-        // of deleted Services is dropped.
+        // of deleted Services, and of Services no Ingress routes to any more, is dropped.
         out.slices.extend(by_service.into_values().flatten());
         self.memos.retain(|k, _| present.contains(k));
         out
@@ -242,6 +248,7 @@ mod tests {
             Instant::now(),
             &web,
             vec![slice("web-1", "web", &["10.0.0.1"])],
+            |_| true,
         );
         assert_eq!(
             (names(&a), a.active, a.started.len()),
@@ -250,7 +257,7 @@ mod tests {
 
         // The slice is deleted: the model still sees it, and a requeue is asked for its end.
         let t0 = Instant::now();
-        let a = g.apply(t0, &web, vec![]);
+        let a = g.apply(t0, &web, vec![], |_| true);
         assert_eq!(
             (names(&a), a.active, a.started.len()),
             (vec!["web-1".into()], 1, 1)
@@ -259,7 +266,12 @@ mod tests {
 
         // Still within the grace: the same answer, no second requeue.
         tokio::time::advance(PERIOD - Duration::from_secs(1)).await;
-        let a = g.apply(Instant::now(), &web, vec![slice("web-2", "web", &[])]);
+        let a = g.apply(
+            Instant::now(),
+            &web,
+            vec![slice("web-2", "web", &[])],
+            |_| true,
+        );
         assert_eq!(
             (names(&a), a.active, a.started.len()),
             (vec!["web-1".into()], 1, 0)
@@ -268,7 +280,12 @@ mod tests {
 
         // After the grace, empty is empty.
         tokio::time::advance(Duration::from_secs(1)).await;
-        let a = g.apply(Instant::now(), &web, vec![slice("web-2", "web", &[])]);
+        let a = g.apply(
+            Instant::now(),
+            &web,
+            vec![slice("web-2", "web", &[])],
+            |_| true,
+        );
         assert_eq!((names(&a), a.active), (vec!["web-2".into()], 0));
         assert_eq!(g.remembered(), 0);
     }
@@ -281,18 +298,20 @@ mod tests {
             Instant::now(),
             &web,
             vec![slice("web-1", "web", &["10.0.0.1"])],
+            |_| true,
         );
-        g.apply(Instant::now(), &web, vec![]);
+        g.apply(Instant::now(), &web, vec![], |_| true);
         tokio::time::advance(Duration::from_secs(20)).await;
         let a = g.apply(
             Instant::now(),
             &web,
             vec![slice("web-2", "web", &["10.0.0.2"])],
+            |_| true,
         );
         assert_eq!((names(&a), a.active), (vec!["web-2".into()], 0));
         tokio::time::advance(Duration::from_secs(20)).await;
         let t = Instant::now();
-        let a = g.apply(t, &web, vec![]);
+        let a = g.apply(t, &web, vec![], |_| true);
         assert_eq!(
             (names(&a), a.active, a.started.len()),
             (vec!["web-2".into()], 1, 1)
@@ -311,6 +330,7 @@ mod tests {
                 slice("web-1", "web", &["10.0.0.1"]),
                 slice("api-1", "api", &["10.0.1.1"]),
             ],
+            |_| true,
         );
         // api deleted (its slice lingers, empty), web's selector changed.
         let after = vec![service("web", "other")];
@@ -318,6 +338,7 @@ mod tests {
             Instant::now(),
             &after,
             vec![slice("api-1", "api", &[]), slice("web-1", "web", &[])],
+            |_| true,
         );
         assert_eq!(
             (names(&a), a.active, a.started.len()),
@@ -328,6 +349,22 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_service_no_ingress_routes_to_gets_no_grace() {
+        let mut g = EndpointGrace::new(PERIOD);
+        let web = vec![service("web", "web")];
+        let routed = |k: &ServiceKey| k.1 != "web";
+        g.apply(
+            Instant::now(),
+            &web,
+            vec![slice("web-1", "web", &["10.0.0.1"])],
+            routed,
+        );
+        assert_eq!(g.remembered(), 0);
+        let a = g.apply(Instant::now(), &web, vec![], routed);
+        assert!(a.slices.is_empty() && a.active == 0 && a.started.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_zero_period_disables_the_grace() {
         let mut g = EndpointGrace::new(Duration::ZERO);
         let web = vec![service("web", "web")];
@@ -335,8 +372,9 @@ mod tests {
             Instant::now(),
             &web,
             vec![slice("web-1", "web", &["10.0.0.1"])],
+            |_| true,
         );
-        let a = g.apply(Instant::now(), &web, vec![]);
+        let a = g.apply(Instant::now(), &web, vec![], |_| true);
         assert!(a.slices.is_empty() && a.active == 0);
     }
 
@@ -348,6 +386,7 @@ mod tests {
             Instant::now(),
             &web,
             vec![slice("web-1", "web", &["10.0.0.1"])],
+            |_| true,
         );
         let mut unready = (*slice("web-2", "web", &["10.0.0.2"])).clone();
         for e in &mut unready.endpoints {
@@ -357,7 +396,7 @@ mod tests {
                 terminating: Some(true),
             });
         }
-        let a = g.apply(Instant::now(), &web, vec![Arc::new(unready)]);
+        let a = g.apply(Instant::now(), &web, vec![Arc::new(unready)], |_| true);
         assert_eq!((names(&a), a.active), (vec!["web-1".into()], 1));
     }
 }

@@ -6,6 +6,8 @@
 //! with at least one target of weight > 0. A listener whose protocol changes on the same port is
 //! the one case CLB cannot do without a gap (one listener per port): its keys change protocol,
 //! so the new desired state does not serve them (docs/routing.md, "Listener changes").
+//! Some states leave a host's certificate unknown (its Secret not seen yet): its new HTTPS
+//! rules are withheld, never created without a certificate, and its served rules stay.
 
 use clb_ingress_core::crd::CreateSettings;
 use clb_ingress_core::model::{
@@ -281,6 +283,12 @@ fn desired_state() -> impl Strategy<Value = BTreeMap<usize, ListenerSpec>> {
 }
 
 fn desired(spec: &BTreeMap<usize, ListenerSpec>) -> DesiredLb {
+    desired_pending(spec, &BTreeSet::new())
+}
+
+/// The desired state of `spec` where the certificates of the `pending` domains are not known
+/// (their Secret not seen yet, or missing).
+fn desired_pending(spec: &BTreeMap<usize, ListenerSpec>, pending: &BTreeSet<usize>) -> DesiredLb {
     let listeners = spec
         .iter()
         .map(|(&pi, (https, domains))| {
@@ -300,7 +308,8 @@ fn desired(spec: &BTreeMap<usize, ListenerSpec>) -> DesiredLb {
                         domain: DOMAINS[di].into(),
                         host: DOMAINS[di].into(),
                         default_server: false,
-                        certificate: https.then(|| CertSource::Id(format!("cert{di}"))),
+                        certificate: (*https && !pending.contains(&di))
+                            .then(|| CertSource::Id(format!("cert{di}"))),
                         rules: urls
                             .iter()
                             .map(|(&ui, ts)| DesiredRule {
@@ -361,7 +370,30 @@ fn step(sim: &mut Sim, desired: &DesiredLb) -> Result<(), TestCaseError> {
                 .collect::<String>()
         );
     }
-    prop_assert_eq!(sim.served(), wanted(desired));
+    // Everything wanted is served, but new HTTPS hosts without a certificate (withheld).
+    let served = sim.served();
+    let all = wanted(desired);
+    let pending: BTreeSet<(u16, &str)> = desired
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+        .flat_map(|l| {
+            l.domains
+                .iter()
+                .filter(|d| d.certificate.is_none())
+                .map(move |d| (l.port, d.domain.as_str()))
+        })
+        .collect();
+    let unserved: Vec<&Key> = all
+        .iter()
+        .filter(|k| !served.contains(*k) && !pending.contains(&(k.1, k.2.as_str())))
+        .collect();
+    prop_assert!(unserved.is_empty(), "not served: {:?}", unserved);
+    prop_assert!(
+        served.is_subset(&all),
+        "served but not wanted: {:?}",
+        served.difference(&all).collect::<Vec<_>>()
+    );
     let again = plan::diff(Some(desired), sim.lb.as_ref(), &own()).expect("plan");
     prop_assert!(again.is_empty(), "not converged: {:?}", again.changes);
     Ok(())
@@ -372,11 +404,14 @@ proptest! {
 
     #[test]
     fn no_intermediate_state_leaves_a_served_path_without_a_healthy_target(
-        states in prop::collection::vec(desired_state(), 1..6)
+        states in prop::collection::vec(
+            (desired_state(), prop::collection::btree_set(0..DOMAINS.len(), 0..2)),
+            1..6,
+        )
     ) {
         let mut sim = Sim::default();
-        for s in &states {
-            step(&mut sim, &desired(s))?;
+        for (s, pending) in &states {
+            step(&mut sim, &desired_pending(s, pending))?;
         }
     }
 }

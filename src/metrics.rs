@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::clb::actions::ops;
@@ -96,6 +96,8 @@ pub struct Metrics {
     errors: IntCounterVec,
     watch_errors: IntCounterVec,
     certificates_collected: IntCounterVec,
+    endpoint_grace_active: IntGauge,
+    endpoint_grace: IntCounter,
     cluster_info: IntGaugeVec,
 }
 
@@ -112,6 +114,8 @@ mod name {
     pub const THROTTLE_WAIT: &str = "clb_api_throttle_wait_seconds_total";
     pub const TASK_WAIT: &str = "clb_task_wait_seconds";
     pub const LEADER: &str = "leader";
+    pub const ENDPOINT_GRACE_ACTIVE: &str = "endpoint_grace_active";
+    pub const ENDPOINT_GRACE: &str = "endpoint_grace_total";
     pub const ERRORS: &str = "controller_errors_total";
     pub const WATCH_ERRORS: &str = "watch_errors_total";
     pub const CERTIFICATES_COLLECTED: &str = "certificates_collected_total";
@@ -291,6 +295,19 @@ impl Metrics {
                 &["result"],
             )
         })?;
+        let endpoint_grace_active = register(r, name::ENDPOINT_GRACE_ACTIVE, || {
+            IntGauge::with_opts(opts(
+                name::ENDPOINT_GRACE_ACTIVE,
+                "Services with no endpoints whose last endpoints are still served (endpoint grace).",
+            ))
+        })?;
+        let endpoint_grace = register(r, name::ENDPOINT_GRACE, || {
+            IntCounter::with_opts(opts(
+                name::ENDPOINT_GRACE,
+                "Times a Service's endpoints dropped to none and its last endpoints were kept for \
+                 the endpoint grace.",
+            ))
+        })?;
         let build_info = register(r, name::BUILD_INFO, || {
             IntGaugeVec::new(
                 opts(
@@ -330,6 +347,8 @@ impl Metrics {
             errors,
             watch_errors,
             certificates_collected,
+            endpoint_grace_active,
+            endpoint_grace,
             cluster_info,
         })
     }
@@ -426,6 +445,13 @@ impl Metrics {
     /// A list/watch of `kind` failed.
     pub fn watch_error(&self, kind: &'static str) {
         self.watch_errors.with_label_values(&[kind]).inc();
+    }
+
+    /// `active` Services are within their endpoint grace; `started` graces began.
+    pub fn endpoint_grace(&self, active: usize, started: usize) {
+        self.endpoint_grace_active.set(saturating_i64(active));
+        self.endpoint_grace
+            .inc_by(u64::try_from(started).unwrap_or(u64::MAX));
     }
 
     /// Whether this replica is the leader (1) or not (0).
@@ -559,6 +585,8 @@ mod tests {
             ("clb_ingress_clb_task_wait_seconds", "histogram"),
             ("clb_ingress_leader", "gauge"),
             ("clb_ingress_controller_errors_total", "counter"),
+            ("clb_ingress_endpoint_grace_active", "gauge"),
+            ("clb_ingress_endpoint_grace_total", "counter"),
             ("clb_ingress_build_info", "gauge"),
             ("clb_ingress_cluster_info", "gauge"),
         ] {
@@ -571,6 +599,19 @@ mod tests {
                 "no TYPE {kind} for {family}:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn endpoint_grace_sets_the_gauge_and_counts_the_graces_started() {
+        let m = metrics();
+        m.endpoint_grace(2, 2);
+        m.endpoint_grace(1, 0);
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "clb_ingress_endpoint_grace_active"),
+            Some(1.0)
+        );
+        assert_eq!(sample(&text, "clb_ingress_endpoint_grace_total"), Some(2.0));
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// CLBs reconciled in parallel (each CLB always has a single writer).
     #[arg(long, default_value_t = defaults::DEFAULT_CONCURRENCY)]
     pub concurrency: usize,
+    /// Seconds a Service whose endpoints dropped to none (an EndpointSlice being replaced)
+    /// keeps its last endpoints on the CLB; 0 turns the grace off.
+    #[arg(long, default_value_t = defaults::DEFAULT_ENDPOINT_GRACE_SECS)]
+    pub endpoint_grace_seconds: u64,
     /// Do not watch Nodes (only Direct target mode then works).
     #[arg(long)]
     pub no_node_watch: bool,
@@ -90,6 +94,7 @@ impl RunArgs {
             resync: Duration::from_secs(self.resync_seconds),
             debounce: Duration::from_millis(self.debounce_ms),
             concurrency: self.concurrency,
+            endpoint_grace: Duration::from_secs(self.endpoint_grace_seconds),
             watch_nodes: !self.no_node_watch,
             leader_election: self.leader_elect.then(|| LeaderElection {
                 lease_duration_secs: self.lease_duration_seconds,
@@ -149,6 +154,9 @@ impl Hooks for MetricsHooks {
     }
     fn certificate_collected(&self, deleted: bool) {
         self.0.certificate_collected(deleted);
+    }
+    fn endpoint_grace(&self, active: usize, started: usize) {
+        self.0.endpoint_grace(active, started);
     }
 }
 

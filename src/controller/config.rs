@@ -6,6 +6,9 @@ use std::time::Duration;
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 pub const DEFAULT_RESYNC_SECS: u64 = 300;
 pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Seconds a Service whose endpoints dropped to none keeps its last endpoints on the CLB.
+pub const DEFAULT_ENDPOINT_GRACE_SECS: u64 = 30;
+pub const DEFAULT_ENDPOINT_GRACE: Duration = Duration::from_secs(DEFAULT_ENDPOINT_GRACE_SECS);
 /// The Namespace whose UID is the default cluster id: every cluster has one, and its UID is
 /// unique to that cluster.
 pub const CLUSTER_ID_NAMESPACE: &str = "kube-system";
@@ -41,6 +44,9 @@ pub struct ControllerConfig {
     pub identity: String,
     /// Delete this cluster's uploaded certificates once unused this long (`None`: never).
     pub certificate_gc_grace: Option<Duration>,
+    /// How long a Service whose endpoints dropped to none keeps its last endpoints on the CLB
+    /// (an EndpointSlice being replaced); zero: no grace.
+    pub endpoint_grace: Duration,
 }
 
 /// Where and how the leader-election Lease is held.
@@ -79,6 +85,7 @@ impl ControllerConfig {
             leader_election: None,
             identity: default_identity(),
             certificate_gc_grace: Some(super::certgc::DEFAULT_GRACE),
+            endpoint_grace: DEFAULT_ENDPOINT_GRACE,
         }
     }
 }
@@ -107,6 +114,7 @@ mod tests {
         assert_eq!(c.resync, Duration::from_secs(300));
         assert_eq!(c.debounce, Duration::from_millis(50));
         assert_eq!(c.concurrency, 32);
+        assert_eq!(c.endpoint_grace, Duration::from_secs(30));
         assert!(c.watch_nodes && c.leader_election.is_none());
         assert_eq!(
             c.controller_name,

@@ -75,6 +75,9 @@ pub trait Hooks: Send + Sync {
     fn watch_error(&self, _kind: &'static str) {}
     /// The certificate GC deleted an unused certificate (`deleted`), or the service refused.
     fn certificate_collected(&self, _deleted: bool) {}
+    /// After each snapshot: `active` Services are served from their last endpoints (endpoint
+    /// grace), `started` of them began their grace in this snapshot.
+    fn endpoint_grace(&self, _active: usize, _started: usize) {}
 }
 
 /// Hooks that do nothing.
@@ -121,7 +124,7 @@ impl Controller {
         );
         let reporter = report::Reporter::new(client.clone(), config.identity.clone());
         Self {
-            snapshots: snapshot::Snapshots::new(client, stores, &config),
+            snapshots: snapshot::Snapshots::new(client, stores, &config, tx.clone(), hooks.clone()),
             config,
             deployer,
             memory: Mutex::default(),

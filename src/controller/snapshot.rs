@@ -1,6 +1,10 @@
 //! The model's view of the cluster: a [`Snapshot`] built from the watch caches, with the data
-//! of the Secrets Ingresses reference read on demand and cached by resourceVersion.
+//! of the Secrets Ingresses reference read on demand and cached by resourceVersion, and the
+//! endpoints of Services whose slices are being replaced held for a grace period ([`grace`]).
 
+pub mod grace;
+
+use super::Hooks;
 use super::config::ControllerConfig;
 use super::error::ControllerError;
 use super::memory::Key;
@@ -8,6 +12,7 @@ use super::queue::Dirty;
 use super::stores::Stores;
 use crate::model::build::OurClasses;
 use crate::model::{Index, Snapshot, StackId};
+use grace::{Applied, EndpointGrace};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::ObjectRef;
@@ -15,6 +20,8 @@ use kube::{Api, Client, ResourceExt};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::Mutex;
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::info;
 
 /// A snapshot, the failures met while building it, and the Secrets that could not be read
 /// (and had no earlier copy).
@@ -33,6 +40,11 @@ pub struct Snapshots {
     ingress_class: Option<String>,
     /// Secret data keyed by (namespace, name), with the resourceVersion it was read at.
     secrets: Mutex<HashMap<Key, (String, Secret)>>,
+    /// The last non-empty endpoints of each Service.
+    grace: std::sync::Mutex<EndpointGrace>,
+    /// Requeues a Service when its endpoint grace ends.
+    tx: UnboundedSender<Dirty>,
+    hooks: Arc<dyn Hooks>,
 }
 
 fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
@@ -40,7 +52,15 @@ fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
 }
 
 impl Snapshots {
-    pub fn new(client: Client, stores: Stores, config: &ControllerConfig) -> Self {
+    /// `tx` gets a `Dirty::Service` when a Service's endpoint grace ends; `hooks` hear how
+    /// many Services are within their grace.
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        config: &ControllerConfig,
+        tx: UnboundedSender<Dirty>,
+        hooks: Arc<dyn Hooks>,
+    ) -> Self {
         Self {
             client,
             stores,
@@ -48,6 +68,9 @@ impl Snapshots {
             controller_name: config.controller_name.clone(),
             ingress_class: config.ingress_class.clone(),
             secrets: Mutex::default(),
+            grace: std::sync::Mutex::new(EndpointGrace::new(config.endpoint_grace)),
+            tx,
+            hooks,
         }
     }
 
@@ -91,8 +114,20 @@ impl Snapshots {
             .filter(|i| i.metadata.deletion_timestamp.is_none())
             .map(|i| (**i).clone())
             .collect();
-        snap.services = clone_all(self.stores.services.state());
-        snap.endpoint_slices = clone_all(self.stores.slices.state());
+        let services = self.stores.services.state();
+        let routed = routed_services(&snap);
+        let applied = self
+            .grace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(
+                tokio::time::Instant::now(),
+                &services,
+                self.stores.slices.state(),
+                |k| routed.contains(k),
+            );
+        snap.services = clone_all(services);
+        snap.endpoint_slices = self.graced(applied);
         if let Some(n) = &self.stores.nodes {
             snap.nodes = clone_all(n.state());
         }
@@ -113,6 +148,24 @@ impl Snapshots {
             errors,
             unreadable,
         }
+    }
+
+    /// The slices the endpoint grace chose, as the model takes them; reports the grace to the
+    /// hooks and requeues each Service whose grace started at the moment it ends.
+    fn graced(&self, applied: Applied) -> Vec<k8s_openapi::api::discovery::v1::EndpointSlice> {
+        for (ns, name) in &applied.started {
+            info!(namespace = %ns, service = %name, "Service has no endpoints: serving its last endpoints for the endpoint grace");
+        }
+        self.hooks
+            .endpoint_grace(applied.active, applied.started.len());
+        for ((ns, name), at) in applied.expiring {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = tx.send(Dirty::Service(ns, name));
+            });
+        }
+        clone_all(applied.slices)
     }
 
     /// The Secrets that Ingresses of our classes and our class parameters name, read (or taken
@@ -150,9 +203,14 @@ impl Snapshots {
         cache.retain(|k, _| wanted.contains(k));
         for (ns, name) in wanted {
             let meta = self.stores.secrets.get(&ObjectRef::new(&name).within(&ns));
-            let Some(meta) = meta else { continue };
-            let rv = meta.resource_version().unwrap_or_default();
             let key = (ns.clone(), name.clone());
+            // Not in the Secret watch cache: missing or deleted, or created with its Ingress and
+            // not seen by the watch yet. It is read (the empty version never matches the
+            // cache) rather than planned as missing, which would leave the Ingress's HTTPS
+            // hosts without their certificate; one read per pass while it stays missing.
+            let rv = meta
+                .map(|m| m.resource_version().unwrap_or_default())
+                .unwrap_or_default();
             if let Some((cached_rv, s)) = cache.get(&key)
                 && *cached_rv == rv
             {
@@ -165,10 +223,13 @@ impl Snapshots {
             {
                 Ok(Some(s)) => {
                     let s = only_used_keys(s);
+                    let rv = s.metadata.resource_version.clone().unwrap_or(rv);
                     cache.insert(key, (rv, s.clone()));
                     out.push(s);
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    cache.remove(&key);
+                }
                 Err(source) => {
                     // A failed read is not a missing Secret: keep serving the copy read before
                     // (a changed Secret is read again next pass); without one, the caller holds
@@ -216,6 +277,31 @@ impl Snapshots {
             .or_else(|| index.frozen_ids().next())
             .cloned()
     }
+}
+
+/// The Services the Ingresses of our classes route to (by `spec.defaultBackend` or a path).
+fn routed_services(snap: &Snapshot) -> BTreeSet<Key> {
+    let classes = OurClasses::new(snap);
+    let mut out = BTreeSet::new();
+    for ing in snap.ingresses.iter().filter(|i| classes.of(i).is_some()) {
+        let ns = ing.namespace().unwrap_or_default();
+        let Some(spec) = ing.spec.as_ref() else {
+            continue;
+        };
+        let paths = spec
+            .rules
+            .iter()
+            .flatten()
+            .filter_map(|r| r.http.as_ref())
+            .flat_map(|h| &h.paths)
+            .map(|p| &p.backend);
+        for b in spec.default_backend.iter().chain(paths) {
+            if let Some(svc) = &b.service {
+                out.insert((ns.clone(), svc.name.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// The Secret keys clb-ingress reads: a `kubernetes.io/tls` certificate and key, or TKE's

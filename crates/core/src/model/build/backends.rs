@@ -205,7 +205,8 @@ pub fn instance_id(provider_id: &str) -> Option<String> {
     (last.starts_with("ins-") && last.len() > 4).then(|| last.to_string())
 }
 
-pub(super) fn endpoint_usable(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
+/// Whether an endpoint may receive traffic: ready, or serving and not terminating.
+pub fn endpoint_usable(e: &k8s_openapi::api::discovery::v1::Endpoint) -> bool {
     match e.conditions.as_ref() {
         None => true,
         Some(c) => match c.ready {

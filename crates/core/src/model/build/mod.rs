@@ -11,7 +11,7 @@ mod stack;
 mod tls;
 
 pub use annotations::{RsWeightGroup, RsWeights, parse_listen_ports, parse_rs_weights};
-pub use backends::instance_id;
+pub use backends::{endpoint_usable, instance_id};
 pub use index::{Index, OurClasses};
 pub use tls::cert_from_secret;
 

@@ -664,11 +664,16 @@ pub(super) fn apply_redirects(
         .iter()
         .filter(|l| l.protocol == Protocol::Https)
         .flat_map(|l| {
-            l.domains.iter().flat_map(move |d| {
-                d.rules
-                    .iter()
-                    .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
-            })
+            // A domain without a certificate has no HTTPS rules yet (the plan withholds them):
+            // its HTTP rules keep forwarding instead of redirecting to nothing.
+            l.domains
+                .iter()
+                .filter(|d| d.certificate.is_some())
+                .flat_map(move |d| {
+                    d.rules
+                        .iter()
+                        .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
+                })
         })
         .collect();
     for l in listeners

@@ -18,7 +18,10 @@ use targets::{diff_targets, same_targets};
 /// dependency order (creates and updates first, deletes in reverse).
 #[derive(Default)]
 struct Phases {
-    /// Listeners replaced because their protocol changed (deleted before re-creation).
+    /// Listeners replaced because their protocol changed on the same port. CLB has one
+    /// listener per port, so the old one must go before the new one exists: that is done as
+    /// late as possible, after everything else is created, and the replacement is created,
+    /// filled and given its targets right after (see [`Phases::emit`]).
     replace_deletes: Vec<(String, Protocol, u16)>,
     listener_creates: Vec<Change>,
     sni: Vec<Change>,
@@ -73,6 +76,11 @@ pub fn diff(
 }
 
 impl Phases {
+    /// Append the changes in dependency order. Everything that can be created before
+    /// something is deleted is: new listeners, rules, domain attributes and targets first; then,
+    /// only if a listener changes protocol on its port, the old listener is deleted and its
+    /// replacement created, filled and given its targets at once; then redirects, weights,
+    /// deregistrations and deletes.
     fn emit(
         self,
         desired: &DesiredLb,
@@ -81,21 +89,45 @@ impl Phases {
         stale_listeners: Vec<(String, Protocol, u16)>,
         changes: &mut Vec<Change>,
     ) {
-        if !self.replace_deletes.is_empty() {
+        let replaced: BTreeSet<u16> = self.replace_deletes.iter().map(|l| l.2).collect();
+        let late =
+            |l: &ListenerRef| matches!(l, ListenerRef::New { port, .. } if replaced.contains(port));
+        let late_change = |c: &Change| match c {
+            Change::CreateListener { port, .. } => replaced.contains(port),
+            Change::CreateRules { listener, .. } | Change::ModifyDomain { listener, .. } => {
+                late(listener)
+            }
+            _ => false,
+        };
+        let (late_listeners, listeners): (Vec<Change>, Vec<Change>) =
+            self.listener_creates.into_iter().partition(late_change);
+        let (late_rules, rules): (Vec<Change>, Vec<Change>) =
+            self.rule_creates.into_iter().partition(late_change);
+        let (late_domains, domains): (Vec<Change>, Vec<Change>) =
+            self.domain_mods.into_iter().partition(late_change);
+        let (late_register, register): (Vec<RuleTarget>, Vec<RuleTarget>) =
+            self.register.into_iter().partition(|t| late(&t.listener));
+        changes.extend(listeners);
+        changes.extend(self.sni);
+        changes.extend(rules);
+        changes.extend(self.url_mods);
+        changes.extend(domains);
+        let register_change = |targets: Vec<RuleTarget>| {
+            (!targets.is_empty()).then_some(Change::RegisterTargets { targets })
+        };
+        if self.replace_deletes.is_empty() {
+            diff_rewrites(desired, synced, renamed, changes);
+            changes.extend(register_change(register));
+        } else {
+            changes.extend(register_change(register));
             changes.push(Change::DeleteListeners {
                 listeners: self.replace_deletes,
             });
-        }
-        changes.extend(self.listener_creates);
-        changes.extend(self.sni);
-        changes.extend(self.rule_creates);
-        changes.extend(self.url_mods);
-        changes.extend(self.domain_mods);
-        diff_rewrites(desired, synced, renamed, changes);
-        if !self.register.is_empty() {
-            changes.push(Change::RegisterTargets {
-                targets: self.register,
-            });
+            changes.extend(late_listeners);
+            changes.extend(late_rules);
+            changes.extend(late_domains);
+            changes.extend(register_change(late_register));
+            diff_rewrites(desired, synced, renamed, changes);
         }
         if !self.reweight.is_empty() {
             changes.push(Change::ModifyTargetWeights {

@@ -48,6 +48,11 @@ pub(super) fn diff_rules<'d>(
             .iter()
             .any(|r| want_keys.contains(&(r.domain.as_str(), r.url.as_str())));
         let mut domain_is_new = !domain_survives;
+        // A new HTTPS domain without a certificate cannot be created (CLB refuses its rules:
+        // MissingParameter Rules.Certificate). Its Secret is not in the cache yet, or missing
+        // (a Problem of the model): its new rules are withheld until the certificate is known,
+        // when the Secret's arrival requeues the stack. Its rules that exist are kept.
+        let withheld = dl.protocol == Protocol::Https && cert.is_none();
         for r in &d.rules {
             let existing_rule = obs_by_key
                 .get(&(d.domain.as_str(), r.url.as_str()))
@@ -92,6 +97,7 @@ pub(super) fn diff_rules<'d>(
                         &mut phases.deregister,
                     );
                 }
+                None if withheld && domain_is_new => {}
                 None => {
                     new_rules.push(NewRule {
                         domain: d.domain.clone(),
@@ -132,7 +138,7 @@ pub(super) fn diff_rules<'d>(
                     make_default,
                 });
             }
-        } else if d.default_server {
+        } else if d.default_server && !withheld {
             if has_default {
                 phases.domain_mods.push(Change::ModifyDomain {
                     listener: lref.clone(),

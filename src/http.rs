@@ -1,6 +1,9 @@
 //! The operations HTTP server (axum): `/metrics` (Prometheus text format), `/healthz` (liveness:
 //! 200 while the process serves) and `/readyz` (readiness: caches synced and, with leader
 //! election, leadership known). [`HttpState`] is the cheap-clone handle the controller flips.
+//! Served with [`clb_http_limits`]: slow clients are cut off after [`HEADER_READ_TIMEOUT`], at
+//! most [`MAX_CONNECTIONS`] are open at once (more wait in the listen backlog), bodies are capped
+//! (413) and shutdown drains for at most [`SHUTDOWN_GRACE`].
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,6 +15,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use clb_http_limits::Limits;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
@@ -24,6 +28,29 @@ pub const HEALTHZ_PATH: &str = "/healthz";
 pub const READYZ_PATH: &str = "/readyz";
 /// Default listen address of the operations server (all interfaces, as probes need).
 pub const DEFAULT_ADDR: &str = "0.0.0.0:8080";
+
+/// How long a client may take to send a request head (and to start the next one on a kept-alive
+/// connection) before it is disconnected.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Connections open at once; more wait in the listen backlog until one ends.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Largest request body: every route is a GET, so anything bigger is refused with 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// From the request head to the response head.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long in-flight requests may finish after shutdown is asked for.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The limits the operations server runs with.
+pub fn limits() -> Limits {
+    Limits {
+        header_read_timeout: HEADER_READ_TIMEOUT,
+        max_connections: MAX_CONNECTIONS,
+        max_body_bytes: MAX_BODY_BYTES,
+        request_timeout: REQUEST_TIMEOUT,
+        shutdown_grace: SHUTDOWN_GRACE,
+    }
+}
 
 /// Body of a passing probe.
 const OK_BODY: &str = "ok\n";
@@ -43,12 +70,6 @@ pub enum HttpError {
     },
     #[error("reading the bound address of the operations server")]
     LocalAddr(#[source] std::io::Error),
-    #[error("serving HTTP on {addr}")]
-    Serve {
-        addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 /// Shared state of the operations server: the metrics and the readiness flags. Cloning is cheap
@@ -166,18 +187,27 @@ pub async fn serve(
     serve_listener(listener, state, shutdown).await
 }
 
-/// Serves on an already bound `listener` (see [`bind`]) until `shutdown` completes.
+/// Serves on an already bound `listener` (see [`bind`]) with [`limits`] until `shutdown`
+/// completes.
 pub async fn serve_listener(
     listener: TcpListener,
     state: HttpState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HttpError> {
+    serve_listener_with_limits(listener, state, limits(), shutdown).await
+}
+
+/// [`serve_listener`] with other limits (tests use short timeouts).
+pub async fn serve_listener_with_limits(
+    listener: TcpListener,
+    state: HttpState,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HttpError> {
     let addr = listener.local_addr().map_err(HttpError::LocalAddr)?;
     tracing::info!(%addr, "operations server listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| HttpError::Serve { addr, source })
+    clb_http_limits::serve(listener, router(state), limits, shutdown).await;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -197,6 +227,10 @@ mod tests {
     }
 
     async fn start(leader_election: bool) -> Running {
+        start_with(leader_election, limits()).await
+    }
+
+    async fn start_with(leader_election: bool, limits: Limits) -> Running {
         let metrics = match Metrics::with_version("9.9.9") {
             Ok(m) => Arc::new(m),
             Err(err) => panic!("metrics: {err}"),
@@ -208,9 +242,14 @@ mod tests {
         };
         assert_ne!(addr.port(), 0, "bind reports the real port");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve_listener(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve_listener_with_limits(
+            listener,
+            state.clone(),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Running {
             base: format!("http://{addr}"),
             state,
@@ -328,5 +367,80 @@ mod tests {
         };
         let result = serve(addr, state, std::future::pending()).await;
         assert!(matches!(result, Err(HttpError::Bind { .. })), "{result:?}");
+    }
+
+    /// Writes `bytes` on a new connection to `base` and returns the stream.
+    async fn raw(base: &str, bytes: &[u8]) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let addr = base.trim_start_matches("http://");
+        let mut stream = match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(err) => panic!("connect {addr}: {err}"),
+        };
+        if let Err(err) = stream.write_all(bytes).await {
+            panic!("write: {err}");
+        }
+        stream
+    }
+
+    /// Everything the server writes on `stream` until it closes it, or `None` if it is still
+    /// open after a bound no passing case comes near.
+    async fn until_closed(stream: &mut tokio::net::TcpStream) -> Option<String> {
+        use tokio::io::AsyncReadExt;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            stream.read_to_end(&mut out),
+        )
+        .await;
+        read.ok()
+            .map(|_| String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_client_stalled_mid_header_is_disconnected_after_the_header_timeout() {
+        let server = start_with(
+            false,
+            Limits {
+                header_read_timeout: std::time::Duration::from_millis(300),
+                ..limits()
+            },
+        )
+        .await;
+        let started = tokio::time::Instant::now();
+        let mut slow = raw(&server.base, b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await;
+        let closed = until_closed(&mut slow).await;
+        assert!(closed.is_some(), "still open after {:?}", started.elapsed());
+        assert_eq!(status_of(&server.base, HEALTHZ_PATH).await, 200);
+    }
+
+    #[tokio::test]
+    async fn a_body_declared_larger_than_the_cap_is_refused_with_413() {
+        let server = start(false).await;
+        let head = format!(
+            "GET {HEALTHZ_PATH} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY_BYTES + 1
+        );
+        let mut conn = raw(&server.base, head.as_bytes()).await;
+        let answer = until_closed(&mut conn).await.unwrap_or_default();
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn slow_clients_beyond_the_connection_cap_do_not_stop_a_probe_from_getting_healthz() {
+        let server = start_with(
+            false,
+            Limits {
+                header_read_timeout: std::time::Duration::from_millis(300),
+                max_connections: 2,
+                ..limits()
+            },
+        )
+        .await;
+        let mut slow = Vec::new();
+        for _ in 0..8 {
+            slow.push(raw(&server.base, b"GET /metrics HTTP/1.1\r\n").await);
+        }
+        assert_eq!(status_of(&server.base, HEALTHZ_PATH).await, 200);
     }
 }

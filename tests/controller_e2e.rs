@@ -285,6 +285,8 @@ async fn sigterm_stops_the_controller_at_once_even_while_a_cloud_task_is_stuck()
     let admin = reqwest::Client::builder().no_proxy().build().unwrap();
     let paused = admin
         .post(format!("http://{}/_emulator/pause", e.emu.addr))
+        .bearer_auth(e.emu.admin_token())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
         .send()
         .await
         .unwrap();

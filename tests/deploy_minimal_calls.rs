@@ -80,8 +80,12 @@ impl Env {
     async fn reset_counters(&self) {
         self.http
             .post(format!("http://{}/_emulator/counters/reset", self.emu.addr))
+            .bearer_auth(self.emu.admin_token())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
             .send()
             .await
+            .unwrap()
+            .error_for_status()
             .unwrap();
     }
 

@@ -63,6 +63,7 @@ impl Default for Opts {
 struct Api {
     base: String,
     host: String,
+    admin_token: String,
     http: reqwest::Client,
 }
 
@@ -71,6 +72,7 @@ impl Api {
         Self {
             base: format!("http://{}/", r.addr),
             host: r.addr.to_string(),
+            admin_token: r.admin_token().to_string(),
             http: reqwest::Client::new(),
         }
     }
@@ -161,10 +163,12 @@ impl Api {
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self
             .http
-            .request(method, format!("{}_emulator/{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
+            .request(method, format!("{}_emulator/{path}", self.base))
+            .bearer_auth(&self.admin_token);
+        req = match body {
+            Some(b) => req.json(&b),
+            None => req.header(reqwest::header::CONTENT_TYPE, "application/json"),
+        };
         let resp = req.send().await.expect("admin request");
         assert!(
             resp.status().is_success(),

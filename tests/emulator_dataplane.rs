@@ -410,6 +410,86 @@ async fn request_matching_no_rule_answers_404_naming_the_lb_and_listener() {
     assert_eq!(header(&response, "x-clb-url"), "");
 }
 
+#[tokio::test]
+async fn slow_clients_beyond_the_connection_cap_do_not_stop_a_data_plane_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let vip = random_vip();
+    let plane = DataPlane::new(DataPlaneSettings {
+        max_connections: 2,
+        header_read_timeout: Duration::from_millis(300),
+        ..DataPlaneSettings::ephemeral().with_seed(7)
+    });
+    let cfg = one_lb(
+        "lb-cap",
+        vip,
+        vec![http_listener(
+            "lbl-cap",
+            80,
+            vec![domain("a.example.com", true, vec![])],
+        )],
+    );
+    plane.apply(cfg).await.expect("apply");
+    let addr = plane.bound_addr("lb-cap", 80).expect("bound");
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: a.example.com\r\n")
+            .await
+            .expect("write");
+        slow.push(stream);
+    }
+    let response = get(
+        &client(&["a.example.com"], addr, None),
+        &format!("http://a.example.com:{}/x", addr.port()),
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    // Each stalled client was cut off after the header timeout.
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(10), slow[0].read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "a stalled client is still connected");
+}
+
+#[tokio::test]
+async fn a_data_plane_connection_beyond_the_cap_waits_until_an_open_one_ends() {
+    use tokio::io::AsyncWriteExt;
+    let vip = random_vip();
+    let plane = DataPlane::new(DataPlaneSettings {
+        max_connections: 1,
+        header_read_timeout: Duration::from_secs(3600),
+        ..DataPlaneSettings::ephemeral().with_seed(7)
+    });
+    let cfg = one_lb(
+        "lb-wait",
+        vip,
+        vec![http_listener(
+            "lbl-wait",
+            80,
+            vec![domain("a.example.com", true, vec![])],
+        )],
+    );
+    plane.apply(cfg).await.expect("apply");
+    let addr = plane.bound_addr("lb-wait", 80).expect("bound");
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\n")
+        .await
+        .expect("write");
+    let c = client(&["a.example.com"], addr, None);
+    let url = format!("http://a.example.com:{}/x", addr.port());
+    let waiting = tokio::spawn(async move { c.get(url).send().await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "served beyond the cap of 1");
+    drop(stalled);
+    let answered = tokio::time::timeout(Duration::from_secs(10), waiting).await;
+    assert!(
+        matches!(&answered, Ok(Ok(Ok(status))) if status.as_u16() == 404),
+        "{answered:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // TLS and SNI (certificate choice does not depend on the matcher)
 

@@ -58,6 +58,8 @@ const HTTPS_PORT: u16 = 443;
 /// The pod IP target (never connected to).
 const POD_IP: &str = "10.0.0.7";
 const POD_PORT: u16 = 8080;
+/// The admin token the emulator child is started with.
+const ADMIN_TOKEN: &str = "emulator-e2e-admin-token";
 
 // ---------------------------------------------------------------------------------------------
 // The emulator process
@@ -93,6 +95,7 @@ impl Emulator {
             .arg(&config_path)
             .env_remove("CLB_EMULATOR_SECRET_ID")
             .env_remove("CLB_EMULATOR_SECRET_KEY")
+            .env("CLB_EMULATOR_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("CLB_INGRESS_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -178,10 +181,11 @@ impl Emulator {
     /// An admin endpoint call (`/_emulator/<path>`), its JSON answer.
     async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let url = format!("http://{}/_emulator/{path}", self.api);
-        let mut request = self.http.request(method, url);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
+        let mut request = self.http.request(method, url).bearer_auth(ADMIN_TOKEN);
+        request = match body {
+            Some(body) => request.json(&body),
+            None => request.header(reqwest::header::CONTENT_TYPE, "application/json"),
+        };
         let response = request.send().await.expect("admin request");
         assert!(
             response.status().is_success(),

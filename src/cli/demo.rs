@@ -161,8 +161,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         kube_api.url()
     );
     println!(
-        "CLB emulator API: http://{}  (admin: http://{}/_emulator/state)",
-        emu.addr, emu.addr
+        "CLB emulator API: http://{}  (admin: http://{}/_emulator/state; admin token for writes: {})",
+        emu.addr,
+        emu.addr,
+        emu.admin_token()
     );
     println!("Controller metrics: http://{metrics_addr}/metrics");
     println!("Applied {applied} objects from {:?}", args.files);

@@ -47,11 +47,14 @@ class Admin:
 
     def __init__(self, endpoint):
         self.base = "http://%s/_emulator/" % endpoint
+        # Admin writes need the token run.sh gave the emulator (CLB_EMULATOR_ADMIN_TOKEN).
+        self.token = os.environ["EMULATOR_ADMIN_TOKEN"]
 
     def call(self, method, path, body=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
+        req.add_header("X-Emulator-Admin-Token", self.token)
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 

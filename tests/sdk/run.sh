@@ -44,10 +44,13 @@ export EMULATOR_ENDPOINT="127.0.0.1:$PORT"
 export EMULATOR_SECRET_ID="AKIDSDKTEST00000000000000000000000000"
 export EMULATOR_SECRET_KEY="SDKTESTsecretKEY000000000000000000"
 export EMULATOR_REGION="ap-guangzhou"
+# Admin writes (/_emulator/*) need this token; conftest.py sends it.
+EMULATOR_ADMIN_TOKEN="$("$SDK_VENV/bin/python" -c 'import secrets; print(secrets.token_hex(16))')"
+export EMULATOR_ADMIN_TOKEN
 export TCCLI="$TCCLI_VENV/bin/tccli"
 
 LOG="$(mktemp)"
-"$CLB_INGRESS_BIN" emulator --listen "$EMULATOR_ENDPOINT" \
+CLB_EMULATOR_ADMIN_TOKEN="$EMULATOR_ADMIN_TOKEN" "$CLB_INGRESS_BIN" emulator --listen "$EMULATOR_ENDPOINT" \
   --secret-id "$EMULATOR_SECRET_ID" --secret-key "$EMULATOR_SECRET_KEY" \
   --region "$EMULATOR_REGION" --task-delay-ms 100 --seed 1 --no-data-plane >"$LOG" 2>&1 &
 EMU_PID=$!

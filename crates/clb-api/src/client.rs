@@ -137,7 +137,9 @@ impl Default for Endpoint {
 
 impl Endpoint {
     /// Parse an explicit endpoint: a URL (`http://127.0.0.1:8080`) or a bare host[:port]
-    /// (`clb.ap-guangzhou.tencentcloudapi.com`, then HTTPS). Only the root path is allowed.
+    /// (`clb.ap-guangzhou.tencentcloudapi.com`, then HTTPS). Only the root path is allowed, and
+    /// plain `http://` only for a loopback host (127.0.0.0/8, ::1, `localhost`): signed requests
+    /// and session tokens never cross a network unencrypted.
     pub fn parse(text: &str) -> Result<Self, ClbError> {
         let text = text.trim();
         let with_scheme = if text.contains("://") {
@@ -165,6 +167,7 @@ impl Endpoint {
                 "endpoint {text:?}: credentials do not belong in the URL"
             )));
         }
+        require_tls_off_loopback(&url)?;
         Ok(Self::Url(url))
     }
 
@@ -179,6 +182,7 @@ impl Endpoint {
                 _ => format!("{}.{root_domain}", service.name()),
             },
             Self::Url(url) => {
+                require_tls_off_loopback(url)?;
                 let host = url.host_str().unwrap_or_default();
                 // `Url::port` is None when the port is the scheme's default, which is exactly
                 // when hyper would omit it from the Host header.
@@ -192,6 +196,31 @@ impl Endpoint {
         let url = reqwest::Url::parse(&format!("https://{host}/"))
             .map_err(|e| ClbError::Config(format!("host {host:?}: {e}")))?;
         Ok((url, host))
+    }
+}
+
+/// Refuses a plain `http://` URL unless its host is loopback (127.0.0.0/8, `::1` or
+/// `localhost`).
+fn require_tls_off_loopback(url: &reqwest::Url) -> Result<(), ClbError> {
+    if url.scheme() != "http" || is_loopback_host(url.host_str().unwrap_or_default()) {
+        return Ok(());
+    }
+    Err(ClbError::Config(format!(
+        "endpoint {url}: plain http:// is only allowed for a loopback host (127.0.0.0/8, ::1, \
+         localhost, such as the local emulator); use https:// for {}",
+        url.host_str().unwrap_or_default()
+    )))
+}
+
+/// `host` (as in a URL, IPv6 in brackets) is a loopback address or `localhost`.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => bare.eq_ignore_ascii_case("localhost"),
     }
 }
 
@@ -825,4 +854,63 @@ pub fn http_builder(config: &ClientConfig) -> reqwest::ClientBuilder {
         .connect_timeout(config.connect_timeout)
         .user_agent(REQUEST_CLIENT)
         .redirect(reqwest::redirect::Policy::none())
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::*;
+
+    fn refused(text: &str) -> Option<String> {
+        match Endpoint::parse(text) {
+            Err(ClbError::Config(message)) => Some(message),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn plain_http_is_accepted_for_loopback_hosts_only() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "http://127.42.0.7:80/",
+            "http://[::1]:9000",
+            "http://localhost:9000",
+            "http://LOCALHOST",
+        ] {
+            assert!(Endpoint::parse(ok).is_ok(), "{ok} is refused");
+        }
+        for bad in [
+            "http://10.0.0.1:9000",
+            "http://clb.tencentcloudapi.com",
+            "http://clb-emulator:9000",
+            "http://[::ffff:10.0.0.1]:9000",
+            "http://localhost.example.com",
+            "http://128.0.0.1",
+        ] {
+            let message = refused(bad).unwrap_or_else(|| panic!("{bad} is accepted"));
+            assert!(message.contains("https://"), "{message}");
+        }
+    }
+
+    #[test]
+    fn https_is_accepted_for_any_host_and_is_the_default_scheme() {
+        assert!(Endpoint::parse("https://10.0.0.1:9000").is_ok());
+        let bare = Endpoint::parse("clb.ap-guangzhou.tencentcloudapi.com");
+        assert!(
+            matches!(&bare, Ok(Endpoint::Url(url)) if url.scheme() == "https"),
+            "{bare:?}"
+        );
+    }
+
+    #[test]
+    fn a_client_built_with_a_non_loopback_http_url_is_refused() {
+        let url = match reqwest::Url::parse("http://10.1.2.3:9000/") {
+            Ok(url) => url,
+            Err(err) => panic!("url: {err}"),
+        };
+        let endpoint = Endpoint::Url(url);
+        assert!(matches!(
+            endpoint.target(Service::Clb, "ap-guangzhou"),
+            Err(ClbError::Config(_))
+        ));
+    }
 }

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::config::{ConfigError, Credential, Settings};
+use crate::config::{AdminToken, ConfigError, Credential, Settings};
 use crate::core::SystemClock;
 use crate::dataplane::{DataPlane, DataPlaneSettings};
 use crate::server::{self, StartError};
@@ -54,6 +54,15 @@ pub struct EmulatorArgs {
     /// Serve the API only, without the data plane.
     #[arg(long)]
     pub no_data_plane: bool,
+    /// Token every admin write (/_emulator/*) needs, as `Authorization: Bearer <token>` or
+    /// `X-Emulator-Admin-Token: <token>`. Without it a random token is made and printed at start.
+    /// Prefer the environment variable: a flag is visible in the process list.
+    #[arg(long, env = "CLB_EMULATOR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Show SecretKeys and private keys in /_emulator/settings and /_emulator/state (redacted
+    /// otherwise); every admin call but healthz then needs the admin token, reads included.
+    #[arg(long)]
+    pub admin_show_secrets: bool,
 }
 
 impl EmulatorArgs {
@@ -97,6 +106,12 @@ impl EmulatorArgs {
         if let Some(v) = self.seed {
             s.seed = Some(v);
         }
+        if let Some(v) = &self.admin_token {
+            s.admin_token = Some(AdminToken::new(v.clone()));
+        }
+        if self.admin_show_secrets {
+            s.admin_show_secrets = true;
+        }
         s.validate()?;
         Ok(s)
     }
@@ -117,16 +132,32 @@ pub async fn run(args: EmulatorArgs) -> Result<(), StartError> {
     let region = settings.region.clone();
     let vip_base = settings.vip_base;
     let offset = settings.port_offset;
+    let token_configured = settings.admin_token.is_some();
     let running = server::start(settings, Arc::new(SystemClock), plane).await?;
     // One machine-readable line so scripts can find the API address.
     println!(
         "clb-ingress emulator listening on http://{} (region {region}, VIPs from {vip_base}, data plane port = CLB port + {offset})",
         running.addr
     );
+    println!(
+        "{}",
+        admin_token_line(token_configured, running.admin_token())
+    );
     tracing::info!(addr = %running.addr, "emulator started");
     let _ = tokio::signal::ctrl_c().await;
     running.stop().await;
     Ok(())
+}
+
+/// The second start line: the generated admin token, or where the configured one came from.
+pub fn admin_token_line(configured: bool, token: &str) -> String {
+    if configured {
+        "admin token: as configured (--admin-token / CLB_EMULATOR_ADMIN_TOKEN)".to_string()
+    } else {
+        format!(
+            "admin token: {token} (send `Authorization: Bearer <token>` or `X-Emulator-Admin-Token: <token>` with every /_emulator write)"
+        )
+    }
 }
 
 #[cfg(test)]
@@ -161,5 +192,28 @@ mod tests {
             args.settings(),
             Err(ConfigError::NotLoopback { .. })
         ));
+    }
+
+    #[test]
+    fn admin_flags_set_the_token_and_the_show_secrets_switch() {
+        let args = EmulatorArgs {
+            admin_token: Some("tok-123".into()),
+            admin_show_secrets: true,
+            ..EmulatorArgs::default()
+        };
+        let s = args.settings().expect("settings");
+        assert_eq!(
+            s.admin_token.as_ref().map(AdminToken::expose),
+            Some("tok-123")
+        );
+        assert!(s.admin_show_secrets);
+        let defaults = EmulatorArgs::default().settings().expect("settings");
+        assert!(defaults.admin_token.is_none() && !defaults.admin_show_secrets);
+    }
+
+    #[test]
+    fn the_start_line_prints_a_generated_token_but_never_a_configured_one() {
+        assert!(admin_token_line(false, "generated-1").contains("generated-1"));
+        assert!(!admin_token_line(true, "configured-1").contains("configured-1"));
     }
 }

@@ -25,6 +25,13 @@ pub const DEFAULT_PORT_OFFSET: u16 = 10_000;
 pub const DEFAULT_TASK_DELAY_MS: u64 = 200;
 /// Requests per second per action (clb-api.md §6); 0 disables the limit.
 pub const DEFAULT_RATE_LIMIT: u32 = 20;
+/// Default time a client of the API server has to send a request head (and to start the next
+/// request on a kept-alive connection).
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+/// Default cap on connections open at once to the API server; more wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// Default time from a request head to its answer (longer than any latency fault a test sets).
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 300_000;
 /// Allowed |now - X-TC-Timestamp| in seconds (clb-api.md §1.8).
 pub const SIGNATURE_MAX_SKEW_SECS: i64 = 300;
 
@@ -139,6 +146,52 @@ impl Default for Quotas {
     }
 }
 
+/// Limits of the API + admin server against slow or hostile clients (start-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerLimits {
+    /// A client that has not sent a whole request head this long after connecting (or after
+    /// the previous answer, on a kept-alive connection) is disconnected.
+    pub header_read_timeout_ms: u64,
+    /// Connections open at once; further ones wait in the listen backlog until one ends.
+    pub max_connections: usize,
+    /// From a request head to its answer (body upload included); answered 408 past it.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+        }
+    }
+}
+
+/// The token every admin write needs. Never serialized (so never in an admin answer) and shown
+/// as `<redacted>` by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
 /// All emulator settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -159,6 +212,14 @@ pub struct Settings {
     pub instances: BTreeMap<String, Ipv4Addr>,
     pub state_file: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// Limits of the API server (start-only).
+    pub server: ServerLimits,
+    /// The token admin writes need (start-only); `None` makes a random one at start.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<AdminToken>,
+    /// Show SecretKeys and private keys in admin answers (start-only); every admin call but
+    /// `healthz` then needs the token, reads included.
+    pub admin_show_secrets: bool,
 }
 
 impl Default for Settings {
@@ -182,6 +243,9 @@ impl Default for Settings {
             instances: BTreeMap::new(),
             state_file: None,
             seed: None,
+            server: ServerLimits::default(),
+            admin_token: None,
+            admin_show_secrets: false,
         }
     }
 }
@@ -236,6 +300,19 @@ impl Settings {
         }
         if self.region.is_empty() {
             return Err(ConfigError::Invalid("region must not be empty".into()));
+        }
+        if let Some(token) = &self.admin_token
+            && (token.expose().is_empty() || !token.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(ConfigError::Invalid(
+                "the admin token must be non-empty printable ASCII without spaces".into(),
+            ));
+        }
+        if self.server.max_connections == 0 || self.server.header_read_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "server.max_connections and server.header_read_timeout_ms must be at least 1"
+                    .into(),
+            ));
         }
         self.faults.validate()
     }
@@ -294,6 +371,33 @@ mod tests {
         assert!(matches!(s.validate(), Err(ConfigError::NotLoopback { .. })));
         s.vip_base = DEFAULT_VIP_BASE;
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn the_admin_token_is_read_from_a_config_file_but_never_serialized_or_debug_printed() {
+        let s = Settings::parse_text("admin_token: s3cret-t0ken\nadmin_show_secrets: true\n")
+            .expect("parses");
+        assert_eq!(
+            s.admin_token.as_ref().map(AdminToken::expose),
+            Some("s3cret-t0ken")
+        );
+        assert!(s.admin_show_secrets);
+        let json = serde_json::to_string(&s).expect("serializes");
+        assert!(!json.contains("s3cret-t0ken"), "{json}");
+        assert!(!format!("{s:?}").contains("s3cret-t0ken"));
+    }
+
+    #[test]
+    fn an_empty_admin_token_or_a_zero_connection_cap_is_refused() {
+        let mut s = Settings {
+            admin_token: Some(AdminToken::new("")),
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+        s.admin_token = Some(AdminToken::new("ok-token"));
+        assert!(s.validate().is_ok());
+        s.server.max_connections = 0;
+        assert!(s.validate().is_err());
     }
 
     #[test]

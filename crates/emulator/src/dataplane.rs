@@ -142,7 +142,18 @@ pub struct DataPlaneSettings {
     pub ephemeral_ports: bool,
     /// Seed of the weighted target choice; `None` seeds from the OS.
     pub rng_seed: Option<u64>,
+    /// Connections open at once per listener; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A client that has not sent a whole request head this long after connecting (or after
+    /// the previous answer, on a kept-alive connection) is disconnected.
+    pub header_read_timeout: std::time::Duration,
 }
+
+/// Default cap on open connections per data plane listener.
+pub const DEFAULT_MAX_CONNECTIONS_PER_LISTENER: usize = 1024;
+/// Default header-read (and keep-alive idle) timeout of the data plane.
+pub const DEFAULT_DATA_PLANE_HEADER_READ_TIMEOUT: std::time::Duration =
+    std::time::Duration::from_secs(30);
 
 impl Default for DataPlaneSettings {
     fn default() -> Self {
@@ -151,6 +162,8 @@ impl Default for DataPlaneSettings {
             port_map: BTreeMap::new(),
             ephemeral_ports: false,
             rng_seed: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
+            header_read_timeout: DEFAULT_DATA_PLANE_HEADER_READ_TIMEOUT,
         }
     }
 }
@@ -342,6 +355,10 @@ impl DataPlane {
                 applied,
                 self.handler.clone(),
                 self.provider.clone(),
+                listener::ConnLimits {
+                    max_connections: self.settings.max_connections.max(1),
+                    header_read_timeout: self.settings.header_read_timeout,
+                },
             )
             .await;
             match bound {

@@ -1,6 +1,11 @@
 //! The emulator's HTTP server: the Tencent Cloud API 3.0 endpoint (`POST /`, TC3 verified,
 //! dispatched on `X-TC-Action`, always HTTP 200 with the §1.6 envelope) and the JSON admin
 //! endpoint under `/_emulator/` (settings, faults, pause, counters, state dump, reset).
+//!
+//! Admin writes (any method but GET/HEAD) need the admin token and a JSON content type, so a web
+//! page (cross-site or by DNS rebinding) cannot change the emulator; reads stay open on loopback
+//! unless secrets are shown. Served with [`clb_http_limits`] (header-read timeout, connection
+//! cap, body cap).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,8 +16,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State as AxState};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Request, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode, header as hdr};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -26,9 +32,16 @@ use crate::dataplane::{BoundListener, DataPlane, DataPlaneConfig};
 use crate::error::{ApiFailure, codes};
 use crate::state::State;
 use clb_api::sign;
+use clb_http_limits::Limits;
 
 /// Largest accepted request body (TC3 POST limit, clb-api.md §1.2).
 pub const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Header that may carry the admin token (instead of `Authorization: Bearer <token>`).
+pub const ADMIN_TOKEN_HEADER: &str = "x-emulator-admin-token";
+/// The admin path that never needs the token (readiness checks).
+const ADMIN_HEALTHZ: &str = "/_emulator/healthz";
+/// How long in-flight requests may finish when the server stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 /// The algorithm's payload marker for unsigned bodies.
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
@@ -105,9 +118,18 @@ pub struct App {
     sink: Arc<dyn PlaneSink>,
     applied: Arc<Mutex<Applied>>,
     state_file: Option<PathBuf>,
+    /// The token admin writes need (configured or generated at start).
+    admin_token: String,
+    /// Admin answers show SecretKeys and private keys; reads need the token too.
+    show_secrets: bool,
 }
 
 impl App {
+    /// The token admin writes need.
+    pub fn admin_token(&self) -> &str {
+        &self.admin_token
+    }
+
     fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -142,6 +164,11 @@ impl Running {
             let _ = tx.send(());
         }
         let _ = (&mut self.task).await;
+    }
+
+    /// The token admin writes need (configured, or generated at start).
+    pub fn admin_token(&self) -> &str {
+        self.app.admin_token()
     }
 
     /// Wait until the server ends (Ctrl-C is handled by the caller).
@@ -189,6 +216,12 @@ pub async fn start(
     })?;
     let initial = state.to_plane();
     let state_file = settings.state_file.clone();
+    let admin_token = match &settings.admin_token {
+        Some(token) => token.expose().to_string(),
+        None => uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let show_secrets = settings.admin_show_secrets;
+    let limits = limits(&settings);
     let (tx, mut rx) = watch::channel((1, initial));
     let applied = Arc::new(Mutex::new(Applied::default()));
     let app = Arc::new(App {
@@ -197,6 +230,8 @@ pub async fn start(
         sink: plane.clone(),
         applied: applied.clone(),
         state_file,
+        admin_token,
+        show_secrets,
     });
     // The data plane follows the latest config; intermediate ones may be skipped.
     tokio::spawn(async move {
@@ -212,16 +247,9 @@ pub async fn start(
     });
     let (stx, srx) = tokio::sync::oneshot::channel::<()>();
     let router = router(app.clone());
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = srx.await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "emulator API server stopped");
-        }
-    });
+    let task = tokio::spawn(clb_http_limits::serve(listener, router, limits, async {
+        let _ = srx.await;
+    }));
     Ok(Running {
         addr,
         app,
@@ -230,12 +258,22 @@ pub async fn start(
     })
 }
 
-/// The router: API on `/`, admin under `/_emulator/`.
+/// The limits the API server runs with: `settings.server`, and the TC3 body cap.
+pub fn limits(settings: &Settings) -> Limits {
+    Limits {
+        header_read_timeout: Duration::from_millis(settings.server.header_read_timeout_ms),
+        max_connections: settings.server.max_connections,
+        max_body_bytes: MAX_BODY_BYTES,
+        request_timeout: Duration::from_millis(settings.server.request_timeout_ms),
+        shutdown_grace: SHUTDOWN_GRACE,
+    }
+}
+
+/// The router: API on `/`, admin under `/_emulator/` behind [`admin_guard`].
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/", post(api).get(api))
+    let admin = Router::new()
         .route(
-            "/_emulator/healthz",
+            ADMIN_HEALTHZ,
             get(|| async { axum::Json(json!({"ok": true})) }),
         )
         .route(
@@ -254,8 +292,62 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/_emulator/tasks", get(get_tasks))
         .route("/_emulator/dataplane", get(get_dataplane))
         .route("/_emulator/reset", post(reset))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .route_layer(middleware::from_fn_with_state(app.clone(), admin_guard));
+    Router::new()
+        .route("/", post(api).get(api))
+        .merge(admin)
         .with_state(app)
+}
+
+/// Admin writes (every method but GET and HEAD) need the admin token (401 without it) and a
+/// JSON content type (415 otherwise: a web page can send `text/plain` or form bodies to any
+/// origin without a preflight, never `application/json`). With secrets shown, reads need the
+/// token too. `healthz` is always open.
+async fn admin_guard(AxState(app): AxState<Arc<App>>, request: Request, next: Next) -> Response {
+    let write = !matches!(*request.method(), Method::GET | Method::HEAD);
+    let needs_token = write || (app.show_secrets && request.uri().path() != ADMIN_HEALTHZ);
+    if needs_token && !has_admin_token(request.headers(), &app.admin_token) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(hdr::WWW_AUTHENTICATE, "Bearer")],
+            axum::Json(json!({
+                "error": "this admin call needs the admin token (Authorization: Bearer <token> or X-Emulator-Admin-Token), printed at start or set with --admin-token"
+            })),
+        )
+            .into_response();
+    }
+    if write && !is_json(request.headers()) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            axum::Json(json!({ "error": "admin writes need Content-Type: application/json" })),
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// The request carries `token` as a bearer token or in [`ADMIN_TOKEN_HEADER`].
+fn has_admin_token(headers: &HeaderMap, token: &str) -> bool {
+    let bearer = header(headers, "authorization").and_then(|v| {
+        let (scheme, value) = v.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| value.trim())
+    });
+    [bearer, header(headers, ADMIN_TOKEN_HEADER).map(str::trim)]
+        .into_iter()
+        .flatten()
+        .any(|sent| same_secret(sent.as_bytes(), token.as_bytes()))
+}
+
+/// Compares without stopping at the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The media type is `application/json` (parameters such as `charset` allowed).
+fn is_json(headers: &HeaderMap) -> bool {
+    header(headers, "content-type")
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,9 +625,12 @@ fn merge(target: &mut Value, patch: &Value) {
 /// What admin answers show instead of a SecretKey or a private key.
 pub const REDACTED: &str = "<redacted>";
 
-/// Settings as the admin endpoint shows them: every SecretKey redacted.
-fn settings_view(settings: &Settings) -> Value {
+/// Settings as the admin endpoint shows them: every SecretKey redacted unless `show_secrets`.
+fn settings_view(settings: &Settings, show_secrets: bool) -> Value {
     let mut v = to_value(settings);
+    if show_secrets {
+        return v;
+    }
     if let Some(creds) = v.get_mut("credentials").and_then(Value::as_array_mut) {
         for c in creds {
             if let Some(k) = c.get_mut("secret_key") {
@@ -546,9 +641,13 @@ fn settings_view(settings: &Settings) -> Value {
     v
 }
 
-/// State as the admin endpoint shows it: private keys of uploaded certificates redacted.
-fn state_view(state: &State) -> Value {
+/// State as the admin endpoint shows it: private keys of uploaded certificates redacted unless
+/// `show_secrets`.
+fn state_view(state: &State, show_secrets: bool) -> Value {
     let mut v = to_value(state);
+    if show_secrets {
+        return v;
+    }
     if let Some(certs) = v.get_mut("certs").and_then(Value::as_object_mut) {
         for c in certs.values_mut() {
             if let Some(k) = c.get_mut("key_pem").filter(|k| !k.is_null()) {
@@ -560,11 +659,11 @@ fn state_view(state: &State) -> Value {
 }
 
 async fn get_settings(AxState(app): AxState<Arc<App>>) -> Response {
-    axum::Json(settings_view(&app.lock().settings)).into_response()
+    axum::Json(settings_view(&app.lock().settings, app.show_secrets)).into_response()
 }
 
-/// Merge-patch the settings. `listen`, `state_file`, `seed` and `port_offset` only take effect
-/// at start.
+/// Merge-patch the settings. `listen`, `state_file`, `seed`, `port_offset`, `server`,
+/// `admin_token` and `admin_show_secrets` only take effect at start.
 async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Response {
     let patch: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -598,12 +697,15 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     next.state_file = core.settings.state_file.clone();
     next.seed = core.settings.seed;
     next.port_offset = core.settings.port_offset;
+    next.server = core.settings.server;
+    next.admin_token = core.settings.admin_token.clone();
+    next.admin_show_secrets = core.settings.admin_show_secrets;
     if let Err(e) = next.validate() {
         return bad_request(e.to_string());
     }
     core.settings = next;
     core.settle();
-    axum::Json(settings_view(&core.settings)).into_response()
+    axum::Json(settings_view(&core.settings, app.show_secrets)).into_response()
 }
 
 async fn get_faults(AxState(app): AxState<Arc<App>>) -> Response {
@@ -657,7 +759,7 @@ async fn get_state(AxState(app): AxState<Arc<App>>) -> Response {
     core.settle();
     let tasks: Vec<Value> = core.task_list().into_iter().map(to_value).collect();
     axum::Json(json!({
-        "state": state_view(&core.state),
+        "state": state_view(&core.state, app.show_secrets),
         "tasks": tasks,
     }))
     .into_response()

@@ -52,6 +52,7 @@ const SCRUBBED_ENV: &[&str] = &[
     "CLB_INGRESS_LOG",
     "CLB_EMULATOR_SECRET_ID",
     "CLB_EMULATOR_SECRET_KEY",
+    "CLB_EMULATOR_ADMIN_TOKEN",
     "RUST_LOG",
     "HTTP_PROXY",
     "HTTPS_PROXY",
@@ -115,10 +116,18 @@ impl Counters {
     }
 }
 
+/// A fresh random admin token.
+pub fn random_admin_token() -> String {
+    format!("test-{:032x}", rand::random::<u128>())
+}
+
 /// A running emulator child process. Dropping it kills the process (SIGKILL to its PID).
 pub struct Emulator {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin token the emulator was started with (`CLB_EMULATOR_ADMIN_TOKEN`); every admin
+    /// call of this helper sends it.
+    pub admin_token: String,
     pub endpoint: String,
     pub vip_base: Ipv4Addr,
     rt: tokio::runtime::Runtime,
@@ -129,13 +138,16 @@ pub struct Emulator {
 
 impl Emulator {
     /// Start `clb-ingress emulator --listen 127.0.0.1:0 --vip-base <random> --no-data-plane`
-    /// plus `extra` flags, and wait for its "listening on" line.
+    /// plus `extra` flags, with a random admin token in `CLB_EMULATOR_ADMIN_TOKEN`, and wait
+    /// for its "listening on" line.
     pub fn start(extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let stderr_path = dir.path().join("emulator.stderr");
         let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
         let vip_base = random_vip_base();
+        let admin_token = random_admin_token();
         let mut child = command()
+            .env("CLB_EMULATOR_ADMIN_TOKEN", &admin_token)
             .args(["emulator", "--listen", "127.0.0.1:0", "--no-data-plane"])
             .args(["--vip-base", &vip_base.to_string()])
             .args(extra)
@@ -181,6 +193,7 @@ impl Emulator {
         let emu = Self {
             child,
             addr,
+            admin_token,
             endpoint: format!("http://{addr}"),
             vip_base,
             rt,
@@ -209,10 +222,14 @@ impl Emulator {
     fn admin(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Value {
         let url = format!("{}/_emulator/{path}", self.endpoint);
         self.rt.block_on(async {
-            let mut req = self.http.request(method.clone(), &url);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.admin_token);
+            req = match body {
+                Some(b) => req.json(b),
+                None => req.header(reqwest::header::CONTENT_TYPE, "application/json"),
+            };
             let resp = req
                 .send()
                 .await

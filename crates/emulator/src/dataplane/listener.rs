@@ -10,7 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::crypto::CryptoProvider;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -23,8 +23,15 @@ use clb_ingress_core::matching::clb::{CompiledListener, DomainConf, UrlConf};
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait after a failed `accept` (e.g. out of file descriptors) before retrying.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-/// How long a client may take to send request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What one listener allows its clients.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Connections open at once; further ones wait in the listen backlog until one ends.
+    pub max_connections: usize,
+    /// How long a client may take to send request headers (and to start the next request).
+    pub header_read_timeout: Duration,
+}
 
 /// Everything a request on one listener needs, rebuilt from the config on every apply.
 #[derive(Debug)]
@@ -158,6 +165,7 @@ impl ListenerRuntime {
         applied: ListenerPlane,
         handler: Arc<Handler>,
         provider: Arc<CryptoProvider>,
+        limits: ConnLimits,
     ) -> Result<Self, DataPlaneError> {
         let bind_error = |source| DataPlaneError::Bind {
             lb_id: state.lb_id.clone(),
@@ -181,6 +189,7 @@ impl ListenerRuntime {
             state: state.clone(),
             tls,
             handler,
+            limits,
         });
         let accept_task = tokio::spawn(accept_loop(socket, ctx, shutdown_rx));
         Ok(Self {
@@ -215,6 +224,7 @@ struct ConnCtx {
     state: SharedState,
     tls: TlsAcceptor,
     handler: Arc<Handler>,
+    limits: ConnLimits,
 }
 
 /// Resolves when the listener is told to shut down (or its owner is gone).
@@ -224,12 +234,25 @@ async fn shutdown_signal(rx: &mut watch::Receiver<bool>) {
 }
 
 async fn accept_loop(socket: TcpListener, ctx: Arc<ConnCtx>, mut shutdown: watch::Receiver<bool>) {
+    let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
     loop {
+        // At the cap, accept nothing until a connection ends.
+        let slot = tokio::select! {
+            () = shutdown_signal(&mut shutdown) => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             () = shutdown_signal(&mut shutdown) => break,
             accepted = socket.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    tokio::spawn(serve_connection(stream, peer, ctx.clone(), shutdown.clone()));
+                    let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        serve_connection(stream, peer, ctx, shutdown).await;
+                        drop(slot);
+                    });
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "data plane accept failed");
@@ -280,7 +303,7 @@ async fn serve_http<S>(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(ctx.limits.header_read_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {

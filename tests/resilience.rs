@@ -150,6 +150,7 @@ async fn a_stuck_cloud_call_of_one_clb_delays_neither_another_clb_nor_shutdown()
     let admin = reqwest::Client::builder().no_proxy().build().unwrap();
     let put = admin
         .put(format!("http://{}/_emulator/faults", e.emu.addr))
+        .bearer_auth(e.emu.admin_token())
         .json(&json!({"latency_ms": {"UploadCertificate": 60_000}}))
         .send()
         .await

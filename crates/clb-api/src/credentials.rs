@@ -378,6 +378,15 @@ pub struct CredentialArgs {
 }
 
 impl CredentialArgs {
+    /// The credentials file [`CredentialArgs::load`] reads (none when flags or their
+    /// environment variables give both id and key): the file to re-read for rotated credentials.
+    pub fn reloadable_file(&self) -> Option<&Path> {
+        match (&self.secret_id, &self.secret_key) {
+            (Some(_), Some(_)) => None,
+            _ => self.credentials_file.as_deref(),
+        }
+    }
+
     /// Flags (or their environment variables) first, then the credentials file.
     pub fn load(&self) -> Result<Credentials, CredentialsError> {
         match (&self.secret_id, &self.secret_key) {

@@ -536,6 +536,41 @@ mod tests {
         );
     }
 
+    /// The kubelet's Secret volume layout: `KEY -> ..data/KEY`, `..data -> ..<timestamp>`, and
+    /// an update swaps `..data` to a new directory atomically.
+    #[cfg(unix)]
+    #[test]
+    fn a_kubelet_style_secret_volume_update_changes_the_stamp_and_the_credentials() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path();
+        let version = |name: &str, id: &str, token: &str| {
+            let v = volume.join(name);
+            std::fs::create_dir(&v).unwrap();
+            std::fs::write(v.join("secretId"), id).unwrap();
+            std::fs::write(v.join("secretKey"), KEY).unwrap();
+            std::fs::write(v.join("sessionToken"), token).unwrap();
+        };
+        version("..2026_01_01_00_00_00.1", "AKIDold", "TOKENold");
+        symlink("..2026_01_01_00_00_00.1", volume.join("..data")).unwrap();
+        for key in ["secretId", "secretKey", "sessionToken"] {
+            symlink(format!("..data/{key}"), volume.join(key)).unwrap();
+        }
+        let before = SourceStamp::of(volume);
+        assert_eq!(
+            Credentials::from_path(volume).unwrap().secret_id(),
+            "AKIDold"
+        );
+        // Same lengths: only the swap tells the versions apart.
+        version("..2026_01_01_00_01_00.2", "AKIDnew", "TOKENnew");
+        symlink("..2026_01_01_00_01_00.2", volume.join("..data_tmp")).unwrap();
+        std::fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+        assert_ne!(before, SourceStamp::of(volume));
+        let c = Credentials::from_path(volume).unwrap();
+        assert_eq!(c.secret_id(), "AKIDnew");
+        assert_eq!(c.session_token().unwrap().expose(), "TOKENnew");
+    }
+
     #[test]
     fn flags_take_precedence_over_the_file() {
         let args = CredentialArgs {

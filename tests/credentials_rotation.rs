@@ -284,3 +284,65 @@ async fn the_controller_keeps_writing_after_its_expired_token_is_replaced_in_the
         assert!(!log.contains(secret), "a secret in the log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn a_rotation_through_the_admin_api_keeps_redacted_tokens_and_expires_the_old_one() {
+    let emu = emulator().await;
+    let http = reqwest::Client::builder().no_proxy().build().expect("http");
+    let url = format!("http://{}/_emulator/settings", emu.addr);
+    let get = || async {
+        let v: Value = http
+            .get(&url)
+            .send()
+            .await
+            .expect("GET settings")
+            .json()
+            .await
+            .expect("JSON");
+        v["credentials"].as_array().cloned().expect("credentials")
+    };
+    let patch = |credentials: Vec<Value>| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let resp = http
+                .patch(&url)
+                .json(&json!({ "credentials": credentials }))
+                .send()
+                .await
+                .expect("PATCH settings");
+            assert!(resp.status().is_success(), "{}", resp.status());
+        }
+    };
+    let observer = Arc::new(CountingObserver::default());
+    let one = client(&emu, sts(STS1, Some(STS1.2)), None, observer.clone());
+    let two = client(&emu, sts(STS2, Some(STS2.2)), None, observer);
+
+    // Add the second key, sending the first back exactly as shown (token redacted).
+    let mut shown = get().await;
+    assert!(
+        shown.iter().any(|c| c["token"] == "<redacted>"),
+        "{shown:?}"
+    );
+    shown.push(
+        json!({"secret_id": STS2.0, "secret_key": STS2.1, "token": STS2.2,
+        "expires_at": unix_now() + 3600}),
+    );
+    patch(shown).await;
+    describe(&one)
+        .await
+        .expect("the redacted token kept its value");
+    describe(&two).await.expect("the added key works");
+
+    // Expire the first.
+    let mut shown = get().await;
+    for c in &mut shown {
+        if c["secret_id"] == STS1.0 {
+            c["expires_at"] = json!(unix_now() - 1);
+        }
+    }
+    patch(shown).await;
+    let err = describe(&one).await.expect_err("expired");
+    assert_eq!(err.code(), Some("AuthFailure.TokenFailure"), "{err}");
+    describe(&two).await.expect("the new key still works");
+}

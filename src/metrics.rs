@@ -14,7 +14,7 @@ use prometheus::{
 
 use crate::clb::actions::ops;
 use crate::clb::error::ErrorCategory;
-use crate::clb::observe::{CallResult, ClbObserver};
+use crate::clb::observe::{CallResult, ClbObserver, ReloadOutcome, ReloadTrigger};
 
 /// Prefix of every metric name.
 pub const NAMESPACE: &str = "clb_ingress";
@@ -99,6 +99,7 @@ pub struct Metrics {
     endpoint_grace_active: IntGauge,
     endpoint_grace: IntCounter,
     cluster_info: IntGaugeVec,
+    credential_reloads: IntCounterVec,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -121,6 +122,7 @@ mod name {
     pub const CERTIFICATES_COLLECTED: &str = "certificates_collected_total";
     pub const BUILD_INFO: &str = "build_info";
     pub const CLUSTER_INFO: &str = "cluster_info";
+    pub const CREDENTIAL_RELOADS: &str = "credential_reloads_total";
 }
 
 fn opts(name: &'static str, help: &str) -> Opts {
@@ -330,6 +332,20 @@ impl Metrics {
         for result in ReconcileResult::ALL {
             reconciles.with_label_values(&[result.as_str()]);
         }
+        let credential_reloads = register(r, name::CREDENTIAL_RELOADS, || {
+            IntCounterVec::new(
+                opts(
+                    name::CREDENTIAL_RELOADS,
+                    "Re-reads of the credentials file by trigger (Watch, AuthFailure) and outcome (Changed, Unchanged, Failed, Skipped).",
+                ),
+                &["trigger", "outcome"],
+            )
+        })?;
+        for trigger in ReloadTrigger::ALL {
+            for outcome in ReloadOutcome::ALL {
+                credential_reloads.with_label_values(&[trigger.as_str(), outcome.as_str()]);
+            }
+        }
         Ok(Self {
             registry,
             reconciles,
@@ -350,6 +366,7 @@ impl Metrics {
             endpoint_grace_active,
             endpoint_grace,
             cluster_info,
+            credential_reloads,
         })
     }
 
@@ -513,6 +530,12 @@ impl ClbObserver for Metrics {
         self.task_wait
             .with_label_values(&[result.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+
+    fn credentials_reloaded(&self, trigger: ReloadTrigger, outcome: ReloadOutcome) {
+        self.credential_reloads
+            .with_label_values(&[trigger.as_str(), outcome.as_str()])
+            .inc();
     }
 }
 
@@ -956,5 +979,26 @@ mod tests {
         let b = metrics();
         a.set_queue_depth(5);
         assert_eq!(sample(&b.encode(), "clb_ingress_queue_depth"), Some(0.0));
+    }
+
+    #[test]
+    fn credential_reloads_are_counted_by_trigger_and_outcome_from_zero() {
+        let m = metrics();
+        let series = |trigger: &str, outcome: &str| {
+            format!(
+                "clb_ingress_credential_reloads_total{{outcome=\"{outcome}\",trigger=\"{trigger}\"}}"
+            )
+        };
+        assert_eq!(
+            sample(&m.encode(), &series("AuthFailure", "Changed")),
+            Some(0.0)
+        );
+        m.credentials_reloaded(ReloadTrigger::AuthFailure, ReloadOutcome::Changed);
+        m.credentials_reloaded(ReloadTrigger::AuthFailure, ReloadOutcome::Changed);
+        m.credentials_reloaded(ReloadTrigger::Watch, ReloadOutcome::Failed);
+        let text = m.encode();
+        assert_eq!(sample(&text, &series("AuthFailure", "Changed")), Some(2.0));
+        assert_eq!(sample(&text, &series("Watch", "Failed")), Some(1.0));
+        assert_eq!(sample(&text, &series("Watch", "Changed")), Some(0.0));
     }
 }

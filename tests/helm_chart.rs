@@ -644,6 +644,73 @@ fn without_a_credentials_secret_no_cloud_key_reaches_the_pod() {
 }
 
 #[test]
+fn credentials_mounted_as_files_reach_the_controller_as_a_credentials_file_not_as_env() {
+    let r = render(json!({"credentials": {"existingSecret": "tc-sts", "mountAsFile": true}}));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    let env = serde_json::to_string(&c.env).unwrap();
+    assert!(
+        !env.contains("TENCENTCLOUD_"),
+        "no key in the environment: {env}"
+    );
+    assert!(
+        r.args()
+            .contains(&"--credentials-file=/etc/clb-ingress/credentials".to_string()),
+        "{:?}",
+        r.args()
+    );
+    let mount = &c.volume_mounts.as_ref().expect("volumeMounts")[0];
+    assert_eq!(mount.mount_path, "/etc/clb-ingress/credentials");
+    assert_eq!(mount.read_only, Some(true));
+    assert!(
+        mount.sub_path.is_none(),
+        "a subPath mount is never updated by the kubelet"
+    );
+    let volume = pod
+        .volumes
+        .as_ref()
+        .expect("volumes")
+        .iter()
+        .find(|v| v.name == mount.name)
+        .expect("the mounted volume");
+    let secret = volume.secret.as_ref().expect("a Secret volume");
+    assert_eq!(secret.secret_name.as_deref(), Some("tc-sts"));
+    assert_eq!(secret.default_mode, Some(0o440));
+    let security = pod.security_context.expect("pod securityContext");
+    assert_eq!(
+        security.fs_group,
+        Some(65532),
+        "the files are readable by the controller's group"
+    );
+    assert_eq!(security.run_as_user, Some(65532));
+    assert!(
+        r.notes().contains("/etc/clb-ingress/credentials"),
+        "{}",
+        r.notes()
+    );
+
+    // Key names the controller would not find in the directory are refused at render time.
+    let out = try_render(
+        json!({"credentials": {"existingSecret": "tc-sts", "mountAsFile": true,
+        "secretIdKey": "id"}}),
+    );
+    let err = out["renderError"].as_str().expect("refused");
+    assert!(
+        err.contains("credentials.mountAsFile needs credentials.secretIdKey"),
+        "{err}"
+    );
+    // Without mountAsFile nothing is mounted.
+    let r = render(json!({"credentials": {"existingSecret": "tc-sts"}}));
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    assert!(pod.volumes.is_none() && pod.containers[0].volume_mounts.is_none());
+    assert!(!r.args().iter().any(|a| a.starts_with("--credentials-file")));
+}
+
+#[test]
 fn the_values_schema_and_the_templates_refuse_unsafe_or_mistyped_values() {
     for (values, why) in [
         (json!({"replicaCount": 0}), "replicaCount >= 1"),

@@ -70,6 +70,12 @@ impl CloudArgs {
         };
         let config = ClientConfig::new(&self.region, endpoint);
         let mut b = ClbClient::builder(config.clone(), creds);
+        if !(none_given && loopback)
+            && let Some(file) = self.credentials.reloadable_file()
+        {
+            // Re-read on credential errors (expired STS token) and by `watch_credentials`.
+            b = b.credentials_file(file);
+        }
         if loopback {
             // Never let a proxy variable send emulator traffic off this machine.
             b = b.http_client(

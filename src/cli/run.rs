@@ -169,8 +169,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }))
 }
 
-/// How often `--credentials-file` is re-read for rotated credentials.
-pub const CREDENTIALS_RELOAD: Duration = Duration::from_secs(30);
+/// How often `--credentials-file` is checked (a `stat`) for rotated credentials; it is read
+/// when it changed, at least every `clb::client::CREDENTIALS_FULL_RELOAD`, and after a call
+/// fails with an expired token.
+pub const CREDENTIALS_POLL: Duration = Duration::from_secs(2);
 
 /// The controller and its operations endpoint, until SIGTERM/Ctrl-C. `on_listen` is told the
 /// operations address once it is bound.
@@ -198,12 +200,7 @@ pub async fn serve(
         .cloud
         .client_with(Some(observer), Some(fence.clone()))?;
     // A mounted credentials Secret is updated in place by the kubelet: pick up rotations.
-    let credentials_watch = args
-        .cloud
-        .credentials
-        .credentials_file
-        .clone()
-        .map(|path| clb.watch_credentials_file(path, CREDENTIALS_RELOAD));
+    let credentials_watch = clb.watch_credentials(CREDENTIALS_POLL);
     let hooks: Arc<dyn Hooks> = Arc::new(MetricsHooks(metrics.clone(), state.clone()));
     let ready_state = state.clone();
     let result = async {

@@ -2,6 +2,7 @@
 //! the JSON envelope, retries of the retryable categories with backoff, per-action token buckets
 //! and task polling. Typed per-action methods live in `clb::actions` on top of [`ClbClient::call`].
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -12,9 +13,9 @@ use serde::de::DeserializeOwned;
 use tracing::{Instrument, debug, field, info_span, warn};
 
 use super::clock::{Clock, Jitter, RngJitter, SystemClock};
-use super::credentials::Credentials;
+use super::credentials::{Credentials, SourceStamp};
 use super::error::{ClbError, ErrorCategory, snippet};
-use super::observe::{CallResult, ClbObserver, NoopObserver};
+use super::observe::{CallResult, ClbObserver, NoopObserver, ReloadOutcome, ReloadTrigger};
 use super::ratelimit::{RateLimitConfig, RateLimiter};
 use super::retry::{Backoff, RetryPolicy};
 use super::sign::{SigningInput, authorization, sign};
@@ -44,6 +45,24 @@ pub const DEFAULT_TASK_POLL_CAP: Duration = Duration::from_secs(1);
 pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(300);
 /// Fraction of a task poll interval that is randomised.
 pub const TASK_POLL_JITTER_FRACTION: f64 = 0.2;
+/// Cloud error codes after which the credentials file is re-read and, if it now holds other
+/// credentials, the call is repeated once with them: an expired or replaced STS token
+/// (`TokenFailure`), a temporary or rotated key that no longer exists (`SecretIdNotFound`,
+/// `InvalidSecretId`), and a key rotated under the same SecretId (`SignatureFailure`).
+/// Not `SignatureExpire` (clock skew: new credentials do not help), `InvalidAuthorization` (a
+/// malformed header), `MFAFailure` or `UnauthorizedOperation` (permissions, not credentials).
+pub const CREDENTIAL_REFRESH_CODES: &[&str] = &[
+    "AuthFailure.TokenFailure",
+    "AuthFailure.SecretIdNotFound",
+    "AuthFailure.InvalidSecretId",
+    "AuthFailure.SignatureFailure",
+];
+/// At most one credentials re-read per this interval is caused by auth failures (a storm of
+/// failing calls costs one file read, not one per call).
+pub const AUTH_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(5);
+/// The watcher reads the credentials file at least this often even when its size, mtime and
+/// inode look unchanged (a rewrite within one mtime tick that keeps the size).
+pub const CREDENTIALS_FULL_RELOAD: Duration = Duration::from_secs(30);
 
 const X_TC_ACTION: HeaderName = HeaderName::from_static("x-tc-action");
 const X_TC_VERSION: HeaderName = HeaderName::from_static("x-tc-version");
@@ -291,6 +310,9 @@ struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
     credentials: RwLock<Arc<Credentials>>,
+    /// Where the credentials came from, re-read on change and on credential errors.
+    credentials_file: Option<PathBuf>,
+    reload: tokio::sync::Mutex<ReloadState>,
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Jitter>,
     limiter: Arc<RateLimiter>,
@@ -305,6 +327,7 @@ struct Inner {
 pub struct ClbClientBuilder {
     config: ClientConfig,
     credentials: Credentials,
+    credentials_file: Option<PathBuf>,
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Jitter>,
     limiter: Option<Arc<RateLimiter>>,
@@ -334,6 +357,13 @@ impl ClbClientBuilder {
     /// from `config.rate_limits`).
     pub fn rate_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
         self.limiter = Some(limiter);
+        self
+    }
+
+    /// The credentials were read from this file or Secret directory: re-read it when a call
+    /// fails with one of [`CREDENTIAL_REFRESH_CODES`] and in [`ClbClient::watch_credentials`].
+    pub fn credentials_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.credentials_file = Some(path.into());
         self
     }
 
@@ -382,7 +412,13 @@ impl ClbClientBuilder {
             inner: Arc::new(Inner {
                 http,
                 config: self.config,
+                reload: tokio::sync::Mutex::new(ReloadState {
+                    stamp: self.credentials_file.as_deref().map(SourceStamp::of),
+                    last_read: Some(tokio::time::Instant::now()),
+                    last_auth_reload: None,
+                }),
                 credentials: RwLock::new(Arc::new(self.credentials)),
+                credentials_file: self.credentials_file,
                 clock: self.clock,
                 jitter: self.jitter,
                 limiter,
@@ -393,6 +429,15 @@ impl ClbClientBuilder {
             }),
         })
     }
+}
+
+/// When the credentials file was last looked at.
+#[derive(Debug)]
+struct ReloadState {
+    /// The file's fingerprint when it was last read.
+    stamp: Option<SourceStamp>,
+    last_read: Option<tokio::time::Instant>,
+    last_auth_reload: Option<tokio::time::Instant>,
 }
 
 /// What one attempt produced.
@@ -411,6 +456,7 @@ impl ClbClient {
         ClbClientBuilder {
             config,
             credentials,
+            credentials_file: None,
             clock: Arc::new(SystemClock),
             jitter: Arc::new(RngJitter::from_entropy()),
             limiter: None,
@@ -444,39 +490,110 @@ impl ClbClient {
         *guard = Arc::new(credentials);
     }
 
-    /// Re-read the credentials file at `path` every `every` and use what it holds from then
-    /// on when it changed (a rotated Kubernetes Secret, a refreshed STS token). A file that
-    /// cannot be read or parsed keeps the current credentials (and is logged, never printed).
-    pub fn watch_credentials_file(
-        &self,
-        path: std::path::PathBuf,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
+    /// The credentials file given to the builder, if any.
+    pub fn credentials_file(&self) -> Option<&Path> {
+        self.inner.credentials_file.as_deref()
+    }
+
+    /// Check the credentials file every `every` (a few `stat`s) and re-read it when its size,
+    /// mtime or inode changed (a rotated Kubernetes Secret, a refreshed STS token), or at least
+    /// every [`CREDENTIALS_FULL_RELOAD`]; changed credentials are used from the next call on. A
+    /// file that cannot be read or parsed keeps the current credentials (logged, never printed).
+    /// `None` when the client has no credentials file.
+    pub fn watch_credentials(&self, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        let path = self.inner.credentials_file.clone()?;
         let client = self.clone();
-        tokio::spawn(async move {
+        Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match Credentials::from_path(&path) {
-                    Ok(fresh) if *client.credentials() != fresh => {
-                        tracing::info!(
-                            path = %path.display(),
-                            secret_id = fresh.secret_id(),
-                            "credentials file changed: using the new credentials"
-                        );
-                        client.set_credentials(fresh);
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(
-                        path = %path.display(),
-                        error = %e,
-                        "cannot re-read the credentials file; keeping the current credentials"
-                    ),
+                let mut state = client.inner.reload.lock().await;
+                let due = state
+                    .last_read
+                    .is_none_or(|t| t.elapsed() >= CREDENTIALS_FULL_RELOAD);
+                if due || state.stamp.as_ref() != Some(&SourceStamp::of(&path)) {
+                    client.reload_locked(&path, &mut state, ReloadTrigger::Watch);
                 }
             }
-        })
+        }))
+    }
+
+    /// Re-read the credentials file now (no rate limit). `None` without a credentials file.
+    pub async fn reload_credentials(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
+        let path = self.inner.credentials_file.as_deref()?;
+        let mut state = self.inner.reload.lock().await;
+        Some(self.reload_locked(path, &mut state, trigger))
+    }
+
+    fn reload_locked(
+        &self,
+        path: &Path,
+        state: &mut ReloadState,
+        trigger: ReloadTrigger,
+    ) -> ReloadOutcome {
+        // Stamp first: a rewrite during the read is seen by the next check.
+        state.stamp = Some(SourceStamp::of(path));
+        state.last_read = Some(tokio::time::Instant::now());
+        let outcome = match Credentials::from_path(path) {
+            Ok(fresh) if *self.credentials() != fresh => {
+                tracing::info!(
+                    path = %path.display(),
+                    trigger = trigger.as_str(),
+                    secret_id = fresh.secret_id(),
+                    "credentials reloaded: using the new credentials from the next call"
+                );
+                self.set_credentials(fresh);
+                ReloadOutcome::Changed
+            }
+            Ok(_) => {
+                if trigger == ReloadTrigger::AuthFailure {
+                    warn!(
+                        path = %path.display(),
+                        "credentials file re-read after a credentials error holds the same credentials"
+                    );
+                }
+                ReloadOutcome::Unchanged
+            }
+            Err(e) => {
+                warn!(
+                    path = %path.display(),
+                    trigger = trigger.as_str(),
+                    error = %e,
+                    "cannot re-read the credentials file; keeping the current credentials"
+                );
+                ReloadOutcome::Failed
+            }
+        };
+        self.inner.observer.credentials_reloaded(trigger, outcome);
+        outcome
+    }
+
+    /// After a call signed with `used` failed with a credentials error: re-read the file (at
+    /// most once per [`AUTH_RELOAD_MIN_INTERVAL`]) and say whether the credentials in use now
+    /// differ from `used` (then the call is worth repeating).
+    async fn refresh_after_auth_failure(&self, used: &Credentials) -> bool {
+        let Some(path) = self.inner.credentials_file.as_deref() else {
+            return false;
+        };
+        let mut state = self.inner.reload.lock().await;
+        if *self.credentials() != *used {
+            // Another call (or the watcher) already replaced them.
+            return true;
+        }
+        let now = tokio::time::Instant::now();
+        if state
+            .last_auth_reload
+            .is_some_and(|t| now.duration_since(t) < AUTH_RELOAD_MIN_INTERVAL)
+        {
+            self.inner
+                .observer
+                .credentials_reloaded(ReloadTrigger::AuthFailure, ReloadOutcome::Skipped);
+            return false;
+        }
+        state.last_auth_reload = Some(now);
+        self.reload_locked(path, &mut state, ReloadTrigger::AuthFailure) == ReloadOutcome::Changed
     }
 
     fn credentials(&self) -> Arc<Credentials> {
@@ -521,8 +638,10 @@ impl ClbClient {
         let policy = &inner.config.retry;
         let mut failures = [0u32; ErrorCategory::ALL.len()];
         let mut attempt = 0u32;
+        let mut refreshed = false;
         loop {
             attempt += 1;
+            let credentials = self.credentials();
             let waited = inner.limiter.acquire(op.name).await;
             if !waited.is_zero() {
                 inner.observer.rate_limit_wait(op.name, waited);
@@ -539,7 +658,7 @@ impl ClbClient {
             }
             let started = tokio::time::Instant::now();
             let result = self
-                .attempt(op, &body)
+                .attempt(op, &body, &credentials)
                 .await
                 .and_then(|a| decode::<Resp>(op, a));
             let elapsed = started.elapsed();
@@ -565,6 +684,27 @@ impl ClbClient {
             );
             if let Some(id) = err.request_id() {
                 span.record("request_id", id);
+            }
+            if !refreshed
+                && attempt < MAX_ATTEMPTS_PER_CALL
+                && err
+                    .code()
+                    .is_some_and(|code| CREDENTIAL_REFRESH_CODES.contains(&code))
+            {
+                // The server refused the credentials, so the call was not applied: repeating
+                // it (once) with refreshed credentials is safe for writes too.
+                refreshed = true;
+                if self.refresh_after_auth_failure(&credentials).await {
+                    inner
+                        .observer
+                        .retry_scheduled(op.name, category, attempt, Duration::ZERO);
+                    tracing::info!(
+                        attempt,
+                        code = err.code().unwrap_or(""),
+                        "retrying with the refreshed credentials"
+                    );
+                    continue;
+                }
             }
             if category == ErrorCategory::Throttled {
                 inner.limiter.penalize(op.name);
@@ -610,13 +750,17 @@ impl ClbClient {
     }
 
     /// One signed HTTP exchange.
-    async fn attempt(&self, op: Op, body: &Bytes) -> Result<Attempt, ClbError> {
+    async fn attempt(
+        &self,
+        op: Op,
+        body: &Bytes,
+        credentials: &Credentials,
+    ) -> Result<Attempt, ClbError> {
         let inner = &*self.inner;
         let (url, host) = match op.service {
             Service::Clb => &inner.clb_target,
             Service::Ssl => &inner.ssl_target,
         };
-        let credentials = self.credentials();
         let timestamp = inner.clock.unix_seconds();
         let signature = sign(
             &SigningInput {
@@ -629,7 +773,7 @@ impl ClbClient {
             },
             credentials.secret_key().expose(),
         );
-        let headers = self.headers(op, host, timestamp, &credentials, &signature)?;
+        let headers = self.headers(op, host, timestamp, credentials, &signature)?;
         let response = inner
             .http
             .post(url.clone())

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::SystemTime;
 
 /// Environment variable for the SecretId, as the official SDKs and tccli name it.
 pub const ENV_SECRET_ID: &str = "TENCENTCLOUD_SECRET_ID";
@@ -246,6 +247,43 @@ impl Credentials {
     }
 }
 
+/// A cheap fingerprint of a credentials file or directory: size, modification time and inode
+/// of every file [`Credentials::from_path`] could read (symlinks followed, as a Kubernetes
+/// Secret volume swaps them), so that an unchanged source costs a few `stat`s and no read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStamp(Vec<Option<(u64, Option<SystemTime>, u64)>>);
+
+impl SourceStamp {
+    /// The fingerprint of `path` now. A missing or unreadable file is part of the fingerprint
+    /// (it changes when the file appears).
+    pub fn of(path: &Path) -> Self {
+        let stat = |p: &Path| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.len(), m.modified().ok(), inode(&m)))
+        };
+        if path.is_dir() {
+            let names = DIR_SECRET_ID_FILES
+                .iter()
+                .chain(DIR_SECRET_KEY_FILES)
+                .chain(DIR_TOKEN_FILES);
+            Self(names.map(|name| stat(&path.join(name))).collect())
+        } else {
+            Self(vec![stat(path)])
+        }
+    }
+}
+
+#[cfg(unix)]
+fn inode(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(m)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
 fn header_safe(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_graphic())
 }
@@ -340,6 +378,15 @@ pub struct CredentialArgs {
 }
 
 impl CredentialArgs {
+    /// The credentials file [`CredentialArgs::load`] reads (none when flags or their
+    /// environment variables give both id and key): the file to re-read for rotated credentials.
+    pub fn reloadable_file(&self) -> Option<&Path> {
+        match (&self.secret_id, &self.secret_key) {
+            (Some(_), Some(_)) => None,
+            _ => self.credentials_file.as_deref(),
+        }
+    }
+
     /// Flags (or their environment variables) first, then the credentials file.
     pub fn load(&self) -> Result<Credentials, CredentialsError> {
         match (&self.secret_id, &self.secret_key) {
@@ -456,6 +503,72 @@ mod tests {
         std::fs::write(&bad, format!("just the key {KEY}")).unwrap();
         let err = Credentials::from_path(&bad).unwrap_err();
         assert!(!format!("{err} {err:?}").contains(KEY));
+    }
+
+    #[test]
+    fn the_source_stamp_changes_when_a_credentials_file_or_directory_is_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.json");
+        std::fs::write(&file, r#"{"SecretId": "AKID1", "SecretKey": "k1"}"#).unwrap();
+        let before = SourceStamp::of(&file);
+        assert_eq!(
+            before,
+            SourceStamp::of(&file),
+            "an untouched file keeps its stamp"
+        );
+        // Same length, new content: the new inode (write-and-rename, as the kubelet does)
+        // tells them apart even within one mtime tick.
+        let tmp = dir.path().join("c.json.tmp");
+        std::fs::write(&tmp, r#"{"SecretId": "AKID2", "SecretKey": "k2"}"#).unwrap();
+        std::fs::rename(&tmp, &file).unwrap();
+        assert_ne!(before, SourceStamp::of(&file));
+
+        let secret = dir.path().join("secret");
+        std::fs::create_dir(&secret).unwrap();
+        std::fs::write(secret.join("secretId"), "AKID3").unwrap();
+        std::fs::write(secret.join("secretKey"), KEY).unwrap();
+        let before = SourceStamp::of(&secret);
+        std::fs::write(secret.join("sessionToken"), TOKEN).unwrap();
+        assert_ne!(
+            before,
+            SourceStamp::of(&secret),
+            "a token file that appears"
+        );
+    }
+
+    /// The kubelet's Secret volume layout: `KEY -> ..data/KEY`, `..data -> ..<timestamp>`, and
+    /// an update swaps `..data` to a new directory atomically.
+    #[cfg(unix)]
+    #[test]
+    fn a_kubelet_style_secret_volume_update_changes_the_stamp_and_the_credentials() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let volume = dir.path();
+        let version = |name: &str, id: &str, token: &str| {
+            let v = volume.join(name);
+            std::fs::create_dir(&v).unwrap();
+            std::fs::write(v.join("secretId"), id).unwrap();
+            std::fs::write(v.join("secretKey"), KEY).unwrap();
+            std::fs::write(v.join("sessionToken"), token).unwrap();
+        };
+        version("..2026_01_01_00_00_00.1", "AKIDold", "TOKENold");
+        symlink("..2026_01_01_00_00_00.1", volume.join("..data")).unwrap();
+        for key in ["secretId", "secretKey", "sessionToken"] {
+            symlink(format!("..data/{key}"), volume.join(key)).unwrap();
+        }
+        let before = SourceStamp::of(volume);
+        assert_eq!(
+            Credentials::from_path(volume).unwrap().secret_id(),
+            "AKIDold"
+        );
+        // Same lengths: only the swap tells the versions apart.
+        version("..2026_01_01_00_01_00.2", "AKIDnew", "TOKENnew");
+        symlink("..2026_01_01_00_01_00.2", volume.join("..data_tmp")).unwrap();
+        std::fs::rename(volume.join("..data_tmp"), volume.join("..data")).unwrap();
+        assert_ne!(before, SourceStamp::of(volume));
+        let c = Credentials::from_path(volume).unwrap();
+        assert_eq!(c.secret_id(), "AKIDnew");
+        assert_eq!(c.session_token().unwrap().expose(), "TOKENnew");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Hooks through which the metrics layer (and tests) learn about API calls: one callback per
 //! finished attempt (action x bounded result), per scheduled retry, per client-side rate-limit
-//! wait and per finished task wait. Labels handed out are bounded: action names are the fixed
+//! wait, per finished task wait and per credentials reload. Labels handed out are bounded: action names are the fixed
 //! set of `&'static str` this client calls, results are `"Success"` or an `ErrorCategory`.
 
 use std::collections::BTreeMap;
@@ -25,6 +25,55 @@ impl CallResult {
         match self {
             Self::Success => RESULT_SUCCESS,
             Self::Failed(c) => c.as_str(),
+        }
+    }
+}
+
+/// What made the client re-read its credentials file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReloadTrigger {
+    /// The periodic check saw the file change (or the full re-read interval passed).
+    Watch,
+    /// A call failed with a credentials error (`AuthFailure.TokenFailure`, ...).
+    AuthFailure,
+}
+
+impl ReloadTrigger {
+    pub const ALL: [ReloadTrigger; 2] = [Self::Watch, Self::AuthFailure];
+
+    /// Bounded PascalCase label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Watch => "Watch",
+            Self::AuthFailure => "AuthFailure",
+        }
+    }
+}
+
+/// How a credentials reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReloadOutcome {
+    /// The file held other credentials; they are used from the next call on.
+    Changed,
+    /// The file held the credentials already in use.
+    Unchanged,
+    /// The file could not be read or parsed; the current credentials stay.
+    Failed,
+    /// Not read: an auth-failure reload ran less than the minimum interval ago.
+    Skipped,
+}
+
+impl ReloadOutcome {
+    pub const ALL: [ReloadOutcome; 4] =
+        [Self::Changed, Self::Unchanged, Self::Failed, Self::Skipped];
+
+    /// Bounded PascalCase label.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Changed => "Changed",
+            Self::Unchanged => "Unchanged",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
         }
     }
 }
@@ -56,6 +105,8 @@ pub trait ClbObserver: Send + Sync + std::fmt::Debug {
     fn rate_limit_wait(&self, _action: &'static str, _waited: Duration) {}
     /// A `wait_task` finished: `result` is Success, TaskFailed, or the error's category.
     fn task_finished(&self, _result: CallResult, _polls: u32, _elapsed: Duration) {}
+    /// The credentials file was re-read (or a re-read was skipped by the rate limit).
+    fn credentials_reloaded(&self, _trigger: ReloadTrigger, _outcome: ReloadOutcome) {}
 }
 
 /// Does nothing.
@@ -81,6 +132,8 @@ pub struct Counts {
     pub rate_limit_waits: BTreeMap<String, u64>,
     /// result label -> finished task waits.
     pub tasks: BTreeMap<String, u64>,
+    /// (trigger, outcome) -> credentials reloads.
+    pub reloads: BTreeMap<(ReloadTrigger, ReloadOutcome), u64>,
 }
 
 impl Counts {
@@ -97,6 +150,10 @@ impl Counts {
             .get(&(action.to_string(), result.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    pub fn reloads_of(&self, trigger: ReloadTrigger, outcome: ReloadOutcome) -> u64 {
+        self.reloads.get(&(trigger, outcome)).copied().unwrap_or(0)
     }
 
     pub fn retries_of(&self, action: &str) -> u64 {
@@ -153,5 +210,9 @@ impl ClbObserver for CountingObserver {
 
     fn task_finished(&self, result: CallResult, _polls: u32, _elapsed: Duration) {
         self.with(|c| *c.tasks.entry(result.as_str().to_string()).or_default() += 1);
+    }
+
+    fn credentials_reloaded(&self, trigger: ReloadTrigger, outcome: ReloadOutcome) {
+        self.with(|c| *c.reloads.entry((trigger, outcome)).or_default() += 1);
     }
 }

@@ -17,7 +17,7 @@ use super::client::{ClbClient, ClientConfig, Endpoint, TaskWaitConfig};
 use super::clock::{FixedClock, FixedJitter};
 use super::credentials::{Credentials, SecretString};
 use super::error::{ClbError, ErrorCategory};
-use super::observe::CountingObserver;
+use super::observe::{CountingObserver, ReloadOutcome, ReloadTrigger};
 use super::ratelimit::RateLimitConfig;
 use super::retry::{Backoff, RetryPolicy};
 use super::sign::{SigningInput, parse_authorization, sign};
@@ -716,10 +716,13 @@ async fn a_rotated_credentials_file_is_used_for_the_next_calls() {
         config_for(&format!("http://{}", server.addr)),
         Credentials::from_path(&file).unwrap(),
     )
+    .credentials_file(&file)
     .http_client(reqwest::Client::builder().no_proxy().build().unwrap())
     .build()
     .unwrap();
-    let watcher = client.watch_credentials_file(file.clone(), Duration::from_millis(10));
+    let watcher = client
+        .watch_credentials(Duration::from_millis(10))
+        .expect("a client with a credentials file has a watcher");
     let secret_id_of_last = |server: &TestServer| {
         let r = server.requests().last().cloned().unwrap();
         parse_authorization(r.header("authorization"))
@@ -758,5 +761,158 @@ async fn a_rotated_credentials_file_is_used_for_the_next_calls() {
         .await
         .unwrap();
     assert_eq!(secret_id_of_last(&server), "AKIDsecond000");
+    watcher.abort();
+}
+
+fn write_credentials(path: &std::path::Path, id: &str, token: &str) {
+    // Write-and-rename, as the kubelet updates a Secret volume.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(
+        &tmp,
+        json!({"SecretId": id, "SecretKey": SECRET_KEY, "Token": token}).to_string(),
+    )
+    .unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn file_client(
+    server: &TestServer,
+    file: &std::path::Path,
+    observer: Arc<CountingObserver>,
+) -> ClbClient {
+    ClbClient::builder(
+        config_for(&format!("http://{}", server.addr)),
+        Credentials::from_path(file).unwrap(),
+    )
+    .credentials_file(file)
+    .observer(observer)
+    .http_client(reqwest::Client::builder().no_proxy().build().unwrap())
+    .build()
+    .unwrap()
+}
+
+fn modify_rule() -> super::types::ModifyRuleRequest {
+    super::types::ModifyRuleRequest {
+        load_balancer_id: "lb-1".into(),
+        listener_id: "lbl-1".into(),
+        location_id: "loc-1".into(),
+        url: Some("/new".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_write_refused_with_token_failure_is_repeated_once_with_the_reloaded_token() {
+    // The first request is refused as the real API refuses an expired STS token.
+    let server = serve(|i, _, _| match i {
+        0 => api_error("AuthFailure.TokenFailure", "token expired", i),
+        _ => ok(json!({}), i),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials.json");
+    write_credentials(&file, "AKIDsts1", "TOKENone");
+    let observer = Arc::new(CountingObserver::default());
+    let client = file_client(&server, &file, observer.clone());
+    // The STS agent rotated the file; no watcher runs, so only the failure can notice.
+    write_credentials(&file, "AKIDsts2", "TOKENtwo");
+    client
+        .modify_rule(&modify_rule())
+        .await
+        .expect("repeated with the new token");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "one refused attempt, one repeat");
+    assert_eq!(requests[0].header("x-tc-token"), "TOKENone");
+    assert_eq!(requests[1].header("x-tc-token"), "TOKENtwo");
+    let second = parse_authorization(requests[1].header("authorization")).unwrap();
+    assert_eq!(second.secret_id, "AKIDsts2");
+    assert_eq!(
+        requests[0].body, requests[1].body,
+        "the same request repeated"
+    );
+    let counts = observer.snapshot();
+    assert_eq!(
+        counts.reloads_of(ReloadTrigger::AuthFailure, ReloadOutcome::Changed),
+        1
+    );
+    assert_eq!(counts.calls_with("ModifyRule", "Auth"), 1);
+    assert_eq!(counts.calls_with("ModifyRule", "Success"), 1);
+}
+
+#[tokio::test]
+async fn a_token_failure_with_an_unchanged_file_fails_at_once_and_rereads_are_rate_limited() {
+    let server = serve(|i, _, _| api_error("AuthFailure.TokenFailure", "token expired", i)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials.json");
+    write_credentials(&file, "AKIDsts1", "TOKENone");
+    let observer = Arc::new(CountingObserver::default());
+    let client = file_client(&server, &file, observer.clone());
+    for _ in 0..3 {
+        let err = client.modify_rule(&modify_rule()).await.unwrap_err();
+        assert_eq!(err.code(), Some("AuthFailure.TokenFailure"));
+    }
+    assert_eq!(
+        server.requests().len(),
+        3,
+        "no call repeated: nothing changed"
+    );
+    let counts = observer.snapshot();
+    assert_eq!(
+        counts.reloads_of(ReloadTrigger::AuthFailure, ReloadOutcome::Unchanged),
+        1,
+        "one re-read per AUTH_RELOAD_MIN_INTERVAL"
+    );
+    assert_eq!(
+        counts.reloads_of(ReloadTrigger::AuthFailure, ReloadOutcome::Skipped),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_signature_expired_error_does_not_reread_the_credentials() {
+    let server = serve(|i, _, _| api_error("AuthFailure.SignatureExpire", "clock skew", i)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials.json");
+    write_credentials(&file, "AKIDsts1", "TOKENone");
+    let observer = Arc::new(CountingObserver::default());
+    let client = file_client(&server, &file, observer.clone());
+    write_credentials(&file, "AKIDsts2", "TOKENtwo");
+    let err = client.modify_rule(&modify_rule()).await.unwrap_err();
+    assert_eq!(err.code(), Some("AuthFailure.SignatureExpire"));
+    assert_eq!(server.requests().len(), 1);
+    assert!(observer.snapshot().reloads.is_empty());
+}
+
+#[tokio::test]
+async fn the_watcher_reads_an_unchanged_credentials_file_no_more_than_its_full_reload_period() {
+    let server = serve(|i, _, _| ok(json!({}), i)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials.json");
+    write_credentials(&file, "AKIDsts1", "TOKENone");
+    let observer = Arc::new(CountingObserver::default());
+    let client = file_client(&server, &file, observer.clone());
+    let watcher = client.watch_credentials(Duration::from_millis(5)).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        observer.snapshot().reloads.is_empty(),
+        "an unchanged file is only stat-ed: {:?}",
+        observer.snapshot().reloads
+    );
+    write_credentials(&file, "AKIDsts2", "TOKENtwo");
+    let changed = || {
+        observer
+            .snapshot()
+            .reloads_of(ReloadTrigger::Watch, ReloadOutcome::Changed)
+    };
+    for _ in 0..400 {
+        if changed() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(changed(), 1);
+    client.modify_rule(&modify_rule()).await.unwrap();
+    let last = server.requests().last().cloned().unwrap();
+    assert_eq!(last.header("x-tc-token"), "TOKENtwo");
     watcher.abort();
 }

@@ -77,13 +77,8 @@ impl EmulatorArgs {
         }
         if let (Some(id), Some(key)) = (&self.secret_id, &self.secret_key) {
             s.credentials.retain(|c| &c.secret_id != id);
-            s.credentials.insert(
-                0,
-                Credential {
-                    secret_id: id.clone(),
-                    secret_key: key.clone(),
-                },
-            );
+            s.credentials
+                .insert(0, Credential::permanent(id.clone(), key.clone()));
         }
         if let Some(v) = &self.region {
             s.region = v.clone();

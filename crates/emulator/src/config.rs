@@ -61,11 +61,47 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// One SecretId/SecretKey pair the API accepts.
+/// One SecretId/SecretKey pair the API accepts; with `token`, a temporary (STS) key that is
+/// accepted only with that `X-TC-Token` and, with `expires_at`, only until then.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Credential {
     pub secret_id: String,
     pub secret_key: String,
+    /// The session token requests signed with this key must carry in `X-TC-Token`; a missing
+    /// or different token is refused with `AuthFailure.TokenFailure`. None: a permanent key
+    /// (any `X-TC-Token` is then ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Unix time (seconds, emulator clock) from which the token is expired: requests are
+    /// refused with `AuthFailure.TokenFailure`. None: never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl Credential {
+    /// A permanent SecretId/SecretKey pair.
+    pub fn permanent(secret_id: impl Into<String>, secret_key: impl Into<String>) -> Self {
+        Self {
+            secret_id: secret_id.into(),
+            secret_key: secret_key.into(),
+            token: None,
+            expires_at: None,
+        }
+    }
+
+    /// A temporary key that needs `token` and expires at `expires_at` (Unix seconds).
+    pub fn temporary(
+        secret_id: impl Into<String>,
+        secret_key: impl Into<String>,
+        token: impl Into<String>,
+        expires_at: Option<i64>,
+    ) -> Self {
+        Self {
+            token: Some(token.into()),
+            expires_at,
+            ..Self::permanent(secret_id, secret_key)
+        }
+    }
 }
 
 /// Fault injection: probabilities are in [0, 1] and drawn from the seeded RNG.
@@ -228,10 +264,7 @@ impl Default for Settings {
             listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| {
                 SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9000)
             }),
-            credentials: vec![Credential {
-                secret_id: DEFAULT_SECRET_ID.into(),
-                secret_key: DEFAULT_SECRET_KEY.into(),
-            }],
+            credentials: vec![Credential::permanent(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)],
             region: DEFAULT_REGION.into(),
             vip_base: DEFAULT_VIP_BASE,
             port_offset: DEFAULT_PORT_OFFSET,
@@ -319,10 +352,12 @@ impl Settings {
 
     /// Look up the secret key of a SecretId.
     pub fn secret_key(&self, secret_id: &str) -> Option<&str> {
-        self.credentials
-            .iter()
-            .find(|c| c.secret_id == secret_id)
-            .map(|c| c.secret_key.as_str())
+        self.credential(secret_id).map(|c| c.secret_key.as_str())
+    }
+
+    /// Look up the credential of a SecretId.
+    pub fn credential(&self, secret_id: &str) -> Option<&Credential> {
+        self.credentials.iter().find(|c| c.secret_id == secret_id)
     }
 }
 
@@ -352,6 +387,23 @@ mod tests {
             Settings::parse_text(r#"{"rate_limit": 3, "region": "ap-shanghai"}"#).expect("parses");
         assert_eq!(s.rate_limit, 3);
         assert_eq!(s.region, "ap-shanghai");
+    }
+
+    #[test]
+    fn temporary_credentials_with_token_and_expiry_are_read_from_the_config() {
+        let s = Settings::parse_text(
+            "credentials:\n  - secret_id: AKIDsts\n    secret_key: k\n    token: T1\n    expires_at: 1700000000\n",
+        )
+        .expect("parses");
+        assert_eq!(
+            s.credential("AKIDsts"),
+            Some(&Credential::temporary(
+                "AKIDsts",
+                "k",
+                "T1",
+                Some(1_700_000_000)
+            ))
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod codes {
     pub const AUTH_SIGNATURE_FAILURE: &str = "AuthFailure.SignatureFailure";
     pub const AUTH_SECRET_ID_NOT_FOUND: &str = "AuthFailure.SecretIdNotFound";
     pub const AUTH_INVALID_AUTHORIZATION: &str = "AuthFailure.InvalidAuthorization";
+    pub const AUTH_TOKEN_FAILURE: &str = "AuthFailure.TokenFailure";
     pub const INVALID_ACTION: &str = "InvalidAction";
     pub const NO_SUCH_VERSION: &str = "NoSuchVersion";
     pub const MISSING_PARAMETER: &str = "MissingParameter";

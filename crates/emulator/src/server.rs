@@ -134,6 +134,12 @@ impl App {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Change the settings in place (tests and embedders; over HTTP, `/_emulator/settings`),
+    /// e.g. add a temporary credential or expire its token. Start-only fields are not re-read.
+    pub fn update_settings<R>(&self, f: impl FnOnce(&mut Settings) -> R) -> R {
+        f(&mut self.lock().settings)
+    }
+
     /// After a state change: push the data plane config and persist.
     fn publish(&self, core: &Core) {
         let cfg = core.state.to_plane();
@@ -434,12 +440,32 @@ fn authenticate(
             ),
         ));
     }
-    let secret_key = settings.secret_key(&parsed.secret_id).ok_or_else(|| {
+    let credential = settings.credential(&parsed.secret_id).ok_or_else(|| {
         ApiFailure::new(
             codes::AUTH_SECRET_ID_NOT_FOUND,
             format!("The SecretId `{}` is not found.", parsed.secret_id),
         )
     })?;
+    // A temporary (STS) key is valid only with its session token, and only until it expires.
+    if let Some(token) = &credential.token {
+        if header(headers, "x-tc-token") != Some(token.as_str()) {
+            return Err(ApiFailure::new(
+                codes::AUTH_TOKEN_FAILURE,
+                "The provided token is invalid: the X-TC-Token header is missing or does not belong to this SecretId.",
+            ));
+        }
+        if let Some(expires_at) = credential.expires_at
+            && now_s >= expires_at
+        {
+            return Err(ApiFailure::new(
+                codes::AUTH_TOKEN_FAILURE,
+                format!(
+                    "The provided token has expired. Expired at: {expires_at}, server time: {now_s}."
+                ),
+            ));
+        }
+    }
+    let secret_key = credential.secret_key.as_str();
     let service = Service::from_scope(&parsed.service).ok_or_else(|| {
         ApiFailure::new(
             codes::AUTH_SIGNATURE_FAILURE,
@@ -625,7 +651,8 @@ fn merge(target: &mut Value, patch: &Value) {
 /// What admin answers show instead of a SecretKey or a private key.
 pub const REDACTED: &str = "<redacted>";
 
-/// Settings as the admin endpoint shows them: every SecretKey redacted unless `show_secrets`.
+/// Settings as the admin endpoint shows them: every SecretKey and session token redacted
+/// unless `show_secrets`.
 fn settings_view(settings: &Settings, show_secrets: bool) -> Value {
     let mut v = to_value(settings);
     if show_secrets {
@@ -633,8 +660,10 @@ fn settings_view(settings: &Settings, show_secrets: bool) -> Value {
     }
     if let Some(creds) = v.get_mut("credentials").and_then(Value::as_array_mut) {
         for c in creds {
-            if let Some(k) = c.get_mut("secret_key") {
-                *k = json!(REDACTED);
+            for field in ["secret_key", "token"] {
+                if let Some(k) = c.get_mut(field) {
+                    *k = json!(REDACTED);
+                }
             }
         }
     }
@@ -672,20 +701,19 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     let mut core = app.lock();
     core.settle();
     let mut current = to_value(&core.settings);
-    let keys: Vec<(String, String)> = core
-        .settings
-        .credentials
-        .iter()
-        .map(|c| (c.secret_id.clone(), c.secret_key.clone()))
-        .collect();
+    let keys = core.settings.credentials.clone();
     merge(&mut current, &patch);
-    // A SecretKey sent back as shown (redacted) keeps its current value.
+    // A SecretKey or token sent back as shown (redacted) keeps its current value.
     if let Some(creds) = current.get_mut("credentials").and_then(Value::as_array_mut) {
         for c in creds {
-            if c["secret_key"] == REDACTED
-                && let Some((_, key)) = keys.iter().find(|(id, _)| c["secret_id"] == id.as_str())
-            {
-                c["secret_key"] = json!(key);
+            let Some(known) = keys.iter().find(|k| c["secret_id"] == k.secret_id.as_str()) else {
+                continue;
+            };
+            if c["secret_key"] == REDACTED {
+                c["secret_key"] = json!(known.secret_key);
+            }
+            if c["token"] == REDACTED {
+                c["token"] = json!(known.token);
             }
         }
     }

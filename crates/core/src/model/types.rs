@@ -47,6 +47,9 @@ pub enum Effect {
     Parked,
     /// One path keeps its CLB rule but serves no target (503), so it never routes elsewhere.
     PathUnserved,
+    /// The rules of one host of the Ingress are left out (its requests get the catch-all's
+    /// answer); the Ingress's other hosts serve.
+    HostParked,
     /// The newer of two conflicting definitions is ignored; the older one serves.
     Overridden,
     /// Served, with a fallback (for example a default certificate); worth a Warning.

@@ -17,6 +17,9 @@ pub(super) struct PathEntry<'a> {
     pub(super) slot: usize,
 }
 
+/// Said of a Problem that leaves one host out while the Ingress's other hosts serve.
+const HOST_PARKED_NOTE: &str = "; this host is not served (the Ingress's other hosts are)";
+
 /// What one Ingress brings to its stack.
 pub(super) struct Contribution<'a> {
     /// Index of the member (Ingress) in the stack.
@@ -312,6 +315,24 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         (Some(lb), std::mem::take(&mut self.problems))
     }
 
+    /// One host of an Ingress cannot be served as written: its rules are left out.
+    /// (See [`HOST_PARKED_NOTE`].)
+    pub(super) fn park_host(
+        &mut self,
+        object: &ObjectRef,
+        field: String,
+        reason: Reason,
+        message: String,
+    ) {
+        self.problems.push(Problem {
+            object: object.clone(),
+            field,
+            reason,
+            effect: Effect::HostParked,
+            message: format!("{message}{HOST_PARKED_NOTE}"),
+        });
+    }
+
     pub(super) fn park(
         &mut self,
         object: &ObjectRef,
@@ -381,7 +402,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             None if has_tls => vec![(Protocol::Http, http_port), (Protocol::Https, https_port)],
             None => vec![(Protocol::Http, http_port)],
         };
-        let mut parked = false;
+        // Hosts with a path that cannot be expressed: all their rules are left out.
+        let mut parked_hosts: Vec<Option<&'a str>> = Vec::new();
+        let problems_before = self.problems.len();
         let mut group_used = vec![false; tke.weights.as_ref().map_or(0, |w| w.groups.len())];
         let spec_rules = spec.and_then(|s| s.rules.as_deref()).unwrap_or_default();
         self.index.warm_up(ns, spec_rules);
@@ -392,13 +415,13 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 && let Err(SyntaxProblem::Host(msg) | SyntaxProblem::Path(msg)) =
                     translate::check_host_syntax(h)
             {
-                self.park(
+                // Only this rule's host is left out: the Ingress's other hosts serve.
+                self.park_host(
                     &m.key,
                     format!("spec.rules[{ri}].host"),
                     Reason::InvalidHost,
                     msg,
                 );
-                parked = true;
                 continue;
             }
             let http_paths = rule.http.as_ref().map(|h| h.paths.as_slice());
@@ -409,13 +432,16 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     "Exact" => PathKind::Exact,
                     "Prefix" | "ImplementationSpecific" => PathKind::Prefix,
                     other => {
-                        self.park(
+                        // The path cannot be placed, and leaving it out would let its
+                        // requests fall through to a shorter path of the host: the host's
+                        // rules are left out instead.
+                        self.park_host(
                             &m.key,
                             format!("{}.pathType", path_field(ri, pi)),
                             Reason::InvalidPathType,
                             format!("{other:?} is not Exact, Prefix or ImplementationSpecific"),
                         );
-                        parked = true;
+                        parked_hosts.push(host);
                         continue;
                     }
                 };
@@ -423,13 +449,13 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 if let Err(SyntaxProblem::Path(msg) | SyntaxProblem::Host(msg)) =
                     translate::check_path(path, kind)
                 {
-                    self.park(
+                    self.park_host(
                         &m.key,
                         format!("{}.path", path_field(ri, pi)),
                         Reason::InvalidPath,
                         msg,
                     );
-                    parked = true;
+                    parked_hosts.push(host);
                     continue;
                 }
                 let (weight_key, weights) = match &tke.weights {
@@ -478,7 +504,21 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             }
             rules.push((host, paths));
         }
-        if parked {
+        rules.retain(|(h, _)| !parked_hosts.contains(h));
+        let host_parked = self.problems[problems_before..]
+            .iter()
+            .any(|p| p.effect == Effect::HostParked);
+        if host_parked
+            && rules.is_empty()
+            && spec.and_then(|s| s.default_backend.as_ref()).is_none()
+        {
+            // Nothing of the Ingress is left to serve: it is parked as a whole.
+            for p in &mut self.problems[problems_before..] {
+                if p.effect == Effect::HostParked {
+                    p.effect = Effect::Parked;
+                    p.message = p.message.replace(HOST_PARKED_NOTE, "");
+                }
+            }
             return None;
         }
         if self.shared {

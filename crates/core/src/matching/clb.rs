@@ -364,10 +364,14 @@ impl CompiledListener {
     }
 
     /// Route a request by its `Host` header and request target (`/path?query`).
+    /// The target is parsed first: a target nginx refuses is a 400 whatever the host.
     pub fn route(&self, host: &str, path_and_query: &str) -> ClbRoute {
-        let host = normalize_host(host);
-        match self.pick_domain(&host) {
-            Some(domain) => self.route_in_domain(domain, path_and_query),
+        let path = match normalize_path(path_and_query) {
+            Ok(path) => path,
+            Err(e) => return ClbRoute::BadRequest(e),
+        };
+        match self.pick_domain(&normalize_host(host)) {
+            Some(domain) => self.route_in_domain(domain, &path, path_and_query),
             None => ClbRoute::NotFound,
         }
     }
@@ -403,14 +407,9 @@ impl CompiledListener {
             .or_else(|| self.domains.iter().position(|d| d.default_server))
     }
 
-    /// Route a request by its normalised host ([`normalize_host`]) and path
-    /// ([`normalize_path`]), keeping the raw target for the redirect's query string.
-    fn route_in_domain(&self, domain: usize, path_and_query: &str) -> ClbRoute {
-        let path = match normalize_path(path_and_query) {
-            Ok(path) => path,
-            Err(e) => return ClbRoute::BadRequest(e),
-        };
-        let path = path.as_slice();
+    /// Route a normalised path ([`normalize_path`]) within `domain`; the raw target gives the
+    /// redirect's query string.
+    fn route_in_domain(&self, domain: usize, path: &[u8], path_and_query: &str) -> ClbRoute {
         let rules = &self.compiled[domain].rules;
         let hit = |rule| ClbRoute::Rule { domain, rule };
 
@@ -1241,6 +1240,11 @@ mod tests {
         assert_eq!(normalized("a/b"), Err(InvalidPath::NotAbsolute));
         assert_eq!(normalized("/ok?%zz"), Ok("/ok".to_owned()));
         assert_eq!(url_for(&urls(&["/"]), "/.."), "400");
+        let nothing = CompiledListener::new(vec![]);
+        assert!(matches!(
+            nothing.route("a.com", "/a%zz"),
+            ClbRoute::BadRequest(_)
+        ));
     }
 
     #[test]

@@ -123,6 +123,29 @@ fn path_strategy(segments: Vec<&'static str>) -> impl Strategy<Value = String> {
         })
 }
 
+/// After path `i`, when bit `i` of `twins` is set, the same path as a Prefix with its trailing
+/// slash toggled and another backend (`/foo` and `/foo/`: the longer string has priority).
+fn with_slash_twins(paths: Vec<PathRule<B>>, twins: u8) -> Vec<PathRule<B>> {
+    let mut out = Vec::with_capacity(paths.len() * 2);
+    for (i, p) in paths.into_iter().enumerate() {
+        let twin = (twins >> (i % 8)) & 1 == 1 && p.path.len() > 1;
+        let toggled = match p.path.strip_suffix('/') {
+            Some(bare) => bare.to_owned(),
+            None => format!("{}/", p.path),
+        };
+        let backend = (p.backend + 1) % 6;
+        out.push(p);
+        if twin {
+            out.push(PathRule {
+                path: toggled,
+                kind: PathKind::Prefix,
+                backend,
+            });
+        }
+    }
+    out
+}
+
 fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
     let path = (
         path_strategy(SEGMENTS.to_vec()),
@@ -137,12 +160,13 @@ fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
     let host_rule = (
         proptest::option::weighted(0.8, proptest::sample::select(HOSTS)),
         proptest::collection::vec(path, 0..5),
+        any::<u8>(),
     )
-        .prop_map(|(host, paths)| HostRules {
+        .prop_map(|(host, paths, twins)| HostRules {
             host: host.map(str::to_string),
-            // A path CLB cannot express (over 200 characters) parks its Ingress: never served.
-            paths: paths
+            paths: with_slash_twins(paths, twins)
                 .into_iter()
+                // A path CLB cannot express (over 200 characters) parks its Ingress.
                 .filter(|p| translate::clb_urls(&p.path, p.kind).is_ok())
                 .collect(),
         });

@@ -273,7 +273,7 @@ fn request_strategy() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4_000, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 10_000, .. ProptestConfig::default() })]
 
     #[test]
     fn clb_matching_of_the_translation_equals_the_ingress_answer(

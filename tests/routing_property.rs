@@ -354,3 +354,59 @@ fn an_exact_path_with_a_trailing_slash_does_not_cause_a_redirect_through_clb() {
     assert_eq!(clb_answer(&d, "a.com", "/a/"), Answer::Backend(Some(1)));
     assert_eq!(clb_answer(&d, "a.com", "/a"), Answer::Backend(None));
 }
+
+#[test]
+fn the_issue_examples_reach_prefix_api_through_clb_and_the_oracle() {
+    let view = IngressView {
+        rules: vec![rules(
+            Some("a.com"),
+            &[("/api", PathKind::Prefix, 1), ("/", PathKind::Prefix, 2)],
+        )],
+        default_backend: Some(9),
+    };
+    let d = translate::translate(&view);
+    for path in ["//api/users", "/%61pi/users", "/x/../api/users"] {
+        assert_eq!(
+            clb_answer(&d, "a.com", path),
+            Answer::Backend(Some(1)),
+            "{path}"
+        );
+        assert_eq!(
+            ingress_answer(&view, "a.com", path),
+            Answer::Backend(Some(1)),
+            "{path}"
+        );
+    }
+    for path in ["/../api", "/api%2"] {
+        assert_eq!(clb_answer(&d, "a.com", path), Answer::BadRequest, "{path}");
+        check(&view, "a.com", path).unwrap();
+    }
+}
+
+#[test]
+fn prefix_with_trailing_slash_wins_through_clb_whatever_the_rule_order() {
+    for paths in [
+        [
+            ("/foo", PathKind::Prefix, 1),
+            ("/foo/", PathKind::Prefix, 2),
+        ],
+        [
+            ("/foo/", PathKind::Prefix, 2),
+            ("/foo", PathKind::Prefix, 1),
+        ],
+    ] {
+        let view = IngressView {
+            rules: vec![rules(Some("a.com"), &paths)],
+            default_backend: None,
+        };
+        let d = translate::translate(&view);
+        for path in ["/foo", "/foo/", "/foo/bar"] {
+            assert_eq!(
+                clb_answer(&d, "a.com", path),
+                Answer::Backend(Some(2)),
+                "{path}"
+            );
+            check(&view, "a.com", path).unwrap();
+        }
+    }
+}

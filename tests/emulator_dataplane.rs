@@ -1023,3 +1023,112 @@ async fn in_flight_request_completes_when_its_listener_is_removed() {
     assert_eq!(response.status(), 200);
     assert_eq!(json_body(response).await["backend"], "A");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Path normalisation (nginx): routing uses the decoded, merged, dot-resolved path.
+
+/// Send `GET {target}` with `Host: {host}` on a raw connection (reqwest's URL parser would
+/// resolve `..` itself) and return the status code and the whole response as text.
+async fn raw_get(addr: SocketAddr, host: &str, target: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let connect = tokio::net::TcpStream::connect(addr);
+    let mut stream = tokio::time::timeout(REQUEST_TIMEOUT, connect)
+        .await
+        .expect("connect in time")
+        .expect("connect to the data plane");
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
+    let mut response = Vec::new();
+    tokio::time::timeout(REQUEST_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read the response");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// What the translation makes of Prefix `/api` -> api and Prefix `/` -> web on `a.example.com`.
+fn api_and_web_config(vip: Ipv4Addr, api: SocketAddr, web: SocketAddr) -> DataPlaneConfig {
+    one_lb(
+        "lb-norm",
+        vip,
+        vec![http_listener(
+            "lbl-norm",
+            80,
+            vec![domain(
+                "a.example.com",
+                true,
+                vec![
+                    rule("loc-web", "/", vec![backend(web, 10)]),
+                    rule("loc-api-exact", "=/api", vec![backend(api, 10)]),
+                    rule("loc-api", "/api/", vec![backend(api, 10)]),
+                ],
+            )],
+        )],
+    )
+}
+
+#[tokio::test]
+async fn double_slash_percent_encoded_and_dot_dot_paths_reach_the_api_prefix() {
+    let (api, web) = (echo_backend("api").await, echo_backend("web").await);
+    let plane = data_plane();
+    plane
+        .apply(api_and_web_config(random_vip(), api, web))
+        .await
+        .expect("apply");
+    let addr = plane.bound_addr("lb-norm", 80).expect("bound");
+    for target in [
+        "//api/users",
+        "/%61pi/users",
+        "/x/../api/users",
+        "/api%2Fusers",
+        "/./api/./users",
+        "/%2E%2E%2Fapi/users/../users",
+    ] {
+        let (status, text) = raw_get(addr, "a.example.com", target).await;
+        // A `..` above the root is refused (checked below); every other target reaches api.
+        if target.starts_with("/%2E%2E") {
+            assert_eq!(status, 400, "{target}: {text}");
+            continue;
+        }
+        assert_eq!(status, 200, "{target}: {text}");
+        assert!(text.contains("x-clb-url: /api/"), "{target}: {text}");
+        assert!(text.contains(r#""backend":"api""#), "{target}: {text}");
+        // The upstream gets the request target as the client sent it, like nginx's proxy_pass.
+        assert!(
+            text.contains(&format!(r#""uri":"{target}""#)),
+            "{target}: {text}"
+        );
+    }
+    let (status, text) = raw_get(addr, "a.example.com", "/api/../users").await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""backend":"web""#), "{text}");
+}
+
+#[tokio::test]
+async fn targets_nginx_refuses_are_answered_400_before_any_domain_is_chosen() {
+    let (api, web) = (echo_backend("api").await, echo_backend("web").await);
+    let plane = data_plane();
+    plane
+        .apply(api_and_web_config(random_vip(), api, web))
+        .await
+        .expect("apply");
+    let addr = plane.bound_addr("lb-norm", 80).expect("bound");
+    for target in ["/..", "/api/../../x", "/api%zz", "/api%4", "/a%00b"] {
+        let (status, text) = raw_get(addr, "a.example.com", target).await;
+        assert_eq!(status, 400, "{target}: {text}");
+        assert!(
+            text.contains("x-clb-answered-by: bad-request"),
+            "{target}: {text}"
+        );
+        assert!(!text.contains("x-clb-url"), "{target}: {text}");
+    }
+}

@@ -1,7 +1,12 @@
 //! The central correctness property: for random Ingress sets and random requests, CLB's own
 //! matching over the translated configuration gives exactly the Ingress answer.
 //!
-//! `clb_match(translate(ingresses), req) == ingress_match(ingresses, req)` for 10,000+ cases.
+//! `clb_match(translate(ingresses), req) == ingress_match(ingresses, req)` for thousands of
+//! cases. Each matcher normalises requests its own way (CLB: nginx's byte parser; the oracle:
+//! decode, then resolve segments), so the generators produce what tells them apart: `//`, `.`
+//! and `..` segments (also above the root), percent-encoding of any character (`/`, `.`, `?`,
+//! `=` and unreserved letters included), broken escapes, paths over 200 characters, and `?` / `=`
+//! inside rule paths.
 
 use clb_ingress::matching::clb::{ClbRoute, CompiledListener, DomainConf, UrlConf};
 use clb_ingress::matching::ingress::{self, HostRules, IngressView, PathKind, PathRule};
@@ -15,9 +20,10 @@ type B = u8;
 enum Answer {
     Backend(Option<B>),
     Redirect(String),
+    BadRequest,
 }
 
-fn clb_answer(domains: &[TDomain<B>], host: &str, path: &str) -> Answer {
+fn compile(domains: &[TDomain<B>]) -> CompiledListener {
     let conf: Vec<DomainConf> = domains
         .iter()
         .map(|d| DomainConf {
@@ -30,27 +36,56 @@ fn clb_answer(domains: &[TDomain<B>], host: &str, path: &str) -> Answer {
                 .collect(),
         })
         .collect();
-    match CompiledListener::new(conf).route(host, path) {
+    CompiledListener::new(conf)
+}
+
+fn clb_route(
+    domains: &[TDomain<B>],
+    listener: &CompiledListener,
+    host: &str,
+    path: &str,
+) -> Answer {
+    match listener.route(host, path) {
         ClbRoute::Rule { domain, rule } => Answer::Backend(domains[domain].rules[rule].backend),
         ClbRoute::Redirect { location } => Answer::Redirect(location),
         ClbRoute::NotFound => Answer::Backend(None),
+        ClbRoute::BadRequest(_) => Answer::BadRequest,
     }
 }
 
-fn check(view: &IngressView<B>, host: &str, path: &str) -> Result<(), TestCaseError> {
+fn clb_answer(domains: &[TDomain<B>], host: &str, path: &str) -> Answer {
+    clb_route(domains, &compile(domains), host, path)
+}
+
+fn ingress_answer(view: &IngressView<B>, host: &str, path: &str) -> Answer {
+    match ingress::route_request(view, host, path) {
+        Ok(backend) => Answer::Backend(backend),
+        Err(ingress::BadRequest) => Answer::BadRequest,
+    }
+}
+
+/// Check every request against one view, translating and compiling it once.
+fn check_all(view: &IngressView<B>, requests: &[(String, String)]) -> Result<(), TestCaseError> {
     let domains = translate::translate(view);
-    let want = Answer::Backend(ingress::route(view, host, path));
-    let got = clb_answer(&domains, host, path);
-    prop_assert_eq!(
-        &got,
-        &want,
-        "request host={:?} path={:?}\nview={:#?}\nclb={:#?}",
-        host,
-        path,
-        view,
-        domains
-    );
+    let listener = compile(&domains);
+    for (host, path) in requests {
+        let want = ingress_answer(view, host, path);
+        let got = clb_route(&domains, &listener, host, path);
+        prop_assert_eq!(
+            &got,
+            &want,
+            "request host={:?} path={:?}\nview={:#?}\nclb={:#?}",
+            host,
+            path,
+            view,
+            domains
+        );
+    }
     Ok(())
+}
+
+fn check(view: &IngressView<B>, host: &str, path: &str) -> Result<(), TestCaseError> {
+    check_all(view, &[(host.to_owned(), path.to_owned())])
 }
 
 const HOSTS: &[&str] = &[
@@ -61,21 +96,24 @@ const HOSTS: &[&str] = &[
     "x.org",
     "*.x.org",
 ];
-const SEGMENTS: &[&str] = &["a", "b", "ab", "a.b", "A", "x_y", "v1", "v1.2", "c-d"];
+/// A segment long enough that two or three of them pass CLB's 200-character URL limit.
+const LONG: &str =
+    "long-segment-0123456789-abcdefghijklmnopqrstuvwxyz-ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789";
+/// Segments of rule paths (and of requests): `.`/`*`-free CLB characters, `?` and `=` included,
+/// and the dot segments the Kubernetes API refuses in rule paths (they must match nothing).
+const SEGMENTS: &[&str] = &[
+    "a", "b", "ab", "a.b", "A", "x_y", "v1", "v1.2", "c-d", "a?b", "x=1", "=", "?", ".", "..", LONG,
+];
 
-fn path_strategy() -> impl Strategy<Value = String> {
+fn path_strategy(segments: Vec<&'static str>) -> impl Strategy<Value = String> {
     (
-        proptest::collection::vec(proptest::sample::select(SEGMENTS), 0..4),
-        any::<bool>(),
+        proptest::collection::vec(proptest::sample::select(segments), 0..5),
         any::<bool>(),
     )
-        .prop_map(|(segs, trailing, double)| {
+        .prop_map(|(segs, trailing)| {
             let mut p = String::new();
             for s in &segs {
                 p.push('/');
-                if double && s.len() == 1 {
-                    p.push('/');
-                }
                 p.push_str(s);
             }
             if trailing || p.is_empty() {
@@ -85,9 +123,32 @@ fn path_strategy() -> impl Strategy<Value = String> {
         })
 }
 
+/// After path `i`, when bit `i` of `twins` is set, the same path as a Prefix with its trailing
+/// slash toggled and another backend (`/foo` and `/foo/`: the longer string has priority).
+fn with_slash_twins(paths: Vec<PathRule<B>>, twins: u8) -> Vec<PathRule<B>> {
+    let mut out = Vec::with_capacity(paths.len() * 2);
+    for (i, p) in paths.into_iter().enumerate() {
+        let twin = (twins >> (i % 8)) & 1 == 1 && p.path.len() > 1;
+        let toggled = match p.path.strip_suffix('/') {
+            Some(bare) => bare.to_owned(),
+            None => format!("{}/", p.path),
+        };
+        let backend = (p.backend + 1) % 6;
+        out.push(p);
+        if twin {
+            out.push(PathRule {
+                path: toggled,
+                kind: PathKind::Prefix,
+                backend,
+            });
+        }
+    }
+    out
+}
+
 fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
     let path = (
-        path_strategy(),
+        path_strategy(SEGMENTS.to_vec()),
         prop_oneof![Just(PathKind::Exact), Just(PathKind::Prefix)],
         0u8..6,
     )
@@ -99,10 +160,15 @@ fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
     let host_rule = (
         proptest::option::weighted(0.8, proptest::sample::select(HOSTS)),
         proptest::collection::vec(path, 0..5),
+        any::<u8>(),
     )
-        .prop_map(|(host, paths)| HostRules {
+        .prop_map(|(host, paths, twins)| HostRules {
             host: host.map(str::to_string),
-            paths,
+            paths: with_slash_twins(paths, twins)
+                .into_iter()
+                // A path CLB cannot express (over 200 characters) parks its Ingress.
+                .filter(|p| translate::clb_urls(&p.path, p.kind).is_ok())
+                .collect(),
         });
     (
         proptest::collection::vec(host_rule, 0..6),
@@ -115,42 +181,95 @@ fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
 }
 
 fn host_strategy() -> impl Strategy<Value = String> {
-    prop_oneof![
-        proptest::sample::select(vec![
-            "a.com",
-            "A.COM",
-            "a.com:8080",
-            "a.com.",
-            "b.a.com",
-            "c.a.com",
-            "x.b.a.com",
-            "y.x.b.a.com",
-            "x.org",
-            "q.x.org",
-            "q.r.x.org",
-            "com",
-            "other.net",
-            "unmatched.clb-ingress.invalid",
-        ])
-        .prop_map(str::to_string),
-    ]
+    proptest::sample::select(vec![
+        "a.com",
+        "A.COM",
+        "a.com:8080",
+        "a.com.",
+        "A.com.:80",
+        "a.com..",
+        "a.com:x",
+        "b.a.com",
+        "c.a.com",
+        "x.b.a.com",
+        "y.x.b.a.com",
+        "x.org",
+        "q.x.org",
+        "q.r.x.org",
+        "com",
+        "[::1]:80",
+        "other.net",
+        "unmatched.clb-ingress.invalid",
+    ])
+    .prop_map(str::to_string)
+}
+
+/// Percent-encode `path` (never its leading `/`): byte `i` is encoded when `mask[i % len]` is
+/// below 48, in upper- or lower-case hex by its lowest bit.
+fn percent_encode(path: &str, mask: &[u8]) -> String {
+    let mut out = String::with_capacity(path.len() * 2);
+    for (i, c) in path.char_indices() {
+        let m = if mask.is_empty() || i == 0 {
+            u8::MAX
+        } else {
+            mask[i % mask.len()]
+        };
+        if m < 48 && c.is_ascii() {
+            let hex = format!("%{:02X}", u32::from(c));
+            out.push_str(&if m % 2 == 0 { hex } else { hex.to_lowercase() });
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn request_strategy() -> impl Strategy<Value = String> {
-    (path_strategy(), any::<bool>(), any::<bool>()).prop_map(|(p, strip_slash, query)| {
-        let mut p = if strip_slash && p.len() > 1 {
-            p.trim_end_matches('/').to_string()
-        } else {
+    let mut segments = SEGMENTS.to_vec();
+    // Requests also carry empty segments (`//`) and more dot segments.
+    segments.extend(["", "", ".", "..", "%2e%2E", "a%2Fb", LONG]);
+    (
+        path_strategy(segments),
+        any::<bool>(),
+        proptest::collection::vec(any::<u8>(), 0..12),
+        proptest::option::weighted(
+            0.05,
+            (
+                0usize..64,
+                proptest::sample::select(vec!["%", "%4", "%zz", "%00"]),
+            ),
+        ),
+        proptest::sample::select(vec![
+            "",
+            "",
+            "",
+            "?q=/a/b&x=1",
+            "?",
+            "#frag",
+            "?a=%zz#x",
+            "?x=../..",
+        ]),
+    )
+        .prop_map(|(p, strip_slash, mask, broken, tail)| {
+            let p = if strip_slash && p.len() > 1 {
+                p.trim_end_matches('/').to_string()
+            } else {
+                p
+            };
+            let mut p = if p.is_empty() {
+                "/".to_owned()
+            } else {
+                percent_encode(&p, &mask)
+            };
+            if let Some((at, escape)) = broken {
+                let at = (1 + at).min(p.len());
+                if p.is_char_boundary(at) {
+                    p.insert_str(at, escape);
+                }
+            }
+            p.push_str(tail);
             p
-        };
-        if p.is_empty() {
-            p.push('/');
-        }
-        if query {
-            p.push_str("?q=/a/b&x=1");
-        }
-        p
-    })
+        })
 }
 
 proptest! {
@@ -159,11 +278,9 @@ proptest! {
     #[test]
     fn clb_matching_of_the_translation_equals_the_ingress_answer(
         view in view_strategy(),
-        requests in proptest::collection::vec((host_strategy(), request_strategy()), 1..8),
+        requests in proptest::collection::vec((host_strategy(), request_strategy()), 1..10),
     ) {
-        for (host, path) in &requests {
-            check(&view, host, path)?;
-        }
+        check_all(&view, &requests)?;
     }
 }
 
@@ -236,4 +353,60 @@ fn an_exact_path_with_a_trailing_slash_does_not_cause_a_redirect_through_clb() {
     let d = translate::translate(&view);
     assert_eq!(clb_answer(&d, "a.com", "/a/"), Answer::Backend(Some(1)));
     assert_eq!(clb_answer(&d, "a.com", "/a"), Answer::Backend(None));
+}
+
+#[test]
+fn the_issue_examples_reach_prefix_api_through_clb_and_the_oracle() {
+    let view = IngressView {
+        rules: vec![rules(
+            Some("a.com"),
+            &[("/api", PathKind::Prefix, 1), ("/", PathKind::Prefix, 2)],
+        )],
+        default_backend: Some(9),
+    };
+    let d = translate::translate(&view);
+    for path in ["//api/users", "/%61pi/users", "/x/../api/users"] {
+        assert_eq!(
+            clb_answer(&d, "a.com", path),
+            Answer::Backend(Some(1)),
+            "{path}"
+        );
+        assert_eq!(
+            ingress_answer(&view, "a.com", path),
+            Answer::Backend(Some(1)),
+            "{path}"
+        );
+    }
+    for path in ["/../api", "/api%2"] {
+        assert_eq!(clb_answer(&d, "a.com", path), Answer::BadRequest, "{path}");
+        check(&view, "a.com", path).unwrap();
+    }
+}
+
+#[test]
+fn prefix_with_trailing_slash_wins_through_clb_whatever_the_rule_order() {
+    for paths in [
+        [
+            ("/foo", PathKind::Prefix, 1),
+            ("/foo/", PathKind::Prefix, 2),
+        ],
+        [
+            ("/foo/", PathKind::Prefix, 2),
+            ("/foo", PathKind::Prefix, 1),
+        ],
+    ] {
+        let view = IngressView {
+            rules: vec![rules(Some("a.com"), &paths)],
+            default_backend: None,
+        };
+        let d = translate::translate(&view);
+        for path in ["/foo", "/foo/", "/foo/bar"] {
+            assert_eq!(
+                clb_answer(&d, "a.com", path),
+                Answer::Backend(Some(2)),
+                "{path}"
+            );
+            check(&view, "a.com", path).unwrap();
+        }
+    }
 }

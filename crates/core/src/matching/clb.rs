@@ -1,9 +1,21 @@
 //! CLB's own layer-7 matching (clb-api.md §7.1-§7.6), nginx-compatible where CLB is silent, plus
 //! the syntax checks for CLB domains and URLs that the emulator and the model share.
 //!
+//! # The request (nginx `ngx_http_validate_host` and `ngx_http_parse_complex_uri`)
+//! - Host: [`normalize_host`]: everything from the first `:` outside an IPv6 `[...]` literal is
+//!   the port and dropped, then one trailing dot, then ASCII lower-case.
+//! - Path: [`normalize_path`], what nginx puts in `$uri` and matches `location`s against, with
+//!   `merge_slashes on` (nginx's default): the request target up to the first raw `?` or `#`,
+//!   every `%XX` decoded once (`%2F` too, which then acts as a `/`; `%2E` acts as a `.`), except
+//!   that a decoded `%`, `#` or `?` is an ordinary character; runs of `/` merged into one; `.`
+//!   segments removed and `..` segments removed with the segment before them (a trailing `.` or
+//!   `..` leaves a trailing `/`). nginx answers 400 ([`ClbRoute::BadRequest`]) for a target not
+//!   starting with `/`, a `%` not followed by two hex digits, a decoded `%00`, and a `..` that
+//!   climbs above the root. `+` stays `+`; nothing else is rewritten. Upstreams still receive the
+//!   request target as the client sent it.
+//!
 //! # Domain choice (nginx `server_name` order, clb-api.md §7.2/§7.3)
-//! The request host is normalised like the oracle's ([`normalize_host`]: lower-case, no port, no
-//! trailing dot). Then, first hit wins:
+//! With the normalised host, first hit wins:
 //! 1. an exact domain equal to the host (compared lower-cased);
 //! 2. the longest leading wildcard `*.suffix` whose `.suffix` ends the host, at any depth
 //!    (`*.a.com` matches `x.y.a.com`, not `a.com`);
@@ -15,12 +27,14 @@
 //! Ties between wildcards of equal length go to the earliest-created domain (CLB: undocumented).
 //!
 //! # URL choice within the domain (nginx `location` order, clb-api.md §7.4-§7.6)
-//! 1. `=url` equal to the request path (query string excluded) wins at once.
+//! URLs are compared byte for byte with the normalised path.
+//! 1. `=url` equal to the request path wins at once.
 //! 2. The longest plain (`/p`) or `^~/p` URL that is a *string* prefix of the path is the best
 //!    prefix (not segment-aware: `/ab` matches `/abc`; equal URLs: earliest rule).
 //! 3. Trailing-slash redirect (nginx `auto_redirect`): when the path does not end with `/`, no
 //!    prefix rule equals the path and some non-regex URL (`=`, `^~` or plain) equals the path plus
-//!    `/`, the answer is a 301 to the path plus `/` plus the original non-empty `?query`.
+//!    `/`, the answer is a 301 to that URL (nginx's escaped location name: `?` becomes `%3F`)
+//!    plus the original non-empty `?query`.
 //! 4. A best prefix of the `^~` kind wins without consulting regexes.
 //! 5. Regex URLs (`~` case-sensitive, `~*` case-insensitive; the pattern follows the modifier and
 //!    optional spaces) in creation order: the first that matches anywhere in the path wins.
@@ -35,7 +49,6 @@
 //! quantifiers, quantified anchors) or what the crate cannot do (possessive quantifiers,
 //! look-around, back-references). A regex that does not compile never matches; the listener
 //! reports it in [`CompiledListener::problems`] instead of panicking.
-use super::{normalize_host, request_path};
 use regex::bytes::{Regex, RegexBuilder};
 
 /// Length limits of clb-api.md §7.1 and §7.4.
@@ -68,6 +81,157 @@ pub enum ClbRoute {
     Redirect { location: String },
     /// No domain or no URL matched: 404.
     NotFound,
+    /// nginx refuses the request target before routing it: 400.
+    BadRequest(InvalidPath),
+}
+
+/// Why nginx refuses a request target with 400 (see [`normalize_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidPath {
+    /// The target does not start with `/`.
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// `%00`.
+    NulByte,
+    /// A `..` segment above the root (`/../a`, `/a/../..`).
+    AboveRoot,
+}
+
+impl std::fmt::Display for InvalidPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InvalidPath::NotAbsolute => "the request path does not start with `/`",
+            InvalidPath::BadEscape => "a `%` is not followed by two hex digits",
+            InvalidPath::NulByte => "the request path contains `%00`",
+            InvalidPath::AboveRoot => "a `..` segment climbs above the root",
+        })
+    }
+}
+
+/// The `Host` header as nginx's `ngx_http_validate_host` leaves it for `server_name` matching:
+/// the port (from the first `:` outside an IPv6 literal `[...]`, which keeps its brackets) and
+/// one trailing dot removed, ASCII lower-cased. Surrounding whitespace is ignored.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim().as_bytes();
+    let mut end = host.len();
+    let mut in_literal = false;
+    for (i, &b) in host.iter().enumerate() {
+        match b {
+            b'[' if i == 0 => in_literal = true,
+            b']' if in_literal => {
+                end = i + 1;
+                break;
+            }
+            b':' if !in_literal => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let mut name = &host[..end];
+    if let [rest @ .., b'.'] = name {
+        name = rest;
+    }
+    String::from_utf8_lossy(name).to_ascii_lowercase()
+}
+
+/// nginx's parser state between bytes of the path (`ngx_http_parse_complex_uri`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathState {
+    Usual,
+    /// Just after a `/`.
+    Slash,
+    /// After `/.`.
+    Dot,
+    /// After `/..`.
+    DotDot,
+}
+
+/// The path CLB (nginx) matches URLs against: the request target's path, percent-decoded,
+/// `//` merged, `.` and `..` resolved (see the module docs for every detail), as bytes (a
+/// decoded path need not be UTF-8). Written as nginx's byte-by-byte state machine.
+pub fn normalize_path(target: &str) -> Result<Vec<u8>, InvalidPath> {
+    let raw = target.as_bytes();
+    if raw.first() != Some(&b'/') {
+        return Err(InvalidPath::NotAbsolute);
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let mut state = PathState::Usual;
+    let mut i = 0;
+    while let Some(&b) = raw.get(i) {
+        i += 1;
+        let c = match b {
+            b'?' | b'#' => break,
+            b'%' => {
+                let hex = |at: usize| raw.get(at).and_then(|&h| char::from(h).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex(i), hex(i + 1)) else {
+                    return Err(InvalidPath::BadEscape);
+                };
+                i += 2;
+                // Both digits are below 16, so the byte fits.
+                let decoded = u8::try_from(hi * 16 + lo).unwrap_or(0);
+                match decoded {
+                    0 => return Err(InvalidPath::NulByte),
+                    b'%' | b'#' | b'?' => {
+                        out.push(decoded);
+                        state = PathState::Usual;
+                        continue;
+                    }
+                    _ => decoded,
+                }
+            }
+            _ => b,
+        };
+        state = match (state, c) {
+            (PathState::Usual, b'/') => {
+                out.push(b'/');
+                PathState::Slash
+            }
+            (PathState::Slash, b'/') => PathState::Slash,
+            (PathState::Dot, b'/') => {
+                out.pop();
+                PathState::Slash
+            }
+            (PathState::DotDot, b'/') => {
+                drop_dot_dot(&mut out)?;
+                PathState::Slash
+            }
+            (PathState::Slash, b'.') => {
+                out.push(b'.');
+                PathState::Dot
+            }
+            (PathState::Dot, b'.') => {
+                out.push(b'.');
+                PathState::DotDot
+            }
+            _ => {
+                out.push(c);
+                PathState::Usual
+            }
+        };
+    }
+    match state {
+        PathState::Dot => {
+            out.pop();
+        }
+        PathState::DotDot => drop_dot_dot(&mut out)?,
+        PathState::Usual | PathState::Slash => {}
+    }
+    Ok(out)
+}
+
+/// `out` ends with `/..`: remove it and the segment before it, keeping that segment's `/`
+/// (nginx: `u -= 4`, then back to the previous `/`; nothing before it is a 400).
+fn drop_dot_dot(out: &mut Vec<u8>) -> Result<(), InvalidPath> {
+    let last_of_previous = out.len().checked_sub(4).ok_or(InvalidPath::AboveRoot)?;
+    let slash = out[..=last_of_previous]
+        .iter()
+        .rposition(|&b| b == b'/')
+        .ok_or(InvalidPath::AboveRoot)?;
+    out.truncate(slash + 1);
+    Ok(())
 }
 
 /// The syntactic form of a CLB domain (clb-api.md §7.1).
@@ -200,10 +364,14 @@ impl CompiledListener {
     }
 
     /// Route a request by its `Host` header and request target (`/path?query`).
+    /// The target is parsed first: a target nginx refuses is a 400 whatever the host.
     pub fn route(&self, host: &str, path_and_query: &str) -> ClbRoute {
-        let host = normalize_host(host);
-        match self.pick_domain(&host) {
-            Some(domain) => self.route_in_domain(domain, path_and_query),
+        let path = match normalize_path(path_and_query) {
+            Ok(path) => path,
+            Err(e) => return ClbRoute::BadRequest(e),
+        };
+        match self.pick_domain(&normalize_host(host)) {
+            Some(domain) => self.route_in_domain(domain, &path, path_and_query),
             None => ClbRoute::NotFound,
         }
     }
@@ -239,34 +407,39 @@ impl CompiledListener {
             .or_else(|| self.domains.iter().position(|d| d.default_server))
     }
 
-    fn route_in_domain(&self, domain: usize, path_and_query: &str) -> ClbRoute {
-        let path = request_path(path_and_query);
+    /// Route a normalised path ([`normalize_path`]) within `domain`; the raw target gives the
+    /// redirect's query string.
+    fn route_in_domain(&self, domain: usize, path: &[u8], path_and_query: &str) -> ClbRoute {
         let rules = &self.compiled[domain].rules;
         let hit = |rule| ClbRoute::Rule { domain, rule };
 
         // 1. `=` exact.
         if let Some(rule) = rules
             .iter()
-            .position(|r| matches!(r, UrlMatcher::Exact(u) if u == path))
+            .position(|r| matches!(r, UrlMatcher::Exact(u) if u.as_bytes() == path))
         {
             return hit(rule);
         }
 
         // 2. The longest string prefix, plain or `^~` (earliest on equal length).
         let best_prefix = longest(rules, |r| match r {
-            UrlMatcher::Prefix { url, .. } if path.starts_with(url.as_str()) => Some(url.len()),
+            UrlMatcher::Prefix { url, .. } if path.starts_with(url.as_bytes()) => Some(url.len()),
             _ => None,
         });
 
         // 3. nginx auto_redirect: `/abc` when only `/abc/` is configured.
-        if !path.ends_with('/') {
+        if !path.ends_with(b"/") {
             let prefix_equals_path = rules
                 .iter()
-                .any(|r| matches!(r, UrlMatcher::Prefix { url, .. } if url == path));
-            let with_slash = format!("{path}/");
-            if !prefix_equals_path && rules.iter().any(|r| r.literal() == Some(&with_slash)) {
+                .any(|r| matches!(r, UrlMatcher::Prefix { url, .. } if url.as_bytes() == path));
+            let with_slash = |u: &str| u.strip_suffix('/').is_some_and(|u| u.as_bytes() == path);
+            let target = rules
+                .iter()
+                .filter_map(UrlMatcher::literal)
+                .find(|u| with_slash(u));
+            if let Some(url) = target.filter(|_| !prefix_equals_path) {
                 return ClbRoute::Redirect {
-                    location: with_slash + &query_suffix(path_and_query),
+                    location: escape_location(url) + &query_suffix(path_and_query),
                 };
             }
         }
@@ -280,7 +453,7 @@ impl CompiledListener {
         // 5. Regexes in creation order.
         if let Some(rule) = rules
             .iter()
-            .position(|r| matches!(r, UrlMatcher::Regex(Some(re)) if re.is_match(path.as_bytes())))
+            .position(|r| matches!(r, UrlMatcher::Regex(Some(re)) if re.is_match(path)))
         {
             return hit(rule);
         }
@@ -302,9 +475,27 @@ fn longest<T>(items: &[T], key: impl Fn(&T) -> Option<usize>) -> Option<usize> {
     best.map(|(_, i)| i)
 }
 
+/// A URL as nginx writes it in a `Location` (`ngx_escape_uri`, `NGX_ESCAPE_URI`): bytes that
+/// would end or break the path (`?`, `#`, `%`, space, controls, non-ASCII) as `%XX`.
+fn escape_location(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    for b in url.bytes() {
+        if b.is_ascii_graphic() && !matches!(b, b'?' | b'#' | b'%') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// `?query` of a request target when the query is non-empty (nginx appends `?args` only then).
 fn query_suffix(path_and_query: &str) -> String {
-    let Some((_, rest)) = path_and_query.split_once('?') else {
+    let Some(start) = path_and_query.find(['?', '#']) else {
+        return String::new();
+    };
+    let Some(rest) = path_and_query[start..].strip_prefix('?') else {
+        // A fragment before any `?`: no query.
         return String::new();
     };
     let query = rest.split('#').next().unwrap_or_default();
@@ -761,6 +952,7 @@ mod tests {
             }
             ClbRoute::Redirect { location } => format!("301 {location}"),
             ClbRoute::NotFound => "404".to_owned(),
+            ClbRoute::BadRequest(_) => "400".to_owned(),
         }
     }
 
@@ -987,6 +1179,95 @@ mod tests {
     fn equal_prefixes_go_to_the_earliest_rule() {
         let l = urls(&["/a", "^~/a"]);
         assert_eq!(url_for(&l, "/a/b"), "/a");
+    }
+
+    // ---- Path normalisation (nginx ngx_http_parse_complex_uri, merge_slashes on) ----
+
+    fn normalized(target: &str) -> Result<String, InvalidPath> {
+        normalize_path(target).map(|p| String::from_utf8_lossy(&p).into_owned())
+    }
+
+    #[test]
+    fn the_issue_examples_reach_the_api_prefix_not_the_root() {
+        let l = urls(&["/", "=/api", "/api/"]);
+        for target in [
+            "//api/users",
+            "/%61pi/users",
+            "/x/../api/users",
+            "/api/users",
+        ] {
+            assert_eq!(url_for(&l, target), "/api/", "{target}");
+        }
+    }
+
+    #[test]
+    fn path_is_percent_decoded_once_including_slashes_and_dots() {
+        assert_eq!(normalized("/%61%2F%62"), Ok("/a/b".to_owned()));
+        assert_eq!(normalized("/a%2F%2Fb"), Ok("/a/b".to_owned()));
+        assert_eq!(normalized("/a/%2e%2E/b"), Ok("/b".to_owned()));
+        assert_eq!(normalized("/a%252F"), Ok("/a%2F".to_owned()));
+        assert_eq!(normalized("/a%3Fb=c"), Ok("/a?b=c".to_owned()));
+        assert_eq!(normalized("/a%23b"), Ok("/a#b".to_owned()));
+        assert_eq!(normalized("/a+b"), Ok("/a+b".to_owned()));
+        assert_eq!(normalize_path("/%FF"), Ok(vec![b'/', 0xFF]));
+    }
+
+    #[test]
+    fn slashes_are_merged_and_dot_segments_resolved() {
+        assert_eq!(normalized("///a//b///"), Ok("/a/b/".to_owned()));
+        assert_eq!(normalized("/a/./b/."), Ok("/a/b/".to_owned()));
+        assert_eq!(normalized("/a/b/../c"), Ok("/a/c".to_owned()));
+        assert_eq!(normalized("/a/b/.."), Ok("/a/".to_owned()));
+        assert_eq!(normalized("/a/.."), Ok("/".to_owned()));
+        assert_eq!(normalized("/a/..?x/../.."), Ok("/".to_owned()));
+        assert_eq!(
+            normalized("/.a/..b/.../c."),
+            Ok("/.a/..b/.../c.".to_owned())
+        );
+        assert_eq!(normalized("/a/.#frag"), Ok("/a/".to_owned()));
+    }
+
+    #[test]
+    fn unparseable_targets_are_bad_requests() {
+        assert_eq!(normalized("/.."), Err(InvalidPath::AboveRoot));
+        assert_eq!(normalized("/a/../../b"), Err(InvalidPath::AboveRoot));
+        assert_eq!(normalized("//..//a"), Err(InvalidPath::AboveRoot));
+        assert_eq!(normalized("/a%"), Err(InvalidPath::BadEscape));
+        assert_eq!(normalized("/a%4"), Err(InvalidPath::BadEscape));
+        assert_eq!(normalized("/a%4?b"), Err(InvalidPath::BadEscape));
+        assert_eq!(normalized("/a%g1"), Err(InvalidPath::BadEscape));
+        assert_eq!(normalized("/a%00"), Err(InvalidPath::NulByte));
+        assert_eq!(normalized("a/b"), Err(InvalidPath::NotAbsolute));
+        assert_eq!(normalized("/ok?%zz"), Ok("/ok".to_owned()));
+        assert_eq!(url_for(&urls(&["/"]), "/.."), "400");
+        let nothing = CompiledListener::new(vec![]);
+        assert!(matches!(
+            nothing.route("a.com", "/a%zz"),
+            ClbRoute::BadRequest(_)
+        ));
+    }
+
+    #[test]
+    fn rule_with_question_mark_or_equals_is_reached_through_percent_encoding() {
+        let l = urls(&["/", "=/a?b", "/x=1/"]);
+        assert_eq!(url_for(&l, "/a%3Fb"), "=/a?b");
+        assert_eq!(url_for(&l, "/a?b"), "/");
+        assert_eq!(url_for(&l, "/x%3D1/y"), "/x=1/");
+    }
+
+    #[test]
+    fn redirect_escapes_a_question_mark_of_the_url_and_keeps_the_raw_query() {
+        let l = urls(&["/a?/"]);
+        assert_eq!(url_for(&l, "/a%3F?q=%41"), "301 /a%3F/?q=%41");
+        assert_eq!(url_for(&urls(&["/abc/"]), "/x/../abc#f?q"), "301 /abc/");
+    }
+
+    #[test]
+    fn host_port_and_one_trailing_dot_are_dropped_like_nginx() {
+        assert_eq!(normalize_host(" A.Com:8080 "), "a.com");
+        assert_eq!(normalize_host("a.com:x"), "a.com");
+        assert_eq!(normalize_host("a.com.."), "a.com.");
+        assert_eq!(normalize_host("[::1]:80"), "[::1]");
     }
 
     // ---- Trailing-slash 301 ----

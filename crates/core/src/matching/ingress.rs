@@ -7,10 +7,19 @@
 //! the choice made here is stated and is clb-ingress's documented behaviour.
 //!
 //! # The request
-//! - Host: [`normalize_host`]: lower-cased, port dropped, trailing dot dropped.
-//! - Path: [`request_path`]: the request target without query string or fragment. Compared
-//!   byte-for-byte and case-sensitively: no percent-decoding, no merging of `//`, no `.`/`..`
-//!   resolution. `.` and `*` in rule paths are literal characters.
+//! - Host: [`normalize_host`]: lower-cased, port dropped, one trailing dot dropped.
+//! - Path: [`request_path`]. The Ingress API says rule paths match "the path of an incoming
+//!   request" without defining it; clb-ingress's oracle takes the normalised path, as
+//!   ingress-nginx (nginx) and most controllers do: the request target up to the first raw `?`
+//!   or `#`, percent-decoded once (all of `%XX`, `%2F` included), then split on `/` with empty
+//!   segments (`//`) and `.` dropped and `..` removing the segment before it; the result keeps a
+//!   trailing `/` when the target's last segment was empty, `.` or `..`. A request that cannot be
+//!   normalised (not starting with `/`, a bad `%` escape, `%00`, `..` above the root) is refused
+//!   ([`BadRequest`], HTTP 400): it reaches no backend, not even the default backend.
+//!   Rule paths are compared byte-for-byte and case-sensitively with the normalised path, as
+//!   written (they are not normalised: a rule path containing `//`, `.` or `..` segments, which
+//!   the Kubernetes API refuses for Exact and Prefix, matches no request). `.` and `*` in rule
+//!   paths are literal characters.
 //!
 //! # Host selection (host first, most specific wins, no fallback)
 //! 1. If some rule has a precise host equal to the request host, only the paths of the rules
@@ -29,11 +38,80 @@
 //!   empty match-everything prefix); it matches iff it is empty, equals the request path, or the
 //!   request path starts with it followed by `/` (element-wise: `/foo` never matches `/foobar`).
 //! - The longest match wins (an `Exact` path counts its full length, a `Prefix` its normalised
-//!   length); at equal length `Exact` beats `Prefix`; remaining ties go to the first path in
-//!   `IngressView::rules` order (oldest Ingress first, then rule order, then path order).
+//!   length); at equal length `Exact` beats `Prefix`; then, of two `Prefix` paths differing only
+//!   by trailing slashes (`/foo`, `/foo/`), the longer string wins for every request both match
+//!   (networking/v1: "the longest matching path is given priority"); remaining ties (the same
+//!   path twice) go to the first path in `IngressView::rules` order (oldest Ingress first, then
+//!   rule order, then path order).
 //! - No path matches (or no rule was chosen): the view's `default_backend`, which may be `None`
 //!   (404).
-use super::{normalize_host, request_path};
+
+/// A request the oracle refuses before routing (HTTP 400): its path cannot be normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadRequest;
+
+/// The request host as Ingress hosts are compared with it: lower-cased, without the port (after
+/// the first `:` that is not inside an IPv6 `[...]` literal) and without one trailing dot.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let without_port = match host.strip_prefix('[') {
+        Some(literal) => match literal.find(']') {
+            Some(close) => &host[..close + 2],
+            None => host,
+        },
+        None => host.split(':').next().unwrap_or(host),
+    };
+    let without_dot = without_port.strip_suffix('.').unwrap_or(without_port);
+    without_dot.to_ascii_lowercase()
+}
+
+/// Decode every `%XX` of `raw` once; `None` for a bad escape or `%00`.
+fn percent_decode(raw: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
+        }
+        let hi = char::from(bytes.next()?).to_digit(16)?;
+        let lo = char::from(bytes.next()?).to_digit(16)?;
+        let decoded = u8::try_from(hi << 4 | lo).ok().filter(|&d| d != 0)?;
+        out.push(decoded);
+    }
+    Some(out)
+}
+
+/// The normalised path of a request target (see the module docs), as bytes.
+pub fn request_path(target: &str) -> Result<Vec<u8>, BadRequest> {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    let raw = &target[..end];
+    if !raw.starts_with('/') {
+        return Err(BadRequest);
+    }
+    let decoded = percent_decode(raw).ok_or(BadRequest)?;
+    let mut kept: Vec<&[u8]> = Vec::new();
+    let mut trailing_slash = false;
+    for segment in decoded[1..].split(|&b| b == b'/') {
+        trailing_slash = matches!(segment, b"" | b"." | b"..");
+        match segment {
+            b"" | b"." => {}
+            b".." => {
+                kept.pop().ok_or(BadRequest)?;
+            }
+            _ => kept.push(segment),
+        }
+    }
+    let mut path = Vec::with_capacity(decoded.len());
+    for segment in &kept {
+        path.push(b'/');
+        path.extend_from_slice(segment);
+    }
+    if path.is_empty() || trailing_slash {
+        path.push(b'/');
+    }
+    Ok(path)
+}
 
 /// `pathType`: `ImplementationSpecific` is treated as `Prefix` by clb-ingress (documented choice).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -88,17 +166,21 @@ fn host_match(rule_host: Option<&str>, request_host: &str) -> Option<HostMatch> 
     }
 }
 
-/// The strength of a path's match: longer first, then `Exact` over `Prefix`.
-fn path_match(rule: &PathRule<impl Sized>, path: &str) -> Option<(usize, bool)> {
+/// The strength of a path's match, compared in order: the longer match (an `Exact` path's
+/// length, a `Prefix` path's length without trailing `/`), then `Exact` over `Prefix`, then the
+/// longer path as written (`Prefix /foo/` over `Prefix /foo`: "the longest matching path is
+/// given priority", networking/v1).
+fn path_match(rule: &PathRule<impl Sized>, path: &[u8]) -> Option<(usize, bool, usize)> {
+    let written = rule.path.len();
     match rule.kind {
-        PathKind::Exact => (rule.path == path).then_some((rule.path.len(), true)),
+        PathKind::Exact => (rule.path.as_bytes() == path).then_some((written, true, written)),
         PathKind::Prefix => {
             let prefix = normalize_prefix(&rule.path);
             let matches = prefix.is_empty()
                 || path
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-            matches.then_some((prefix.len(), false))
+                    .strip_prefix(prefix.as_bytes())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(b"/"));
+            matches.then_some((prefix.len(), false, written))
         }
     }
 }
@@ -108,26 +190,39 @@ pub fn normalize_prefix(path: &str) -> &str {
     path.trim_end_matches('/')
 }
 
-/// The backend the Ingress spec sends this request to, or None (404).
+/// The backend the Ingress spec sends this request to, or None (404); a request refused with
+/// 400 ([`route_request`]) also gets None.
 pub fn route<B: Clone>(view: &IngressView<B>, host: &str, path_and_query: &str) -> Option<B> {
-    let host = normalize_host(host);
-    let path = request_path(path_and_query);
+    route_request(view, host, path_and_query).unwrap_or(None)
+}
 
+/// The backend the Ingress spec sends this request to, None (404), or [`BadRequest`] when its
+/// path cannot be normalised.
+pub fn route_request<B: Clone>(
+    view: &IngressView<B>,
+    host: &str,
+    path_and_query: &str,
+) -> Result<Option<B>, BadRequest> {
+    let path = request_path(path_and_query)?;
+    Ok(route_path(view, &normalize_host(host), &path))
+}
+
+fn route_path<B: Clone>(view: &IngressView<B>, host: &str, path: &[u8]) -> Option<B> {
     // The most specific kind of host match any rule offers; only rules of that kind count.
     let best_host = view
         .rules
         .iter()
-        .filter_map(|r| host_match(r.host.as_deref(), &host))
+        .filter_map(|r| host_match(r.host.as_deref(), host))
         .max();
     let Some(best_host) = best_host else {
         return view.default_backend.clone();
     };
 
-    let mut best: Option<((usize, bool), &B)> = None;
+    let mut best: Option<((usize, bool, usize), &B)> = None;
     let chosen = view
         .rules
         .iter()
-        .filter(|r| host_match(r.host.as_deref(), &host) == Some(best_host));
+        .filter(|r| host_match(r.host.as_deref(), host) == Some(best_host));
     for rule in chosen {
         for p in &rule.paths {
             if let Some(strength) = path_match(p, path) {
@@ -623,16 +718,116 @@ mod tests {
     }
 
     #[test]
-    fn paths_are_not_percent_decoded_or_slash_merged() {
-        let v = paths_only(vec![prefix("/foo", "foo")]);
-        assert_eq!(at(&v, "/%66oo"), None);
-        assert_eq!(at(&v, "//foo"), None);
-        assert_eq!(at(&v, "/foo//bar"), Some("foo"));
+    fn request_paths_are_percent_decoded_slash_merged_and_dot_resolved() {
+        let v = paths_only(vec![prefix("/foo", "foo"), exact("/", "root")]);
+        for p in [
+            "/%66oo",
+            "/%66%6F%6f",
+            "//foo",
+            "/foo//bar",
+            "/./foo",
+            "/x/../foo",
+            "/x/%2E%2E/foo",
+            "/x%2F..%2Ffoo",
+            "/foo/bar/..",
+            "/%2Ffoo",
+        ] {
+            assert_eq!(at(&v, p), Some("foo"), "{p}");
+        }
+        for p in ["/foo/..", "/foo/../", "//", "/.", "/%2E", "/x/.."] {
+            assert_eq!(at(&v, p), Some("root"), "{p}");
+        }
     }
 
     #[test]
-    fn equal_prefixes_go_to_the_first_in_rule_order() {
-        let v = paths_only(vec![prefix("/foo/", "older"), prefix("/foo", "newer")]);
+    fn normalised_path_keeps_a_trailing_slash_after_an_empty_dot_or_dot_dot_segment() {
+        let path = |t: &str| request_path(t).map(|p| String::from_utf8_lossy(&p).into_owned());
+        assert_eq!(path("/a/b/.."), Ok("/a/".to_owned()));
+        assert_eq!(path("/a/."), Ok("/a/".to_owned()));
+        assert_eq!(path("/a//"), Ok("/a/".to_owned()));
+        assert_eq!(path("/a/b"), Ok("/a/b".to_owned()));
+        assert_eq!(path("/a/.b/..c"), Ok("/a/.b/..c".to_owned()));
+    }
+
+    #[test]
+    fn decoded_percent_hash_and_question_mark_are_ordinary_path_characters() {
+        let v = paths_only(vec![
+            exact("/a?b", "q"),
+            exact("/a#b", "h"),
+            exact("/a%41", "p"),
+        ]);
+        assert_eq!(at(&v, "/a%3Fb"), Some("q"));
+        assert_eq!(at(&v, "/a%3fb?x=1"), Some("q"));
+        assert_eq!(at(&v, "/a%23b"), Some("h"));
+        assert_eq!(at(&v, "/a%2541"), Some("p"));
+        assert_eq!(at(&v, "/a?b"), None);
+    }
+
+    #[test]
+    fn unnormalisable_requests_are_refused_even_with_a_default_backend() {
+        let v = IngressView {
+            rules: vec![rule(None, vec![prefix("/", "root")])],
+            default_backend: Some("default"),
+        };
+        for p in [
+            "/..",
+            "/a/../..",
+            "/%2E%2E/a",
+            "/a%",
+            "/a%4",
+            "/a%zz",
+            "/a%00",
+            "a",
+            "*",
+        ] {
+            assert_eq!(route_request(&v, "a.com", p), Err(BadRequest), "{p}");
+            assert_eq!(route(&v, "a.com", p), None, "{p}");
+        }
+        assert_eq!(route_request(&v, "a.com", "/a%4?x"), Err(BadRequest));
+        assert_eq!(route_request(&v, "a.com", "/ok?%zz"), Ok(Some("root")));
+    }
+
+    #[test]
+    fn rule_paths_are_compared_as_written_not_normalised() {
+        let v = paths_only(vec![exact("//a", "double"), prefix("/b/./c", "dot")]);
+        assert_eq!(at(&v, "//a"), None);
+        assert_eq!(at(&v, "/b/./c"), None);
+        assert_eq!(at(&v, "/b/c"), None);
+    }
+
+    #[test]
+    fn ipv6_literal_host_keeps_its_brackets_and_loses_its_port() {
+        assert_eq!(normalize_host("[::1]:8080"), "[::1]");
+        assert_eq!(normalize_host("A.com:x"), "a.com");
+        assert_eq!(normalize_host("a.com.."), "a.com.");
+    }
+
+    // ---- Trailing-slash precedence (networking/v1: the longest matching path wins) ----
+
+    #[test]
+    fn prefix_with_trailing_slash_beats_the_same_prefix_without_it_in_either_order() {
+        for paths in [
+            vec![prefix("/foo", "short"), prefix("/foo/", "long")],
+            vec![prefix("/foo/", "long"), prefix("/foo", "short")],
+        ] {
+            let v = paths_only(paths);
+            for p in ["/foo", "/foo/", "/foo/x", "/foo//x"] {
+                assert_eq!(at(&v, p), Some("long"), "{p}");
+            }
+            assert_eq!(at(&v, "/foox"), None);
+        }
+    }
+
+    #[test]
+    fn exact_still_beats_a_prefix_with_a_trailing_slash_of_the_same_path() {
+        let v = paths_only(vec![prefix("/foo/", "prefix"), exact("/foo", "exact")]);
+        assert_eq!(at(&v, "/foo"), Some("exact"));
+        assert_eq!(at(&v, "/foo/"), Some("prefix"));
+    }
+
+    #[test]
+    fn the_same_prefix_twice_goes_to_the_first_in_rule_order() {
+        let v = paths_only(vec![prefix("/foo/", "older"), prefix("/foo/", "newer")]);
         assert_eq!(at(&v, "/foo/x"), Some("older"));
     }
 

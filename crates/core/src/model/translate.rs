@@ -14,6 +14,9 @@
 //! - An Exact path ending in `/` would make CLB answer the path without the slash with a 301;
 //!   a filler rule `=/p` carries the Ingress answer for `/p` instead.
 //! - `defaultBackend` becomes the `/` rule of every domain that has no `Prefix /`.
+//! - Two Prefix paths differing only by trailing slashes (`/foo`, `/foo/`) make the same CLB
+//!   rules; the longer string's backend serves them (it has priority for every request both
+//!   match), then the older definition's.
 
 use crate::matching::ingress::{IngressView, PathKind};
 
@@ -294,8 +297,10 @@ where
     P: IntoIterator<Item = (&'s str, PathKind, &'b B)>,
 {
     let mut hosts: Vec<HostRef<'s>> = Vec::new();
-    // (host, kind, match key, backend) in input order; the first definition of a key wins.
-    let mut entries: Vec<(HostRef<'s>, PathKind, &'s str, &'b B)> = Vec::new();
+    // (host, kind, match key, path length as written, backend) in input order. Of the paths
+    // sharing a key, the longest as written wins (`Prefix /foo/` over `Prefix /foo`,
+    // networking/v1: "the longest matching path is given priority"), then the first defined.
+    let mut entries: Vec<(HostRef<'s>, PathKind, &'s str, usize, &'b B)> = Vec::new();
     for (host, paths) in rules {
         let key = match host {
             None => HostRef::CatchAll,
@@ -315,13 +320,14 @@ where
                 PathKind::Exact => path,
                 PathKind::Prefix => prefix_key(path),
             };
-            entries.push((key, kind, k, b));
+            entries.push((key, kind, k, path.len(), b));
         }
     }
     hosts.sort_unstable();
     hosts.dedup();
-    // Stable sort, then keep the first of each key: the oldest definition.
-    entries.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    // Stable sort, longest written path first within a key, then keep the first of each key:
+    // the longest, and of equal ones the oldest definition.
+    entries.sort_by(|a, b| (a.0, a.1, a.2, b.3).cmp(&(b.0, b.1, b.2, a.3)));
     entries.dedup_by(|later, earlier| {
         (later.0, later.1, later.2) == (earlier.0, earlier.1, earlier.2)
     });
@@ -337,7 +343,7 @@ where
         exact.clear();
         prefix.clear();
         while at < entries.len() && entries[at].0 == key {
-            let (_, kind, k, b) = entries[at];
+            let (_, kind, k, _, b) = entries[at];
             match kind {
                 PathKind::Exact => exact.push((k, b)),
                 PathKind::Prefix => prefix.push((k, b)),
@@ -587,7 +593,7 @@ mod tests {
     fn oldest_definition_of_a_path_wins() {
         let out = translate(&view(
             vec![
-                (Some("a.com"), vec![("/x", PathKind::Prefix, "old")]),
+                (Some("a.com"), vec![("/x/", PathKind::Prefix, "old")]),
                 (Some("a.com"), vec![("/x/", PathKind::Prefix, "new")]),
             ],
             None,
@@ -597,6 +603,50 @@ mod tests {
             vec![
                 ("/x/".to_string(), Some("old")),
                 ("=/x".to_string(), Some("old"))
+            ]
+        );
+    }
+
+    #[test]
+    fn prefix_with_trailing_slash_serves_both_rules_over_the_same_prefix_without_it() {
+        for (first, second) in [
+            (("/x", "short"), ("/x/", "long")),
+            (("/x/", "long"), ("/x", "short")),
+        ] {
+            let out = translate(&view(
+                vec![(
+                    Some("a.com"),
+                    vec![
+                        (first.0, PathKind::Prefix, first.1),
+                        (second.0, PathKind::Prefix, second.1),
+                    ],
+                )],
+                None,
+            ));
+            assert_eq!(
+                urls(&out[1]),
+                vec![
+                    ("/x/".to_string(), Some("long")),
+                    ("=/x".to_string(), Some("long"))
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn longer_prefix_string_wins_across_rules_of_different_ages() {
+        let out = translate(&view(
+            vec![
+                (Some("a.com"), vec![("/x", PathKind::Prefix, "old")]),
+                (Some("a.com"), vec![("/x/", PathKind::Prefix, "new")]),
+            ],
+            None,
+        ));
+        assert_eq!(
+            urls(&out[1]),
+            vec![
+                ("/x/".to_string(), Some("new")),
+                ("=/x".to_string(), Some("new"))
             ]
         );
     }

@@ -1,6 +1,6 @@
 //! Request handling: CLB routing of one request, weighted target choice, the real HTTP/1.1
 //! proxy to loopback targets, and the emulator's own answers (synthetic 200 for non-loopback
-//! targets, 301, 404, 502, 503, 504), all tagged with `x-clb-*` headers.
+//! targets, 301, 400, 404, 502, 503, 504), all tagged with `x-clb-*` headers.
 //!
 //! Safety rule: a target is only ever connected to when its IP parses as an IPv4 address in
 //! 127.0.0.0/8; the upstream URL is built from that parsed address, never from the raw string.
@@ -25,8 +25,7 @@ use serde_json::json;
 
 use super::listener::ListenerState;
 use super::{PlaneProtocol, RulePlane, TargetPlane};
-use clb_ingress_core::matching::clb::ClbRoute;
-use clb_ingress_core::matching::normalize_host;
+use clb_ingress_core::matching::clb::{ClbRoute, normalize_host, normalize_path};
 
 /// Connect timeout towards a loopback target; a failure answers 502.
 const PROXY_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,6 +113,14 @@ impl Handler {
         };
         let response = match state.matcher.route(&host, &path_and_query) {
             ClbRoute::Redirect { location } => redirect(scheme(protocol), &host, &location, &facts),
+            // nginx refuses the target while parsing it, before any domain is chosen.
+            ClbRoute::BadRequest(_) => emulator_answer(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &facts,
+                &host,
+                &path_and_query,
+            ),
             ClbRoute::NotFound => {
                 // The domain that had no matching URL, if any did serve the host.
                 facts.domain = state
@@ -436,10 +443,21 @@ fn synthetic(
         "weight": target.map(|t| t.weight),
         "method": req.method().as_str(),
         "host": host,
-        "path": clb_ingress_core::matching::request_path(path_and_query),
+        "path": raw_path(path_and_query),
+        "normalized_path": normalize_path(path_and_query)
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .ok(),
         "path_and_query": path_and_query,
     });
     json_response(StatusCode::OK, &body, "synthetic", facts)
+}
+
+/// The request target's path as the client sent it (up to the first `?` or `#`).
+fn raw_path(path_and_query: &str) -> &str {
+    let end = path_and_query
+        .find(['?', '#'])
+        .unwrap_or(path_and_query.len());
+    &path_and_query[..end]
 }
 
 fn json_response(

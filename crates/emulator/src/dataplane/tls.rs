@@ -20,8 +20,7 @@ use rustls::sign::CertifiedKey;
 
 use super::CertPem;
 use super::listener::SharedState;
-use clb_ingress_core::matching::clb::CompiledListener;
-use clb_ingress_core::matching::normalize_host;
+use clb_ingress_core::matching::clb::{CompiledListener, normalize_host};
 
 /// ALPN protocols the data plane offers (it speaks HTTP/1.1 only).
 const ALPN_HTTP1: &[u8] = b"http/1.1";

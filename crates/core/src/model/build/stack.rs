@@ -68,7 +68,10 @@ pub(super) struct ListenerAcc<'a> {
     /// (slot, member index of the Ingress that set it)
     pub(super) default_backend: Option<(usize, usize)>,
     /// (host, kind, match key) -> member index of the Ingress that defined it.
-    pub(super) claimed: HashMap<(Option<&'a str>, PathKind, &'a str), usize>,
+    /// (host, kind, match key, Prefix with a trailing slash) -> the member that claimed it.
+    /// `/foo` and `/foo/` are different paths (the longer one wins the requests both match),
+    /// not a conflict.
+    pub(super) claimed: HashMap<(Option<&'a str>, PathKind, &'a str, bool), usize>,
     pub(super) members: Vec<usize>,
 }
 
@@ -763,7 +766,8 @@ pub(super) fn merge<'a>(
                 PathKind::Exact => p.path,
                 PathKind::Prefix => translate::prefix_key(p.path),
             };
-            match acc.claimed.entry((*host, p.kind, key)) {
+            let slash = p.kind == PathKind::Prefix && p.path.len() > 1 && p.path.ends_with('/');
+            match acc.claimed.entry((*host, p.kind, key, slash)) {
                 std::collections::hash_map::Entry::Occupied(o)
                     if members[*o.get()].key != *member =>
                 {

@@ -77,8 +77,19 @@ pub fn retry_delay(failures: u32) -> Duration {
         .min(RETRY_CAP)
 }
 
-/// Requeue stack `id` after `delay`.
+/// `delay` spread by ±20% so that stacks that failed together (a cloud outage) do not all
+/// retry in the same instant.
+pub fn jittered(delay: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let frac = f64::from(nanos % 1_000_000) / 1_000_000.0;
+    delay.mul_f64(0.8 + 0.4 * frac)
+}
+
+/// Requeue stack `id` after `delay` (with jitter).
 pub fn retry_later(tx: &UnboundedSender<Dirty>, id: StackId, delay: Duration) {
+    let delay = jittered(delay);
     let tx = tx.clone();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
@@ -408,6 +419,25 @@ mod tests {
             BTreeSet::from([Dirty::Nodes, Dirty::Stack(StackId::ingress("ns", "a"))])
         );
         assert_eq!(rx.recv().await, Some(Dirty::All));
+    }
+
+    #[test]
+    fn retry_delays_are_jittered_within_a_fifth_of_the_delay() {
+        let base = Duration::from_secs(10);
+        let seen: Vec<Duration> = (0..200)
+            .map(|_| {
+                std::thread::sleep(Duration::from_micros(37));
+                jittered(base)
+            })
+            .collect();
+        assert!(
+            seen.iter()
+                .all(|d| *d >= base.mul_f64(0.8) && *d <= base.mul_f64(1.2))
+        );
+        assert!(
+            seen.iter().any(|d| *d != seen[0]),
+            "the delays are spread, not all equal"
+        );
     }
 
     #[test]

@@ -151,11 +151,16 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
     let mut snap = Snapshot::new(cluster_id);
     snap.controller_name = args.controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
-    let out = model::build(&snap);
     let deployer = args.cloud.deployer(cluster_id)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    // The account's real quotas (the documented defaults when DescribeQuota fails).
+    match rt.block_on(deployer.limits()) {
+        Ok(limits) => snap.limits = limits,
+        Err(e) => tracing::warn!(error = %e, "DescribeQuota failed; using the documented quotas"),
+    }
+    let out = model::build(&snap);
     let results = rt.block_on(apply_snapshot(
         &deployer,
         &out,

@@ -348,6 +348,15 @@ impl Controller {
     /// A full pass (the first one when leading, then the drift resyncs): every stack,
     /// `concurrency` at a time, then pruning and finalizer release.
     pub async fn sweep(self: Arc<Self>, concurrency: usize) {
+        // The account's quotas can be raised at any time: re-read them on every sweep.
+        match self.deployer.limits().await {
+            Ok(limits) => {
+                if self.snapshots.set_limits(limits) {
+                    tracing::info!(?limits, "CLB quotas (DescribeQuota)");
+                }
+            }
+            Err(e) => debug!(error = %e, "DescribeQuota failed; keeping the quotas in use"),
+        }
         let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
         let cert_facts = super::certgc::SweepFacts {
             in_use: prepared

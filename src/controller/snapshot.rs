@@ -45,6 +45,8 @@ pub struct Snapshots {
     /// Requeues a Service when its endpoint grace ends.
     tx: UnboundedSender<Dirty>,
     hooks: Arc<dyn Hooks>,
+    /// The account's CLB quotas (DescribeQuota), read at start and on every resync.
+    limits: std::sync::RwLock<crate::model::build::Limits>,
 }
 
 fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
@@ -71,7 +73,17 @@ impl Snapshots {
             grace: std::sync::Mutex::new(EndpointGrace::new(config.endpoint_grace)),
             tx,
             hooks,
+            limits: Default::default(),
         }
+    }
+
+    /// Use these quotas from now on; true when they changed.
+    pub fn set_limits(&self, limits: crate::model::build::Limits) -> bool {
+        let mut l = self
+            .limits
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *l, limits) != limits
     }
 
     /// Wait until every watch cache has its initial listing.
@@ -96,6 +108,10 @@ impl Snapshots {
     fn empty(&self) -> Snapshot {
         let mut snap = Snapshot::new(&self.cluster_id);
         snap.controller_name = self.controller_name.clone();
+        snap.limits = *self
+            .limits
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         snap
     }
 

@@ -9,6 +9,7 @@ mod certs;
 mod execute;
 mod find;
 mod observe;
+pub mod quota;
 
 pub use certs::OwnCertificate;
 

@@ -94,6 +94,8 @@ pub trait ClbApi: Send + Sync + 'static {
         &self,
         req: &DescribeCertificatesRequest,
     ) -> impl Future<Output = ApiResult<Vec<CertificateDetail>>> + Send;
+    /// The account's CLB quotas in this region.
+    fn describe_quota(&self) -> impl Future<Output = ApiResult<Vec<Quota>>> + Send;
     /// Delete a certificate of the SSL service (`false`: the service refused).
     fn delete_certificate(
         &self,
@@ -126,6 +128,9 @@ macro_rules! delegate {
                 certificate_id: &str,
             ) -> impl Future<Output = ApiResult<bool>> + Send {
                 ClbClient::delete_certificate(self, certificate_id)
+            }
+            fn describe_quota(&self) -> impl Future<Output = ApiResult<Vec<Quota>>> + Send {
+                ClbClient::describe_quota(self)
             }
         }
     };

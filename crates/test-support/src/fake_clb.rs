@@ -354,6 +354,10 @@ impl ClbApi for FakeClb {
         ready(Ok(DescribeTaskStatusResponse::default()))
     }
 
+    fn describe_quota(&self) -> impl Future<Output = ApiResult<Vec<Quota>>> + Send {
+        ready(Ok(Vec::new()))
+    }
+
     fn delete_certificate(
         &self,
         certificate_id: &str,

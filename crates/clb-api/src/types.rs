@@ -82,6 +82,12 @@ pub enum DecodeError {
 
 /// Decode a response body: `Ok((data, request_id))` or the API error (non-empty `Error.Code`).
 pub fn decode_response<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), DecodeError> {
+    // Serde also reads a struct from a JSON array (`[{"RequestId": ""}]`): not an envelope.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(DecodeError::Malformed(
+            <serde_json::Error as serde::de::Error>::custom("the response is not a JSON object"),
+        ));
+    }
     let probe: ProbeEnvelope = serde_json::from_slice(body)?;
     if let Some(error) = probe.response.error.filter(|e| !e.code.is_empty()) {
         return Err(DecodeError::Api(ErrorBody {

@@ -67,8 +67,8 @@ fn kind() -> impl Strategy<Value = PathKind> {
     prop_oneof![Just(PathKind::Exact), Just(PathKind::Prefix)]
 }
 
-/// The CLB answer for one request over translated domains: `Ok(backend)` or a redirect.
-fn clb_answer(domains: &[TDomain<u8>], host: &str, path: &str) -> Result<Option<u8>, String> {
+/// The translated domains as CLB compiles them; an error if CLB would refuse one of them.
+fn compile(domains: &[TDomain<u8>]) -> Result<CompiledListener, String> {
     let conf: Vec<DomainConf> = domains
         .iter()
         .map(|d| DomainConf {
@@ -82,9 +82,19 @@ fn clb_answer(domains: &[TDomain<u8>], host: &str, path: &str) -> Result<Option<
         })
         .collect();
     let listener = CompiledListener::new(conf);
-    if let Err(problems) = listener.validate() {
-        return Err(format!("the translation does not validate: {problems:?}"));
+    match listener.validate() {
+        Ok(()) => Ok(listener),
+        Err(problems) => Err(format!("the translation does not validate: {problems:?}")),
     }
+}
+
+/// CLB's answer for one request: `Ok(backend)`, or the redirect it answers with instead.
+fn clb_answer(
+    listener: &CompiledListener,
+    domains: &[TDomain<u8>],
+    host: &str,
+    path: &str,
+) -> Result<Option<u8>, String> {
     match listener.route(host, path) {
         ClbRoute::Rule { domain, rule } => Ok(domains[domain].rules[rule].backend),
         ClbRoute::Redirect { location } => Err(format!("redirect to {location}")),
@@ -183,6 +193,7 @@ proptest! {
         prop_assume!(translate::check_host(&host).is_ok());
         let view = valid_view(vec![(Some(host), vec![("/".into(), PathKind::Prefix, 1)])], None);
         let domains = translate::translate(&view);
+        let listener = compile(&domains).map_err(TestCaseError::fail)?;
         for req in [
             format!("{first}.{suffix}"),
             suffix.clone(),
@@ -192,7 +203,7 @@ proptest! {
             format!("{first}.x{suffix}"),
         ] {
             let want = ingress::route(&view, &req, "/");
-            prop_assert_eq!(clb_answer(&domains, &req, "/"), Ok(want), "host {:?}", req);
+            prop_assert_eq!(clb_answer(&listener, &domains, &req, "/"), Ok(want), "host {:?}", req);
         }
         prop_assert_eq!(ingress::route(&view, &format!("{first}.{suffix}"), "/"), Some(1));
     }
@@ -225,9 +236,10 @@ proptest! {
     ) {
         let view = valid_view(rules, default);
         let domains = translate::translate(&view);
+        let listener = compile(&domains).map_err(TestCaseError::fail)?;
         for (host, path) in &requests {
             let want = ingress::route(&view, host, path);
-            let got = clb_answer(&domains, host, path);
+            let got = clb_answer(&listener, &domains, host, path);
             prop_assert_eq!(&got, &Ok(want), "request host={:?} path={:?}\nview={:#?}\nclb={:#?}", host, path, view, domains);
         }
     }

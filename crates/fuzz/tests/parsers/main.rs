@@ -10,5 +10,6 @@ mod credentials;
 mod decode;
 mod emulator_auth;
 mod manifests;
+mod settings;
 mod tls;
 mod translate;

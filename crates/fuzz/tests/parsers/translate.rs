@@ -102,12 +102,12 @@ fn clb_answer(
     }
 }
 
+/// Generated Ingress rules: (host, [(path, kind, backend)]).
+type Rules = Vec<(Option<String>, Vec<(String, PathKind, u8)>)>;
+
 /// A view of what the model would keep: invalid hosts and paths are refused with a Problem
 /// before translation, so the oracle only sees valid ones.
-fn valid_view(
-    rules: Vec<(Option<String>, Vec<(String, PathKind, u8)>)>,
-    default: Option<u8>,
-) -> IngressView<u8> {
+fn valid_view(rules: Rules, default: Option<u8>) -> IngressView<u8> {
     IngressView {
         rules: rules
             .into_iter()

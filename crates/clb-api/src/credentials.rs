@@ -288,8 +288,9 @@ fn header_safe(s: &str) -> bool {
     s.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// `Some(result)` if the text is recognisably JSON or KEY=VALUE; `None` if neither.
-fn parse_file(text: &str) -> Option<Result<Credentials, CredentialsError>> {
+/// A credentials file's text: `Some(result)` if it is recognisably JSON or KEY=VALUE; `None`
+/// if neither. Public for the fuzz suite (`crates/fuzz`); use [`Credentials::from_path`].
+pub fn parse_file(text: &str) -> Option<Result<Credentials, CredentialsError>> {
     let trimmed = text.trim_start();
     let (mut id, mut key, mut token) = (None, None, None);
     if trimmed.starts_with('{') {

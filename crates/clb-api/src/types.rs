@@ -82,6 +82,12 @@ pub enum DecodeError {
 
 /// Decode a response body: `Ok((data, request_id))` or the API error (non-empty `Error.Code`).
 pub fn decode_response<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), DecodeError> {
+    // Serde also reads a struct from a JSON array (`[{"RequestId": ""}]`): not an envelope.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(DecodeError::Malformed(
+            <serde_json::Error as serde::de::Error>::custom("the response is not a JSON object"),
+        ));
+    }
     let probe: ProbeEnvelope = serde_json::from_slice(body)?;
     if let Some(error) = probe.response.error.filter(|e| !e.code.is_empty()) {
         return Err(DecodeError::Api(ErrorBody {
@@ -89,8 +95,31 @@ pub fn decode_response<T: DeserializeOwned>(body: &[u8]) -> Result<(T, String), 
             request_id: probe.response.request_id,
         }));
     }
-    let env: SuccessEnvelope<T> = serde_json::from_slice(body)?;
+    let env: SuccessEnvelope<T> =
+        serde_json::from_slice(body).map_err(|e| name_the_field::<T>(body, e))?;
     Ok((env.response.data, env.response.request_id))
+}
+
+/// The error of a body whose action fields do not decode, with the path of the field that
+/// failed (`Response.Status: invalid type ...`): serde_json's own error does not name it when
+/// the fields sit in the flattened envelope.
+fn name_the_field<T: DeserializeOwned>(body: &[u8], error: serde_json::Error) -> serde_json::Error {
+    let Some(response) = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|mut v| v.get_mut("Response").map(serde_json::Value::take))
+    else {
+        return error;
+    };
+    match serde_path_to_error::deserialize::<_, T>(response) {
+        Err(e) if e.path().iter().next().is_some() => {
+            <serde_json::Error as serde::de::Error>::custom(format!(
+                "Response.{}: {}",
+                e.path(),
+                e.inner()
+            ))
+        }
+        _ => error,
+    }
 }
 
 /// A response with no action fields (most async writes): only `RequestId` in the envelope.

@@ -387,6 +387,19 @@ struct Call {
     service: Service,
 }
 
+/// The API's request authentication alone, for the fuzz suite (`crates/fuzz`): the action of
+/// an authenticated request, or the error the API answers with.
+#[doc(hidden)]
+pub fn authenticate_request(
+    settings: &Settings,
+    now_s: i64,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiFailure> {
+    authenticate(settings, now_s, method, headers, body).map(|call| call.action)
+}
+
 /// TC3-HMAC-SHA256 verification (clb-api.md §1.4, §1.8, §9) and routing checks.
 fn authenticate(
     settings: &Settings,

@@ -298,29 +298,12 @@ async fn sigterm_stops_the_controller_at_once_even_while_a_cloud_task_is_stuck()
     e.ingress("shop2", "shop2.example.com", &[("/", "Prefix", "web")])
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let pid = ctl.child.id().to_string();
-    let started = Instant::now();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = loop {
-        if let Some(status) = ctl.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still running {:?} after SIGTERM:\n{}",
-            started.elapsed(),
-            ctl.log()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    eprintln!(
-        "stopped {:?} after SIGTERM with a stuck cloud task ({exit})",
-        started.elapsed()
-    );
+    let log = ctl.log_path();
+    let (exit, took) = sigterm_and_wait(&mut ctl.child, Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    })
+    .await;
+    eprintln!("stopped {took:?} after SIGTERM with a stuck cloud task ({exit})");
     assert!(exit.success(), "{exit}\n{}", ctl.log());
 }
 

@@ -189,27 +189,12 @@ async fn a_stuck_cloud_call_of_one_clb_delays_neither_another_clb_nor_shutdown()
         "waited behind the stuck call: {took:?}"
     );
     // And SIGTERM still stops the controller at once.
-    let pid = ctl.child.id().to_string();
-    let t = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = loop {
-        if let Some(status) = ctl.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "still running {:?} after SIGTERM",
-            t.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    eprintln!("stopped {:?} after SIGTERM", t.elapsed());
+    let log = ctl.log_path();
+    let (exit, took) = sigterm_and_wait(&mut ctl.child, Duration::from_secs(2), || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    })
+    .await;
+    eprintln!("stopped {took:?} after SIGTERM");
     assert!(exit.success(), "{exit}\n{}", ctl.log());
 }
 
@@ -261,28 +246,12 @@ async fn an_unreachable_api_server_costs_little_cpu_few_log_lines_and_sigterm_st
     let cpu = cpu_seconds(pid);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let lines = text.lines().count();
-    let t = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(2),
-            "still running {:?} after SIGTERM",
-            t.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let (exit, took) = sigterm_and_wait(&mut child, Duration::from_secs(2), || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    })
+    .await;
     eprintln!(
-        "15 s without an API server: {cpu:.2} s CPU, {lines} log lines; stopped {:?} after SIGTERM ({exit})",
-        t.elapsed()
+        "15 s without an API server: {cpu:.2} s CPU, {lines} log lines; stopped {took:?} after SIGTERM ({exit})"
     );
     assert!(cpu < 1.5, "{cpu} s CPU in 15 s");
     assert!(lines < 300, "{lines} log lines in 15 s:\n{text}");

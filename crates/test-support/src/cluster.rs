@@ -37,6 +37,10 @@ impl Controller {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+    /// Where its log is written.
+    pub fn log_path(&self) -> PathBuf {
+        self.log.clone()
+    }
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -46,6 +50,33 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Send SIGTERM to `child` and wait for it to exit; panics (with `log()`) if it still runs
+/// after `limit`. Returns its exit status and how long it took.
+pub async fn sigterm_and_wait(
+    child: &mut Child,
+    limit: Duration,
+    log: impl Fn() -> String,
+) -> (std::process::ExitStatus, Duration) {
+    let started = Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success(), "kill -TERM failed");
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return (status, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < limit,
+            "still running {:?} after SIGTERM:\n{}",
+            started.elapsed(),
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -3,11 +3,24 @@
 //!
 //! Conventions: field names are exactly the spec's PascalCase; optional fields are `Option` and
 //! omitted when `None`; arrays default to empty and are omitted when empty on the wire only where
-//! the spec makes them optional; unknown fields are ignored on decode (the API grows often).
+//! the spec makes them optional; unknown fields are ignored on decode (the API grows often);
+//! every defaulted non-`Option` field also decodes an explicit `null` as its default
+//! ([`null_as_default`]), since the real API answers `null` where api.json says "may return null".
 //! Integers are `i64` so that out-of-range input decodes and can be refused with a proper code.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Decode an explicit `null` as the type's default (`[]`, `""`, `0`, `false`). The API answers
+/// `null` for many fields api.json marks "may return null" (and the official samples show
+/// `"Rules": null`, `"Targets": null`); `#[serde(default)]` alone covers only a missing field.
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 // ---------------------------------------------------------------------------------------------
 // Envelope (§1.6)
@@ -18,7 +31,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "PascalCase")]
 pub struct ApiError {
     pub code: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
 }
 
@@ -105,7 +118,7 @@ pub struct Empty {}
 #[serde(rename_all = "PascalCase")]
 pub struct TagInfo {
     pub tag_key: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tag_value: String,
 }
 
@@ -113,7 +126,7 @@ pub struct TagInfo {
 #[serde(rename_all = "PascalCase")]
 pub struct Filter {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub values: Vec<String>,
 }
 
@@ -131,9 +144,9 @@ pub struct InternetAccessible {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TargetRegionInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub region: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub vpc_id: String,
 }
 
@@ -214,9 +227,9 @@ pub struct CertInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MultiCertInfo {
-    #[serde(rename = "SSLMode", default)]
+    #[serde(rename = "SSLMode", default, deserialize_with = "null_as_default")]
     pub ssl_mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cert_list: Vec<CertInfo>,
     #[serde(
         rename = "SSLVerifyClient",
@@ -230,7 +243,7 @@ pub struct MultiCertInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CertificateOutput {
-    #[serde(rename = "SSLMode", default)]
+    #[serde(rename = "SSLMode", default, deserialize_with = "null_as_default")]
     pub ssl_mode: String,
     #[serde(
         rename = "SSLVerifyClient",
@@ -242,7 +255,7 @@ pub struct CertificateOutput {
     pub cert_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_ca_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub ext_cert_ids: Vec<String>,
 }
 
@@ -269,31 +282,31 @@ pub struct RewriteTarget {
 #[serde(rename_all = "PascalCase")]
 pub struct LoadBalancer {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub forward: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_domain: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_vips: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_time: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub project_id: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<TagInfo>,
     #[serde(
         rename = "AddressIPVersion",
@@ -309,7 +322,7 @@ pub struct LoadBalancer {
     pub load_balancer_pass_to_target: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_region_info: Option<TargetRegionInfo>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attribute_flags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_count: Option<i64>,
@@ -345,7 +358,7 @@ pub struct CreateLoadBalancerRequest {
     pub internet_accessible: Option<InternetAccessible>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip_isp: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<TagInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_type: Option<String>,
@@ -364,7 +377,7 @@ pub struct CreateLoadBalancerRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateLoadBalancerResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deal_name: Option<String>,
@@ -373,7 +386,7 @@ pub struct CreateLoadBalancerResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeLoadBalancersRequest {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_type: Option<String>,
@@ -383,7 +396,7 @@ pub struct DescribeLoadBalancersRequest {
     pub load_balancer_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub load_balancer_vips: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
@@ -401,25 +414,25 @@ pub struct DescribeLoadBalancersRequest {
     pub with_rs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Filter>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub additional_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeLoadBalancersResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_count: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_set: Vec<LoadBalancer>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteLoadBalancerRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_delete: Option<bool>,
@@ -457,11 +470,11 @@ pub struct ModifyLoadBalancerAttributesResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct RuleOutput {
     pub location_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
@@ -471,15 +484,15 @@ pub struct RuleOutput {
     pub certificate: Option<CertificateOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_target: Option<RewriteTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub be_auto_created: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub default_server: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub http2: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_type: Option<String>,
@@ -497,11 +510,11 @@ pub struct RuleOutput {
 #[serde(rename_all = "PascalCase")]
 pub struct Listener {
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_port: Option<i64>,
@@ -513,9 +526,9 @@ pub struct Listener {
     pub scheduler: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub sni_switch: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
@@ -529,10 +542,10 @@ pub struct Listener {
 #[serde(rename_all = "PascalCase")]
 pub struct CreateListenerRequest {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ports: Vec<i64>,
     pub protocol: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub listener_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -557,7 +570,7 @@ pub struct CreateListenerRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateListenerResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_ids: Vec<String>,
 }
 
@@ -565,7 +578,7 @@ pub struct CreateListenerResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeListenersRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub listener_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -576,9 +589,9 @@ pub struct DescribeListenersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeListenersResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listeners: Vec<Listener>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_count: i64,
 }
 
@@ -618,7 +631,7 @@ pub struct DeleteListenerRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteLoadBalancerListenersRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub listener_ids: Vec<String>,
 }
 
@@ -630,11 +643,11 @@ pub struct DeleteLoadBalancerListenersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RuleInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
@@ -665,14 +678,14 @@ pub struct RuleInput {
 pub struct CreateRuleRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateRuleResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub location_ids: Vec<String>,
 }
 
@@ -681,7 +694,7 @@ pub struct CreateRuleResponse {
 pub struct DeleteRuleRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub location_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -728,7 +741,7 @@ pub struct ModifyDomainAttributesRequest {
     pub domain: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub new_domains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInput>,
@@ -752,7 +765,7 @@ pub struct ModifyDomainAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Target {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -771,7 +784,7 @@ pub struct Target {
 pub struct RegisterTargetsRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
@@ -789,7 +802,7 @@ pub type DeregisterTargetsRequest = RegisterTargetsRequest;
 pub struct ModifyTargetWeightRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
@@ -805,9 +818,9 @@ pub struct ModifyTargetWeightRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchTarget {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -825,7 +838,7 @@ pub struct BatchTarget {
 #[serde(rename_all = "PascalCase")]
 pub struct BatchTargetsRequest {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<BatchTarget>,
 }
 
@@ -835,7 +848,7 @@ pub type BatchDeregisterTargetsRequest = BatchTargetsRequest;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchTargetsResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fail_listener_id_set: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -848,9 +861,9 @@ pub type BatchDeregisterTargetsResponse = BatchTargetsResponse;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RsWeightRule {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
@@ -866,7 +879,7 @@ pub struct RsWeightRule {
 #[serde(rename_all = "PascalCase")]
 pub struct BatchModifyTargetWeightRequest {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub modify_list: Vec<RsWeightRule>,
 }
 
@@ -874,13 +887,13 @@ pub struct BatchModifyTargetWeightRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetsRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub listener_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub filters: Vec<Filter>,
 }
 
@@ -888,17 +901,17 @@ pub struct DescribeTargetsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Backend {
-    #[serde(rename = "Type", default)]
+    #[serde(rename = "Type", default, deserialize_with = "null_as_default")]
     pub backend_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub weight: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub public_ip_addresses: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub private_ip_addresses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
@@ -915,11 +928,11 @@ pub struct Backend {
 #[serde(rename_all = "PascalCase")]
 pub struct RuleTargets {
     pub location_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Backend>,
 }
 
@@ -928,44 +941,44 @@ pub struct RuleTargets {
 #[serde(rename_all = "PascalCase")]
 pub struct ListenerBackend {
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleTargets>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Backend>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetsResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listeners: Vec<ListenerBackend>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetHealthRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub listener_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub location_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TargetHealth {
-    #[serde(rename = "IP", default)]
+    #[serde(rename = "IP", default, deserialize_with = "null_as_default")]
     pub ip: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub health_status: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub target_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status_detail: Option<String>,
@@ -978,7 +991,7 @@ pub struct TargetHealth {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RuleHealth {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub location_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -986,7 +999,7 @@ pub struct RuleHealth {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<TargetHealth>,
 }
 
@@ -994,13 +1007,13 @@ pub struct RuleHealth {
 #[serde(rename_all = "PascalCase")]
 pub struct ListenerHealth {
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleHealth>,
 }
 
@@ -1008,16 +1021,16 @@ pub struct ListenerHealth {
 #[serde(rename_all = "PascalCase")]
 pub struct LoadBalancerHealth {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listeners: Vec<ListenerHealth>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetHealthResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancers: Vec<LoadBalancerHealth>,
 }
 
@@ -1044,7 +1057,7 @@ pub struct DescribeTaskStatusRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTaskStatusResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_ids: Option<Vec<String>>,
@@ -1058,14 +1071,14 @@ pub struct Quota {
     pub quota_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_current: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub quota_limit: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeQuotaResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub quota_set: Vec<Quota>,
 }
 
@@ -1078,11 +1091,11 @@ pub struct DescribeQuotaResponse {
 pub struct AutoRewriteRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub rewrite_codes: Vec<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub take_urls: Vec<bool>,
 }
 
@@ -1106,7 +1119,7 @@ pub struct ManualRewriteRequest {
     pub load_balancer_id: String,
     pub source_listener_id: String,
     pub target_listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rewrite_infos: Vec<RewriteLocationMap>,
 }
 
@@ -1116,16 +1129,16 @@ pub type DeleteRewriteRequest = ManualRewriteRequest;
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeRewriteRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub source_listener_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
     pub source_location_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeRewriteResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rewrite_set: Vec<RuleOutput>,
 }
 
@@ -1165,13 +1178,13 @@ pub struct DescribeCertificateRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct CertificateDetail {
     pub certificate_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub alias: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub certificate_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub subject_alt_name: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<i64>,
@@ -1195,9 +1208,9 @@ pub struct DescribeCertificatesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeCertificatesResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_count: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub certificates: Vec<CertificateDetail>,
 }
 

@@ -6,6 +6,7 @@
 pub mod cert_store;
 pub mod certificates;
 pub mod common;
+pub mod contract;
 pub mod listeners;
 pub mod load_balancers;
 pub mod rewrites;
@@ -130,12 +131,14 @@ pub fn dispatch(
     request_id: &str,
     body: &[u8],
 ) -> Result<Outcome, ApiFailure> {
+    // The official contract first: unknown, missing and mistyped fields never reach a handler.
+    let body = contract::check(service, action, body)?;
     let is_async = ASYNC_ACTIONS.contains(&action);
     let will_fail = is_async && core.roll_task_failure(action);
     let snapshot = will_fail.then(|| core.state.clone());
     let (value, info) = match service {
-        Service::Ssl => handle_ssl(core, action, body)?,
-        Service::Clb => handle_clb(core, action, request_id, body)?,
+        Service::Ssl => handle_ssl(core, action, &body)?,
+        Service::Clb => handle_clb(core, action, request_id, &body)?,
     };
     let read = crate::core::is_read(action);
     if let Some(snap) = snapshot {

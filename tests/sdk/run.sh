@@ -45,6 +45,11 @@ export EMULATOR_SECRET_ID="AKIDSDKTEST00000000000000000000000000"
 export EMULATOR_SECRET_KEY="SDKTESTsecretKEY000000000000000000"
 export EMULATOR_REGION="ap-guangzhou"
 export TCCLI="$TCCLI_VENV/bin/tccli"
+# The official API description (api.json, examples.json) and the per-service error codes, for
+# tests/sdk/test_contract.py: both come with the pinned tccli and its full SDK.
+TCCLI_SERVICES_DIR="$("$TCCLI_VENV/bin/python" -c 'import os, tccli.services as s; print(os.path.dirname(s.__file__))')"
+TENCENTCLOUD_DIR="$("$TCCLI_VENV/bin/python" -c 'import os, tencentcloud as t; print(os.path.dirname(t.__file__))')"
+export TCCLI_SERVICES_DIR TENCENTCLOUD_DIR
 
 LOG="$(mktemp)"
 "$CLB_INGRESS_BIN" emulator --listen "$EMULATOR_ENDPOINT" \

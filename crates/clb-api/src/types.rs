@@ -255,7 +255,11 @@ pub struct CertificateOutput {
     pub cert_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_ca_id: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ext_cert_ids: Vec<String>,
 }
 
@@ -358,7 +362,11 @@ pub struct CreateLoadBalancerRequest {
     pub internet_accessible: Option<InternetAccessible>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip_isp: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<TagInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_type: Option<String>,
@@ -386,7 +394,11 @@ pub struct CreateLoadBalancerResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeLoadBalancersRequest {
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_type: Option<String>,
@@ -396,7 +408,11 @@ pub struct DescribeLoadBalancersRequest {
     pub load_balancer_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub load_balancer_vips: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
@@ -414,9 +430,17 @@ pub struct DescribeLoadBalancersRequest {
     pub with_rs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub filters: Vec<Filter>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub additional_fields: Vec<String>,
 }
 
@@ -472,7 +496,11 @@ pub struct RuleOutput {
     pub location_id: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub domains: Vec<String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
@@ -545,7 +573,11 @@ pub struct CreateListenerRequest {
     #[serde(default, deserialize_with = "null_as_default")]
     pub ports: Vec<i64>,
     pub protocol: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -578,7 +610,11 @@ pub struct CreateListenerResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeListenersRequest {
     pub load_balancer_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -631,7 +667,11 @@ pub struct DeleteListenerRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteLoadBalancerListenersRequest {
     pub load_balancer_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
 }
 
@@ -647,7 +687,11 @@ pub struct RuleInput {
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub domains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
@@ -694,7 +738,11 @@ pub struct CreateRuleResponse {
 pub struct DeleteRuleRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub location_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -741,7 +789,11 @@ pub struct ModifyDomainAttributesRequest {
     pub domain: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_domain: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub new_domains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInput>,
@@ -887,13 +939,21 @@ pub struct BatchModifyTargetWeightRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetsRequest {
     pub load_balancer_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub filters: Vec<Filter>,
 }
 
@@ -963,9 +1023,17 @@ pub struct DescribeTargetsResponse {
 pub struct DescribeTargetHealthRequest {
     #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub location_ids: Vec<String>,
 }
 
@@ -1091,11 +1159,23 @@ pub struct DescribeQuotaResponse {
 pub struct AutoRewriteRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub domains: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub rewrite_codes: Vec<i64>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub take_urls: Vec<bool>,
 }
 
@@ -1129,9 +1209,17 @@ pub type DeleteRewriteRequest = ManualRewriteRequest;
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeRewriteRequest {
     pub load_balancer_id: String,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub source_listener_ids: Vec<String>,
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub source_location_ids: Vec<String>,
 }
 

@@ -21,6 +21,197 @@ use crate::error::{ApiFailure, codes};
 /// The common error code of a field the action does not define.
 pub const UNKNOWN_PARAMETER: &str = "UnknownParameter";
 
+/// A documented constraint on one field of one model. api.json states these only in the
+/// description text (Chinese); tests/sdk/test_contract.py checks that each row's bounds or values
+/// appear in the pinned description of that field, and that the emulator enforces the row.
+#[derive(Debug, Clone, Copy)]
+pub enum Rule {
+    /// An integer in `lo..=hi` (else `InvalidParameterValue.Range`).
+    Range(i64, i64),
+    /// 0 (off) or an integer in `lo..=hi` (else `InvalidParameterValue.Range`).
+    ZeroOrRange(i64, i64),
+    /// One of these integers (else `InvalidParameterValue`).
+    IntOneOf(&'static [i64]),
+    /// One of these strings, exactly (else `InvalidParameterValue`).
+    OneOf(&'static [&'static str]),
+    /// One of these strings, ignoring ASCII case (else `InvalidParameterValue`).
+    OneOfIgnoreCase(&'static [&'static str]),
+    /// A string of `lo..=hi` characters (else `InvalidParameterValue.Length`).
+    Len(usize, usize),
+    /// An array of at most `n` elements (else `InvalidParameterValue.Length`).
+    Cap(usize),
+}
+
+use Rule::*;
+
+const SCHEDULERS: &[&str] = &["WRR", "LEAST_CONN", "IP_HASH"];
+const TARGET_TYPES: &[&str] = &["NODE", "TARGETGROUP"];
+const SSL_MODES: &[&str] = &["UNIDIRECTIONAL", "MUTUAL"];
+
+/// The constraints the emulator enforces before any handler: (model, field, rule). A model's
+/// rows apply wherever the model appears (HealthCheck in CreateListener, ModifyListener,
+/// RuleInput and ModifyRule alike). Constraints that depend on state or on other fields
+/// (SubnetId for INTERNAL, listener-only fields, per-protocol health-check types) live in the
+/// handlers; the rest is listed under "Strictness" in docs/emulator.md.
+pub const CONSTRAINTS: &[(&str, &str, Rule)] = &[
+    ("HealthCheck", "HealthSwitch", IntOneOf(&[0, 1])),
+    ("HealthCheck", "TimeOut", Range(2, 60)),
+    ("HealthCheck", "IntervalTime", Range(2, 300)),
+    ("HealthCheck", "HealthNum", Range(2, 10)),
+    ("HealthCheck", "UnHealthNum", Range(2, 10)),
+    ("HealthCheck", "HttpCode", Range(1, 31)),
+    ("HealthCheck", "HttpCheckMethod", OneOf(&["HEAD", "GET"])),
+    (
+        "HealthCheck",
+        "CheckType",
+        OneOf(&["TCP", "HTTP", "HTTPS", "GRPC", "PING", "CUSTOM"]),
+    ),
+    (
+        "HealthCheck",
+        "HttpVersion",
+        OneOf(&["HTTP/1.0", "HTTP/1.1"]),
+    ),
+    ("HealthCheck", "SourceIpType", IntOneOf(&[0, 1])),
+    ("HealthCheck", "ContextType", OneOf(&["HEX", "TEXT"])),
+    ("HealthCheck", "SendContext", Len(0, 500)),
+    ("HealthCheck", "RecvContext", Len(0, 500)),
+    (
+        "CreateListenerRequest",
+        "SessionExpireTime",
+        ZeroOrRange(30, 3600),
+    ),
+    (
+        "ModifyListenerRequest",
+        "SessionExpireTime",
+        ZeroOrRange(30, 3600),
+    ),
+    ("RuleInput", "SessionExpireTime", ZeroOrRange(30, 86400)),
+    (
+        "ModifyRuleRequest",
+        "SessionExpireTime",
+        ZeroOrRange(30, 86400),
+    ),
+    (
+        "CreateListenerRequest",
+        "Scheduler",
+        OneOf(&["WRR", "LEAST_CONN"]),
+    ),
+    ("ModifyListenerRequest", "Scheduler", OneOf(SCHEDULERS)),
+    ("RuleInput", "Scheduler", OneOf(SCHEDULERS)),
+    ("ModifyRuleRequest", "Scheduler", OneOf(SCHEDULERS)),
+    ("CreateListenerRequest", "TargetType", OneOf(TARGET_TYPES)),
+    ("ModifyListenerRequest", "TargetType", OneOf(TARGET_TYPES)),
+    (
+        "RuleInput",
+        "TargetType",
+        OneOf(&["NODE", "TARGETGROUP", "TARGETGROUP-V2"]),
+    ),
+    ("CreateListenerRequest", "SniSwitch", IntOneOf(&[0, 1])),
+    ("ModifyListenerRequest", "SniSwitch", IntOneOf(&[0, 1])),
+    ("CreateListenerRequest", "Ports", Cap(20)),
+    ("CertificateInput", "SSLMode", OneOf(SSL_MODES)),
+    (
+        "CertificateInput",
+        "SSLVerifyClient",
+        OneOf(&["ON", "OPTIONAL"]),
+    ),
+    ("MultiCertInfo", "SSLMode", OneOf(SSL_MODES)),
+    (
+        "RuleInput",
+        "ForwardType",
+        OneOf(&["HTTP", "HTTPS", "GRPC", "GRPCS", "TRPC"]),
+    ),
+    ("RuleInput", "Url", Len(1, 200)),
+    ("RuleInput", "Domain", Len(1, 80)),
+    ("ModifyDomainRequest", "NewDomain", Len(1, 120)),
+    (
+        "CreateLoadBalancerRequest",
+        "LoadBalancerType",
+        OneOf(&["OPEN", "INTERNAL"]),
+    ),
+    ("CreateLoadBalancerRequest", "Forward", IntOneOf(&[1])),
+    (
+        "CreateLoadBalancerRequest",
+        "AddressIPVersion",
+        OneOfIgnoreCase(&["IPV4", "IPV6", "IPv6FullChain"]),
+    ),
+    ("CreateLoadBalancerRequest", "LoadBalancerName", Len(1, 80)),
+    ("DescribeLoadBalancersRequest", "LoadBalancerIds", Cap(20)),
+    ("DescribeLoadBalancersRequest", "Limit", Range(0, 100)),
+    ("DescribeLoadBalancersRequest", "Filters", Cap(10)),
+    ("DeleteLoadBalancerRequest", "LoadBalancerIds", Cap(20)),
+    ("DescribeListenersRequest", "ListenerIds", Cap(100)),
+    ("DescribeTargetsRequest", "ListenerIds", Cap(20)),
+    ("RegisterTargetsRequest", "Targets", Cap(20)),
+    ("DeregisterTargetsRequest", "Targets", Cap(20)),
+    ("Target", "Weight", Range(0, 100)),
+    ("Target", "Port", Range(1, 65535)),
+    ("BatchTarget", "Weight", Range(0, 100)),
+];
+
+fn check_rule(path: &str, rule: Rule, v: &Value) -> Result<(), ApiFailure> {
+    let range = |lo: i64, hi: i64, zero: bool| -> Result<(), ApiFailure> {
+        let n = v.as_i64().unwrap_or(i64::MIN);
+        if (zero && n == 0) || (lo..=hi).contains(&n) {
+            Ok(())
+        } else {
+            let zero = if zero { "0 or " } else { "" };
+            Err(ApiFailure::new(
+                codes::INVALID_PARAMETER_VALUE_RANGE,
+                format!("The value of `{path}` must be {zero}{lo}-{hi}, got {v}."),
+            ))
+        }
+    };
+    let one_of = |ok: bool, allowed: String| -> Result<(), ApiFailure> {
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiFailure::invalid_value(format!(
+                "The value of `{path}` must be one of {allowed}, got {v}."
+            )))
+        }
+    };
+    let length = |len: usize, lo: usize, hi: usize, what: &str| -> Result<(), ApiFailure> {
+        if (lo..=hi).contains(&len) {
+            Ok(())
+        } else {
+            Err(ApiFailure::new(
+                codes::INVALID_PARAMETER_VALUE_LENGTH,
+                format!("The {what} of `{path}` must be {lo}-{hi}, got {len}."),
+            ))
+        }
+    };
+    match rule {
+        Range(lo, hi) => range(lo, hi, false),
+        ZeroOrRange(lo, hi) => range(lo, hi, true),
+        IntOneOf(allowed) => one_of(
+            v.as_i64().is_some_and(|n| allowed.contains(&n)),
+            format!("{allowed:?}"),
+        ),
+        OneOf(allowed) => one_of(
+            v.as_str().is_some_and(|s| allowed.contains(&s)),
+            allowed.join(", "),
+        ),
+        OneOfIgnoreCase(allowed) => one_of(
+            v.as_str()
+                .is_some_and(|s| allowed.iter().any(|a| a.eq_ignore_ascii_case(s))),
+            allowed.join(", "),
+        ),
+        Len(lo, hi) => length(
+            v.as_str().map(|s| s.chars().count()).unwrap_or_default(),
+            lo,
+            hi,
+            "length",
+        ),
+        Cap(n) => length(
+            v.as_array().map(Vec::len).unwrap_or_default(),
+            0,
+            n,
+            "number of elements",
+        ),
+    }
+}
+
 /// The committed spec excerpt (tccli version in its `tccli` field).
 const CONTRACT_JSON: &str = include_str!("contract.json");
 
@@ -152,7 +343,15 @@ fn check_object(
         match map.get_mut(&m.name) {
             None if m.required => return Err(ApiFailure::missing(&path)),
             None => {}
-            Some(v) => check_value(svc, m, &path, v)?,
+            Some(v) => {
+                check_value(svc, m, &path, v)?;
+                for (_, _, rule) in CONSTRAINTS
+                    .iter()
+                    .filter(|(o, f, _)| *o == model && *f == m.name)
+                {
+                    check_rule(&path, *rule, v)?;
+                }
+            }
         }
     }
     Ok(())
@@ -270,8 +469,12 @@ mod tests {
 
     #[test]
     fn a_missing_required_field_is_a_missing_parameter() {
-        let err = code(Service::Clb, "RegisterTargets", r#"{"LoadBalancerId":"lb-1"}"#)
-            .expect_err("refused");
+        let err = code(
+            Service::Clb,
+            "RegisterTargets",
+            r#"{"LoadBalancerId":"lb-1"}"#,
+        )
+        .expect_err("refused");
         assert!(err.starts_with("MissingParameter: "), "{err}");
         assert!(err.contains("`ListenerId`"), "{err}");
         let err = code(
@@ -281,6 +484,75 @@ mod tests {
         )
         .expect_err("refused");
         assert!(err.contains("`Targets.0.Port`"), "{err}");
+    }
+
+    #[test]
+    fn documented_ranges_enums_and_lengths_are_enforced_wherever_the_model_appears() {
+        let listener = |hc: &str| {
+            format!(
+                r#"{{"LoadBalancerId":"lb-1","Ports":[80],"Protocol":"TCP","HealthCheck":{hc}}}"#
+            )
+        };
+        let err = code(
+            Service::Clb,
+            "CreateListener",
+            &listener(r#"{"TimeOut":61}"#),
+        )
+        .expect_err("refused");
+        assert!(err.starts_with("InvalidParameterValue.Range: "), "{err}");
+        assert!(err.contains("`HealthCheck.TimeOut`"), "{err}");
+        assert!(
+            code(
+                Service::Clb,
+                "CreateListener",
+                &listener(r#"{"TimeOut":60}"#)
+            )
+            .is_ok()
+        );
+        let err = code(
+            Service::Clb,
+            "ModifyRule",
+            r#"{"LoadBalancerId":"lb-1","ListenerId":"l","LocationId":"loc","HealthCheck":{"HttpCheckMethod":"POST"}}"#,
+        )
+        .expect_err("refused");
+        assert!(err.starts_with("InvalidParameterValue: "), "{err}");
+        let session = |t: i64| {
+            code(
+                Service::Clb,
+                "CreateListener",
+                &format!(
+                    r#"{{"LoadBalancerId":"lb-1","Ports":[80],"Protocol":"TCP","SessionExpireTime":{t}}}"#
+                ),
+            )
+        };
+        assert!(session(0).is_ok() && session(30).is_ok() && session(3600).is_ok());
+        assert!(session(29).is_err() && session(3601).is_err());
+        let domain = |n: usize| {
+            code(
+                Service::Clb,
+                "ModifyDomain",
+                &format!(
+                    r#"{{"LoadBalancerId":"lb-1","ListenerId":"l","Domain":"a.com","NewDomain":"{}"}}"#,
+                    "a".repeat(n)
+                ),
+            )
+        };
+        assert!(domain(120).is_ok());
+        let err = domain(121).expect_err("refused");
+        assert!(err.starts_with("InvalidParameterValue.Length: "), "{err}");
+    }
+
+    #[test]
+    fn every_constraint_names_a_field_of_its_model_in_the_excerpt() {
+        let c = contract().expect("parses");
+        for (model, field, _) in CONSTRAINTS {
+            let found = c.services.values().any(|s| {
+                s.objects
+                    .get(*model)
+                    .is_some_and(|ms| ms.iter().any(|m| m.name == *field))
+            });
+            assert!(found, "{model}.{field} is not in contract.json");
+        }
     }
 
     #[test]
@@ -294,11 +566,15 @@ mod tests {
         assert_eq!(v["Offset"], Value::from(0));
         assert_eq!(v["Limit"], Value::from(10));
         assert!(v.get("Upload").is_none());
-        let err = code(Service::Ssl, "DescribeCertificates", r#"{"Limit":"ten"}"#)
-            .expect_err("refused");
+        let err =
+            code(Service::Ssl, "DescribeCertificates", r#"{"Limit":"ten"}"#).expect_err("refused");
         assert!(err.starts_with("InvalidParameter: "), "{err}");
-        let err = code(Service::Clb, "DescribeLoadBalancers", r#"{"LoadBalancerIds":"lb-1"}"#)
-            .expect_err("refused");
+        let err = code(
+            Service::Clb,
+            "DescribeLoadBalancers",
+            r#"{"LoadBalancerIds":"lb-1"}"#,
+        )
+        .expect_err("refused");
         assert!(err.starts_with("InvalidParameter: "), "{err}");
     }
 }

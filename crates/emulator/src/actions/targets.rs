@@ -12,7 +12,7 @@ use crate::state::{Bound, Listener};
 use crate::validate;
 use clb_api::types::*;
 
-use super::common::{Handled, listener_mut, reply};
+use super::common::{Handled, listener_mut, null_where, reply, to_value};
 
 /// Register/DeregisterTargets cap (§3.4).
 pub const MAX_TARGETS_PER_CALL: usize = 20;
@@ -459,7 +459,12 @@ pub fn describe_targets(core: &mut Core, r: DescribeTargetsRequest) -> Handled {
             targets: l.targets.iter().filter(keep).map(backend).collect(),
         })
         .collect();
-    reply(&DescribeTargetsResponse { listeners }, vec![])
+    let mut body = to_value(&DescribeTargetsResponse { listeners });
+    // As the official samples: layer-7 listeners have `"Targets": null`, layer-4 `"Rules": null`.
+    let l7 = |l: &serde_json::Value| matches!(l["Protocol"].as_str(), Some("HTTP" | "HTTPS"));
+    null_where(&mut body, "Listeners", l7, "Targets");
+    null_where(&mut body, "Listeners", |l| !l7(l), "Rules");
+    Ok((body, Default::default()))
 }
 
 fn health(b: &Bound) -> TargetHealth {

@@ -167,6 +167,14 @@ pub fn listener_output(l: &Listener) -> clb_api::types::Listener {
 pub fn describe_listeners(core: &mut Core, r: DescribeListenersRequest) -> Handled {
     validate::cap("ListenerIds", &r.listener_ids, MAX_DESCRIBE_LISTENER_IDS)?;
     let lb = lb_ref(core, &r.load_balancer_id)?;
+    // An unknown ListenerId is an error, not an empty result ("some ListenerId [..] not found").
+    if let Some(id) = r
+        .listener_ids
+        .iter()
+        .find(|id| !lb.listeners.iter().any(|l| &l.id == *id))
+    {
+        return Err(ApiFailure::listener_not_found(id));
+    }
     let listeners: Vec<_> = lb
         .listeners
         .iter()

@@ -135,12 +135,24 @@ pub fn dispatch(
     let body = contract::check(service, action, body)?;
     let is_async = ASYNC_ACTIONS.contains(&action);
     let will_fail = is_async && core.roll_task_failure(action);
-    let snapshot = will_fail.then(|| core.state.clone());
-    let (value, info) = match service {
-        Service::Ssl => handle_ssl(core, action, &body)?,
-        Service::Clb => handle_clb(core, action, request_id, &body)?,
-    };
     let read = crate::core::is_read(action);
+    // A write that fails leaves no trace: every CLB and SSL write is all-or-nothing (a refused
+    // call changes nothing; Batch(De)RegisterTargets report per-listener failures in a success).
+    let before = (!read).then(|| core.state.clone());
+    let handled = match service {
+        Service::Ssl => handle_ssl(core, action, &body),
+        Service::Clb => handle_clb(core, action, request_id, &body),
+    };
+    let (value, info) = match handled {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(state) = before {
+                core.state = state;
+            }
+            return Err(e);
+        }
+    };
+    let snapshot = will_fail.then_some(()).and(before);
     if let Some(snap) = snapshot {
         core.state = snap;
     }

@@ -357,7 +357,11 @@ fn batch(core: &mut Core, action: &str, r: BatchTargetsRequest, register: bool) 
             .position(|x| x.same(b.instance_id.as_deref(), &b.ip, b.port));
         if register {
             match existing {
-                Some(i) => targets[i].weight = b.weight,
+                // Already bound: reported, not re-weighted (ModifyTargetWeight changes weights).
+                Some(_) => fail(format!(
+                    "target {}:{} is already bound to listener {}.",
+                    b.ip, b.port, t.listener_id
+                )),
                 None if targets.len() as i64 >= quota => {
                     fail(format!("target quota {quota} per rule exceeded"));
                 }
@@ -435,6 +439,13 @@ pub fn describe_targets(core: &mut Core, r: DescribeTargetsRequest) -> Handled {
         .state
         .lb(&r.load_balancer_id)
         .ok_or_else(|| ApiFailure::lb_not_found(&r.load_balancer_id))?;
+    if let Some(id) = r
+        .listener_ids
+        .iter()
+        .find(|id| !lb.listeners.iter().any(|l| &l.id == *id))
+    {
+        return Err(ApiFailure::listener_not_found(id));
+    }
     let listeners = lb
         .listeners
         .iter()

@@ -108,7 +108,6 @@ pub const CONSTRAINTS: &[(&str, &str, Rule)] = &[
     ),
     ("CreateListenerRequest", "SniSwitch", IntOneOf(&[0, 1])),
     ("ModifyListenerRequest", "SniSwitch", IntOneOf(&[0, 1])),
-    ("CreateListenerRequest", "Ports", Cap(20)),
     ("CertificateInput", "SSLMode", OneOf(SSL_MODES)),
     (
         "CertificateInput",
@@ -145,7 +144,6 @@ pub const CONSTRAINTS: &[(&str, &str, Rule)] = &[
     ("RegisterTargetsRequest", "Targets", Cap(20)),
     ("DeregisterTargetsRequest", "Targets", Cap(20)),
     ("Target", "Weight", Range(0, 100)),
-    ("Target", "Port", Range(1, 65535)),
     ("BatchTarget", "Weight", Range(0, 100)),
 ];
 

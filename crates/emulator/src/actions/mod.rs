@@ -152,9 +152,9 @@ pub fn dispatch(
             return Err(e);
         }
     };
-    let snapshot = will_fail.then_some(()).and(before);
-    if let Some(snap) = snapshot {
-        core.state = snap;
+    // An injected task failure discards the change too.
+    if let (true, Some(state)) = (will_fail, before) {
+        core.state = state;
     }
     if is_async {
         let now = core.now_ms();
@@ -258,6 +258,7 @@ mod tests {
     /// One call, after every earlier task has finished (the clock moves 1 s first).
     fn call(c: &mut Core, action: &str, body: Value) -> Result<Value, ApiFailure> {
         CLOCK.with(|k| k.advance_ms(1_000));
+        c.settle();
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let id = format!("req-{}", c.now_ms());
         dispatch(c, Service::Clb, action, &id, &bytes).map(|o| o.body)

@@ -48,6 +48,11 @@ export EMULATOR_REGION="ap-guangzhou"
 EMULATOR_ADMIN_TOKEN="$("$SDK_VENV/bin/python" -c 'import secrets; print(secrets.token_hex(16))')"
 export EMULATOR_ADMIN_TOKEN
 export TCCLI="$TCCLI_VENV/bin/tccli"
+# The official API description (api.json, examples.json) and the per-service error codes, for
+# tests/sdk/test_contract.py: both come with the pinned tccli and its full SDK.
+TCCLI_SERVICES_DIR="$("$TCCLI_VENV/bin/python" -c 'import os, tccli.services as s; print(os.path.dirname(s.__file__))')"
+TENCENTCLOUD_DIR="$("$TCCLI_VENV/bin/python" -c 'import os, tencentcloud as t; print(os.path.dirname(t.__file__))')"
+export TCCLI_SERVICES_DIR TENCENTCLOUD_DIR
 
 LOG="$(mktemp)"
 CLB_EMULATOR_ADMIN_TOKEN="$EMULATOR_ADMIN_TOKEN" "$CLB_INGRESS_BIN" emulator --listen "$EMULATOR_ENDPOINT" \

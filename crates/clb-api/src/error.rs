@@ -128,7 +128,9 @@ fn has_prefix(code: &str, prefix: &str) -> bool {
 
 fn classify_code(code: &str) -> ErrorCategory {
     let any = |prefixes: &[&str]| prefixes.iter().any(|p| has_prefix(code, p));
-    if has_prefix(code, "RequestLimitExceeded") {
+    // `LimitExceeded.RateLimitExceeded` is the SSL service's throttling code (ssl api.json), not
+    // a quota: it must be retried as throttling.
+    if has_prefix(code, "RequestLimitExceeded") || code == "LimitExceeded.RateLimitExceeded" {
         return ErrorCategory::Throttled;
     }
     if BUSY_CODES.contains(&code) {
@@ -349,6 +351,8 @@ mod tests {
                 Throttled,
             ),
             ("RequestLimitExceeded.IPLimitExceeded", Throttled),
+            // The SSL service's throttling code (ssl/v20191205 api.json).
+            ("LimitExceeded.RateLimitExceeded", Throttled),
             ("FailedOperation.ResourceInOperating", Busy),
             ("FailedOperation.InvalidLBStatus", Busy),
             ("InvalidParameter.LBIdNotFound", NotFound),

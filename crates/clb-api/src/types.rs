@@ -3,11 +3,24 @@
 //!
 //! Conventions: field names are exactly the spec's PascalCase; optional fields are `Option` and
 //! omitted when `None`; arrays default to empty and are omitted when empty on the wire only where
-//! the spec makes them optional; unknown fields are ignored on decode (the API grows often).
+//! the spec makes them optional; unknown fields are ignored on decode (the API grows often);
+//! every defaulted non-`Option` field also decodes an explicit `null` as its default
+//! ([`null_as_default`]), since the real API answers `null` where api.json says "may return null".
 //! Integers are `i64` so that out-of-range input decodes and can be refused with a proper code.
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Decode an explicit `null` as the type's default (`[]`, `""`, `0`, `false`). The API answers
+/// `null` for many fields api.json marks "may return null" (and the official samples show
+/// `"Rules": null`, `"Targets": null`); `#[serde(default)]` alone covers only a missing field.
+pub fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 // ---------------------------------------------------------------------------------------------
 // Envelope (§1.6)
@@ -18,7 +31,7 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "PascalCase")]
 pub struct ApiError {
     pub code: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub message: String,
 }
 
@@ -134,7 +147,7 @@ pub struct Empty {}
 #[serde(rename_all = "PascalCase")]
 pub struct TagInfo {
     pub tag_key: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tag_value: String,
 }
 
@@ -142,7 +155,7 @@ pub struct TagInfo {
 #[serde(rename_all = "PascalCase")]
 pub struct Filter {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub values: Vec<String>,
 }
 
@@ -160,9 +173,9 @@ pub struct InternetAccessible {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TargetRegionInfo {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub region: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub vpc_id: String,
 }
 
@@ -243,9 +256,9 @@ pub struct CertInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MultiCertInfo {
-    #[serde(rename = "SSLMode", default)]
+    #[serde(rename = "SSLMode", default, deserialize_with = "null_as_default")]
     pub ssl_mode: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub cert_list: Vec<CertInfo>,
     #[serde(
         rename = "SSLVerifyClient",
@@ -259,7 +272,7 @@ pub struct MultiCertInfo {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CertificateOutput {
-    #[serde(rename = "SSLMode", default)]
+    #[serde(rename = "SSLMode", default, deserialize_with = "null_as_default")]
     pub ssl_mode: String,
     #[serde(
         rename = "SSLVerifyClient",
@@ -271,7 +284,11 @@ pub struct CertificateOutput {
     pub cert_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_ca_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ext_cert_ids: Vec<String>,
 }
 
@@ -298,31 +315,31 @@ pub struct RewriteTarget {
 #[serde(rename_all = "PascalCase")]
 pub struct LoadBalancer {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_type: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub forward: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_domain: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_vips: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_time: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub project_id: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<TagInfo>,
     #[serde(
         rename = "AddressIPVersion",
@@ -338,7 +355,7 @@ pub struct LoadBalancer {
     pub load_balancer_pass_to_target: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_region_info: Option<TargetRegionInfo>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub attribute_flags: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_count: Option<i64>,
@@ -374,7 +391,11 @@ pub struct CreateLoadBalancerRequest {
     pub internet_accessible: Option<InternetAccessible>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vip_isp: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub tags: Vec<TagInfo>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sla_type: Option<String>,
@@ -393,7 +414,7 @@ pub struct CreateLoadBalancerRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateLoadBalancerResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deal_name: Option<String>,
@@ -402,7 +423,11 @@ pub struct CreateLoadBalancerResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeLoadBalancersRequest {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_type: Option<String>,
@@ -412,7 +437,11 @@ pub struct DescribeLoadBalancersRequest {
     pub load_balancer_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub load_balancer_vips: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
@@ -430,25 +459,33 @@ pub struct DescribeLoadBalancersRequest {
     pub with_rs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub filters: Vec<Filter>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub additional_fields: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeLoadBalancersResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_count: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_set: Vec<LoadBalancer>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteLoadBalancerRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub force_delete: Option<bool>,
@@ -486,11 +523,15 @@ pub struct ModifyLoadBalancerAttributesResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct RuleOutput {
     pub location_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub domains: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
@@ -500,15 +541,15 @@ pub struct RuleOutput {
     pub certificate: Option<CertificateOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite_target: Option<RewriteTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub be_auto_created: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub default_server: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub http2: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_type: Option<String>,
@@ -526,11 +567,11 @@ pub struct RuleOutput {
 #[serde(rename_all = "PascalCase")]
 pub struct Listener {
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_port: Option<i64>,
@@ -542,9 +583,9 @@ pub struct Listener {
     pub scheduler: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub sni_switch: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleOutput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_time: Option<String>,
@@ -558,10 +599,14 @@ pub struct Listener {
 #[serde(rename_all = "PascalCase")]
 pub struct CreateListenerRequest {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ports: Vec<i64>,
     pub protocol: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_names: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,
@@ -586,7 +631,7 @@ pub struct CreateListenerRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateListenerResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_ids: Vec<String>,
 }
 
@@ -594,7 +639,11 @@ pub struct CreateListenerResponse {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeListenersRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
@@ -605,9 +654,9 @@ pub struct DescribeListenersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeListenersResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listeners: Vec<Listener>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_count: i64,
 }
 
@@ -647,7 +696,11 @@ pub struct DeleteListenerRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DeleteLoadBalancerListenersRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
 }
 
@@ -659,11 +712,15 @@ pub struct DeleteLoadBalancerListenersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RuleInput {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub domains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_expire_time: Option<i64>,
@@ -694,14 +751,14 @@ pub struct RuleInput {
 pub struct CreateRuleRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct CreateRuleResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub location_ids: Vec<String>,
 }
 
@@ -710,7 +767,11 @@ pub struct CreateRuleResponse {
 pub struct DeleteRuleRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub location_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -757,7 +818,11 @@ pub struct ModifyDomainAttributesRequest {
     pub domain: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_domain: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub new_domains: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateInput>,
@@ -781,7 +846,7 @@ pub struct ModifyDomainAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Target {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -800,7 +865,7 @@ pub struct Target {
 pub struct RegisterTargetsRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
@@ -818,7 +883,7 @@ pub type DeregisterTargetsRequest = RegisterTargetsRequest;
 pub struct ModifyTargetWeightRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
@@ -834,9 +899,9 @@ pub struct ModifyTargetWeightRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchTarget {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -854,7 +919,7 @@ pub struct BatchTarget {
 #[serde(rename_all = "PascalCase")]
 pub struct BatchTargetsRequest {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<BatchTarget>,
 }
 
@@ -864,7 +929,7 @@ pub type BatchDeregisterTargetsRequest = BatchTargetsRequest;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct BatchTargetsResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fail_listener_id_set: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -877,9 +942,9 @@ pub type BatchDeregisterTargetsResponse = BatchTargetsResponse;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RsWeightRule {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,
@@ -895,7 +960,7 @@ pub struct RsWeightRule {
 #[serde(rename_all = "PascalCase")]
 pub struct BatchModifyTargetWeightRequest {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub modify_list: Vec<RsWeightRule>,
 }
 
@@ -903,13 +968,21 @@ pub struct BatchModifyTargetWeightRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetsRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub filters: Vec<Filter>,
 }
 
@@ -917,17 +990,17 @@ pub struct DescribeTargetsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct Backend {
-    #[serde(rename = "Type", default)]
+    #[serde(rename = "Type", default, deserialize_with = "null_as_default")]
     pub backend_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub weight: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub public_ip_addresses: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub private_ip_addresses: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_name: Option<String>,
@@ -944,11 +1017,11 @@ pub struct Backend {
 #[serde(rename_all = "PascalCase")]
 pub struct RuleTargets {
     pub location_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub domain: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub url: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Backend>,
 }
 
@@ -957,44 +1030,52 @@ pub struct RuleTargets {
 #[serde(rename_all = "PascalCase")]
 pub struct ListenerBackend {
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleTargets>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<Backend>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetsResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listeners: Vec<ListenerBackend>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetHealthRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub listener_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub location_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct TargetHealth {
-    #[serde(rename = "IP", default)]
+    #[serde(rename = "IP", default, deserialize_with = "null_as_default")]
     pub ip: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub health_status: bool,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub target_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status_detail: Option<String>,
@@ -1007,7 +1088,7 @@ pub struct TargetHealth {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RuleHealth {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub location_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
@@ -1015,7 +1096,7 @@ pub struct RuleHealth {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub targets: Vec<TargetHealth>,
 }
 
@@ -1023,13 +1104,13 @@ pub struct RuleHealth {
 #[serde(rename_all = "PascalCase")]
 pub struct ListenerHealth {
     pub listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listener_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub protocol: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub port: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rules: Vec<RuleHealth>,
 }
 
@@ -1037,16 +1118,16 @@ pub struct ListenerHealth {
 #[serde(rename_all = "PascalCase")]
 pub struct LoadBalancerHealth {
     pub load_balancer_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancer_name: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub listeners: Vec<ListenerHealth>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTargetHealthResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub load_balancers: Vec<LoadBalancerHealth>,
 }
 
@@ -1073,7 +1154,7 @@ pub struct DescribeTaskStatusRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeTaskStatusResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub status: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer_ids: Option<Vec<String>>,
@@ -1087,14 +1168,14 @@ pub struct Quota {
     pub quota_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota_current: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub quota_limit: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeQuotaResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub quota_set: Vec<Quota>,
 }
 
@@ -1107,11 +1188,23 @@ pub struct DescribeQuotaResponse {
 pub struct AutoRewriteRequest {
     pub load_balancer_id: String,
     pub listener_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub domains: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub rewrite_codes: Vec<i64>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub take_urls: Vec<bool>,
 }
 
@@ -1135,7 +1228,7 @@ pub struct ManualRewriteRequest {
     pub load_balancer_id: String,
     pub source_listener_id: String,
     pub target_listener_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rewrite_infos: Vec<RewriteLocationMap>,
 }
 
@@ -1145,16 +1238,24 @@ pub type DeleteRewriteRequest = ManualRewriteRequest;
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeRewriteRequest {
     pub load_balancer_id: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub source_listener_ids: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub source_location_ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeRewriteResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rewrite_set: Vec<RuleOutput>,
 }
 
@@ -1194,13 +1295,13 @@ pub struct DescribeCertificateRequest {
 #[serde(rename_all = "PascalCase")]
 pub struct CertificateDetail {
     pub certificate_id: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub alias: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub certificate_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub subject_alt_name: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<i64>,
@@ -1224,9 +1325,9 @@ pub struct DescribeCertificatesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct DescribeCertificatesResponse {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub total_count: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub certificates: Vec<CertificateDetail>,
 }
 

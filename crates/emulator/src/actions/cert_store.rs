@@ -10,12 +10,36 @@ use crate::error::{ApiFailure, codes};
 use crate::state::{Cert, CertRef};
 use clb_api::types::*;
 
-/// `FailedOperation.CertificateNotFound` for a certificate id.
+/// The SSL service's `FailedOperation.CertificateNotFound` for a certificate id (ssl api
+/// errorcodes; DescribeCertificate, DeleteCertificate).
 pub fn cert_not_found(id: &str) -> ApiFailure {
     ApiFailure::new(
         codes::CERTIFICATE_NOT_FOUND,
         format!("certificate {id} not found"),
     )
+}
+
+/// What a CLB action answers for a CertId that does not exist: `InvalidParameter` with a
+/// message. The CLB service documents no certificate code (its errorcodes list has none;
+/// `FailedOperation.CertificateNotFound` belongs to the SSL service).
+pub fn clb_cert_not_found(id: &str) -> ApiFailure {
+    ApiFailure::new(
+        codes::INVALID_PARAMETER,
+        format!("Certificate {id} does not exist."),
+    )
+}
+
+/// The SSL service's code for a private key that is not the certificate's (ssl errorcodes).
+pub const KEY_MISMATCH: &str = "InvalidParameter.MissMatchPrivateKey";
+
+/// A `store` failure as a CLB action answers it: the SSL-only key-mismatch code becomes the
+/// CLB's `InvalidParameter` (same message).
+fn for_clb(e: ApiFailure) -> ApiFailure {
+    if e.code == KEY_MISMATCH {
+        ApiFailure::new(codes::INVALID_PARAMETER, e.message)
+    } else {
+        e
+    }
 }
 
 /// Check PEM text and store a certificate; returns its new id.
@@ -38,8 +62,16 @@ pub fn store(
         let Some(key) = key_pem else {
             return Err(ApiFailure::missing("private key"));
         };
-        PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
+        let der = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
             ApiFailure::invalid_value(format!("private key PEM does not parse: {e}"))
+        })?;
+        // The key must be the certificate's (CertifiedKey::from_der compares the public keys).
+        let provider = rustls::crypto::ring::default_provider();
+        rustls::sign::CertifiedKey::from_der(certs.clone(), der, &provider).map_err(|e| {
+            ApiFailure::new(
+                KEY_MISMATCH,
+                format!("the private key does not match the certificate: {e}"),
+            )
         })?;
     }
     let id = core.new_cert_id();
@@ -55,7 +87,7 @@ pub fn store(
     Ok(id)
 }
 
-/// A stored certificate of the given kind (`SVR` or `CA`), or `FailedOperation.CertificateNotFound`.
+/// A stored certificate of the given kind (`SVR` or `CA`), or the CLB's `InvalidParameter`.
 pub fn require_cert(core: &Core, id: &str, kind: &str) -> Result<(), ApiFailure> {
     match core.state.certs.get(id) {
         Some(c) if c.kind == kind => Ok(()),
@@ -63,7 +95,7 @@ pub fn require_cert(core: &Core, id: &str, kind: &str) -> Result<(), ApiFailure>
             "certificate {id} is a {} certificate, {kind} is needed",
             c.kind
         ))),
-        None => Err(cert_not_found(id)),
+        None => Err(clb_cert_not_found(id)),
     }
 }
 
@@ -85,7 +117,7 @@ pub fn resolve_cert(core: &mut Core, c: &CertificateInput) -> Result<CertRef, Ap
         }
         (None, Some(content), Some(key)) => {
             let alias = c.cert_name.clone().unwrap_or_default();
-            store(core, content, Some(key), "SVR", &alias)?
+            store(core, content, Some(key), "SVR", &alias).map_err(for_clb)?
         }
         _ => {
             return Err(ApiFailure::missing(
@@ -101,7 +133,7 @@ pub fn resolve_cert(core: &mut Core, c: &CertificateInput) -> Result<CertRef, Ap
             }
             (None, Some(content)) => {
                 let alias = c.cert_ca_name.clone().unwrap_or_default();
-                Some(store(core, content, None, "CA", &alias)?)
+                Some(store(core, content, None, "CA", &alias).map_err(for_clb)?)
             }
             _ => return Err(ApiFailure::missing("Certificate.CertCaId")),
         }
@@ -126,14 +158,14 @@ pub fn resolve_multi(core: &mut Core, m: &MultiCertInfo) -> Result<CertRef, ApiF
         let id = match (&c.cert_id, &c.cert_content) {
             (Some(id), _) => {
                 if !core.state.certs.contains_key(id) {
-                    return Err(cert_not_found(id));
+                    return Err(clb_cert_not_found(id));
                 }
                 id.clone()
             }
             (None, Some(content)) => {
                 let kind = if c.cert_key.is_some() { "SVR" } else { "CA" };
                 let alias = c.cert_name.clone().unwrap_or_default();
-                store(core, content, c.cert_key.as_deref(), kind, &alias)?
+                store(core, content, c.cert_key.as_deref(), kind, &alias).map_err(for_clb)?
             }
             _ => return Err(ApiFailure::missing("MultiCertInfo.CertList.CertId")),
         };

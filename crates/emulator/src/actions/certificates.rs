@@ -67,11 +67,12 @@ pub fn describe_certificate(core: &mut Core, r: DescribeCertificateRequest) -> H
 }
 
 pub fn describe_certificates(core: &mut Core, r: DescribeCertificatesRequest) -> Handled {
-    let limit = r.limit.unwrap_or(DEFAULT_CERT_LIMIT);
-    if !(0..=MAX_CERT_LIMIT).contains(&limit) || r.offset.unwrap_or(0) < 0 {
+    // ssl api.json: "最大值1000，如超过1000按1000处理" (at most 1000; more is taken as 1000).
+    let limit = r.limit.unwrap_or(DEFAULT_CERT_LIMIT).min(MAX_CERT_LIMIT);
+    if limit < 0 || r.offset.unwrap_or(0) < 0 {
         return Err(ApiFailure::new(
-            codes::INVALID_PARAMETER_VALUE_RANGE,
-            format!("Limit must be 0-{MAX_CERT_LIMIT} and Offset not negative"),
+            codes::INVALID_PARAMETER,
+            "Limit and Offset must not be negative",
         ));
     }
     let all: Vec<&Cert> = core

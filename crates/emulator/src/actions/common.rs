@@ -59,6 +59,19 @@ pub fn reply<T: Serialize>(v: &T, lbs: Vec<String>) -> Handled {
     ))
 }
 
+/// Set `field` to `null` in each element of the array `list` of `body` that `pick` selects:
+/// the real API answers `null` where it has nothing (official samples: `"Rules": null` on
+/// layer-4 listeners, `"Targets": null` on layer-7 listeners of DescribeTargets).
+pub fn null_where(body: &mut Value, list: &str, pick: impl Fn(&Value) -> bool, field: &str) {
+    if let Some(items) = body.get_mut(list).and_then(Value::as_array_mut) {
+        for item in items.iter_mut().filter(|i| pick(i)) {
+            if let Some(obj) = item.as_object_mut() {
+                obj.insert(field.to_string(), Value::Null);
+            }
+        }
+    }
+}
+
 /// A success with an empty body.
 pub fn empty(lbs: Vec<String>) -> Handled {
     reply(&Empty {}, lbs)

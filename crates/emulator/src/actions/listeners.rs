@@ -10,8 +10,8 @@ use clb_api::types::*;
 
 use super::cert_store::resolve_either;
 use super::common::{
-    Handled, cert_output, check_scheduler, empty, lb_ref, listener_mut, prune_rewrites, reply,
-    rule_output,
+    Handled, cert_output, check_scheduler, empty, lb_ref, listener_mut, null_where, prune_rewrites,
+    reply, rule_output, to_value,
 };
 
 /// DescribeListeners ListenerIds cap, DeleteLoadBalancerListeners cap (§6).
@@ -167,6 +167,14 @@ pub fn listener_output(l: &Listener) -> clb_api::types::Listener {
 pub fn describe_listeners(core: &mut Core, r: DescribeListenersRequest) -> Handled {
     validate::cap("ListenerIds", &r.listener_ids, MAX_DESCRIBE_LISTENER_IDS)?;
     let lb = lb_ref(core, &r.load_balancer_id)?;
+    // An unknown ListenerId is an error, not an empty result ("some ListenerId [..] not found").
+    if let Some(id) = r
+        .listener_ids
+        .iter()
+        .find(|id| !lb.listeners.iter().any(|l| &l.id == *id))
+    {
+        return Err(ApiFailure::listener_not_found(id));
+    }
     let listeners: Vec<_> = lb
         .listeners
         .iter()
@@ -175,13 +183,18 @@ pub fn describe_listeners(core: &mut Core, r: DescribeListenersRequest) -> Handl
         .filter(|l| r.port.is_none_or(|p| i64::from(l.port) == p))
         .map(listener_output)
         .collect();
-    reply(
-        &DescribeListenersResponse {
-            total_count: listeners.len() as i64,
-            listeners,
-        },
-        vec![],
-    )
+    let mut body = to_value(&DescribeListenersResponse {
+        total_count: listeners.len() as i64,
+        listeners,
+    });
+    // As the official samples: a layer-4 listener has `"Rules": null`, not `[]`.
+    null_where(
+        &mut body,
+        "Listeners",
+        |l| !matches!(l["Protocol"].as_str(), Some("HTTP" | "HTTPS")),
+        "Rules",
+    );
+    Ok((body, Default::default()))
 }
 
 pub fn modify_listener(core: &mut Core, r: ModifyListenerRequest) -> Handled {

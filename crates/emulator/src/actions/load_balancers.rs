@@ -80,6 +80,15 @@ pub fn create_load_balancer(
     if r.load_balancer_type == "INTERNAL" && r.vpc_id.is_none() {
         return Err(ApiFailure::missing("VpcId"));
     }
+    // api.json SubnetId: required for an internal CLB and for an IPv6FullChain one.
+    let full_chain = r
+        .address_ip_version
+        .as_deref()
+        .is_some_and(|v| v.eq_ignore_ascii_case("IPv6FullChain"));
+    if (r.load_balancer_type == "INTERNAL" || full_chain) && r.subnet_id.is_none() {
+        return Err(ApiFailure::missing("SubnetId"));
+    }
+
     if r.load_balancer_type == "OPEN" && r.subnet_id.is_some() {
         return Err(ApiFailure::combination(
             "SubnetId is not allowed for a public IPv4 CLB",
@@ -237,6 +246,10 @@ pub fn describe_load_balancers(core: &mut Core, r: DescribeLoadBalancersRequest)
     validate::cap("Filters", &r.filters, MAX_FILTERS)?;
     for f in &r.filters {
         validate::cap("Filters.Values", &f.values, MAX_FILTER_VALUES)?;
+        // api.json: "Filter.Name和Filter.Values皆为必填项" (both required).
+        if f.values.is_empty() {
+            return Err(ApiFailure::missing("Filters.Values"));
+        }
         if !(KNOWN_LB_FILTERS.contains(&f.name.as_str()) || f.name.starts_with("tag:")) {
             return Err(ApiFailure::new(
                 codes::INVALID_PARAMETER_VALUE_INVALID_FILTER,

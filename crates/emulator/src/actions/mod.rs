@@ -6,6 +6,7 @@
 pub mod cert_store;
 pub mod certificates;
 pub mod common;
+pub mod contract;
 pub mod listeners;
 pub mod load_balancers;
 pub mod rewrites;
@@ -130,16 +131,30 @@ pub fn dispatch(
     request_id: &str,
     body: &[u8],
 ) -> Result<Outcome, ApiFailure> {
+    // The official contract first: unknown, missing and mistyped fields never reach a handler.
+    let body = contract::check(service, action, body)?;
     let is_async = ASYNC_ACTIONS.contains(&action);
     let will_fail = is_async && core.roll_task_failure(action);
-    let snapshot = will_fail.then(|| core.state.clone());
-    let (value, info) = match service {
-        Service::Ssl => handle_ssl(core, action, body)?,
-        Service::Clb => handle_clb(core, action, request_id, body)?,
-    };
     let read = crate::core::is_read(action);
-    if let Some(snap) = snapshot {
-        core.state = snap;
+    // A write that fails leaves no trace: every CLB and SSL write is all-or-nothing (a refused
+    // call changes nothing; Batch(De)RegisterTargets report per-listener failures in a success).
+    let before = (!read).then(|| core.state.clone());
+    let handled = match service {
+        Service::Ssl => handle_ssl(core, action, &body),
+        Service::Clb => handle_clb(core, action, request_id, &body),
+    };
+    let (value, info) = match handled {
+        Ok(v) => v,
+        Err(e) => {
+            if let Some(state) = before {
+                core.state = state;
+            }
+            return Err(e);
+        }
+    };
+    // An injected task failure discards the change too.
+    if let (true, Some(state)) = (will_fail, before) {
+        core.state = state;
     }
     if is_async {
         let now = core.now_ms();
@@ -213,5 +228,172 @@ fn handle_ssl(core: &mut Core, action: &str, body: &[u8]) -> Handled {
             codes::INVALID_ACTION,
             format!("The action `{other}` is not supported by the ssl service."),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::config::Settings;
+    use crate::core::ManualClock;
+    use crate::state::State;
+
+    thread_local! {
+        static CLOCK: Arc<ManualClock> = Arc::new(ManualClock::new(1_700_000_000_000));
+    }
+
+    fn core() -> Core {
+        let settings = Settings {
+            seed: Some(1),
+            task_delay_ms: 1,
+            ..Settings::default()
+        };
+        Core::new(settings, State::new(), CLOCK.with(Arc::clone))
+    }
+
+    /// One call, after every earlier task has finished (the clock moves 1 s first).
+    fn call(c: &mut Core, action: &str, body: Value) -> Result<Value, ApiFailure> {
+        CLOCK.with(|k| k.advance_ms(1_000));
+        c.settle();
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let id = format!("req-{}", c.now_ms());
+        dispatch(c, Service::Clb, action, &id, &bytes).map(|o| o.body)
+    }
+
+    /// An OPEN CLB with an HTTP listener on 80 and two rules (/a, /b) on a.com; their ids.
+    fn setup(c: &mut Core) -> (String, String, String, String) {
+        let lb = call(c, "CreateLoadBalancer", json!({"LoadBalancerType": "OPEN"}))
+            .expect("clb")["LoadBalancerIds"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let l = call(
+            c,
+            "CreateListener",
+            json!({"LoadBalancerId": lb, "Ports": [80], "Protocol": "HTTP"}),
+        )
+        .expect("listener")["ListenerIds"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let r = call(
+            c,
+            "CreateRule",
+            json!({"LoadBalancerId": lb, "ListenerId": l,
+                   "Rules": [{"Domain": "a.com", "Url": "/a"}, {"Domain": "a.com", "Url": "/b"}]}),
+        )
+        .expect("rules");
+        let id = |i: usize| r["LocationIds"][i].as_str().unwrap_or_default().to_string();
+        (lb, l, id(0), id(1))
+    }
+
+    fn rules(c: &Core, lb: &str) -> usize {
+        c.state
+            .lb(lb)
+            .map(|l| l.listeners.iter().map(|x| x.rules.len()).sum())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_create_rule_call_refused_on_its_second_rule_leaves_no_first_rule_behind() {
+        let mut c = core();
+        let (lb, l, _, _) = setup(&mut c);
+        let err = call(
+            &mut c,
+            "CreateRule",
+            json!({"LoadBalancerId": lb, "ListenerId": l,
+                   "Rules": [{"Domain": "b.com", "Url": "/ok"}, {"Domain": "b.com", "Url": "no-slash"}]}),
+        )
+        .expect_err("the second rule is invalid");
+        assert_eq!(err.code, codes::INVALID_PARAMETER_VALUE);
+        assert_eq!(rules(&c, &lb), 2, "b.com/ok must not exist");
+    }
+
+    #[test]
+    fn batch_register_targets_reports_an_already_bound_target_instead_of_reweighting_it() {
+        let mut c = core();
+        let (lb, l, a, _) = setup(&mut c);
+        let target = |w: i64| {
+            json!({"LoadBalancerId": lb, "Targets": [
+                {"ListenerId": l, "LocationId": a, "Port": 8080, "EniIp": "10.0.0.9", "Weight": w}]})
+        };
+        let first = call(&mut c, "BatchRegisterTargets", target(20)).expect("bound");
+        assert_eq!(first["FailListenerIdSet"], json!([]));
+        let again = call(&mut c, "BatchRegisterTargets", target(70)).expect("answered");
+        assert_eq!(again["FailListenerIdSet"], json!([l]));
+        let d = call(&mut c, "DescribeTargets", json!({"LoadBalancerId": lb})).expect("read");
+        assert_eq!(
+            d["Listeners"][0]["Rules"][0]["Targets"][0]["Weight"],
+            json!(20)
+        );
+        assert_eq!(d["Listeners"][0]["Targets"], Value::Null);
+    }
+
+    #[test]
+    fn manual_rewrite_refuses_self_and_chained_redirects() {
+        let mut c = core();
+        let (lb, l, a, b) = setup(&mut c);
+        let rewrite = |c: &mut Core, from: &str, to: &str| {
+            call(
+                c,
+                "ManualRewrite",
+                json!({"LoadBalancerId": lb, "SourceListenerId": l, "TargetListenerId": l,
+                       "RewriteInfos": [{"SourceLocationId": from, "TargetLocationId": to}]}),
+            )
+        };
+        let own = rewrite(&mut c, &a, &a).expect_err("self");
+        assert_eq!(own.code, codes::INVALID_PARAMETER);
+        rewrite(&mut c, &a, &b).expect("a -> b");
+        let chain = rewrite(&mut c, &b, &a).expect_err("b is a target");
+        assert_eq!(chain.code, codes::INVALID_PARAMETER);
+    }
+
+    #[test]
+    fn describing_an_unknown_listener_id_is_listener_id_not_found() {
+        let mut c = core();
+        let (lb, l, _, _) = setup(&mut c);
+        for action in ["DescribeListeners", "DescribeTargets"] {
+            let err = call(
+                &mut c,
+                action,
+                json!({"LoadBalancerId": lb, "ListenerIds": [l, "lbl-nothere"]}),
+            )
+            .expect_err("unknown id");
+            assert_eq!(err.code, codes::LISTENER_ID_NOT_FOUND, "{action}");
+        }
+        let ok = call(&mut c, "DescribeListeners", json!({"LoadBalancerId": lb})).expect("all");
+        assert_eq!(ok["TotalCount"], json!(1));
+    }
+
+    #[test]
+    fn a_clb_action_naming_a_missing_certificate_answers_invalid_parameter() {
+        let mut c = core();
+        let (lb, _, _, _) = setup(&mut c);
+        let err = call(
+            &mut c,
+            "CreateListener",
+            json!({"LoadBalancerId": lb, "Ports": [443], "Protocol": "HTTPS",
+                   "Certificate": {"CertId": "Abcdefgh"}}),
+        )
+        .expect_err("no such certificate");
+        assert_eq!(err.code, codes::INVALID_PARAMETER);
+        assert!(err.message.contains("Abcdefgh"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_internal_clb_without_a_subnet_is_refused() {
+        let mut c = core();
+        let err = call(
+            &mut c,
+            "CreateLoadBalancer",
+            json!({"LoadBalancerType": "INTERNAL", "VpcId": "vpc-1"}),
+        )
+        .expect_err("no subnet");
+        assert_eq!(err.code, codes::MISSING_PARAMETER);
+        assert!(err.message.contains("SubnetId"), "{}", err.message);
     }
 }

@@ -65,6 +65,16 @@ pub fn auto_rewrite(core: &mut Core, r: AutoRewriteRequest) -> Handled {
                     format!("port 80 is used by {} listener {}", l.protocol, l.id),
                 ));
             }
+            let quota = core.settings.quotas.listeners_per_lb;
+            if core
+                .state
+                .lb(&lb_id)
+                .is_some_and(|lb| lb.listeners.len() as i64 >= quota)
+            {
+                return Err(ApiFailure::limit(format!(
+                    "listener quota {quota} per CLB exceeded"
+                )));
+            }
             let id = core.new_id("lbl");
             let l = Listener {
                 id: id.clone(),
@@ -88,6 +98,7 @@ pub fn auto_rewrite(core: &mut Core, r: AutoRewriteRequest) -> Handled {
             id
         }
     };
+    let rule_quota = core.settings.quotas.rules_per_listener;
     for (i, d) in domains.iter().enumerate() {
         let code = r
             .rewrite_codes
@@ -112,6 +123,11 @@ pub fn auto_rewrite(core: &mut Core, r: AutoRewriteRequest) -> Handled {
             {
                 existing.rewrite = Some(target);
                 continue;
+            }
+            if http.rules.len() as i64 >= rule_quota {
+                return Err(ApiFailure::limit(format!(
+                    "rule quota {rule_quota} per listener exceeded"
+                )));
             }
             let first = http.rules.is_empty();
             let mut rule = src.clone();
@@ -184,6 +200,36 @@ pub fn manual_rewrite(core: &mut Core, r: ManualRewriteRequest) -> Handled {
                     m.source_location_id
                 )));
             }
+        }
+        if m.source_location_id == m.target_location_id {
+            return Err(ApiFailure::invalid(format!(
+                "{} cannot redirect to itself",
+                m.source_location_id
+            )));
+        }
+        // No chains: a redirect target is no source (here or in this call), and a source is no
+        // one's target.
+        if r.rewrite_infos
+            .iter()
+            .any(|o| o.source_location_id == m.target_location_id)
+        {
+            return Err(ApiFailure::invalid(format!(
+                "{} is redirected in this call and cannot be a redirect target",
+                m.target_location_id
+            )));
+        }
+        let targeted = core.state.lb(&r.load_balancer_id).is_some_and(|lb| {
+            lb.listeners.iter().flat_map(|l| &l.rules).any(|x| {
+                x.rewrite.as_ref().is_some_and(|w| {
+                    w.target_location_id.as_deref() == Some(m.source_location_id.as_str())
+                })
+            })
+        });
+        if targeted {
+            return Err(ApiFailure::invalid(format!(
+                "{} is a redirect target and cannot be redirected",
+                m.source_location_id
+            )));
         }
         let source = src.rules.iter().find(|x| x.id == m.source_location_id);
         if source.is_some_and(|x| x.rewrite.is_some()) {

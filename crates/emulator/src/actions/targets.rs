@@ -12,7 +12,7 @@ use crate::state::{Bound, Listener};
 use crate::validate;
 use clb_api::types::*;
 
-use super::common::{Handled, listener_mut, reply};
+use super::common::{Handled, listener_mut, null_where, reply, to_value};
 
 /// Register/DeregisterTargets cap (§3.4).
 pub const MAX_TARGETS_PER_CALL: usize = 20;
@@ -357,7 +357,11 @@ fn batch(core: &mut Core, action: &str, r: BatchTargetsRequest, register: bool) 
             .position(|x| x.same(b.instance_id.as_deref(), &b.ip, b.port));
         if register {
             match existing {
-                Some(i) => targets[i].weight = b.weight,
+                // Already bound: reported, not re-weighted (ModifyTargetWeight changes weights).
+                Some(_) => fail(format!(
+                    "target {}:{} is already bound to listener {}.",
+                    b.ip, b.port, t.listener_id
+                )),
                 None if targets.len() as i64 >= quota => {
                     fail(format!("target quota {quota} per rule exceeded"));
                 }
@@ -435,6 +439,13 @@ pub fn describe_targets(core: &mut Core, r: DescribeTargetsRequest) -> Handled {
         .state
         .lb(&r.load_balancer_id)
         .ok_or_else(|| ApiFailure::lb_not_found(&r.load_balancer_id))?;
+    if let Some(id) = r
+        .listener_ids
+        .iter()
+        .find(|id| !lb.listeners.iter().any(|l| &l.id == *id))
+    {
+        return Err(ApiFailure::listener_not_found(id));
+    }
     let listeners = lb
         .listeners
         .iter()
@@ -459,7 +470,12 @@ pub fn describe_targets(core: &mut Core, r: DescribeTargetsRequest) -> Handled {
             targets: l.targets.iter().filter(keep).map(backend).collect(),
         })
         .collect();
-    reply(&DescribeTargetsResponse { listeners }, vec![])
+    let mut body = to_value(&DescribeTargetsResponse { listeners });
+    // As the official samples: layer-7 listeners have `"Targets": null`, layer-4 `"Rules": null`.
+    let l7 = |l: &serde_json::Value| matches!(l["Protocol"].as_str(), Some("HTTP" | "HTTPS"));
+    null_where(&mut body, "Listeners", l7, "Targets");
+    null_where(&mut body, "Listeners", |l| !l7(l), "Rules");
+    Ok((body, Default::default()))
 }
 
 fn health(b: &Bound) -> TargetHealth {

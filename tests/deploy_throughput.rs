@@ -244,8 +244,10 @@ fn a_no_change_resync_makes_no_writes_and_at_most_one_read_of_each_kind_per_stac
     );
     // The bound: per stack one DescribeLoadBalancers (find), one DescribeListeners, one
     // DescribeTargets (up to 20 listeners per call) and, for stacks with certificates from
-    // Secrets, one DescribeCertificates; plus one DescribeLoadBalancers for --prune.
+    // Secrets, one DescribeCertificates; plus one DescribeLoadBalancers for --prune and one
+    // DescribeQuota per run (the account's limits).
     let bound: BTreeMap<&str, u64> = [
+        ("DescribeQuota", 1),
         ("DescribeLoadBalancers", stacks + 1),
         ("DescribeListeners", stacks),
         ("DescribeTargets", stacks),

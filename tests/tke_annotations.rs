@@ -196,9 +196,17 @@ async fn auto_rewrite_redirects_http_requests_to_the_https_listener_with_the_giv
         location,
         format!("https://a.example.com:{}/cart?x=1", 443 + e.offset())
     );
-    // The redirected HTTP rule has no targets; the HTTPS rule keeps the Service's.
+    // The redirected HTTP rule has no targets; the HTTPS rule keeps the Service's. (The
+    // redirect can answer a moment before the HTTP rule's targets are deregistered.)
     let lb = lbs(&e).await.remove(0).load_balancer_id;
-    assert_eq!(weights(&e, &lb).await, vec![("10.1.0.1".to_string(), 10)]);
+    let want = vec![("10.1.0.1".to_string(), 10)];
+    let start = Instant::now();
+    let mut got = weights(&e, &lb).await;
+    while got != want && start.elapsed() < SLOW {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        got = weights(&e, &lb).await;
+    }
+    assert_eq!(got, want);
     // Steady state: a second full sync changes nothing.
     let state = until("synced", || async {
         let s = sync_state(&e, "shop").await?;

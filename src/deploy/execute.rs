@@ -451,6 +451,14 @@ impl<A: ClbApi> Execution<'_, A> {
                     Some(c) => Some(self.cert(c, step)?),
                     None => None,
                 },
+                // A regex domain's health checks need a literal host (CLB refuses a regex).
+                health_check: crate::model::translate::health_check_domain(&r.domain).map(|host| {
+                    HealthCheck {
+                        health_switch: Some(1),
+                        http_check_domain: Some(host),
+                        ..Default::default()
+                    }
+                }),
                 ..Default::default()
             });
         }

@@ -143,6 +143,23 @@ fn wildcard_domain(suffix: &str) -> String {
     format!("~^[^.]+\\.{}$", suffix.replace('.', "\\."))
 }
 
+/// Label used for the explicit health-check host of a wildcard rule.
+pub const HEALTH_CHECK_LABEL: &str = "health-check";
+
+/// CLB's health-check domain cannot be a regex: for a rule on our wildcard regex domain
+/// (`~^[^.]+\.suffix$`) this is the literal host its health checks send
+/// (`health-check.suffix`, which the regex matches). None for any other domain, or when the
+/// host would be longer than CLB allows.
+pub fn health_check_domain(domain: &str) -> Option<String> {
+    let escaped = domain.strip_prefix("~^[^.]+\\.")?.strip_suffix('$')?;
+    let suffix = escaped.replace("\\.", ".");
+    if suffix.is_empty() || suffix.contains('\\') || wildcard_domain(&suffix) != domain {
+        return None;
+    }
+    let host = format!("{HEALTH_CHECK_LABEL}.{suffix}");
+    (host.len() <= MAX_DOMAIN_LEN).then_some(host)
+}
+
 /// The length of `wildcard_domain(suffix)` without building it.
 fn wildcard_domain_len(suffix: &str) -> usize {
     "~^[^.]+\\.$".len() + suffix.len() + suffix.bytes().filter(|&b| b == b'.').count()
@@ -649,6 +666,24 @@ mod tests {
                 ("=/x".to_string(), Some("new"))
             ]
         );
+    }
+
+    #[test]
+    fn wildcard_rules_get_a_literal_health_check_host_their_regex_matches() {
+        let d = wildcard_domain("foo.example.com");
+        assert_eq!(
+            health_check_domain(&d).as_deref(),
+            Some("health-check.foo.example.com")
+        );
+        assert_eq!(health_check_domain("foo.example.com"), None);
+        assert_eq!(health_check_domain(CATCH_ALL_DOMAIN), None);
+        assert_eq!(
+            health_check_domain("~^[^.]+\\.a\\.b.c$"),
+            None,
+            "not our syntax"
+        );
+        let long = wildcard_domain(&format!("{}.com", "a".repeat(70)));
+        assert_eq!(health_check_domain(&long), None, "over 80 characters");
     }
 
     #[test]

@@ -123,7 +123,6 @@ pub struct Elector {
     timing: Timing,
     fence: Arc<Fence>,
     seen: Option<Seen>,
-    transitions: i32,
 }
 
 impl Elector {
@@ -142,7 +141,6 @@ impl Elector {
             timing,
             fence,
             seen: None,
-            transitions: 0,
         }
     }
 
@@ -248,7 +246,7 @@ impl Elector {
             return Ok(false);
         }
         let transitions = spec.lease_transitions.unwrap_or(0);
-        self.transitions = if mine {
+        let transitions = if mine {
             transitions
         } else {
             transitions.saturating_add(1)
@@ -262,7 +260,7 @@ impl Elector {
                 Some(now.clone())
             },
             renew_time: Some(now),
-            lease_transitions: Some(self.transitions),
+            lease_transitions: Some(transitions),
             ..spec
         });
         lease.metadata.managed_fields = None;

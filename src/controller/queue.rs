@@ -358,20 +358,24 @@ impl Controller {
             Err(e) => debug!(error = %e, "DescribeQuota failed; keeping the quotas in use"),
         }
         let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
-        let cert_facts = super::certgc::SweepFacts {
-            in_use: prepared
-                .jobs
-                .iter()
-                .filter_map(|j| j.desired.as_ref())
-                .flat_map(super::certgc::pem_names)
-                .collect(),
-            reconciled: prepared
-                .jobs
-                .iter()
-                .map(|j| j.id.hash(&self.config.cluster_id))
-                .collect(),
-            frozen_adopted: prepared.full.as_ref().is_some_and(|f| f.frozen_adopted),
-        };
+        // What the certificate GC needs, taken before the jobs are consumed (only when it runs).
+        let cert_gc = self.config.certificate_gc_grace.map(|grace| {
+            let facts = super::certgc::SweepFacts {
+                in_use: prepared
+                    .jobs
+                    .iter()
+                    .filter_map(|j| j.desired.as_ref())
+                    .flat_map(super::certgc::pem_names)
+                    .collect(),
+                reconciled: prepared
+                    .jobs
+                    .iter()
+                    .map(|j| j.id.hash(&self.config.cluster_id))
+                    .collect(),
+                frozen_adopted: prepared.full.as_ref().is_some_and(|f| f.frozen_adopted),
+            };
+            (facts, grace)
+        });
         self.hooks.queue_depth(prepared.jobs.len());
         futures::stream::iter(prepared.jobs)
             .for_each_concurrent(concurrency.max(1), |job| {
@@ -385,8 +389,8 @@ impl Controller {
             debug!("pruned");
             self.release_unmanaged(&full.unmanaged, &prepared.view.deleted)
                 .await;
-            if let Some(grace) = self.config.certificate_gc_grace {
-                self.collect_certificates(cert_facts, grace).await;
+            if let Some((facts, grace)) = cert_gc {
+                self.collect_certificates(facts, grace).await;
             }
         }
         self.hooks.queue_depth(0);

@@ -38,8 +38,9 @@ pub struct Snapshots {
     cluster_id: String,
     controller_name: String,
     ingress_class: Option<String>,
-    /// Secret data keyed by (namespace, name), with the resourceVersion it was read at.
-    secrets: Mutex<HashMap<Key, (String, Secret)>>,
+    /// Secret data keyed by (namespace, name), with the resourceVersion the watch cache had
+    /// when it was read; `None`: the read found no such Secret.
+    secrets: Mutex<HashMap<Key, (String, Option<Secret>)>>,
     /// The last non-empty endpoints of each Service.
     grace: std::sync::Mutex<EndpointGrace>,
     /// Requeues a Service when its endpoint grace ends.
@@ -221,16 +222,17 @@ impl Snapshots {
             let meta = self.stores.secrets.get(&ObjectRef::new(&name).within(&ns));
             let key = (ns.clone(), name.clone());
             // Not in the Secret watch cache: missing or deleted, or created with its Ingress and
-            // not seen by the watch yet. It is read (the empty version never matches the
-            // cache) rather than planned as missing, which would leave the Ingress's HTTPS
-            // hosts without their certificate; one read per pass while it stays missing.
+            // not seen by the watch yet. It is read rather than planned as missing, which would
+            // leave the Ingress's HTTPS hosts without their certificate. A read that found
+            // nothing is remembered until the watch sees the Secret (or reports a change), so
+            // a Secret that stays missing is not read again on every pass.
             let rv = meta
                 .map(|m| m.resource_version().unwrap_or_default())
                 .unwrap_or_default();
             if let Some((cached_rv, s)) = cache.get(&key)
                 && *cached_rv == rv
             {
-                out.push(s.clone());
+                out.extend(s.clone());
                 continue;
             }
             match Api::<Secret>::namespaced(self.client.clone(), &ns)
@@ -240,19 +242,19 @@ impl Snapshots {
                 Ok(Some(s)) => {
                     let s = only_used_keys(s);
                     let rv = s.metadata.resource_version.clone().unwrap_or(rv);
-                    cache.insert(key, (rv, s.clone()));
+                    cache.insert(key, (rv, Some(s.clone())));
                     out.push(s);
                 }
                 Ok(None) => {
-                    cache.remove(&key);
+                    cache.insert(key, (rv, None));
                 }
                 Err(source) => {
                     // A failed read is not a missing Secret: keep serving the copy read before
                     // (a changed Secret is read again next pass); without one, the caller holds
                     // back the stacks that need it instead of reporting it not found.
                     match cache.get(&key) {
-                        Some((_, s)) => out.push(s.clone()),
-                        None => {
+                        Some((_, Some(s))) => out.push(s.clone()),
+                        _ => {
                             unreadable.insert(key);
                         }
                     }

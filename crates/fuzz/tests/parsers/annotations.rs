@@ -5,7 +5,7 @@
 use clb_ingress_core::model::build::{
     self, ANN_AUTO_REWRITE, ANN_AUTO_REWRITE_CODE, ANN_DIRECT_ACCESS, ANN_LISTEN_PORTS, ANN_MODE,
     ANN_RETAIN, ANN_RS_WEIGHT, MAX_WEIGHT, RsWeightGroup, RsWeights, parse_listen_ports,
-    parse_rs_weights,
+    parse_rewrite_codes, parse_rs_weights,
 };
 use clb_ingress_core::model::{Effect, Protocol, Reason, Snapshot};
 use proptest::prelude::*;
@@ -173,6 +173,10 @@ fn annotation_set() -> impl Strategy<Value = BTreeMap<String, String>> {
             Just("307".to_string()),
             Just("308".to_string()),
             "[0-9]{1,6}",
+            Just("{}".to_string()),
+            Just("{\"defaultRewriteCode\":307}".to_string()),
+            Just("{\"rewriteCodeInfos\":[{\"host\":\"a.example.com\",\"rewriteCode\":302}]}".to_string()),
+            "\\{\"(defaultRewriteCode|rewriteCodeInfos|x)\":[\\[\\]{}\", 0-9a-z]{0,20}\\}",
             any::<String>(),
         ]),
         bool_value(),
@@ -213,8 +217,9 @@ fn invalid_annotations(a: &BTreeMap<String, String>) -> Vec<&'static str> {
             bad.push(name);
         }
     }
+    // A bare 301/302/307, or TKE's JSON object form (`{}` included: every key is optional).
     if a.get(ANN_AUTO_REWRITE_CODE)
-        .is_some_and(|c| !matches!(c.trim().parse::<u16>(), Ok(301 | 302 | 307)))
+        .is_some_and(|c| parse_rewrite_codes(c).is_err())
     {
         bad.push(ANN_AUTO_REWRITE_CODE);
     }

@@ -10,7 +10,9 @@ mod index;
 mod stack;
 mod tls;
 
-pub use annotations::{RsWeightGroup, RsWeights, parse_listen_ports, parse_rs_weights};
+pub use annotations::{
+    RewriteCodes, RsWeightGroup, RsWeights, parse_listen_ports, parse_rewrite_codes, parse_rs_weights,
+};
 pub use backends::{endpoint_usable, instance_id};
 pub use index::{Index, OurClasses};
 pub use tls::cert_from_secret;

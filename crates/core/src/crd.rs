@@ -71,6 +71,13 @@ pub struct ClbClassParametersSpec {
     /// `defaultCertificate.certId` of this class may name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_certificate_ids: Option<Vec<String>>,
+    /// The domain name of the catch-all domain clb-ingress puts on every listener as its
+    /// DefaultServer (requests whose Host no rule names land there and get 404, or the
+    /// `defaultBackend`). Default `unmatched.clb-ingress.invalid` (`.invalid` is reserved by
+    /// RFC 2606, so no client sends it). A lower-case DNS name that no Ingress of the class may
+    /// use as a host. On an adopted or shared CLB, the oldest Ingress's class decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_all_domain: Option<String>,
 }
 
 /// Existing CLBs that may be adopted by annotation, and by whom.

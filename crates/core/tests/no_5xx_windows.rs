@@ -8,6 +8,11 @@
 //! so the new desired state does not serve them (docs/routing.md, "Listener changes").
 //! Some states leave a host's certificate unknown (its Secret not seen yet): its new HTTPS
 //! rules are withheld, never created without a certificate, and its served rules stay.
+//! Every listener also carries the translation's catch-all domain as its DefaultServer; the
+//! simulator moves the default as CLB does (the first domain of an empty listener; the earliest
+//! remaining domain when the default domain's last rule goes), and after every single change the
+//! catch-all must still be the default of every listener that has rules, so unknown hosts never
+//! land on some host's rules.
 
 use clb_ingress_core::crd::CreateSettings;
 use clb_ingress_core::model::{
@@ -25,6 +30,9 @@ const PORTS: [u16; 3] = [80, 443, 8080];
 const DOMAINS: [&str; 2] = ["a.example.com", "b.example.com"];
 const URLS: [&str; 3] = ["/", "/x/", "=/y"];
 const LISTENER_NAME: &str = "clb-ingress-test";
+/// The catch-all domain every listener carries (the translation's, with its 404 rule).
+const CATCH_ALL: &str = clb_ingress_core::model::translate::CATCH_ALL_DOMAIN;
+const NO_ROUTE_URL: &str = "=/.clb-ingress/no-route";
 
 /// (protocol, port, domain, url): one thing a client can ask for.
 type Key = (Protocol, u16, String, String);
@@ -123,6 +131,10 @@ impl Sim {
                     new.push((self.id("loc"), r.clone(), certificate_id));
                 }
                 let l = self.listener(listener);
+                let flagged = rules
+                    .iter()
+                    .find(|r| r.default_server)
+                    .map(|r| r.domain.clone());
                 for (location_id, r, certificate_id) in new {
                     assert!(
                         !l.rules
@@ -148,15 +160,24 @@ impl Sim {
                             certificate_id
                         }
                     };
+                    // CLB: the first domain of an empty listener is its default; a new rule of
+                    // a domain shares the domain's flag.
+                    let default_server = l.rules.is_empty()
+                        || l.rules
+                            .iter()
+                            .any(|o| o.domain == r.domain && o.default_server);
                     l.rules.push(ObservedRule {
                         location_id,
                         domain: r.domain,
                         url: r.url,
-                        default_server: r.default_server,
+                        default_server,
                         certificate_id,
                         targets: Vec::new(),
                         rewrite: None,
                     });
+                }
+                if let Some(d) = flagged {
+                    set_default(l, &d);
                 }
             }
             Change::ModifyRuleUrl {
@@ -180,9 +201,9 @@ impl Sim {
                     if cert.is_some() {
                         r.certificate_id = cert.clone();
                     }
-                    if *make_default {
-                        r.default_server = true;
-                    }
+                }
+                if *make_default {
+                    set_default(l, domain);
                 }
             }
             Change::DeleteRewrites { .. } | Change::CreateRewrites { .. } => {
@@ -220,6 +241,13 @@ impl Sim {
                     assert!(l.rules.iter().any(|r| r.location_id == *id));
                     l.rules.retain(|r| r.location_id != *id);
                 }
+                // CLB: with the default domain gone (and no new default named), the earliest
+                // remaining domain becomes the default.
+                if !l.rules.iter().any(|r| r.default_server)
+                    && let Some(first) = l.rules.first().map(|r| r.domain.clone())
+                {
+                    set_default(l, &first);
+                }
             }
             Change::DeleteListeners { listeners } => {
                 let lb = self.lb();
@@ -246,6 +274,30 @@ impl Sim {
         }
         out
     }
+}
+
+/// Make `domain` the listener's only default domain.
+fn set_default(l: &mut ObservedListener, domain: &str) {
+    for r in &mut l.rules {
+        r.default_server = r.domain == domain;
+    }
+}
+
+/// Listeners whose default domain is not the catch-all (or that have none), with theirs.
+fn default_not_catch_all(sim: &Sim) -> Vec<(u16, Option<String>)> {
+    sim.lb
+        .iter()
+        .flat_map(|lb| &lb.listeners)
+        .filter(|l| !l.rules.is_empty())
+        .filter_map(|l| {
+            let d = l
+                .rules
+                .iter()
+                .find(|r| r.default_server)
+                .map(|r| r.domain.clone());
+            (d.as_deref() != Some(CATCH_ALL)).then_some((l.port, d))
+        })
+        .collect()
 }
 
 /// What `desired` serves.
@@ -302,6 +354,8 @@ fn desired_pending(spec: &BTreeMap<usize, ListenerSpec>, pending: &BTreeSet<usiz
                 port: PORTS[pi],
                 name: LISTENER_NAME.into(),
                 sni: *https,
+                // The catch-all last: the plan, not the desired order, must make it the
+                // default (the translation happens to put it first).
                 domains: domains
                     .iter()
                     .map(|(&di, urls)| DesiredDomain {
@@ -327,6 +381,7 @@ fn desired_pending(spec: &BTreeMap<usize, ListenerSpec>, pending: &BTreeSet<usiz
                             })
                             .collect(),
                     })
+                    .chain(std::iter::once(catch_all(*https)))
                     .collect(),
             }
         })
@@ -341,6 +396,23 @@ fn desired_pending(spec: &BTreeMap<usize, ListenerSpec>, pending: &BTreeSet<usiz
         listeners,
         members: Vec::new(),
         retain: false,
+    }
+}
+
+/// The translation's catch-all domain: the DefaultServer, with a target-less rule (404); on
+/// HTTPS it serves the class's default certificate.
+fn catch_all(https: bool) -> DesiredDomain {
+    DesiredDomain {
+        domain: CATCH_ALL.into(),
+        host: String::new(),
+        default_server: true,
+        certificate: https.then(|| CertSource::Id("cert-default".into())),
+        rules: vec![DesiredRule {
+            url: NO_ROUTE_URL.into(),
+            backend: None,
+            targets: Vec::new(),
+            redirect: None,
+        }],
     }
 }
 
@@ -360,6 +432,15 @@ fn step(sim: &mut Sim, desired: &DesiredLb) -> Result<(), TestCaseError> {
     for (i, c) in p.changes.iter().enumerate() {
         sim.apply(c);
         let now = sim.served();
+        let moved = default_not_catch_all(sim);
+        prop_assert!(
+            moved.is_empty(),
+            "after change {i} ({c}) these listeners' default is not the catch-all: {moved:?}\nplan:\n{}",
+            p.changes
+                .iter()
+                .map(|c| format!("{c}\n"))
+                .collect::<String>()
+        );
         let lost: Vec<&Key> = keep.difference(&now).collect();
         prop_assert!(
             lost.is_empty(),
@@ -473,15 +554,23 @@ fn a_new_https_host_whose_certificate_is_not_known_yet_is_withheld_until_it_is()
     let mut sim = Sim::default();
     let spec = one_listener(true);
     let mut pending = desired(&spec);
-    pending.listeners[0].domains[0].certificate = None;
-    // The CLB and the listener are created; the host's rules wait for the certificate (the
-    // simulated CLB refuses a new HTTPS domain without one, as CLB does).
+    let host = pending.listeners[0]
+        .domains
+        .iter_mut()
+        .find(|d| d.domain != CATCH_ALL)
+        .unwrap();
+    host.certificate = None;
+    // The CLB, the listener and its catch-all are created; the host's rules wait for the
+    // certificate (the simulated CLB refuses a new HTTPS domain without one, as CLB does).
     let p = plan::diff(Some(&pending), sim.lb.as_ref(), &own()).unwrap();
     for c in &p.changes {
         sim.apply(c);
     }
     let kinds: Vec<&str> = p.changes.iter().map(Change::kind).collect();
-    assert_eq!(kinds, ["CreateLoadBalancer", "CreateListener"]);
+    assert_eq!(
+        kinds,
+        ["CreateLoadBalancer", "CreateListener", "CreateRules"]
+    );
     assert!(sim.served().is_empty());
     // The Secret arrives: the host is created with its certificate.
     step(&mut sim, &desired(&spec)).unwrap();

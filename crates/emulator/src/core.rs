@@ -91,6 +91,26 @@ pub struct Counters {
     pub errors: BTreeMap<String, u64>,
     /// Error responses by action and code (`Action/Code`).
     pub action_errors: BTreeMap<String, u64>,
+    /// Every layer-7 listener's DefaultServer domain over time, by listener id: a new entry
+    /// each time a write leaves it different (`null`: rules but no default). Shows whether a
+    /// sequence of calls ever let CLB move the default to another domain.
+    pub default_domains: BTreeMap<String, Vec<Option<String>>>,
+}
+
+impl Counters {
+    /// Record the default domain of every layer-7 listener of `lb` after a write.
+    pub fn note_default_domains(&mut self, lb: &crate::state::Lb) {
+        for l in &lb.listeners {
+            if l.rules.is_empty() {
+                continue;
+            }
+            let now = l.default_domain();
+            let history = self.default_domains.entry(l.id.clone()).or_default();
+            if history.last() != Some(&now) {
+                history.push(now);
+            }
+        }
+    }
 }
 
 /// Whether an action only reads.

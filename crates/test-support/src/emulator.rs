@@ -95,6 +95,9 @@ pub struct Counters {
     pub errors: BTreeMap<String, u64>,
     #[serde(default)]
     pub action_errors: BTreeMap<String, u64>,
+    /// Each layer-7 listener's DefaultServer domain after every write that changed it.
+    #[serde(default)]
+    pub default_domains: BTreeMap<String, Vec<Option<String>>>,
 }
 
 impl Counters {

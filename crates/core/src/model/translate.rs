@@ -200,6 +200,17 @@ pub(crate) fn check_host_syntax(host: &str) -> Result<(), SyntaxProblem> {
     Ok(())
 }
 
+/// Check a class's `catchAllDomain`: an exact lower-case DNS name CLB accepts as a domain.
+pub fn check_catch_all_domain(domain: &str) -> Result<(), String> {
+    if domain == CATCH_ALL_DOMAIN {
+        return Ok(());
+    }
+    if domain.starts_with("*.") {
+        return Err(format!("{domain:?} is a wildcard, not an exact name"));
+    }
+    check_host_syntax(domain).map_err(|(SyntaxProblem::Host(m) | SyntaxProblem::Path(m))| m)
+}
+
 /// Check that an Ingress host can be expressed as a CLB domain.
 pub fn check_host(host: &str) -> Result<HostKey, SyntaxProblem> {
     check_host_syntax(host)?;

@@ -156,6 +156,13 @@ pub fn dispatch(
     if let (true, Some(state)) = (will_fail, before) {
         core.state = state;
     }
+    if is_async && !will_fail {
+        for id in &info.lbs {
+            if let Some(lb) = core.state.lb(id) {
+                core.counters.note_default_domains(lb);
+            }
+        }
+    }
     if is_async {
         let now = core.now_ms();
         core.add_task(Task {

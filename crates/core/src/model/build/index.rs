@@ -196,6 +196,20 @@ impl<'a> Index<'a> {
             {
                 continue;
             }
+            if let Some(d) = params.and_then(|p| p.catch_all_domain.as_deref())
+                && let Err(msg) = translate::check_catch_all_domain(d)
+            {
+                self.problems.push(Problem {
+                    object: key,
+                    field: "spec.ingressClassName".into(),
+                    reason: Reason::InvalidClassParameters,
+                    effect: Effect::Ignored,
+                    message: format!(
+                        "the catchAllDomain of IngressClass {class_name}'s parameters is not usable: {msg}; its Ingresses are not synced until it is fixed"
+                    ),
+                });
+                continue;
+            }
             let (stack, source) = if let Some(lb) = annotation(ing, ANN_EXIST_LB_ID) {
                 match self.check_adoption(lb, params, ns, class_name) {
                     Ok(required_tags) => (

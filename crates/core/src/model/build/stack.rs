@@ -130,6 +130,16 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .map(|p| &p.tenancy)
     }
 
+    /// The catch-all domain of this stack's listeners: its oldest Ingress's class parameter,
+    /// else [`translate::CATCH_ALL_DOMAIN`].
+    pub(super) fn catch_all_domain(&self) -> &'a str {
+        self.members
+            .first()
+            .and_then(|m| m.params)
+            .and_then(|p| p.catch_all_domain.as_deref())
+            .unwrap_or(translate::CATCH_ALL_DOMAIN)
+    }
+
     /// May namespace `ns` use `host` (and its certificates, redirects) on this stack's CLB?
     /// Always on a CLB of its own; on a shared one, when `ns` owns the host.
     pub(super) fn owns_host(&self, ns: &str, host: &str) -> bool {
@@ -279,7 +289,11 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     })
                     .collect();
                 domains.push(DesiredDomain {
-                    domain: d.domain,
+                    domain: if d.default_server {
+                        self.catch_all_domain().to_string()
+                    } else {
+                        d.domain
+                    },
                     host: d.host.display().to_string(),
                     default_server: d.default_server,
                     certificate,
@@ -424,6 +438,18 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     format!("spec.rules[{ri}].host"),
                     Reason::InvalidHost,
                     msg,
+                );
+                continue;
+            }
+            if host == Some(self.catch_all_domain()) {
+                self.park_host(
+                    &m.key,
+                    format!("spec.rules[{ri}].host"),
+                    Reason::InvalidHost,
+                    format!(
+                        "host {:?} is the catch-all domain of this CLB's listeners (class parameter catchAllDomain)",
+                        self.catch_all_domain()
+                    ),
                 );
                 continue;
             }

@@ -1064,3 +1064,59 @@ async fn the_admin_endpoint_never_shows_a_secret_key_or_a_private_key() {
         "the SecretKey survived the round trip"
     );
 }
+
+#[tokio::test]
+async fn modify_domain_takes_a_new_domain_of_up_to_120_characters_and_rules_keep_80() {
+    let emu = start(settings()).await;
+    let api = Api::new(&emu);
+    let lb = api.new_lb().await;
+    let lbl = api.new_listener(&lb, "HTTP", 80).await;
+    // A name of `len` characters: labels of 9 letters and dots, ending in `.com`.
+    let name = |len: usize| {
+        let mut s = String::new();
+        while s.len() + 4 < len {
+            s.push(if (s.len() + 1) % 10 == 0 { '.' } else { 'a' });
+        }
+        let s = s.trim_end_matches('.').to_string();
+        let s = format!("{s}{}", "a".repeat(len - 4 - s.len()));
+        format!("{s}.com")
+    };
+    let (d80, d81, d120, d121) = (name(80), name(81), name(120), name(121));
+    assert_eq!(
+        (d80.len(), d81.len(), d120.len(), d121.len()),
+        (80, 81, 120, 121)
+    );
+    api.write(
+        "CreateRule",
+        json!({"LoadBalancerId": lb, "ListenerId": lbl, "Rules": [{"Domain": d80, "Url": "/"}]}),
+    )
+    .await;
+    // A rule's domain: at most 80.
+    assert!(
+        api.code(
+            "CreateRule",
+            json!({"LoadBalancerId": lb, "ListenerId": lbl, "Rules": [{"Domain": d81, "Url": "/"}]}),
+        )
+        .await
+        .starts_with("InvalidParameterValue")
+    );
+    // ModifyDomain's NewDomain: up to 120 (api.json), not more.
+    assert!(
+        api.code(
+            "ModifyDomain",
+            json!({"LoadBalancerId": lb, "ListenerId": lbl, "Domain": d80, "NewDomain": d121}),
+        )
+        .await
+        .starts_with("InvalidParameterValue")
+    );
+    api.write(
+        "ModifyDomain",
+        json!({"LoadBalancerId": lb, "ListenerId": lbl, "Domain": d80, "NewDomain": d120}),
+    )
+    .await;
+    let d = api
+        .ok("DescribeListeners", json!({"LoadBalancerId": lb}))
+        .await;
+    assert_eq!(d["Listeners"][0]["Rules"][0]["Domain"], json!(d120));
+    emu.stop().await;
+}

@@ -5,7 +5,9 @@
 //! code the data plane compiles rules with, so whatever the API accepts the data plane can route.
 
 use crate::error::{ApiFailure, codes};
-use clb_ingress_core::matching::clb::{check_domain, check_url};
+use clb_ingress_core::matching::clb::{
+    MAX_NEW_DOMAIN_LEN, check_domain, check_domain_up_to, check_url,
+};
 
 /// Name length limit of CLBs and listeners.
 pub const NAME_MAX_LEN: usize = 80;
@@ -24,6 +26,18 @@ pub fn domain(d: &str) -> Result<(), ApiFailure> {
             format!("Domain `{d}` is invalid: {m}"),
         )
     })
+}
+
+/// `InvalidParameterValue` for a bad ModifyDomain `NewDomain` (up to 120 characters).
+pub fn new_domain(d: &str) -> Result<(), ApiFailure> {
+    check_domain_up_to(d, MAX_NEW_DOMAIN_LEN)
+        .map(|_| ())
+        .map_err(|m| {
+            ApiFailure::new(
+                codes::INVALID_PARAMETER_VALUE,
+                format!("NewDomain `{d}` is invalid: {m}"),
+            )
+        })
 }
 
 /// `InvalidParameterValue` for a bad URL.

@@ -53,6 +53,8 @@ use regex::bytes::{Regex, RegexBuilder};
 
 /// Length limits of clb-api.md §7.1 and §7.4.
 pub const MAX_DOMAIN_LEN: usize = 80;
+/// ModifyDomain's `NewDomain`: 1-120 characters (api.json), unlike a rule's domain.
+pub const MAX_NEW_DOMAIN_LEN: usize = 120;
 pub const MAX_URL_LEN: usize = 200;
 
 /// One domain of a listener: its rules in creation order. Domains are given in creation order.
@@ -831,7 +833,13 @@ fn regex_url_char(c: char) -> bool {
 
 /// Check a CLB domain against clb-api.md §7.1 and say which form it has.
 pub fn check_domain(d: &str) -> Result<DomainForm, String> {
-    describe_len("domain", d, MAX_DOMAIN_LEN)?;
+    check_domain_up_to(d, MAX_DOMAIN_LEN)
+}
+
+/// [`check_domain`] with another length limit (ModifyDomain's `NewDomain` takes up to
+/// [`MAX_NEW_DOMAIN_LEN`] characters where rules take [`MAX_DOMAIN_LEN`]).
+pub fn check_domain_up_to(d: &str, max_len: usize) -> Result<DomainForm, String> {
+    describe_len("domain", d, max_len)?;
     if d.starts_with('_') {
         return Err(format!("domain `{d}` must not start with `_`"));
     }

@@ -349,9 +349,13 @@ pub fn modify_rule(core: &mut Core, r: ModifyRuleRequest) -> Handled {
     empty(vec![r.load_balancer_id])
 }
 
-fn check_rename(l: &Listener, old: &str, new: &[String]) -> Result<(), ApiFailure> {
+fn check_rename(l: &Listener, old: &str, new: &[String], long: bool) -> Result<(), ApiFailure> {
     for n in new {
-        validate::domain(n)?;
+        if long {
+            validate::new_domain(n)?;
+        } else {
+            validate::domain(n)?;
+        }
         if n != old && l.rules.iter().any(|x| x.has_domain(n)) {
             return Err(ApiFailure::invalid(format!(
                 "domain {n} already exists on the listener"
@@ -361,8 +365,14 @@ fn check_rename(l: &Listener, old: &str, new: &[String]) -> Result<(), ApiFailur
     Ok(())
 }
 
-fn rename_domain(l: &mut Listener, old: &str, new: &[String]) -> Result<(), ApiFailure> {
-    check_rename(l, old, new)?;
+/// Rename a domain; `long`: ModifyDomain, whose `NewDomain` may have up to 120 characters.
+fn rename_domain(
+    l: &mut Listener,
+    old: &str,
+    new: &[String],
+    long: bool,
+) -> Result<(), ApiFailure> {
+    check_rename(l, old, new, long)?;
     for x in l.rules.iter_mut().filter(|x| x.has_domain(old)) {
         let mut domains = Vec::new();
         for d in &x.domains {
@@ -388,7 +398,7 @@ pub fn modify_domain(core: &mut Core, r: ModifyDomainRequest) -> Handled {
             r.domain
         )));
     }
-    rename_domain(l, &r.domain, std::slice::from_ref(&r.new_domain))?;
+    rename_domain(l, &r.domain, std::slice::from_ref(&r.new_domain), true)?;
     empty(vec![r.load_balancer_id])
 }
 
@@ -453,7 +463,7 @@ pub fn modify_domain_attributes(core: &mut Core, r: ModifyDomainAttributesReques
         (None, true) => None,
     };
     if let Some(new) = &renamed {
-        check_rename(l, &r.domain, new)?;
+        check_rename(l, &r.domain, new, false)?;
     }
     let cert = resolve_either(core, &r.certificate, &r.multi_cert_info)?;
     let l = l7_listener(core, &r.load_balancer_id, &r.listener_id)?;
@@ -472,7 +482,7 @@ pub fn modify_domain_attributes(core: &mut Core, r: ModifyDomainAttributesReques
         l.set_default(d);
     }
     if let Some(new) = renamed {
-        rename_domain(l, &r.domain, &new)?;
+        rename_domain(l, &r.domain, &new, false)?;
     }
     empty(vec![r.load_balancer_id])
 }

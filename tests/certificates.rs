@@ -153,3 +153,76 @@ async fn a_replaced_certificate_is_collected_and_nobody_elses_ever_is() {
     let collected = metric(&ctl.metrics, "clb_ingress_certificates_collected_total").await;
     assert!(collected.is_some_and(|n| n >= 1.0), "{collected:?}");
 }
+
+/// #11: a private key leaves the controller's memory once its certificate is in the account.
+/// Shown from outside: after the account loses everything (emulator reset), the certificate
+/// must be uploaded again, which the controller can only do by reading the Secret again; HTTPS
+/// comes back with the same certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_key_leaves_memory_after_upload_and_is_read_again_when_the_account_loses_the_certificate()
+ {
+    let e = env().await;
+    let ctl = e.controller_logging("c1", "clb_ingress=debug", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    e.apply(tls_secret("shop-tls", "a.example.com")).await;
+    e.apply(tls_ingress("shop", "a.example.com", "shop-tls"))
+        .await;
+    until("the certificate upload", &ctl, || async {
+        certificates(&e).await.len() == 1
+    })
+    .await;
+    let alias = certificates(&e).await.into_values().next().unwrap();
+    until("the key to leave memory", &ctl, || async {
+        ctl.log()
+            .contains("private keys dropped from memory after upload")
+    })
+    .await;
+    // Jobs built before the drop may still hold the key until they run: let them finish.
+    let mut last = ctl.log().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let now = ctl.log().len();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    assert!(
+        !ctl.log().contains("reading its Secret again"),
+        "{}",
+        ctl.log()
+    );
+
+    // The account loses everything; a change to the Ingress (a new path) makes the controller
+    // apply again.
+    let reset = reqwest::Client::new()
+        .post(format!("http://{}/_emulator/reset", e.emu.addr))
+        .bearer_auth(e.emu.admin_token())
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert!(reset.status().is_success(), "{:?}", reset.status());
+    let mut touched = tls_ingress("shop", "a.example.com", "shop-tls");
+    touched["spec"]["rules"][0]["http"]["paths"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"path": "/v2", "pathType": "Prefix",
+            "backend": {"service": {"name": "web", "port": {"number": 80}}}}));
+    e.apply(touched).await;
+    until("the certificate to be uploaded again", &ctl, || async {
+        certificates(&e).await.values().any(|a| *a == alias)
+    })
+    .await;
+    assert!(
+        ctl.log().contains("reading its Secret again to upload it"),
+        "{}",
+        ctl.log()
+    );
+    e.until_routed("shop", "a.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let log = ctl.log();
+    assert!(!log.contains("BEGIN PRIVATE KEY"), "a key reached the log");
+}

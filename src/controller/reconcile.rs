@@ -6,7 +6,8 @@
 use super::Controller;
 use super::error::{ControllerError, Retry};
 use super::memory::{Key, StackMemo};
-use super::queue::{Job, retry_delay, retry_later};
+use super::queue::{Dirty, Job, retry_delay, retry_later};
+use crate::deploy::DeployError;
 use crate::model::{self, Index, StackId};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
@@ -186,6 +187,24 @@ impl Controller {
                 .await
                 .map_err(ControllerError::Deploy),
         };
+        // The certificate must be uploaded again but its key left memory after the first
+        // upload: read the Secret again (a Secret change does that) and retry; nothing to
+        // report, nothing failed.
+        if let Err(ControllerError::Deploy(DeployError::KeyDropped { secret, .. })) = &result {
+            info!(%secret, "a certificate is gone from the account: reading its Secret again to upload it");
+            if let Some((ns, name)) = secret.split_once('/') {
+                let _ = self
+                    .tx
+                    .send(Dirty::Secret(ns.to_string(), name.to_string()));
+            }
+            return;
+        }
+        if let (Ok(_), Some(d)) = (&result, desired.as_ref()) {
+            let n = self.snapshots.drop_uploaded_keys(d).await;
+            if n > 0 {
+                debug!(keys = n, "private keys dropped from memory after upload");
+            }
+        }
         let ok = result.is_ok();
         let pending = match &result {
             Ok(_) => 0,

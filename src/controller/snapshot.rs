@@ -10,14 +10,14 @@ use super::error::ControllerError;
 use super::memory::Key;
 use super::queue::Dirty;
 use super::stores::Stores;
-use crate::model::build::OurClasses;
-use crate::model::{Index, Snapshot, StackId};
+use crate::model::build::{OurClasses, cert_from_secret};
+use crate::model::{CertSource, DesiredLb, Index, Snapshot, StackId};
 use grace::{Applied, EndpointGrace};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::UnboundedSender;
@@ -38,9 +38,8 @@ pub struct Snapshots {
     cluster_id: String,
     controller_name: String,
     ingress_class: Option<String>,
-    /// Secret data keyed by (namespace, name), with the resourceVersion the watch cache had
-    /// when it was read; `None`: the read found no such Secret.
-    secrets: Mutex<HashMap<Key, (String, Option<Secret>)>>,
+    /// Secret data keyed by (namespace, name) (see [`CachedSecret`]).
+    secrets: Mutex<HashMap<Key, CachedSecret>>,
     /// The last non-empty endpoints of each Service.
     grace: std::sync::Mutex<EndpointGrace>,
     /// Requeues a Service when its endpoint grace ends.
@@ -48,6 +47,26 @@ pub struct Snapshots {
     hooks: Arc<dyn Hooks>,
     /// The account's CLB quotas (DescribeQuota), read at start and on every resync.
     limits: std::sync::RwLock<crate::model::build::Limits>,
+}
+
+/// One Secret as read: the resourceVersion the watch cache had when it was read; the Secret
+/// with only the keys clb-ingress uses (`None`: the read found no such Secret); and, once its
+/// certificate reached the account, the fingerprint of its certificate and key, its `tls.key`
+/// then being dropped from memory.
+struct CachedSecret {
+    rv: String,
+    secret: Option<Secret>,
+    dropped_key: Option<String>,
+}
+
+impl CachedSecret {
+    fn read(rv: String, secret: Option<Secret>) -> Self {
+        Self {
+            rv,
+            secret,
+            dropped_key: None,
+        }
+    }
 }
 
 fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
@@ -158,8 +177,9 @@ impl Snapshots {
                 ..Default::default()
             })
             .collect();
-        let (secrets, errors, unreadable) = self.referenced_secrets(&snap).await;
+        let (secrets, dropped, errors, unreadable) = self.referenced_secrets(&snap).await;
         snap.secrets = secrets;
+        snap.dropped_keys = dropped;
         Built {
             snap,
             errors,
@@ -191,7 +211,12 @@ impl Snapshots {
     async fn referenced_secrets(
         &self,
         snap: &Snapshot,
-    ) -> (Vec<Secret>, Vec<ControllerError>, BTreeSet<Key>) {
+    ) -> (
+        Vec<Secret>,
+        BTreeMap<Key, String>,
+        Vec<ControllerError>,
+        BTreeSet<Key>,
+    ) {
         let mut wanted: BTreeSet<Key> = BTreeSet::new();
         let classes = OurClasses::new(snap);
         for ing in snap.ingresses.iter().filter(|i| classes.of(i).is_some()) {
@@ -214,6 +239,7 @@ impl Snapshots {
             }
         }
         let mut out = Vec::new();
+        let mut dropped = BTreeMap::new();
         let mut errors = Vec::new();
         let mut unreadable = BTreeSet::new();
         let mut cache = self.secrets.lock().await;
@@ -229,10 +255,13 @@ impl Snapshots {
             let rv = meta
                 .map(|m| m.resource_version().unwrap_or_default())
                 .unwrap_or_default();
-            if let Some((cached_rv, s)) = cache.get(&key)
-                && *cached_rv == rv
+            if let Some(c) = cache.get(&key)
+                && c.rv == rv
             {
-                out.extend(s.clone());
+                out.extend(c.secret.clone());
+                if let Some(fp) = &c.dropped_key {
+                    dropped.insert(key, fp.clone());
+                }
                 continue;
             }
             match Api::<Secret>::namespaced(self.client.clone(), &ns)
@@ -242,18 +271,27 @@ impl Snapshots {
                 Ok(Some(s)) => {
                     let s = only_used_keys(s);
                     let rv = s.metadata.resource_version.clone().unwrap_or(rv);
-                    cache.insert(key, (rv, Some(s.clone())));
+                    cache.insert(key, CachedSecret::read(rv, Some(s.clone())));
                     out.push(s);
                 }
                 Ok(None) => {
-                    cache.insert(key, (rv, None));
+                    cache.insert(key, CachedSecret::read(rv, None));
                 }
                 Err(source) => {
                     // A failed read is not a missing Secret: keep serving the copy read before
                     // (a changed Secret is read again next pass); without one, the caller holds
                     // back the stacks that need it instead of reporting it not found.
                     match cache.get(&key) {
-                        Some((_, Some(s))) => out.push(s.clone()),
+                        Some(CachedSecret {
+                            secret: Some(s),
+                            dropped_key,
+                            ..
+                        }) => {
+                            out.push(s.clone());
+                            if let Some(fp) = dropped_key {
+                                dropped.insert(key, fp.clone());
+                            }
+                        }
                         _ => {
                             unreadable.insert(key);
                         }
@@ -266,7 +304,52 @@ impl Snapshots {
                 }
             }
         }
-        (out, errors, unreadable)
+        (out, dropped, errors, unreadable)
+    }
+
+    /// After `desired` was applied: its uploaded certificates are in the account, so the
+    /// private keys of their Secrets leave memory (the cached Secret keeps `tls.crt` and the
+    /// fingerprint). A later upload of the same certificate, should the account lose it, fails
+    /// with `DeployError::KeyDropped` and reads the Secret again. Returns how many were dropped.
+    pub async fn drop_uploaded_keys(&self, desired: &DesiredLb) -> usize {
+        let mut cache = self.secrets.lock().await;
+        let mut count = 0;
+        for d in desired.listeners.iter().flat_map(|l| &l.domains) {
+            let Some(CertSource::Pem {
+                secret,
+                fingerprint,
+                key_pem,
+                ..
+            }) = &d.certificate
+            else {
+                continue;
+            };
+            if key_pem.expose().is_none() {
+                continue;
+            }
+            let key = (
+                secret.namespace.clone().unwrap_or_default(),
+                secret.name.clone(),
+            );
+            let Some(c) = cache.get_mut(&key) else {
+                continue;
+            };
+            let Some(s) = c.secret.as_mut() else { continue };
+            // Only the copy whose certificate and key this fingerprint was computed from.
+            let same = matches!(
+                cert_from_secret(s),
+                Ok(CertSource::Pem { fingerprint: f, .. }) if f == *fingerprint
+            );
+            if !same {
+                continue;
+            }
+            if let Some(data) = s.data.as_mut() {
+                data.remove("tls.key");
+            }
+            c.dropped_key = Some(fingerprint.clone());
+            count += 1;
+        }
+        count
     }
 
     /// Drop the cached data of the Secrets `dirty` says changed.

@@ -159,13 +159,21 @@ impl<A: ClbApi> Execution<'_, A> {
             Change::UploadCertificate {
                 fingerprint,
                 name,
+                secret,
                 cert_pem,
                 key_pem,
-                ..
-            } => {
-                self.upload_certificate(step, fingerprint, name, cert_pem, key_pem)
-                    .await
-            }
+            } => match key_pem.expose() {
+                Some(key) => {
+                    self.upload_certificate(step, fingerprint, name, cert_pem, key)
+                        .await
+                }
+                // The key was dropped from memory after an earlier upload, and the certificate
+                // is gone from the account since: the Secret must be read again.
+                None => Err(DeployError::KeyDropped {
+                    secret: secret.clone(),
+                    fingerprint: fingerprint.clone(),
+                }),
+            },
             Change::CreateListener {
                 protocol,
                 port,
@@ -360,14 +368,14 @@ impl<A: ClbApi> Execution<'_, A> {
         fingerprint: &str,
         name: &str,
         cert_pem: &str,
-        key_pem: &crate::model::PrivateKeyPem,
+        key_pem: &str,
     ) -> Result<(), DeployError> {
         let d = self.d;
         let id = d
             .client
             .upload_certificate(&UploadCertificateRequest {
                 certificate_public_key: cert_pem.to_string(),
-                certificate_private_key: Some(key_pem.expose().to_string()),
+                certificate_private_key: Some(key_pem.to_string()),
                 certificate_type: Some("SVR".into()),
                 alias: Some(d.cert_alias(name)),
                 ..Default::default()

@@ -44,6 +44,12 @@ pub enum DeployError {
     /// nothing is written on the strength of it.
     #[error("{step}: malformed answer: {what}")]
     Malformed { step: String, what: String },
+    /// A certificate must be uploaded (again), but the controller dropped its private key from
+    /// memory after the first upload: the Secret is read again and the stack retried at once.
+    #[error(
+        "the certificate of Secret {secret} must be uploaded again; its private key was dropped from memory after the first upload and is read again"
+    )]
+    KeyDropped { secret: String, fingerprint: String },
 }
 
 impl DeployError {
@@ -56,6 +62,7 @@ impl DeployError {
             | DeployError::Unresolved { .. }
             | DeployError::Malformed { .. } => "Inconsistent",
             DeployError::NotAdoptable { .. } => "AdoptionRefused",
+            DeployError::KeyDropped { .. } => "KeyDropped",
         }
     }
 }

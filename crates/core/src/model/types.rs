@@ -216,22 +216,31 @@ pub struct Target {
 
 /// PEM private key material from a TLS Secret. It never prints (`Debug` says `<redacted>`) and
 /// never serializes; [`PrivateKeyPem::expose`] is the one way to read it (for the upload).
+/// The controller drops a key from memory once its certificate is in the account
+/// ([`PrivateKeyPem::dropped`]); an upload that needs it again reads the Secret again.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct PrivateKeyPem(String);
+pub struct PrivateKeyPem(Option<String>);
 
 impl PrivateKeyPem {
     pub fn new(pem: String) -> Self {
-        Self(pem)
+        Self(Some(pem))
     }
-    /// The PEM text, for the upload call only.
-    pub fn expose(&self) -> &str {
-        &self.0
+    /// A key that was dropped after its certificate was uploaded.
+    pub fn dropped() -> Self {
+        Self(None)
+    }
+    /// The PEM text, for the upload call only (`None`: dropped after upload).
+    pub fn expose(&self) -> Option<&str> {
+        self.0.as_deref()
     }
 }
 
 impl fmt::Debug for PrivateKeyPem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PrivateKeyPem(<redacted>)")
+        match self.0 {
+            Some(_) => f.write_str("PrivateKeyPem(<redacted>)"),
+            None => f.write_str("PrivateKeyPem(<dropped after upload>)"),
+        }
     }
 }
 

@@ -83,10 +83,10 @@ proptest! {
                 prop_assert!(read(&s, SECRET_QCLOUD_CERT_ID).is_none());
                 let (crt, key) = (read(&s, "tls.crt"), read(&s, "tls.key"));
                 prop_assert_eq!(Some(&cert_pem), crt.as_ref());
-                prop_assert_eq!(Some(key_pem.expose()), key.as_deref());
+                prop_assert_eq!(key_pem.expose(), key.as_deref());
                 prop_assert!(cert_pem.contains("-----BEGIN CERTIFICATE-----"));
-                prop_assert!(key_pem.expose().contains("PRIVATE KEY-----"));
-                let want = hex::encode(Sha256::digest(format!("{cert_pem}\n{}", key_pem.expose()).as_bytes()));
+                prop_assert!(key_pem.expose().is_some_and(|k| k.contains("PRIVATE KEY-----")));
+                let want = hex::encode(Sha256::digest(format!("{cert_pem}\n{}", key_pem.expose().unwrap_or_default()).as_bytes()));
                 prop_assert_eq!(fingerprint, want);
                 prop_assert_eq!(secret.name.as_str(), "cert");
                 // The key never shows in Debug output.

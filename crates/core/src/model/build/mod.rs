@@ -16,7 +16,7 @@ pub use annotations::{
 };
 pub use backends::{endpoint_usable, instance_id};
 pub use index::{Index, OurClasses};
-pub use tls::cert_from_secret;
+pub use tls::{cert_from_secret, cert_from_secret_dropped};
 
 use backends::*;
 use index::*;
@@ -102,6 +102,11 @@ pub struct Snapshot {
     pub services: Vec<Service>,
     pub endpoint_slices: Vec<EndpointSlice>,
     pub secrets: Vec<Secret>,
+    /// TLS Secrets (namespace, name) whose private key the controller dropped from memory after
+    /// its certificate reached the account, with the fingerprint of the certificate and key it
+    /// read: their entry in `secrets` keeps `tls.crt` only. Filled by the controller alone
+    /// (never from manifests), so a Secret cannot claim another's fingerprint.
+    pub dropped_keys: BTreeMap<(String, String), String>,
     pub nodes: Vec<Node>,
     pub namespaces: Vec<Namespace>,
 }

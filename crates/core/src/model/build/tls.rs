@@ -24,7 +24,49 @@ impl<'a> Index<'a> {
                 format!("Secret {ns}/{name} not found"),
             ));
         };
-        cert_from_secret(secret).map_err(|m| problem(Reason::TlsSecretInvalid, m))
+        let dropped = self
+            .snap
+            .dropped_keys
+            .get(&(ns.to_string(), name.to_string()));
+        cert_from_secret_dropped(secret, dropped.map(String::as_str))
+            .map_err(|m| problem(Reason::TlsSecretInvalid, m))
+    }
+}
+
+/// [`cert_from_secret`] for a Secret whose private key the controller dropped after upload:
+/// `dropped` is the fingerprint it computed when it had the key. Without `tls.key`, a PEM
+/// certificate and that fingerprint give a certificate with no key material (its upload, should
+/// it be needed again, reads the Secret again).
+pub fn cert_from_secret_dropped(
+    secret: &Secret,
+    dropped: Option<&str>,
+) -> Result<CertSource, String> {
+    let has_key = secret
+        .data
+        .as_ref()
+        .is_some_and(|d| d.contains_key("tls.key"))
+        || secret
+            .string_data
+            .as_ref()
+            .is_some_and(|d| d.contains_key("tls.key"));
+    match dropped {
+        Some(fingerprint) if !has_key => {
+            let (ns, name) = meta_name(&secret.metadata);
+            let cert = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("tls.crt"))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .filter(|c| c.contains("-----BEGIN CERTIFICATE-----"))
+                .ok_or_else(|| format!("Secret {ns}/{name} tls.crt is not a PEM certificate"))?;
+            Ok(CertSource::Pem {
+                secret: ObjectRef::namespaced("Secret", ns, name),
+                fingerprint: fingerprint.to_string(),
+                cert_pem: cert,
+                key_pem: PrivateKeyPem::dropped(),
+            })
+        }
+        _ => cert_from_secret(secret),
     }
 }
 
@@ -158,5 +200,67 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .or_else(hostless)
             .map(|t| t.cert.clone())
             .or_else(|| default.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::ByteString;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n";
+
+    fn secret(with_key: bool) -> Secret {
+        let mut data = BTreeMap::new();
+        data.insert("tls.crt".to_string(), ByteString(CERT.as_bytes().to_vec()));
+        if with_key {
+            data.insert("tls.key".to_string(), ByteString(KEY.as_bytes().to_vec()));
+        }
+        Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some("s".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
+            data: Some(data),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_secret_without_its_key_is_a_certificate_only_when_the_controller_dropped_that_key() {
+        assert!(cert_from_secret_dropped(&secret(false), None).is_err());
+        match cert_from_secret_dropped(&secret(false), Some("abc")) {
+            Ok(CertSource::Pem {
+                fingerprint,
+                key_pem,
+                cert_pem,
+                ..
+            }) => {
+                assert_eq!(fingerprint, "abc");
+                assert_eq!(key_pem.expose(), None);
+                assert_eq!(cert_pem, CERT);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_secret_that_has_its_key_is_fingerprinted_from_it_whatever_was_dropped_before() {
+        let fresh = cert_from_secret(&secret(true)).unwrap();
+        let again = cert_from_secret_dropped(&secret(true), Some("stale")).unwrap();
+        assert_eq!(fresh, again);
+        match again {
+            CertSource::Pem {
+                fingerprint,
+                key_pem,
+                ..
+            } => {
+                assert_ne!(fingerprint, "stale");
+                assert_eq!(key_pem.expose(), Some(KEY));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

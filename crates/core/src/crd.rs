@@ -78,6 +78,25 @@ pub struct ClbClassParametersSpec {
     /// use as a host. On an adopted or shared CLB, the oldest Ingress's class decides.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_all_domain: Option<String>,
+    /// How wildcard hosts (`*.example.com`) become CLB domains. `Regex` (default): the regex
+    /// domain `~^[^.]+\.example\.com$`, which matches exactly one more label, as the Ingress
+    /// spec says. `Native`: CLB's own wildcard domain `*.example.com`, for accounts where
+    /// regex domains fail (`clb-ingress preflight`, check `regex-domain`); it also matches
+    /// deeper names (`a.b.example.com`), which the Ingress spec would not route.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub wildcard_hosts: WildcardHosts,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// See [`ClbClassParametersSpec::wildcard_hosts`].
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum WildcardHosts {
+    #[default]
+    Regex,
+    Native,
 }
 
 /// Existing CLBs that may be adopted by annotation, and by whom.

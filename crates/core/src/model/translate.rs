@@ -146,16 +146,24 @@ fn wildcard_domain(suffix: &str) -> String {
 /// Label used for the explicit health-check host of a wildcard rule.
 pub const HEALTH_CHECK_LABEL: &str = "health-check";
 
-/// CLB's health-check domain cannot be a regex: for a rule on our wildcard regex domain
-/// (`~^[^.]+\.suffix$`) this is the literal host its health checks send
-/// (`health-check.suffix`, which the regex matches). None for any other domain, or when the
-/// host would be longer than CLB allows.
+/// CLB's health-check domain cannot be a regex or a wildcard: for a rule on our wildcard regex
+/// domain (`~^[^.]+\.suffix$`) or a native wildcard domain (`*.suffix`) this is the literal
+/// host its health checks send (`health-check.suffix`, which the domain matches). None for any
+/// other domain, or when the host would be longer than CLB allows.
 pub fn health_check_domain(domain: &str) -> Option<String> {
-    let escaped = domain.strip_prefix("~^[^.]+\\.")?.strip_suffix('$')?;
-    let suffix = escaped.replace("\\.", ".");
-    if suffix.is_empty() || suffix.contains('\\') || wildcard_domain(&suffix) != domain {
-        return None;
-    }
+    let suffix = match domain.strip_prefix("*.") {
+        // A native CLB wildcard (class parameter `wildcardHosts: Native`): no more `*`.
+        Some(s) if !s.is_empty() && !s.contains('*') && !s.starts_with('.') => s.to_string(),
+        Some(_) => return None,
+        None => {
+            let escaped = domain.strip_prefix("~^[^.]+\\.")?.strip_suffix('$')?;
+            let suffix = escaped.replace("\\.", ".");
+            if suffix.is_empty() || suffix.contains('\\') || wildcard_domain(&suffix) != domain {
+                return None;
+            }
+            suffix
+        }
+    };
     let host = format!("{HEALTH_CHECK_LABEL}.{suffix}");
     (host.len() <= MAX_DOMAIN_LEN).then_some(host)
 }

@@ -288,11 +288,16 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                         }
                     })
                     .collect();
+                let native_wildcards = self
+                    .members
+                    .first()
+                    .and_then(|m| m.params)
+                    .is_some_and(|p| p.wildcard_hosts == crate::crd::WildcardHosts::Native);
                 domains.push(DesiredDomain {
-                    domain: if d.default_server {
-                        self.catch_all_domain().to_string()
-                    } else {
-                        d.domain
+                    domain: match d.host {
+                        _ if d.default_server => self.catch_all_domain().to_string(),
+                        translate::HostRef::Wildcard(h) if native_wildcards => h.to_string(),
+                        _ => d.domain,
                     },
                     host: d.host.display().to_string(),
                     default_server: d.default_server,

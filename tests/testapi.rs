@@ -1056,3 +1056,91 @@ async fn bad_requests_get_status_errors_with_the_real_reasons_and_the_server_kee
     );
     srv.stop().await;
 }
+
+/// kubectl's generators and `explain` against the demo's API server: `create namespace` and
+/// `create secret tls` (which send protobuf bodies), and `explain` of our CRD's fields (from the
+/// CRD's schema in `/openapi/v3`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_creates_a_tls_secret_and_a_namespace_and_explains_our_crd() {
+    if std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        eprintln!("kubectl is not installed: skipping");
+        return;
+    }
+    let srv = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, srv.kubeconfig_yaml()).unwrap();
+    let kubectl = |args: Vec<String>| {
+        let kubeconfig = kubeconfig.clone();
+        let cache = dir.path().join("cache");
+        async move {
+            let out = tokio::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .args(&args)
+                .output()
+                .await
+                .expect("run kubectl");
+            let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(
+                out.status.success(),
+                "kubectl {args:?} failed:\n{stdout}\n{stderr}"
+            );
+            stdout
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let crd = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crds/clb-ingress.io_clbclassparameters.yaml"
+    );
+    kubectl(args(&["apply", "-f", crd])).await;
+    let out = kubectl(args(&["explain", "clbclassparameters.spec.wildcardHosts"])).await;
+    assert!(out.contains("KIND:       ClbClassParameters"), "{out}");
+    assert!(out.contains("Native"), "{out}");
+    let out = kubectl(args(&["explain", "clbclassparameters.spec"])).await;
+    assert!(out.contains("catchAllDomain"), "{out}");
+
+    let out = kubectl(args(&["create", "namespace", "team-a"])).await;
+    assert!(out.contains("namespace/team-a created"), "{out}");
+    let cert = rcgen::generate_simple_self_signed(vec!["a.example.com".to_string()]).unwrap();
+    let (crt, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.signing_key.serialize_pem()).unwrap();
+    let out = kubectl(args(&[
+        "create",
+        "secret",
+        "tls",
+        "shop-tls",
+        "-n",
+        "team-a",
+        "--cert",
+        &crt.to_string_lossy(),
+        "--key",
+        &key.to_string_lossy(),
+    ]))
+    .await;
+    assert!(out.contains("secret/shop-tls created"), "{out}");
+    let out = kubectl(args(&[
+        "get", "secret", "shop-tls", "-n", "team-a", "-o", "json",
+    ]))
+    .await;
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["type"], "kubernetes.io/tls");
+    // base64 of the PEM: its header, and exactly the PEM's length once decoded.
+    let crt_b64 = s["data"]["tls.crt"].as_str().unwrap_or_default();
+    assert!(
+        crt_b64.starts_with("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"),
+        "{crt_b64}"
+    );
+    let pad = crt_b64.bytes().rev().take_while(|b| *b == b'=').count();
+    assert_eq!(crt_b64.len() / 4 * 3 - pad, cert.cert.pem().len());
+    srv.stop().await;
+}

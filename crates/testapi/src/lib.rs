@@ -21,6 +21,7 @@
 pub mod cli;
 pub mod kinds;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selector;
 pub mod server;

@@ -40,6 +40,9 @@ pub struct ResourceDef {
     pub storage_plural: String,
     pub view: View,
     pub printer_columns: Vec<PrinterColumn>,
+    /// The CRD version's `openAPIV3Schema` (custom resources), served in `/openapi/v3` for
+    /// `kubectl explain`.
+    pub schema: Option<Value>,
 }
 
 impl ResourceDef {
@@ -88,6 +91,7 @@ fn builtin(
         storage_plural: plural.into(),
         view: View::Identity,
         printer_columns: Vec::new(),
+        schema: None,
     }
 }
 
@@ -272,6 +276,9 @@ pub fn from_crd(crd: &Value) -> Vec<ResourceDef> {
                 storage_plural: plural.into(),
                 view: View::Identity,
                 printer_columns: columns,
+                schema: v["schema"]["openAPIV3Schema"]
+                    .as_object()
+                    .map(|o| Value::Object(o.clone())),
             })
         })
         .collect()
@@ -405,10 +412,45 @@ pub fn openapi_index(defs: &[ResourceDef], hash: u64) -> Value {
 /// patches from its compiled-in types (built-in kinds) or as JSON merge patches (custom kinds).
 pub fn openapi_doc(defs: &[ResourceDef], group: &str, version: &str) -> Option<Value> {
     let mut paths = serde_json::Map::new();
+    let mut schemas = serde_json::Map::new();
     for d in defs
         .iter()
         .filter(|d| d.group == group && d.version == version)
     {
+        if let Some(schema) = &d.schema {
+            // As the real server publishes a CRD: the version's schema, with the GVK and the
+            // fields every object has.
+            let mut schema = schema.clone();
+            schema["x-kubernetes-group-version-kind"] =
+                json!([{"group": group, "version": version, "kind": d.kind}]);
+            let props = &mut schema["properties"];
+            if !props.is_object() {
+                *props = json!({});
+            }
+            for (field, doc) in [
+                (
+                    "apiVersion",
+                    "APIVersion defines the versioned schema of this representation of an object.",
+                ),
+                (
+                    "kind",
+                    "Kind is a string value representing the REST resource this object represents.",
+                ),
+            ] {
+                if props.get(field).is_none() {
+                    props[field] = json!({"type": "string", "description": doc});
+                }
+            }
+            if props.get("metadata").is_none() {
+                props["metadata"] =
+                    json!({"type": "object", "description": "Standard object's metadata."});
+            }
+            let reversed: Vec<&str> = group.split('.').rev().collect();
+            schemas.insert(
+                format!("{}.{version}.{}", reversed.join("."), d.kind),
+                schema,
+            );
+        }
         let prefix = if group.is_empty() {
             format!("/api/{version}")
         } else {
@@ -449,7 +491,7 @@ pub fn openapi_doc(defs: &[ResourceDef], group: &str, version: &str) -> Option<V
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes (clb-ingress test API server)", "version": "v1.32.0"},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas},
     }))
 }
 

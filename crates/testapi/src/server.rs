@@ -353,13 +353,21 @@ fn resource_request(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    if content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(format!(
-            "the test API server reads JSON and YAML bodies only, not {content_type} \
-             (kubectl's 'create <kind>' generators send protobuf; use 'kubectl apply -f' or \
-             'kubectl create -f')"
+            "the test API server reads JSON, YAML and (for a few kinds) protobuf bodies, not \
+             {content_type}"
         )));
     }
+    // kubectl's `create secret|configmap|namespace` generators send protobuf.
+    let protobuf_body;
+    let bytes = if content_type.contains("protobuf") && !bytes.is_empty() {
+        let v = crate::protobuf::decode(bytes).map_err(ApiError::unsupported_media_type)?;
+        protobuf_body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        &protobuf_body
+    } else {
+        bytes
+    };
     match verb {
         "get" => {
             let obj = store.get(def, &ns, &name)?;

@@ -5,7 +5,7 @@
 
 use super::Controller;
 use super::error::{ControllerError, Retry};
-use super::memory::{Key, StackMemo};
+use super::memory::{CACHE_LAG_GRACE, Key, StackMemo};
 use super::queue::{Job, retry_delay, retry_later};
 use crate::model::{self, Index, StackId};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -40,6 +40,49 @@ fn by_ingress(problems: &[model::Problem]) -> BTreeMap<Key, Vec<&model::Problem>
         .push(p);
     }
     out
+}
+
+/// A digest of what Ingress `ing` is served on: the CLB, and the domains of its own hosts
+/// (`*` for host-less rules and the default backend) on the listeners it uses. Equal digests
+/// mean a reconcile changed nothing of this Ingress, even when it changed its shared CLB.
+pub(super) fn served_digest(
+    desired: Option<&model::DesiredLb>,
+    ing: &Ingress,
+    outcome: &crate::deploy::Outcome,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
+    let mut hosts: BTreeSet<String> = BTreeSet::new();
+    if let Some(spec) = &ing.spec {
+        if spec.default_backend.is_some() {
+            hosts.insert("*".into());
+        }
+        for r in spec.rules.iter().flatten() {
+            hosts.insert(r.host.clone().unwrap_or_else(|| "*".into()));
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    outcome.lb_id.hash(&mut h);
+    outcome.vips.hash(&mut h);
+    if let Some(d) = desired {
+        let Some(member) = d
+            .members
+            .iter()
+            .find(|m| m.ingress.namespace.as_deref() == Some(ns.as_str()) && m.ingress.name == name)
+        else {
+            return h.finish();
+        };
+        for l in &d.listeners {
+            if !member.ports.contains(&(l.protocol, l.port)) {
+                continue;
+            }
+            for dom in l.domains.iter().filter(|dom| hosts.contains(&dom.host)) {
+                (l.protocol.as_str(), l.port).hash(&mut h);
+                serde_json::to_string(dom).unwrap_or_default().hash(&mut h);
+            }
+        }
+    }
+    h.finish()
 }
 
 /// Tries to add or remove the finalizer while other writers keep changing the Ingress (409).
@@ -194,6 +237,8 @@ impl Controller {
         // Report on every Ingress of the stack (and those that just left it). A status or
         // sync-state write that failed requeues the stack with backoff.
         let mut report_failed = false;
+        // When to look again at Problems whose Warning is withheld as possible cache lag.
+        let mut recheck: Option<std::time::Duration> = None;
         let by_ingress = by_ingress(&problems);
         for (ns, name) in members.iter().chain(by_ingress.keys()) {
             let Some(ing) = find(ns, name) else { continue };
@@ -205,10 +250,28 @@ impl Controller {
                 .unwrap_or_default();
             let key = (ns.clone(), name.clone());
             let mine = by_ingress.get(&key).cloned().unwrap_or_default();
-            let new_warnings = self.memory.lock().await.fresh_warnings(&key, &mine);
+            let (new_warnings, own_change) = {
+                let mut mem = self.memory.lock().await;
+                let (fresh, again) = mem.fresh_warnings_after(
+                    &key,
+                    &mine,
+                    std::time::Instant::now(),
+                    CACHE_LAG_GRACE,
+                );
+                recheck = match (recheck, again) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                // Only an Ingress whose own part of the CLB changed hears about the change.
+                let own_change = match &result {
+                    Ok(o) => mem.served_changed(&key, served_digest(desired.as_ref(), &ing, o)),
+                    Err(_) => false,
+                };
+                (fresh, own_change)
+            };
             for e in self
                 .reporter
-                .report(&ing, &result, &ports, &mine, &new_warnings)
+                .report(&ing, &result, &ports, &mine, &new_warnings, own_change)
                 .await
             {
                 report_failed |= e.retry() == Retry::Backoff;
@@ -246,6 +309,8 @@ impl Controller {
             let deploy_retry = matches!(&result, Err(e) if e.retry() == Retry::Backoff);
             if deploy_retry || report_failed {
                 retry_later(&self.tx, id.clone(), retry_delay(failures));
+            } else if let Some(after) = recheck {
+                retry_later(&self.tx, id.clone(), after);
             }
         }
         drop(mem);

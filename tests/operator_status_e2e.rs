@@ -122,6 +122,21 @@ async fn a_service_created_after_its_ingress_is_served_within_one_second() {
     )
     .await;
     eprintln!("Service created -> live in {:?}", created.elapsed());
+    // One structured INFO line per reconcile that changed the CLB, naming its Ingresses.
+    let log = ctl.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains(" INFO ") && l.contains("outcome=\"applied\""))
+        .unwrap_or_else(|| panic!("no reconcile summary:\n{log}"));
+    for field in [
+        "ingresses=default/late",
+        "changes=",
+        "calls=",
+        "duration_ms=",
+        "stack",
+    ] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
     let state = until_state(&e, &ctl, "late", |s| s["synced"] == true).await;
     let ready = condition(&state, "Ready");
     assert_eq!(ready["status"], "True", "{state}");
@@ -227,7 +242,12 @@ async fn the_problems_gauge_follows_every_pass_not_only_the_resync() {
     e.class("PerIngress").await;
     e.ingress("bad", "bad.example.com", &[("/x", "Exact", "nowhere")])
         .await;
-    let gauge = || metric(&ctl.metrics, "clb_ingress_problems{reason=\"ServiceNotFound\"}");
+    let gauge = || {
+        metric(
+            &ctl.metrics,
+            "clb_ingress_problems{reason=\"ServiceNotFound\"}",
+        )
+    };
     let start = Instant::now();
     while gauge().await != Some(1.0) {
         assert!(start.elapsed() < SLOW, "gauge never 1\n{}", ctl.log());

@@ -209,8 +209,13 @@ impl Memory {
     /// Of the problems `now` of Ingress `key`, those not published yet; `now` becomes what is
     /// published.
     pub fn fresh_warnings<'p>(&mut self, key: &Key, now: &[&'p Problem]) -> Vec<&'p Problem> {
-        self.fresh_warnings_after(key, now, std::time::Instant::now(), std::time::Duration::ZERO)
-            .0
+        self.fresh_warnings_after(
+            key,
+            now,
+            std::time::Instant::now(),
+            std::time::Duration::ZERO,
+        )
+        .0
     }
 
     /// Like [`Memory::fresh_warnings`], but a Problem that [`may_be_cache_lag`] is withheld
@@ -390,6 +395,84 @@ mod tests {
         // Gone, then back: published again.
         assert!(m.fresh_warnings(&k, &[]).is_empty());
         assert_eq!(m.fresh_warnings(&k, &[&a]), vec![&a]);
+    }
+
+    #[test]
+    fn a_missing_service_warning_waits_for_the_grace_and_other_warnings_do_not() {
+        let p = |reason| Problem {
+            object: ObjectRef::namespaced("Ingress", "ns", "web"),
+            field: "spec.rules[0]".into(),
+            reason,
+            effect: Effect::PathUnserved,
+            message: "m".into(),
+        };
+        let (lag, bad) = (p(Reason::ServiceNotFound), p(Reason::InvalidPath));
+        let grace = std::time::Duration::from_secs(3);
+        let t0 = std::time::Instant::now();
+        let mut m = Memory::default();
+        let k = key("ns", "web");
+        let (fresh, again) = m.fresh_warnings_after(&k, &[&lag, &bad], t0, grace);
+        assert_eq!(fresh, vec![&bad]);
+        assert_eq!(again, Some(grace));
+        let (fresh, again) = m.fresh_warnings_after(&k, &[&lag, &bad], t0 + grace / 3, grace);
+        assert!(fresh.is_empty());
+        assert_eq!(again, Some(grace - grace / 3));
+        // Persisted for the whole grace: published once.
+        let (fresh, again) = m.fresh_warnings_after(&k, &[&lag, &bad], t0 + grace, grace);
+        assert_eq!((fresh, again), (vec![&lag], None));
+        assert!(
+            m.fresh_warnings_after(&k, &[&lag], t0 + grace * 2, grace)
+                .0
+                .is_empty()
+        );
+        // Gone within the grace (the Service arrived): never published, nothing to recheck.
+        let k2 = key("ns", "other");
+        assert!(m.fresh_warnings_after(&k2, &[&lag], t0, grace).0.is_empty());
+        assert_eq!(
+            m.fresh_warnings_after(&k2, &[], t0 + grace, grace),
+            (vec![], None)
+        );
+        assert!(
+            m.fresh_warnings_after(&k2, &[&lag], t0 + grace, grace)
+                .0
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_ingress_is_told_of_a_change_only_when_its_own_digest_changes() {
+        let mut m = Memory::default();
+        let k = key("ns", "web");
+        assert!(m.served_changed(&k, 1));
+        assert!(!m.served_changed(&k, 1));
+        assert!(m.served_changed(&k, 2));
+    }
+
+    #[test]
+    fn every_named_service_is_a_reference_even_when_it_does_not_exist() {
+        let ing: Ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"defaultBackend": {"service": {"name": "dflt", "port": {"number": 80}}},
+                     "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                        "backend": {"service": {"name": "ghost", "port": {"number": 80}}}}]}}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            referenced_services(&ing),
+            vec![key("ns", "dflt"), key("ns", "ghost")]
+        );
+        let memo = StackMemo::new(
+            None,
+            BTreeSet::from([key("ns", "web")]),
+            |_, _| Some(Arc::new(ing.clone())),
+            0,
+        );
+        let id = StackId::ingress("ns", "web");
+        let mut m = memory_with(&id, memo);
+        assert_eq!(
+            affected(&mut m, &[Dirty::Service("ns".into(), "ghost".into())]),
+            BTreeSet::from([id])
+        );
     }
 
     #[test]

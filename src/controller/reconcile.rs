@@ -65,11 +65,9 @@ pub(super) fn served_digest(
     outcome.lb_id.hash(&mut h);
     outcome.vips.hash(&mut h);
     if let Some(d) = desired {
-        let Some(member) = d
-            .members
-            .iter()
-            .find(|m| m.ingress.namespace.as_deref() == Some(ns.as_str()) && m.ingress.name == name)
-        else {
+        let Some(member) = d.members.iter().find(|m| {
+            m.ingress.namespace.as_deref() == Some(ns.as_str()) && m.ingress.name == name
+        }) else {
             return h.finish();
         };
         for l in &d.listeners {
@@ -158,8 +156,11 @@ impl Controller {
 
     /// Remove our finalizer from `ing`, logging a failure.
     async fn release(&self, ing: &Ingress) {
-        if let Err(e) = self.finalizer_write(Arc::new(ing.clone()), false).await {
-            self.failed(&e);
+        match self.finalizer_write(Arc::new(ing.clone()), false).await {
+            // Already gone: its deletion finished without us; nothing failed.
+            Err(e) if e.is_not_found() => e.log(),
+            Err(e) => self.failed(&e),
+            Ok(()) => {}
         }
     }
 
@@ -292,6 +293,11 @@ impl Controller {
                 self.release(ing).await;
             }
         }
+        let ingresses = members
+            .iter()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut mem = self.memory.lock().await;
         if desired.is_none() && ok {
             mem.forget(id);
@@ -314,10 +320,39 @@ impl Controller {
             }
         }
         drop(mem);
+        // One structured line per reconcile: INFO when it changed the CLB or failed, DEBUG
+        // when the CLB was already in sync (a resync of many stacks stays quiet).
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &result {
+            Ok(o) if o.changes > 0 || !o.conflicts.is_empty() => info!(
+                ingresses = %ingresses,
+                lb = o.lb_id.as_deref().unwrap_or(""),
+                changes = o.changes,
+                calls = o.write_calls,
+                conflicts = o.conflicts.len(),
+                problems = problems.len(),
+                duration_ms,
+                outcome = "applied",
+                "reconciled"
+            ),
+            Ok(o) => debug!(
+                ingresses = %ingresses,
+                lb = o.lb_id.as_deref().unwrap_or(""),
+                problems = problems.len(),
+                duration_ms,
+                outcome = "in-sync",
+                "reconciled"
+            ),
+            Err(e) => info!(
+                ingresses = %ingresses,
+                duration_ms,
+                outcome = "failed",
+                category = e.category(),
+                "reconciled"
+            ),
+        }
         if let Err(e) = &result {
             self.failed(e);
-        } else {
-            debug!("reconciled");
         }
         self.hooks.reconciled(id, ok, started.elapsed(), pending);
     }

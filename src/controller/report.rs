@@ -371,12 +371,12 @@ impl Reporter {
                     &now,
                 );
                 let applied = o.changes > 0;
-                state.last_sync_time = if (applied && own_change) || (state.synced && !previous.synced)
-                {
-                    Some(now.clone())
-                } else {
-                    previous.last_sync_time.clone()
-                };
+                state.last_sync_time =
+                    if (applied && own_change) || (state.synced && !previous.synced) {
+                        Some(now.clone())
+                    } else {
+                        previous.last_sync_time.clone()
+                    };
                 if applied && own_change && parked.is_none() {
                     let r = self
                         .event(
@@ -417,18 +417,24 @@ impl Reporter {
                 state.load_balancer_id = previous.load_balancer_id.clone();
                 state.last_sync_time = previous.last_sync_time.clone();
                 state.reason = Some(e.category().to_string());
-                state.message = Some(truncate_note(e.to_string()));
+                state.message = Some(truncate_note(super::error::describe(e)));
                 state.conditions = conditions(
                     &previous,
                     ing.metadata.generation,
-                    Some((e.category().to_string(), e.to_string())),
+                    Some((e.category().to_string(), super::error::describe(e))),
                     previous.load_balancer_id.as_deref(),
                     problems,
                     &now,
                 );
                 if previous.reason != state.reason || previous.message != state.message {
                     let r = self
-                        .event(ing, EventType::Warning, e.category(), "Sync", e.to_string())
+                        .event(
+                            ing,
+                            EventType::Warning,
+                            e.category(),
+                            "Sync",
+                            super::error::describe(e),
+                        )
                         .await;
                     failed.extend(r.err());
                 }

@@ -11,7 +11,8 @@ mod stack;
 mod tls;
 
 pub use annotations::{
-    RewriteCodes, RsWeightGroup, RsWeights, parse_listen_ports, parse_rewrite_codes, parse_rs_weights,
+    RewriteCodes, RsWeightGroup, RsWeights, parse_listen_ports, parse_rewrite_codes,
+    parse_rs_weights,
 };
 pub use backends::{endpoint_usable, instance_id};
 pub use index::{Index, OurClasses};

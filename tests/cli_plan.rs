@@ -200,3 +200,67 @@ fn the_demo_stops_on_sigterm() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// One Ingress and its Service, without any IngressClass (as a team's app repository has it).
+const LONE_INGRESS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: shop}\nspec:\n  rules:\n  - host: a.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
+
+#[test]
+fn plan_of_a_single_ingress_file_without_its_class_says_why_nothing_is_handled_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "web.yaml", LONE_INGRESS);
+    let (code, out, err) = plan(&["-f", &f]);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("Ingress shop/web is not handled: it names no IngressClass"),
+        "{err}"
+    );
+    assert!(err.contains("--assume-class"), "{err}");
+    // Naming a class the input lacks is explained too.
+    let named = LONE_INGRESS.replace(
+        "spec:\n  rules:",
+        "spec:\n  ingressClassName: clb\n  rules:",
+    );
+    let f = write(&dir, "named.yaml", &named);
+    let (code, _, err) = plan(&["-f", &f]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("its IngressClass clb is not in the input"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_with_assume_class_plans_a_single_ingress_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "web.yaml", LONE_INGRESS);
+    let (code, out, err) = plan(&["-f", &f, "--assume-class", "clb"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(!err.contains("not handled"), "{err}");
+    assert!(out.contains("ingresses: Ingress shop/web"), "{out}");
+    assert!(out.contains("CreateLoadBalancer"), "{out}");
+}
+
+#[test]
+fn plan_reads_manifests_from_standard_input_with_dash() {
+    use std::io::Write;
+    let mut child = Command::new(clb_test_support::emulator::bin())
+        .args(["plan", "-f", "-", "--assume-class", "clb"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run clb-ingress");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(LONE_INGRESS.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ingresses: Ingress shop/web"), "{stdout}");
+}

@@ -264,3 +264,39 @@ fn plan_reads_manifests_from_standard_input_with_dash() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("ingresses: Ingress shop/web"), "{stdout}");
 }
+
+#[test]
+fn plan_against_applied_clbs_names_the_existing_clb_and_shows_targets_as_ip_and_port() {
+    let emu = clb_test_support::emulator::Emulator::start(&[]);
+    let run = |cmd: &str, dir: &str| {
+        let out = Command::new(clb_test_support::emulator::bin())
+            .args([cmd, "-f", dir, "--clb-endpoint", &emu.endpoint])
+            .args(["--cluster-id", "planned"])
+            .output()
+            .expect("run clb-ingress");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {text}\n{err}");
+        text
+    };
+    run("apply", "examples/");
+    // One pod IP changes: the plan against the applied CLB says which rule gets which target.
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir("examples").unwrap() {
+        let f = f.unwrap().path();
+        let text = std::fs::read_to_string(&f).unwrap();
+        write(
+            &dir,
+            f.file_name().unwrap().to_str().unwrap(),
+            &text.replace("10.0.1.10", "10.0.1.99"),
+        );
+    }
+    let out = run("plan", dir.path().to_str().unwrap());
+    assert!(out.contains("-> existing CLB lb-"), "{out}");
+    assert!(!out.contains("-> new CLB"), "{out}");
+    assert!(
+        out.contains("HTTP:80 shop.example.com") && out.contains("-> 10.0.1.99:"),
+        "{out}"
+    );
+    assert!(!out.contains(" loc-") && !out.contains(" lbl-"), "{out}");
+}

@@ -86,7 +86,7 @@ pub async fn apply_snapshot(
                     }
                 }
             }
-            Err(e) => prune_error = Some(e.to_string()),
+            Err(e) => prune_error = Some(crate::controller::error::describe(&e)),
         }
     }
     let mut results: Vec<StackResult> = futures::stream::iter(jobs)
@@ -120,7 +120,13 @@ pub async fn apply_snapshot(
                     })
                     .unwrap_or_default(),
                 stack,
-                error: r.as_ref().err().map(|e| format!("{e} [{}]", e.category())),
+                error: r.as_ref().err().map(|e| {
+                    format!(
+                        "{} [{}]",
+                        crate::controller::error::describe(e),
+                        e.category()
+                    )
+                }),
                 outcome: r.ok(),
             }
         })
@@ -165,7 +171,10 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
     // The account's real quotas (the documented defaults when DescribeQuota fails).
     match rt.block_on(deployer.limits()) {
         Ok(limits) => snap.limits = limits,
-        Err(e) => tracing::warn!(error = %e, "DescribeQuota failed; using the documented quotas"),
+        Err(e) => tracing::warn!(
+            error = %crate::controller::error::describe(&e),
+            "DescribeQuota failed; using the documented quotas"
+        ),
     }
     let out = model::build(&snap);
     let results = rt.block_on(apply_snapshot(

@@ -390,7 +390,10 @@ impl Controller {
                     tracing::info!(?limits, "CLB quotas (DescribeQuota)");
                 }
             }
-            Err(e) => debug!(error = %e, "DescribeQuota failed; keeping the quotas in use"),
+            Err(e) => debug!(
+                error = %super::error::describe(&e),
+                "DescribeQuota failed; keeping the quotas in use"
+            ),
         }
         let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
         // What the certificate GC needs, taken before the jobs are consumed (only when it runs).

@@ -265,3 +265,30 @@ async fn the_problems_gauge_follows_every_pass_not_only_the_resync() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_crd_is_logged_once_with_the_fix_and_no_debug_dump() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let e = env().await;
+    Api::<CustomResourceDefinition>::all(e.kube.clone())
+        .delete(
+            "clbclassparameters.clb-ingress.io",
+            &kube::api::DeleteParams::default(),
+        )
+        .await
+        .expect("delete the CRD");
+    let ctl = e.controller("c1", &[]);
+    // Long enough for several retries of the watch (its backoff starts below a second).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let log = ctl.log();
+    assert_eq!(
+        log.matches("CRD is not installed").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    assert!(
+        log.contains("clb-ingress crd | kubectl apply -f -"),
+        "{log}"
+    );
+    assert!(!log.contains("ErrorResponse") && !log.contains("Status {"), "{log}");
+}

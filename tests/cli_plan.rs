@@ -300,3 +300,31 @@ fn plan_against_applied_clbs_names_the_existing_clb_and_shows_targets_as_ip_and_
     );
     assert!(!out.contains(" loc-") && !out.contains(" lbl-"), "{out}");
 }
+
+#[test]
+fn bind_errors_name_the_address_once() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    for args in [
+        vec![
+            "run",
+            "--kubeconfig",
+            "/nonexistent",
+            "--clb-endpoint",
+            "http://127.0.0.1:1",
+            "--metrics-addr",
+            &addr,
+        ],
+        vec!["emulator", "--listen", &addr],
+        vec!["test-apiserver", "--listen", &addr],
+    ] {
+        let out = Command::new(clb_test_support::emulator::bin())
+            .args(&args)
+            .output()
+            .expect("run clb-ingress");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.matches(addr.as_str()).count(), 1, "{args:?}: {err}");
+        assert!(err.contains("in use"), "{args:?}: {err}");
+    }
+}

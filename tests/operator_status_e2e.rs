@@ -290,5 +290,8 @@ async fn a_missing_crd_is_logged_once_with_the_fix_and_no_debug_dump() {
         log.contains("clb-ingress crd | kubectl apply -f -"),
         "{log}"
     );
-    assert!(!log.contains("ErrorResponse") && !log.contains("Status {"), "{log}");
+    assert!(
+        !log.contains("ErrorResponse") && !log.contains("Status {"),
+        "{log}"
+    );
 }

@@ -255,6 +255,21 @@ impl Controller {
             |ns, name| self.snapshots.ingress(ns, name),
             |ing| self.snapshots.stack_of_deleted(ing),
         );
+        // A class's default certificate serves the HTTPS hosts of every stack of the class,
+        // also when it arrives after them: that Secret requeues every stack.
+        let default_certs: HashSet<Key> = snap
+            .class_params
+            .iter()
+            .filter_map(|p| p.spec.default_certificate.as_ref())
+            .filter_map(|c| c.secret.as_deref())
+            .filter_map(|s| s.split_once('/'))
+            .map(|(ns, n)| (ns.to_string(), n.to_string()))
+            .collect();
+        if dirty.iter().any(|d| {
+            matches!(d, Dirty::Secret(ns, n) if default_certs.contains(&(ns.clone(), n.clone())))
+        }) {
+            stacks.extend(index.stack_ids().cloned());
+        }
         debug!(?stacks, "affected stacks");
         if full {
             stacks.extend(index.stack_ids().cloned());

@@ -130,7 +130,12 @@ impl Memory {
                         }
                         self.fingerprints.insert(key.clone(), fp);
                     } else {
+                        // Gone: forget what was published about it (a new Ingress of the same
+                        // name starts afresh, and the maps do not grow with deleted objects).
                         self.fingerprints.remove(&key);
+                        self.warned.remove(&key);
+                        self.withheld.remove(&key);
+                        self.served.remove(&key);
                     }
                     if let Some(s) = index.stack_of(ns, name) {
                         out.insert(s.clone());
@@ -445,6 +450,9 @@ mod tests {
         let k = key("ns", "web");
         assert!(m.served_changed(&k, 1));
         assert!(!m.served_changed(&k, 1));
+        assert!(m.served_changed(&k, 2));
+        // Deleted (no longer in the cache), then created again: it hears of its first change.
+        affected(&mut m, &[Dirty::Ingress("ns".into(), "web".into())]);
         assert!(m.served_changed(&k, 2));
     }
 

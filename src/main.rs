@@ -101,7 +101,9 @@ fn main() {
     match code {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once, in words (no repeated prefixes, no Debug dumps).
+            let cause: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", clb_ingress::controller::error::describe(cause));
             std::process::exit(2);
         }
     }

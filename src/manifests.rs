@@ -15,6 +15,9 @@ pub const MAX_MANIFEST_BYTES: u64 = 8 * 1024 * 1024;
 /// Each directory is entered once, however many links lead to it, so a symlink loop cannot make
 /// the walk repeat or hang.
 pub fn files(path: &Path) -> Result<Vec<PathBuf>, ManifestError> {
+    if path == Path::new(STDIN) {
+        return Ok(vec![path.to_path_buf()]);
+    }
     let mut visited = std::collections::HashSet::new();
     let mut out = Vec::new();
     walk(path, &mut visited, &mut out)?;
@@ -55,17 +58,29 @@ fn walk(
     Ok(())
 }
 
-/// A manifest file's text, refused past [`MAX_MANIFEST_BYTES`].
+/// The path that means standard input (`-f -`).
+pub const STDIN: &str = "-";
+
+/// A manifest file's text (standard input for [`STDIN`]), refused past [`MAX_MANIFEST_BYTES`].
 pub fn read_manifest(file: &Path) -> Result<String, ManifestError> {
-    let name = file.display().to_string();
+    let stdin = file == Path::new(STDIN);
+    let name = if stdin {
+        "<stdin>".to_string()
+    } else {
+        file.display().to_string()
+    };
     let read_error = |e| ManifestError::Read {
         path: name.clone(),
         source: e,
     };
-    let f = std::fs::File::open(file).map_err(read_error)?;
+    let reader: Box<dyn std::io::Read> = if stdin {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(file).map_err(read_error)?)
+    };
     let mut text = String::new();
     std::io::Read::read_to_string(
-        &mut std::io::Read::take(f, MAX_MANIFEST_BYTES + 1),
+        &mut std::io::Read::take(reader, MAX_MANIFEST_BYTES + 1),
         &mut text,
     )
     .map_err(read_error)?;

@@ -200,3 +200,131 @@ fn the_demo_stops_on_sigterm() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// One Ingress and its Service, without any IngressClass (as a team's app repository has it).
+const LONE_INGRESS: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  type: NodePort\n  ports: [{name: http, port: 80, targetPort: 8080, nodePort: 30080}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: web, namespace: shop}\nspec:\n  rules:\n  - host: a.com\n    http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: web, port: {number: 80}}}}\n";
+
+#[test]
+fn plan_of_a_single_ingress_file_without_its_class_says_why_nothing_is_handled_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "web.yaml", LONE_INGRESS);
+    let (code, out, err) = plan(&["-f", &f]);
+    assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("Ingress shop/web is not handled: it names no IngressClass"),
+        "{err}"
+    );
+    assert!(err.contains("--assume-class"), "{err}");
+    // Naming a class the input lacks is explained too.
+    let named = LONE_INGRESS.replace(
+        "spec:\n  rules:",
+        "spec:\n  ingressClassName: clb\n  rules:",
+    );
+    let f = write(&dir, "named.yaml", &named);
+    let (code, _, err) = plan(&["-f", &f]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("its IngressClass clb is not in the input"),
+        "{err}"
+    );
+}
+
+#[test]
+fn plan_with_assume_class_plans_a_single_ingress_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(&dir, "web.yaml", LONE_INGRESS);
+    let (code, out, err) = plan(&["-f", &f, "--assume-class", "clb"]);
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    assert!(!err.contains("not handled"), "{err}");
+    assert!(out.contains("ingresses: Ingress shop/web"), "{out}");
+    assert!(out.contains("CreateLoadBalancer"), "{out}");
+}
+
+#[test]
+fn plan_reads_manifests_from_standard_input_with_dash() {
+    use std::io::Write;
+    let mut child = Command::new(clb_test_support::emulator::bin())
+        .args(["plan", "-f", "-", "--assume-class", "clb"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run clb-ingress");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(LONE_INGRESS.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("ingresses: Ingress shop/web"), "{stdout}");
+}
+
+#[test]
+fn plan_against_applied_clbs_names_the_existing_clb_and_shows_targets_as_ip_and_port() {
+    let emu = clb_test_support::emulator::Emulator::start(&[]);
+    let run = |cmd: &str, dir: &str| {
+        let out = Command::new(clb_test_support::emulator::bin())
+            .args([cmd, "-f", dir, "--clb-endpoint", &emu.endpoint])
+            .args(["--cluster-id", "planned"])
+            .output()
+            .expect("run clb-ingress");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {text}\n{err}");
+        text
+    };
+    run("apply", "examples/");
+    // One pod IP changes: the plan against the applied CLB says which rule gets which target.
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir("examples").unwrap() {
+        let f = f.unwrap().path();
+        let text = std::fs::read_to_string(&f).unwrap();
+        write(
+            &dir,
+            f.file_name().unwrap().to_str().unwrap(),
+            &text.replace("10.0.1.10", "10.0.1.99"),
+        );
+    }
+    let out = run("plan", dir.path().to_str().unwrap());
+    assert!(out.contains("-> existing CLB lb-"), "{out}");
+    assert!(!out.contains("-> new CLB"), "{out}");
+    assert!(
+        out.contains("HTTP:80 shop.example.com") && out.contains("-> 10.0.1.99:"),
+        "{out}"
+    );
+    assert!(!out.contains(" loc-") && !out.contains(" lbl-"), "{out}");
+}
+
+#[test]
+fn bind_errors_name_the_address_once() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    for args in [
+        vec![
+            "run",
+            "--kubeconfig",
+            "/nonexistent",
+            "--clb-endpoint",
+            "http://127.0.0.1:1",
+            "--metrics-addr",
+            &addr,
+        ],
+        vec!["emulator", "--listen", &addr],
+        vec!["test-apiserver", "--listen", &addr],
+    ] {
+        let out = Command::new(clb_test_support::emulator::bin())
+            .args(&args)
+            .output()
+            .expect("run clb-ingress");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.matches(addr.as_str()).count(), 1, "{args:?}: {err}");
+        assert!(err.contains("in use"), "{args:?}: {err}");
+    }
+}

@@ -228,9 +228,13 @@ async fn of_two_replicas_only_the_leader_writes() {
         .unwrap_or(-1.0);
     assert_eq!(la + lb, 1.0, "exactly one leader: a={la} b={lb}");
     let (leader, follower) = if la == 1.0 { (&a, &b) } else { (&b, &a) };
-    assert!(leader.log().contains("applying plan"), "{}", leader.log());
     assert!(
-        !follower.log().contains("applying plan"),
+        leader.log().contains("outcome=\"applied\""),
+        "{}",
+        leader.log()
+    );
+    assert!(
+        !follower.log().contains("outcome=\"applied\""),
         "the follower wrote:\n{}",
         follower.log()
     );

@@ -18,7 +18,7 @@ pub const DEFAULT_APPLY_CLUSTER_ID: &str = "local";
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApplyArgs {
-    /// Manifest files or directories; repeatable.
+    /// Manifest files or directories; repeatable; `-` reads standard input.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
@@ -29,6 +29,10 @@ pub struct ApplyArgs {
     pub cluster_id: Option<String>,
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// Treat Ingresses that name no IngressClass as of class NAME, and NAME as ours when the
+    /// input does not define it.
+    #[arg(long, value_name = "NAME")]
+    pub assume_class: Option<String>,
     /// Also delete CLBs that clb-ingress created for this cluster id and that no manifest
     /// wants any more (adopted CLBs are never deleted).
     #[arg(long)]
@@ -82,7 +86,7 @@ pub async fn apply_snapshot(
                     }
                 }
             }
-            Err(e) => prune_error = Some(e.to_string()),
+            Err(e) => prune_error = Some(crate::controller::error::describe(&e)),
         }
     }
     let mut results: Vec<StackResult> = futures::stream::iter(jobs)
@@ -116,7 +120,13 @@ pub async fn apply_snapshot(
                     })
                     .unwrap_or_default(),
                 stack,
-                error: r.as_ref().err().map(|e| format!("{e} [{}]", e.category())),
+                error: r.as_ref().err().map(|e| {
+                    format!(
+                        "{} [{}]",
+                        crate::controller::error::describe(e),
+                        e.category()
+                    )
+                }),
                 outcome: r.ok(),
             }
         })
@@ -151,6 +161,9 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
     let mut snap = Snapshot::new(cluster_id);
     snap.controller_name = args.controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
+    if let Some(class) = &args.assume_class {
+        super::plan::assume_class(&mut snap, class);
+    }
     let deployer = args.cloud.deployer(cluster_id)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -158,7 +171,10 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
     // The account's real quotas (the documented defaults when DescribeQuota fails).
     match rt.block_on(deployer.limits()) {
         Ok(limits) => snap.limits = limits,
-        Err(e) => tracing::warn!(error = %e, "DescribeQuota failed; using the documented quotas"),
+        Err(e) => tracing::warn!(
+            error = %crate::controller::error::describe(&e),
+            "DescribeQuota failed; using the documented quotas"
+        ),
     }
     let out = model::build(&snap);
     let results = rt.block_on(apply_snapshot(
@@ -205,6 +221,13 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
         if p.effect != Effect::Degraded {
             code = 1;
         }
+    }
+    let unhandled = super::plan::unhandled(&snap, &out);
+    for why in &unhandled {
+        eprintln!("note: {why}");
+    }
+    if !snap.ingresses.is_empty() && unhandled.len() == snap.ingresses.len() {
+        code = 1;
     }
     if results.iter().any(|r| r.error.is_some()) {
         code = 1;

@@ -66,7 +66,7 @@ impl CloudArgs {
         } else {
             self.credentials
                 .load()
-                .context("Tencent Cloud credentials (--secret-id/--secret-key, TENCENTCLOUD_SECRET_ID/KEY or --credentials-file)")?
+                .context("loading Tencent Cloud credentials")?
         };
         let config = ClientConfig::new(&self.region, endpoint);
         let mut b = ClbClient::builder(config.clone(), creds);

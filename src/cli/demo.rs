@@ -265,6 +265,15 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     println!("\nTry: KUBECONFIG={kc} kubectl get ingress -A   ({count} Ingresses)");
     println!("     KUBECONFIG={kc} kubectl describe ingress shop");
     println!("     curl -s http://{metrics_addr}/metrics | grep clb_ingress_");
+    let files: Vec<String> = args
+        .files
+        .iter()
+        .map(|f| format!("-f {}", f.display()))
+        .collect();
+    println!(
+        "     clb-ingress plan {} --clb-endpoint {endpoint} --cluster-id demo   (diff against these CLBs)",
+        files.join(" ")
+    );
     if !args.once {
         println!("Serving until Ctrl-C (or SIGTERM).");
         crate::controller::shutdown_signal().await;

@@ -14,7 +14,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
-    /// Manifest files or directories (YAML multi-doc, JSON, `kind: List`); repeatable.
+    /// Manifest files or directories (YAML multi-doc, JSON, `kind: List`); repeatable; `-`
+    /// reads standard input.
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     /// Output format.
@@ -26,6 +27,10 @@ pub struct PlanArgs {
     /// IngressClass `spec.controller` value handled by this controller.
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// Treat Ingresses that name no IngressClass as of class NAME, and NAME as ours when the
+    /// input does not define it (plan a single Ingress file without its IngressClass).
+    #[arg(long, value_name = "NAME")]
+    pub assume_class: Option<String>,
     /// Diff against the CLBs as they are (read-only); without `--clb-endpoint`, plan from empty.
     #[command(flatten)]
     pub cloud: super::cloud::CloudArgs,
@@ -37,6 +42,151 @@ pub struct StackReport<'a> {
     pub desired: &'a DesiredLb,
     pub plan: Plan,
     pub api_calls: usize,
+    /// The CLB the plan was diffed against (`--clb-endpoint`), when one exists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_lb: Option<String>,
+    /// Readable names of the observed CLB's ids (listener id -> `HTTP:80`, location id ->
+    /// `domain url`), used by the table.
+    #[serde(skip)]
+    pub names: Vec<(String, String)>,
+}
+
+/// Readable names for the ids of an observed CLB: listeners as `PROTO:PORT`, rules as
+/// `PROTO:PORT domain url`.
+pub fn readable_names(obs: &ObservedLb) -> Vec<(String, String)> {
+    let mut names = Vec::new();
+    for l in &obs.listeners {
+        let listener = format!("{}:{}", l.protocol.as_str(), l.port);
+        for r in &l.rules {
+            names.push((r.location_id.clone(), format!("{} {}", r.domain, r.url)));
+        }
+        names.push((l.id.clone(), listener));
+    }
+    names
+}
+
+/// `text` with every id of `names` replaced by its readable name.
+pub fn with_names(text: &str, names: &[(String, String)]) -> String {
+    let mut out = text.to_string();
+    for (id, name) in names.iter().filter(|(id, _)| !id.is_empty()) {
+        out = out.replace(id.as_str(), name);
+    }
+    out
+}
+
+/// The class name an Ingress names (`spec.ingressClassName`, else the legacy annotation).
+fn named_class(ing: &k8s_openapi::api::networking::v1::Ingress) -> Option<&str> {
+    ing.spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.as_deref())
+        .or_else(|| {
+            ing.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(model::build::ANN_INGRESS_CLASS))
+                .map(String::as_str)
+        })
+}
+
+/// `--assume-class NAME`: Ingresses that name no class get NAME, and NAME becomes an
+/// IngressClass of ours when the input has none of that name.
+pub fn assume_class(snap: &mut Snapshot, name: &str) {
+    for ing in &mut snap.ingresses {
+        if named_class(ing).is_none() {
+            ing.spec
+                .get_or_insert_with(Default::default)
+                .ingress_class_name = Some(name.to_string());
+        }
+    }
+    if !snap
+        .ingress_classes
+        .iter()
+        .any(|c| c.metadata.name.as_deref() == Some(name))
+    {
+        snap.ingress_classes
+            .push(k8s_openapi::api::networking::v1::IngressClass {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                },
+                spec: Some(k8s_openapi::api::networking::v1::IngressClassSpec {
+                    controller: Some(snap.controller_name.clone()),
+                    ..Default::default()
+                }),
+            });
+    }
+}
+
+/// Why each Ingress of the input that is on no stack and has no Problem is not handled (its
+/// class is not in the input, belongs to another controller, or it names none and there is no
+/// default class of ours).
+pub fn unhandled(snap: &Snapshot, out: &model::BuildOutput) -> Vec<String> {
+    let placed: std::collections::BTreeSet<(String, String)> = out
+        .stacks
+        .values()
+        .flat_map(|d| &d.members)
+        .map(|m| {
+            (
+                m.ingress.namespace.clone().unwrap_or_default(),
+                m.ingress.name.clone(),
+            )
+        })
+        .chain(
+            out.problems
+                .iter()
+                .filter(|p| p.object.kind == "Ingress")
+                .map(|p| {
+                    (
+                        p.object.namespace.clone().unwrap_or_default(),
+                        p.object.name.clone(),
+                    )
+                }),
+        )
+        .collect();
+    let ours = &snap.controller_name;
+    let mut why = Vec::new();
+    for ing in &snap.ingresses {
+        let ns = ing.metadata.namespace.clone().unwrap_or_default();
+        let name = ing.metadata.name.clone().unwrap_or_default();
+        if placed.contains(&(ns.clone(), name.clone())) {
+            continue;
+        }
+        let reason = match named_class(ing) {
+            None => format!(
+                "it names no IngressClass and the input has no default IngressClass of \
+                 controller {ours} (annotated {}: \"true\"); add its IngressClass to the \
+                 input (another -f) or pass --assume-class NAME",
+                model::build::ANN_DEFAULT_CLASS
+            ),
+            Some(class) => match snap
+                .ingress_classes
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(class))
+            {
+                None => format!(
+                    "its IngressClass {class} is not in the input; add it (another -f) or \
+                     pass --assume-class {class}"
+                ),
+                Some(c) => {
+                    let controller = c
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.controller.as_deref())
+                        .unwrap_or("(none)");
+                    if controller == ours {
+                        "it is on no CLB (see the problems above)".to_string()
+                    } else {
+                        format!(
+                            "its IngressClass {class} belongs to controller {controller}, not \
+                             {ours} (--controller-name)"
+                        )
+                    }
+                }
+            },
+        };
+        why.push(format!("Ingress {ns}/{name} is not handled: {reason}"));
+    }
+    why
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +217,8 @@ pub fn plan_all<'a>(
                 desired: d,
                 api_calls: plan.api_calls(),
                 plan,
+                observed_lb: obs.as_ref().map(|o| o.id.clone()),
+                names: obs.as_ref().map(readable_names).unwrap_or_default(),
             }
         })
         .collect()
@@ -99,14 +251,15 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
     if reports.is_empty() {
         writeln!(
             w,
-            "No Ingress is handled by this controller (check IngressClass spec.controller)."
+            "No Ingress is handled by this controller (the notes on standard error say why)."
         )?;
     }
     for r in reports {
         let d = r.desired;
-        let lb = match &d.source {
-            LbSource::Existing { id, .. } => format!("existing CLB {id}"),
-            LbSource::Create { name, .. } => format!("new CLB {name}"),
+        let lb = match (&d.source, &r.observed_lb) {
+            (LbSource::Existing { id, .. }, _) => format!("existing CLB {id}"),
+            (LbSource::Create { name, .. }, Some(id)) => format!("existing CLB {id} ({name})"),
+            (LbSource::Create { name, .. }, None) => format!("new CLB {name}"),
         };
         writeln!(w, "== stack {} -> {lb}", d.stack)?;
         let members: Vec<String> = d.members.iter().map(|m| m.ingress.to_string()).collect();
@@ -167,7 +320,12 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
             r.api_calls
         )?;
         for (i, c) in r.plan.changes.iter().enumerate() {
-            writeln!(w, "   {:>3}. {c}", i + 1)?;
+            writeln!(
+                w,
+                "   {:>3}. {}",
+                i + 1,
+                with_names(&c.to_string(), &r.names)
+            )?;
         }
         for c in &r.plan.conflicts {
             writeln!(w, "   conflict: {c}")?;
@@ -176,11 +334,15 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
     Ok(())
 }
 
-/// Run `plan`; returns the process exit code (1 if any object was refused).
+/// Run `plan`; returns the process exit code: 1 if any object was refused, or if the input
+/// has Ingresses and none of them is handled; 0 otherwise.
 pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     let mut snap = Snapshot::new(&args.cluster_id);
     snap.controller_name = args.controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
+    if let Some(class) = &args.assume_class {
+        assume_class(&mut snap, class);
+    }
     let out = model::build(&snap);
     let observed = if args.cloud.is_set() {
         observe_all(&args.cloud.deployer(&args.cluster_id)?, &out)?
@@ -210,5 +372,51 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         eprintln!("problem: {p}");
         refused |= p.effect != Effect::Degraded;
     }
-    Ok(if refused { 1 } else { 0 })
+    let unhandled = unhandled(&snap, &out);
+    for why in &unhandled {
+        eprintln!("note: {why}");
+    }
+    // Ingresses in the input and none of them handled: nothing was planned, say so by the code.
+    let none_handled = !snap.ingresses.is_empty() && unhandled.len() == snap.ingresses.len();
+    Ok(if refused || none_handled { 1 } else { 0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Protocol;
+    use crate::plan::{ObservedListener, ObservedRule};
+
+    #[test]
+    fn target_changes_name_listeners_and_rules_instead_of_their_ids() {
+        let obs = ObservedLb {
+            id: "lb-1".into(),
+            name: "n".into(),
+            vips: vec![],
+            domain: None,
+            tags: Default::default(),
+            listeners: vec![ObservedListener {
+                id: "lbl-abc".into(),
+                name: "l".into(),
+                protocol: Protocol::Http,
+                port: 80,
+                sni: false,
+                rules: vec![ObservedRule {
+                    location_id: "loc-xyz".into(),
+                    domain: "shop.example.com".into(),
+                    url: "/cart".into(),
+                    default_server: false,
+                    certificate_id: None,
+                    targets: vec![],
+                    rewrite: None,
+                }],
+            }],
+            certificates: Default::default(),
+        };
+        let text = "RegisterTargets (1)\n    lbl-abc loc-xyz -> 10.0.0.1:8080 w10";
+        assert_eq!(
+            with_names(text, &readable_names(&obs)),
+            "RegisterTargets (1)\n    HTTP:80 shop.example.com /cart -> 10.0.0.1:8080 w10"
+        );
+    }
 }

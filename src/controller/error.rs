@@ -6,6 +6,39 @@ use crate::deploy::DeployError;
 use crate::model::StackId;
 use tracing::warn;
 
+/// An error in words, for logs, Events and the CLI: its message, then each cause whose text
+/// the message does not already contain (so no context is said twice), joined by `: `. A
+/// Kubernetes API error says its message, reason and code, never a `Debug` dump.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(ae)) => {
+                format!("{} ({}, HTTP {})", ae.message, ae.reason, ae.code)
+            }
+            _ => e.to_string(),
+        };
+        if !text.is_empty() && !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        // A kube API error has said everything; its source is the same response again.
+        next = match e.downcast_ref::<kube::Error>() {
+            Some(kube::Error::Api(_)) => None,
+            _ => e.source(),
+        };
+    }
+    out
+}
+
+/// Whether `error` is a Kubernetes 404 (the object is gone: expected when it was deleted).
+pub fn is_kube_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(ae) if ae.code == 404)
+}
+
 /// What the controller does about a failure once it is logged and counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Retry {
@@ -163,29 +196,55 @@ impl ControllerError {
         self.classify().1
     }
 
-    /// Log the failure (warn) with the fields it has always been logged with.
+    /// A Kubernetes write about an object that is gone (404): expected once it is deleted.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Kube { source, .. } if is_kube_not_found(source))
+    }
+
+    /// Log the failure (warn; an object already gone at debug) with its context, in words
+    /// ([`describe`]).
     pub fn log(&self) {
         match self {
-            Self::Deploy(e) => warn!(error = %e, "reconcile failed"),
-            Self::ListOwnedLbs(e) => warn!(error = %e, "cannot list owned CLBs for pruning"),
-            Self::Prune { lb, source } => warn!(lb = %lb, error = %source, "prune failed"),
+            Self::Deploy(e) => warn!(error = %describe(e), "reconcile failed"),
+            Self::ListOwnedLbs(e) => {
+                warn!(error = %describe(e), "cannot list owned CLBs for pruning")
+            }
+            Self::Prune { lb, source } => {
+                warn!(lb = %lb, error = %describe(source), "prune failed")
+            }
             Self::Retain { stack, source } => warn!(
                 stack = %stack,
-                error = %source,
+                error = %describe(source),
                 "cannot mark the CLB of a skipped Ingress retained"
             ),
             Self::Kube {
                 write,
+                namespace,
                 name,
                 source,
-                ..
-            } => warn!(ingress = %name, error = %source, "{}", write.failure()),
+            } if is_kube_not_found(source) => tracing::debug!(
+                ingress = %format!("{namespace}/{name}"),
+                error = %describe(source),
+                "{} (the Ingress is gone)",
+                write.failure()
+            ),
+            Self::Kube {
+                write,
+                namespace,
+                name,
+                source,
+            } => warn!(
+                ingress = %format!("{namespace}/{name}"),
+                error = %describe(source),
+                "{}",
+                write.failure()
+            ),
             Self::ReadSecret {
                 namespace,
                 name,
                 source,
             } => {
-                warn!(secret = %format!("{namespace}/{name}"), error = %source, "cannot read Secret")
+                warn!(secret = %format!("{namespace}/{name}"), error = %describe(source), "cannot read Secret")
             }
             Self::CacheSync(e) => warn!(error = %e, "{self}"),
             Self::LeaseLost => warn!("{self}"),
@@ -211,6 +270,40 @@ mod tests {
                 .with_code(409)
                 .boxed(),
         )
+    }
+
+    /// An error whose message already repeats its source's text, like a wrapper that prints
+    /// its cause inline and also exposes it as `source()`.
+    #[derive(Debug, thiserror::Error)]
+    #[error("describe CLBs: {0}")]
+    struct Wrapper(#[source] Inner);
+    #[derive(Debug, thiserror::Error)]
+    #[error("DescribeLoadBalancers: transport error")]
+    struct Inner(#[source] std::io::Error);
+
+    #[test]
+    fn an_error_says_each_context_once_and_keeps_its_root_cause() {
+        let e = Wrapper(Inner(std::io::Error::other("connection refused")));
+        let text = describe(&e);
+        assert_eq!(
+            text,
+            "describe CLBs: DescribeLoadBalancers: transport error: connection refused"
+        );
+        assert_eq!(text.matches("transport error").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn a_kubernetes_api_error_is_described_without_a_debug_dump() {
+        let text = describe(&kube_error());
+        assert_eq!(text, "the object has been modified (Conflict, HTTP 409)");
+        assert!(!text.contains("Status {"), "{text}");
+        let gone = kube::Error::Api(
+            kube::core::Status::failure("ingresses \"web\" not found", "NotFound")
+                .with_code(404)
+                .boxed(),
+        );
+        assert!(is_kube_not_found(&gone));
+        assert!(!is_kube_not_found(&kube_error()));
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl StackMemo {
         find: impl Fn(&str, &str) -> Option<Arc<Ingress>>,
         failures: u32,
     ) -> Self {
-        let services = desired
+        let mut services: BTreeSet<Key> = desired
             .iter()
             .flat_map(|d| &d.listeners)
             .flat_map(|l| &l.domains)
@@ -42,6 +42,14 @@ impl StackMemo {
             .filter_map(|r| r.backend.as_ref())
             .map(|b| (b.namespace.clone(), b.service.clone()))
             .collect();
+        // Every Service a member names, also those that do not exist (yet): their creation
+        // must requeue the stack at once, not at the next resync.
+        services.extend(
+            members
+                .iter()
+                .filter_map(|(ns, name)| find(ns, name))
+                .flat_map(|i| referenced_services(&i)),
+        );
         let secrets = members
             .iter()
             .filter_map(|(ns, name)| find(ns, name))
@@ -72,6 +80,25 @@ pub struct Memory {
     fingerprints: HashMap<Key, String>,
     /// Warnings already published per Ingress (so a resync does not repeat them).
     warned: HashMap<Key, BTreeSet<String>>,
+    /// Problems that may only be watch-cache lag (see [`may_be_cache_lag`]), not published
+    /// yet, and when each was first seen.
+    withheld: HashMap<Key, HashMap<String, std::time::Instant>>,
+    /// Digest of each Ingress's own part of its CLB when it was last reported (see
+    /// [`Memory::served_changed`]).
+    served: HashMap<Key, u64>,
+}
+
+/// How long a Problem that may only be watch-cache lag (an Ingress seen before its Service or
+/// Secret) must persist before its Warning Event is published.
+pub const CACHE_LAG_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A Problem that a watch cache lagging behind another produces for a moment: an Ingress
+/// created together with its Service or TLS Secret may be seen first.
+pub fn may_be_cache_lag(p: &Problem) -> bool {
+    matches!(
+        p.reason,
+        crate::model::Reason::ServiceNotFound | crate::model::Reason::TlsSecretNotFound
+    )
 }
 
 impl Memory {
@@ -103,7 +130,12 @@ impl Memory {
                         }
                         self.fingerprints.insert(key.clone(), fp);
                     } else {
+                        // Gone: forget what was published about it (a new Ingress of the same
+                        // name starts afresh, and the maps do not grow with deleted objects).
                         self.fingerprints.remove(&key);
+                        self.warned.remove(&key);
+                        self.withheld.remove(&key);
+                        self.served.remove(&key);
                     }
                     if let Some(s) = index.stack_of(ns, name) {
                         out.insert(s.clone());
@@ -182,16 +214,82 @@ impl Memory {
     /// Of the problems `now` of Ingress `key`, those not published yet; `now` becomes what is
     /// published.
     pub fn fresh_warnings<'p>(&mut self, key: &Key, now: &[&'p Problem]) -> Vec<&'p Problem> {
-        let seen = self.warned.entry(key.clone()).or_default();
-        let texts: BTreeSet<String> = now.iter().map(|p| p.to_string()).collect();
-        let fresh = now
-            .iter()
-            .filter(|p| !seen.contains(&p.to_string()))
-            .copied()
-            .collect();
-        *seen = texts;
-        fresh
+        self.fresh_warnings_after(
+            key,
+            now,
+            std::time::Instant::now(),
+            std::time::Duration::ZERO,
+        )
+        .0
     }
+
+    /// Like [`Memory::fresh_warnings`], but a Problem that [`may_be_cache_lag`] is withheld
+    /// until it has persisted for `grace` (measured from its first sighting to `at`). Also
+    /// returns when to look again for the withheld ones (None: nothing withheld).
+    pub fn fresh_warnings_after<'p>(
+        &mut self,
+        key: &Key,
+        now: &[&'p Problem],
+        at: std::time::Instant,
+        grace: std::time::Duration,
+    ) -> (Vec<&'p Problem>, Option<std::time::Duration>) {
+        let seen = self.warned.entry(key.clone()).or_default();
+        let withheld = self.withheld.entry(key.clone()).or_default();
+        let texts: BTreeSet<String> = now.iter().map(|p| p.to_string()).collect();
+        withheld.retain(|t, _| texts.contains(t));
+        let mut published = BTreeSet::new();
+        let mut fresh = Vec::new();
+        let mut recheck: Option<std::time::Duration> = None;
+        for p in now {
+            let text = p.to_string();
+            if !seen.contains(&text) && may_be_cache_lag(p) && !grace.is_zero() {
+                let since = *withheld.entry(text.clone()).or_insert(at);
+                let waited = at.saturating_duration_since(since);
+                if waited < grace {
+                    let left = grace - waited;
+                    recheck = Some(recheck.map_or(left, |r| r.min(left)));
+                    continue;
+                }
+            }
+            withheld.remove(&text);
+            if !seen.contains(&text) {
+                fresh.push(*p);
+            }
+            published.insert(text);
+        }
+        *seen = published;
+        if withheld.is_empty() {
+            self.withheld.remove(key);
+        }
+        (fresh, recheck)
+    }
+
+    /// Record `digest` as what Ingress `key` is served on now; true when it differs from the
+    /// one recorded before (or none was).
+    pub fn served_changed(&mut self, key: &Key, digest: u64) -> bool {
+        self.served.insert(key.clone(), digest) != Some(digest)
+    }
+}
+
+/// Every Service `ing` names (default backend and path backends), whether it exists or not.
+pub fn referenced_services(ing: &Ingress) -> Vec<Key> {
+    let ns = ing.namespace().unwrap_or_default();
+    let Some(spec) = ing.spec.as_ref() else {
+        return Vec::new();
+    };
+    let default = spec.default_backend.iter();
+    let paths = spec
+        .rules
+        .iter()
+        .flatten()
+        .filter_map(|r| r.http.as_ref())
+        .flat_map(|h| &h.paths)
+        .map(|p| &p.backend);
+    default
+        .chain(paths)
+        .filter_map(|b| b.service.as_ref())
+        .map(|s| (ns.clone(), s.name.clone()))
+        .collect()
 }
 
 /// What of an Ingress matters to its CLB: a change of anything else (our own sync-state
@@ -302,6 +400,87 @@ mod tests {
         // Gone, then back: published again.
         assert!(m.fresh_warnings(&k, &[]).is_empty());
         assert_eq!(m.fresh_warnings(&k, &[&a]), vec![&a]);
+    }
+
+    #[test]
+    fn a_missing_service_warning_waits_for_the_grace_and_other_warnings_do_not() {
+        let p = |reason| Problem {
+            object: ObjectRef::namespaced("Ingress", "ns", "web"),
+            field: "spec.rules[0]".into(),
+            reason,
+            effect: Effect::PathUnserved,
+            message: "m".into(),
+        };
+        let (lag, bad) = (p(Reason::ServiceNotFound), p(Reason::InvalidPath));
+        let grace = std::time::Duration::from_secs(3);
+        let t0 = std::time::Instant::now();
+        let mut m = Memory::default();
+        let k = key("ns", "web");
+        let (fresh, again) = m.fresh_warnings_after(&k, &[&lag, &bad], t0, grace);
+        assert_eq!(fresh, vec![&bad]);
+        assert_eq!(again, Some(grace));
+        let (fresh, again) = m.fresh_warnings_after(&k, &[&lag, &bad], t0 + grace / 3, grace);
+        assert!(fresh.is_empty());
+        assert_eq!(again, Some(grace - grace / 3));
+        // Persisted for the whole grace: published once.
+        let (fresh, again) = m.fresh_warnings_after(&k, &[&lag, &bad], t0 + grace, grace);
+        assert_eq!((fresh, again), (vec![&lag], None));
+        assert!(
+            m.fresh_warnings_after(&k, &[&lag], t0 + grace * 2, grace)
+                .0
+                .is_empty()
+        );
+        // Gone within the grace (the Service arrived): never published, nothing to recheck.
+        let k2 = key("ns", "other");
+        assert!(m.fresh_warnings_after(&k2, &[&lag], t0, grace).0.is_empty());
+        assert_eq!(
+            m.fresh_warnings_after(&k2, &[], t0 + grace, grace),
+            (vec![], None)
+        );
+        assert!(
+            m.fresh_warnings_after(&k2, &[&lag], t0 + grace, grace)
+                .0
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_ingress_is_told_of_a_change_only_when_its_own_digest_changes() {
+        let mut m = Memory::default();
+        let k = key("ns", "web");
+        assert!(m.served_changed(&k, 1));
+        assert!(!m.served_changed(&k, 1));
+        assert!(m.served_changed(&k, 2));
+        // Deleted (no longer in the cache), then created again: it hears of its first change.
+        affected(&mut m, &[Dirty::Ingress("ns".into(), "web".into())]);
+        assert!(m.served_changed(&k, 2));
+    }
+
+    #[test]
+    fn every_named_service_is_a_reference_even_when_it_does_not_exist() {
+        let ing: Ingress = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"defaultBackend": {"service": {"name": "dflt", "port": {"number": 80}}},
+                     "rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix",
+                        "backend": {"service": {"name": "ghost", "port": {"number": 80}}}}]}}]}
+        }))
+        .unwrap();
+        assert_eq!(
+            referenced_services(&ing),
+            vec![key("ns", "dflt"), key("ns", "ghost")]
+        );
+        let memo = StackMemo::new(
+            None,
+            BTreeSet::from([key("ns", "web")]),
+            |_, _| Some(Arc::new(ing.clone())),
+            0,
+        );
+        let id = StackId::ingress("ns", "web");
+        let mut m = memory_with(&id, memo);
+        assert_eq!(
+            affected(&mut m, &[Dirty::Service("ns".into(), "ghost".into())]),
+            BTreeSet::from([id])
+        );
     }
 
     #[test]

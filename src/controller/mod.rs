@@ -59,6 +59,9 @@ pub struct Controller {
     done: std::sync::Mutex<std::collections::HashMap<StackId, u64>>,
     /// Certificates the GC found unused, and since when.
     unused_certs: certgc::Unused,
+    /// Problems by reason of each stack as last prepared (the problems gauge is their sum plus
+    /// the stack assignment's, set after every pass).
+    stack_problems: std::sync::Mutex<BTreeMap<StackId, BTreeMap<&'static str, usize>>>,
 }
 
 /// Observability hooks (metrics), called by the loop.
@@ -135,6 +138,7 @@ impl Controller {
             seq: Default::default(),
             done: Default::default(),
             unused_certs: Default::default(),
+            stack_problems: Default::default(),
         }
     }
 

@@ -255,6 +255,21 @@ impl Controller {
             |ns, name| self.snapshots.ingress(ns, name),
             |ing| self.snapshots.stack_of_deleted(ing),
         );
+        // A class's default certificate serves the HTTPS hosts of every stack of the class,
+        // also when it arrives after them: that Secret requeues every stack.
+        let default_certs: HashSet<Key> = snap
+            .class_params
+            .iter()
+            .filter_map(|p| p.spec.default_certificate.as_ref())
+            .filter_map(|c| c.secret.as_deref())
+            .filter_map(|s| s.split_once('/'))
+            .map(|(ns, n)| (ns.to_string(), n.to_string()))
+            .collect();
+        if dirty.iter().any(|d| {
+            matches!(d, Dirty::Secret(ns, n) if default_certs.contains(&(ns.clone(), n.clone())))
+        }) {
+            stacks.extend(index.stack_ids().cloned());
+        }
         debug!(?stacks, "affected stacks");
         if full {
             stacks.extend(index.stack_ids().cloned());
@@ -282,8 +297,10 @@ impl Controller {
             }
         }
         let mut problems: BTreeMap<&'static str, usize> = BTreeMap::new();
+        let mut global: BTreeMap<&'static str, usize> = BTreeMap::new();
         for p in index.global_problems() {
             *problems.entry(p.reason.as_str()).or_default() += 1;
+            *global.entry(p.reason.as_str()).or_default() += 1;
         }
         let placed: HashSet<Key> = index
             .placed()
@@ -336,6 +353,9 @@ impl Controller {
                 }
             })
             .collect();
+        // The problems gauge is current after every pass, not only after a resync.
+        let total = self.count_problems(&index, &jobs, global);
+        self.hooks.problems(&total);
         self.report_unplaced(&index, &view.seen).await;
         Prepared {
             jobs,
@@ -343,6 +363,36 @@ impl Controller {
             view,
             problems,
         }
+    }
+
+    /// Record the Problems of this pass's `jobs` per stack (forgetting stacks the `index` no
+    /// longer has) and return the sum over every stack plus the `global` ones.
+    fn count_problems(
+        &self,
+        index: &Index<'_>,
+        jobs: &[Job],
+        global: BTreeMap<&'static str, usize>,
+    ) -> BTreeMap<&'static str, usize> {
+        let mut by_stack = self
+            .stack_problems
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for job in jobs {
+            let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+            for p in &job.problems {
+                *counts.entry(p.reason.as_str()).or_default() += 1;
+            }
+            by_stack.insert(job.id.clone(), counts);
+        }
+        let live: HashSet<&StackId> = index.stack_ids().collect();
+        by_stack.retain(|id, _| live.contains(id));
+        let mut total = global;
+        for counts in by_stack.values() {
+            for (reason, n) in counts {
+                *total.entry(reason).or_default() += n;
+            }
+        }
+        total
     }
 
     /// A full pass (the first one when leading, then the drift resyncs): every stack,
@@ -355,7 +405,10 @@ impl Controller {
                     tracing::info!(?limits, "CLB quotas (DescribeQuota)");
                 }
             }
-            Err(e) => debug!(error = %e, "DescribeQuota failed; keeping the quotas in use"),
+            Err(e) => debug!(
+                error = %super::error::describe(&e),
+                "DescribeQuota failed; keeping the quotas in use"
+            ),
         }
         let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
         // What the certificate GC needs, taken before the jobs are consumed (only when it runs).

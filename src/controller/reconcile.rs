@@ -5,7 +5,7 @@
 
 use super::Controller;
 use super::error::{ControllerError, Retry};
-use super::memory::{Key, StackMemo};
+use super::memory::{CACHE_LAG_GRACE, Key, StackMemo};
 use super::queue::{Dirty, Job, retry_delay, retry_later};
 use crate::deploy::DeployError;
 use crate::model::{self, Index, StackId};
@@ -41,6 +41,47 @@ fn by_ingress(problems: &[model::Problem]) -> BTreeMap<Key, Vec<&model::Problem>
         .push(p);
     }
     out
+}
+
+/// A digest of what Ingress `ing` is served on: the CLB, and the domains of its own hosts
+/// (`*` for host-less rules and the default backend) on the listeners it uses. Equal digests
+/// mean a reconcile changed nothing of this Ingress, even when it changed its shared CLB.
+pub(super) fn served_digest(
+    desired: Option<&model::DesiredLb>,
+    ing: &Ingress,
+    outcome: &crate::deploy::Outcome,
+) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
+    let mut hosts: BTreeSet<String> = BTreeSet::new();
+    if let Some(spec) = &ing.spec {
+        if spec.default_backend.is_some() {
+            hosts.insert("*".into());
+        }
+        for r in spec.rules.iter().flatten() {
+            hosts.insert(r.host.clone().unwrap_or_else(|| "*".into()));
+        }
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    outcome.lb_id.hash(&mut h);
+    outcome.vips.hash(&mut h);
+    if let Some(d) = desired {
+        let Some(member) = d.members.iter().find(|m| {
+            m.ingress.namespace.as_deref() == Some(ns.as_str()) && m.ingress.name == name
+        }) else {
+            return h.finish();
+        };
+        for l in &d.listeners {
+            if !member.ports.contains(&(l.protocol, l.port)) {
+                continue;
+            }
+            for dom in l.domains.iter().filter(|dom| hosts.contains(&dom.host)) {
+                (l.protocol.as_str(), l.port).hash(&mut h);
+                serde_json::to_string(dom).unwrap_or_default().hash(&mut h);
+            }
+        }
+    }
+    h.finish()
 }
 
 /// Tries to add or remove the finalizer while other writers keep changing the Ingress (409).
@@ -116,8 +157,11 @@ impl Controller {
 
     /// Remove our finalizer from `ing`, logging a failure.
     async fn release(&self, ing: &Ingress) {
-        if let Err(e) = self.finalizer_write(Arc::new(ing.clone()), false).await {
-            self.failed(&e);
+        match self.finalizer_write(Arc::new(ing.clone()), false).await {
+            // Already gone: its deletion finished without us; nothing failed.
+            Err(e) if e.is_not_found() => e.log(),
+            Err(e) => self.failed(&e),
+            Ok(()) => {}
         }
     }
 
@@ -213,6 +257,8 @@ impl Controller {
         // Report on every Ingress of the stack (and those that just left it). A status or
         // sync-state write that failed requeues the stack with backoff.
         let mut report_failed = false;
+        // When to look again at Problems whose Warning is withheld as possible cache lag.
+        let mut recheck: Option<std::time::Duration> = None;
         let by_ingress = by_ingress(&problems);
         for (ns, name) in members.iter().chain(by_ingress.keys()) {
             let Some(ing) = find(ns, name) else { continue };
@@ -224,10 +270,28 @@ impl Controller {
                 .unwrap_or_default();
             let key = (ns.clone(), name.clone());
             let mine = by_ingress.get(&key).cloned().unwrap_or_default();
-            let new_warnings = self.memory.lock().await.fresh_warnings(&key, &mine);
+            let (new_warnings, own_change) = {
+                let mut mem = self.memory.lock().await;
+                let (fresh, again) = mem.fresh_warnings_after(
+                    &key,
+                    &mine,
+                    std::time::Instant::now(),
+                    CACHE_LAG_GRACE,
+                );
+                recheck = match (recheck, again) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                // Only an Ingress whose own part of the CLB changed hears about the change.
+                let own_change = match &result {
+                    Ok(o) => mem.served_changed(&key, served_digest(desired.as_ref(), &ing, o)),
+                    Err(_) => false,
+                };
+                (fresh, own_change)
+            };
             for e in self
                 .reporter
-                .report(&ing, &result, &ports, &mine, &new_warnings)
+                .report(&ing, &result, &ports, &mine, &new_warnings, own_change)
                 .await
             {
                 report_failed |= e.retry() == Retry::Backoff;
@@ -248,6 +312,11 @@ impl Controller {
                 self.release(ing).await;
             }
         }
+        let ingresses = members
+            .iter()
+            .map(|(ns, name)| format!("{ns}/{name}"))
+            .collect::<Vec<_>>()
+            .join(",");
         let mut mem = self.memory.lock().await;
         if desired.is_none() && ok {
             mem.forget(id);
@@ -265,13 +334,44 @@ impl Controller {
             let deploy_retry = matches!(&result, Err(e) if e.retry() == Retry::Backoff);
             if deploy_retry || report_failed {
                 retry_later(&self.tx, id.clone(), retry_delay(failures));
+            } else if let Some(after) = recheck {
+                retry_later(&self.tx, id.clone(), after);
             }
         }
         drop(mem);
+        // One structured line per reconcile: INFO when it changed the CLB or failed, DEBUG
+        // when the CLB was already in sync (a resync of many stacks stays quiet).
+        let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match &result {
+            Ok(o) if o.changes > 0 || !o.conflicts.is_empty() => info!(
+                ingresses = %ingresses,
+                lb = o.lb_id.as_deref().unwrap_or(""),
+                changes = o.changes,
+                calls = o.write_calls,
+                conflicts = o.conflicts.len(),
+                problems = problems.len(),
+                duration_ms,
+                outcome = "applied",
+                "reconciled"
+            ),
+            Ok(o) => debug!(
+                ingresses = %ingresses,
+                lb = o.lb_id.as_deref().unwrap_or(""),
+                problems = problems.len(),
+                duration_ms,
+                outcome = "in-sync",
+                "reconciled"
+            ),
+            Err(e) => info!(
+                ingresses = %ingresses,
+                duration_ms,
+                outcome = "failed",
+                category = e.category(),
+                "reconciled"
+            ),
+        }
         if let Err(e) = &result {
             self.failed(e);
-        } else {
-            debug!("reconciled");
         }
         self.hooks.reconciled(id, ok, started.elapsed(), pending);
     }

@@ -2,11 +2,17 @@
 //! `status.loadBalancer`, the machine-readable sync state annotation, and Events.
 //!
 //! Sync state (`clb-ingress.io/sync-state`, JSON): `observedGeneration` (the Ingress generation
-//! last reconciled), `synced` (true when the CLB matches it), `lastSyncTime` (RFC 3339, when a
-//! change was last applied successfully or the Ingress became synced), `reason` and `message`
-//! (the current error or problem, if any), `loadBalancerId`, `problems` (every current Problem,
-//! `field: reason: message`, at most [`MAX_LISTED_PROBLEMS`]) and `problemCount`. It is only
-//! rewritten when one of these changes, so a no-op resync writes nothing.
+//! last reconciled), `synced` (true when everything the Ingress asks for is served as written:
+//! the CLB matches it and no Problem leaves a path, host or the Ingress unserved),
+//! `lastSyncTime` (RFC 3339, when a change of this Ingress's own part of its CLB was last
+//! applied or the Ingress became synced), `reason` and `message` (the current error or problem,
+//! if any), `loadBalancerId`, `problems` (every current Problem, `field: reason: message`, at
+//! most [`MAX_LISTED_PROBLEMS`]), `problemCount` and `conditions` (`Ready`, `Degraded`, shaped
+//! like `metav1.Condition`, see [`conditions`]). It is only rewritten when one of these
+//! changes, so a no-op resync writes nothing.
+//!
+//! The `Synced` Normal Event goes only to Ingresses whose own part of the CLB changed: a
+//! change to one Ingress on a shared CLB does not put Events on its neighbours.
 //!
 //! Warning Events are bounded: at most [`MAX_WARNING_EVENTS`] per Ingress per pass; beyond
 //! that one `MultipleProblems` Warning names how many more there are (the full list is in the
@@ -55,6 +61,125 @@ pub struct SyncState {
     /// How many Problems there are in all.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub problem_count: usize,
+    /// Kubernetes-style conditions: `Ready` (everything the Ingress asks for is served as
+    /// written) and `Degraded` (some Problem applies), see [`conditions`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Condition type: everything the Ingress asks for is served as written.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: some Problem applies to the Ingress (a part is not served, or is served
+/// with a fallback).
+pub const CONDITION_DEGRADED: &str = "Degraded";
+
+/// One condition of the sync state, shaped like `metav1.Condition`. Fields serialize in this
+/// order (health checks may match on the text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True` or `False`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// RFC 3339; when `status` last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<String>,
+}
+
+/// What a reconcile says about one Ingress, as conditions: `not_ready` is why something it
+/// asks for is not served as written (reason, message), None when all of it is.
+pub fn conditions(
+    previous: &SyncState,
+    generation: Option<i64>,
+    not_ready: Option<(String, String)>,
+    lb_id: Option<&str>,
+    problems: &[&Problem],
+    now: &str,
+) -> Vec<Condition> {
+    let condition = |type_: &str, status: bool, reason: String, message: String| {
+        let status = if status { "True" } else { "False" }.to_string();
+        let before = previous.conditions.iter().find(|c| c.type_ == type_);
+        let last_transition_time = match before {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => Some(now.to_string()),
+        };
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason,
+            message: truncate_note(message),
+            observed_generation: generation,
+            last_transition_time,
+        }
+    };
+    let ready = match not_ready {
+        None => condition(
+            CONDITION_READY,
+            true,
+            "Synced".into(),
+            format!("served by {}", lb_id.unwrap_or("the CLB")),
+        ),
+        Some((reason, message)) => condition(CONDITION_READY, false, reason, message),
+    };
+    let degraded = if problems.is_empty() {
+        condition(
+            CONDITION_DEGRADED,
+            false,
+            "NoProblems".into(),
+            "no problem applies".into(),
+        )
+    } else {
+        let mut reasons: Vec<&str> = problems.iter().map(|p| p.reason.as_str()).collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        let reason = match reasons.as_slice() {
+            [one] => (*one).to_string(),
+            _ => "MultipleProblems".to_string(),
+        };
+        condition(
+            CONDITION_DEGRADED,
+            true,
+            reason,
+            format!(
+                "{} problem(s): {}; {}",
+                problems.len(),
+                reasons.join(", "),
+                problems
+                    .iter()
+                    .map(|p| format!("{} ({})", p.field, effect_text(p.effect)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    };
+    vec![ready, degraded]
+}
+
+/// What a Problem's effect means for traffic, in words.
+fn effect_text(effect: Effect) -> &'static str {
+    match effect {
+        Effect::Parked => "the Ingress is not served",
+        Effect::PathUnserved => "the path answers 503",
+        Effect::HostParked => "the host is not served",
+        Effect::Overridden => "an older definition serves instead",
+        Effect::Degraded => "served with a fallback",
+        Effect::Ignored => "not handled",
+    }
+}
+
+/// The first Problem that keeps something the Ingress asks for from being served as written
+/// (every effect but `Degraded`, which still serves).
+fn unserved<'a>(problems: &[&'a Problem]) -> Option<&'a Problem> {
+    problems
+        .iter()
+        .find(|p| p.effect == Effect::Parked)
+        .or_else(|| problems.iter().find(|p| p.effect != Effect::Degraded))
+        .copied()
 }
 
 impl SyncState {
@@ -200,6 +325,7 @@ impl Reporter {
         ports: &[(Protocol, u16)],
         problems: &[&Problem],
         new_warnings: &[&Problem],
+        own_change: bool,
     ) -> Vec<ControllerError> {
         let mut failed = Vec::new();
         if ing.metadata.deletion_timestamp.is_some() {
@@ -218,7 +344,17 @@ impl Reporter {
         match result {
             Ok(o) => {
                 state.load_balancer_id = o.lb_id.clone();
-                state.synced = parked.is_none() && o.conflicts.is_empty();
+                // Synced means served exactly as written: no path answering 503 for a
+                // missing Service, no parked host (a Degraded fallback still serves).
+                let not_ready = match (unserved(problems), o.conflicts.first()) {
+                    (Some(p), _) => Some((
+                        p.reason.as_str().to_string(),
+                        format!("{}: {} ({})", p.field, p.message, effect_text(p.effect)),
+                    )),
+                    (None, Some(c)) => Some(("ListenerPortConflict".to_string(), c.clone())),
+                    (None, None) => None,
+                };
+                state.synced = not_ready.is_none();
                 if let Some(p) = parked.or(problems.first()) {
                     state.reason = Some(p.reason.as_str().to_string());
                     state.message = Some(truncate_note(format!("{}: {}", p.field, p.message)));
@@ -226,13 +362,22 @@ impl Reporter {
                     state.reason = Some("ListenerPortConflict".into());
                     state.message = Some(truncate_note(c.clone()));
                 }
+                state.conditions = conditions(
+                    &previous,
+                    ing.metadata.generation,
+                    not_ready,
+                    o.lb_id.as_deref(),
+                    problems,
+                    &now,
+                );
                 let applied = o.changes > 0;
-                state.last_sync_time = if applied || (state.synced && !previous.synced) {
-                    Some(now.clone())
-                } else {
-                    previous.last_sync_time.clone()
-                };
-                if applied && parked.is_none() {
+                state.last_sync_time =
+                    if (applied && own_change) || (state.synced && !previous.synced) {
+                        Some(now.clone())
+                    } else {
+                        previous.last_sync_time.clone()
+                    };
+                if applied && own_change && parked.is_none() {
                     let r = self
                         .event(
                             ing,
@@ -272,10 +417,24 @@ impl Reporter {
                 state.load_balancer_id = previous.load_balancer_id.clone();
                 state.last_sync_time = previous.last_sync_time.clone();
                 state.reason = Some(e.category().to_string());
-                state.message = Some(truncate_note(e.to_string()));
+                state.message = Some(truncate_note(super::error::describe(e)));
+                state.conditions = conditions(
+                    &previous,
+                    ing.metadata.generation,
+                    Some((e.category().to_string(), super::error::describe(e))),
+                    previous.load_balancer_id.as_deref(),
+                    problems,
+                    &now,
+                );
                 if previous.reason != state.reason || previous.message != state.message {
                     let r = self
-                        .event(ing, EventType::Warning, e.category(), "Sync", e.to_string())
+                        .event(
+                            ing,
+                            EventType::Warning,
+                            e.category(),
+                            "Sync",
+                            super::error::describe(e),
+                        )
                         .await;
                     failed.extend(r.err());
                 }
@@ -300,7 +459,22 @@ impl Reporter {
         failed.extend(self.warn(ing, new_warnings).await);
         let previous = SyncState::of(ing);
         let first = problems.first();
+        let now = jiff::Timestamp::now().to_string();
+        let not_ready = first.map(|p| {
+            (
+                p.reason.as_str().to_string(),
+                format!("{}: {} (on no CLB)", p.field, p.message),
+            )
+        });
         let state = SyncState {
+            conditions: conditions(
+                &previous,
+                ing.metadata.generation,
+                not_ready,
+                None,
+                problems,
+                &now,
+            ),
             observed_generation: ing.metadata.generation,
             synced: false,
             last_sync_time: previous.last_sync_time.clone(),

@@ -78,10 +78,58 @@ pub struct WatchErrors {
     pub count: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
 
+/// Whether the "CRD not installed" error was logged (it is logged once per process).
+static CRD_MISSING_LOGGED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// The kind whose CRD clb-ingress installs (`clb-ingress crd`).
+const OUR_CRD_KIND: &str = "ClbClassParameters";
+
+/// A watch error in words: what failed, then the API server's message, reason and code (never
+/// a `Debug` dump of the response).
+pub fn watch_error_text(error: &watcher::Error) -> String {
+    use super::error::describe;
+    match error {
+        watcher::Error::InitialListFailed(e) => format!("initial list failed: {}", describe(e)),
+        watcher::Error::WatchStartFailed(e) => format!("watch start failed: {}", describe(e)),
+        watcher::Error::WatchFailed(e) => format!("watch failed: {}", describe(e)),
+        watcher::Error::WatchError(st) => format!(
+            "the API server ended the watch: {} ({}, HTTP {})",
+            st.message, st.reason, st.code
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// Whether a watch error says the kind does not exist on the API server (404 on list).
+fn is_missing_kind(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) => {
+            super::error::is_kube_not_found(e)
+        }
+        _ => false,
+    }
+}
+
 impl WatchErrors {
     fn report(&self, kind: &'static str, error: &watcher::Error) {
         (self.count)(kind);
-        let text = error.to_string();
+        if kind == OUR_CRD_KIND && is_missing_kind(error) {
+            // Retried with backoff until it is installed; said once, with the fix.
+            if !CRD_MISSING_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::error!(
+                    kind,
+                    fix = "clb-ingress crd | kubectl apply -f -",
+                    "the ClbClassParameters CRD is not installed (the API server answers 404); \
+                     install it with `clb-ingress crd | kubectl apply -f -` or the Helm chart; \
+                     the controller waits and retries until it is there"
+                );
+            } else {
+                tracing::debug!(kind, error = %watch_error_text(error), "CRD still missing");
+            }
+            return;
+        }
+        let text = watch_error_text(error);
         if let Some(suppressed) = self.limiter.allow(&format!("{kind}: {text}")) {
             warn!(kind, error = %text, suppressed, "watch error (retrying with backoff)");
         }

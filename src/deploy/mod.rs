@@ -239,7 +239,8 @@ impl<A: ClbApi> Deployer<A> {
             debug!("in sync");
             return Ok(outcome);
         }
-        info!(
+        // The controller logs one INFO line per reconcile with the outcome; this is detail.
+        debug!(
             changes = plan.changes.len(),
             calls = plan.api_calls(),
             "applying plan"

@@ -72,7 +72,9 @@ pub async fn start_with(listen: SocketAddr, options: Options) -> std::io::Result
             format!("the test API server listens on loopback only, not {listen}"),
         ));
     }
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("binding {listen}: {e}")))?;
     let addr = listener.local_addr()?;
     let store = store::Store::new(options.history);
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -175,7 +175,10 @@ fn annotation_set() -> impl Strategy<Value = BTreeMap<String, String>> {
             "[0-9]{1,6}",
             Just("{}".to_string()),
             Just("{\"defaultRewriteCode\":307}".to_string()),
-            Just("{\"rewriteCodeInfos\":[{\"host\":\"a.example.com\",\"rewriteCode\":302}]}".to_string()),
+            Just(
+                "{\"rewriteCodeInfos\":[{\"host\":\"a.example.com\",\"rewriteCode\":302}]}"
+                    .to_string()
+            ),
             "\\{\"(defaultRewriteCode|rewriteCodeInfos|x)\":[\\[\\]{}\", 0-9a-z]{0,20}\\}",
             any::<String>(),
         ]),

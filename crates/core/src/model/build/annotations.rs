@@ -340,9 +340,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             }
         }
         let mix = parse_bool(ANN_RULE_MIX, &mut bad);
-        let lists = [ANN_HTTP_RULES, ANN_HTTPS_RULES].map(|a| {
-            annotation(ing, a).map(|v| (a, parse_mix_rules(v)))
-        });
+        let lists = [ANN_HTTP_RULES, ANN_HTTPS_RULES]
+            .map(|a| annotation(ing, a).map(|v| (a, parse_mix_rules(v))));
         if mix {
             let mut rm = RuleMix::default();
             for (i, l) in lists.into_iter().enumerate() {
@@ -353,10 +352,17 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     None => {}
                 }
             }
-            if let Some((i, _)) = rm.https.iter().enumerate().find(|(_, e)| e.rewrite.is_some()) {
+            if let Some((i, _)) = rm
+                .https
+                .iter()
+                .enumerate()
+                .find(|(_, e)| e.rewrite.is_some())
+            {
                 bad = Some((
                     ANN_HTTPS_RULES,
-                    format!("[{i}] is a redirect; redirects from HTTPS are not supported (put it in {ANN_HTTP_RULES})"),
+                    format!(
+                        "[{i}] is a redirect; redirects from HTTPS are not supported (put it in {ANN_HTTP_RULES})"
+                    ),
                 ));
             }
             out.mix = Some(rm);
@@ -675,13 +681,11 @@ impl MixEntry {
         self.rewrite.is_none()
             && self.host.as_deref() == host
             && self.path == path
+            && self.service.as_deref().is_none_or(|s| Some(s) == service)
             && self
-                .service
+                .port
                 .as_deref()
-                .is_none_or(|s| Some(s) == service)
-            && self.port.as_deref().is_none_or(|p| {
-                number.is_some_and(|n| p == n.to_string()) || Some(p) == name
-            })
+                .is_none_or(|p| number.is_some_and(|n| p == n.to_string()) || Some(p) == name)
     }
 }
 
@@ -714,13 +718,12 @@ pub fn parse_mix_rules(v: &str) -> Result<Vec<MixEntry>, String> {
     let list: Vec<serde_json::Value> = serde_json::from_str(t).map_err(|e| {
         format!("not a JSON list like [{{\"host\": \"a.com\", \"path\": \"/\", \"backend\": {{\"serviceName\": \"web\", \"servicePort\": \"80\"}}}}]: {e}")
     })?;
-    let text = |o: &serde_json::Map<String, serde_json::Value>, k: &str, what: &str| {
-        match o.get(k) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
-            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(format!("{what}.{k} {other} is not a string")),
-        }
+    let text = |o: &serde_json::Map<String, serde_json::Value>, k: &str, what: &str| match o.get(k)
+    {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) if s.is_empty() => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("{what}.{k} {other} is not a string")),
     };
     let mut out = Vec::with_capacity(list.len());
     for (i, e) in list.iter().enumerate() {
@@ -769,9 +772,7 @@ pub fn parse_mix_rules(v: &str) -> Result<Vec<MixEntry>, String> {
                 if let Some(h) = text(b, "host", &bat)? {
                     match &entry.host {
                         Some(eh) if *eh != h => {
-                            return Err(format!(
-                                "{at}.host {eh:?} and {bat}.host {h:?} differ"
-                            ));
+                            return Err(format!("{at}.host {eh:?} and {bat}.host {h:?} differ"));
                         }
                         _ => entry.host = Some(h),
                     }
@@ -789,7 +790,9 @@ pub fn parse_mix_rules(v: &str) -> Result<Vec<MixEntry>, String> {
                     .keys()
                     .find(|k| !["port", "host", "path"].contains(&k.as_str()))
                 {
-                    return Err(format!("{rat} has unknown key {extra:?} (port, host, path)"));
+                    return Err(format!(
+                        "{rat} has unknown key {extra:?} (port, host, path)"
+                    ));
                 }
                 let port = r
                     .get("port")

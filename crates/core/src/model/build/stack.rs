@@ -527,7 +527,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                         .and_then(|s| s.port.as_ref())
                         .and_then(|p| p.name.as_deref());
                     let svc = svc.map(|s| s.name.as_str());
-                    let on = |l: &[MixEntry]| l.iter().any(|e| e.matches(host, path, svc, number, name));
+                    let on =
+                        |l: &[MixEntry]| l.iter().any(|e| e.matches(host, path, svc, number, name));
                     // TKE: a rule in neither list is served on HTTPS.
                     match (on(&mix.http), on(&mix.https)) {
                         (true, true) => None,
@@ -677,7 +678,10 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         }
         if !tke.certificates.is_empty() {
             let field = format!("metadata.annotations[{ANN_CERTIFICATE}]");
-            let hosts: Vec<&str> = spec_rules.iter().filter_map(|r| r.host.as_deref()).collect();
+            let hosts: Vec<&str> = spec_rules
+                .iter()
+                .filter_map(|r| r.host.as_deref())
+                .collect();
             let mut from_annotation = Vec::new();
             for (host, id) in &tke.certificates {
                 if !cert_id_allowed(m.params, id) {
@@ -696,7 +700,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                         field: field.clone(),
                         reason: Reason::InvalidAnnotation,
                         effect: Effect::Degraded,
-                        message: format!("names {host:?}, which is not a host of this Ingress; it has no effect"),
+                        message: format!(
+                            "names {host:?}, which is not a host of this Ingress; it has no effect"
+                        ),
                     });
                     continue;
                 }
@@ -853,7 +859,13 @@ pub(super) fn apply_redirects(
             c.path_redirects
                 .iter()
                 .filter(|(h, _, _)| h.as_deref().is_none_or(|h| owns(c.ns, h)))
-                .map(|(h, urls, r)| (HostKey::from_host(h.as_deref()).display(), urls.as_slice(), *r))
+                .map(|(h, urls, r)| {
+                    (
+                        HostKey::from_host(h.as_deref()).display(),
+                        urls.as_slice(),
+                        *r,
+                    )
+                })
         })
         .collect();
     let wanted: Vec<(&str, Redirect)> = contributions

@@ -562,12 +562,13 @@ fn lb_rs_weight_accepts_a_numeric_port_key_and_refuses_a_bad_one() {
 
 #[test]
 fn localhost_is_refused_as_a_host_like_tke_does() {
-    let yaml = world("{}").replace("- host: a.example.com", "- host: LocalHost");
+    let yaml = world("{}").replace("- host: a.example.com", "- host: localhost");
     let b = model::build(&snapshot(&yaml));
+    assert!(b.stacks.is_empty(), "its only host is refused");
     assert!(
         b.problems
             .iter()
-            .any(|p| p.reason == Reason::InvalidHost && p.message.contains("LocalHost")),
+            .any(|p| p.reason == Reason::InvalidHost && p.message.contains("TKE refuses")),
         "{:?}",
         b.problems
     );

@@ -983,3 +983,35 @@ async fn tke_annotations_without_an_equivalent_get_a_warning_saying_what_to_use_
     assert!(text.contains("UnsupportedAnnotation"), "{text}");
     assert_eq!(state["synced"], true, "{state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clb_id_is_written_back_in_tkes_read_only_qcloud_loadbalance_id_annotation() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    // A leftover value from TKE's controller (its old CLB) is replaced by the CLB in use.
+    ingress(
+        &e,
+        "idback",
+        "i.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.qcloud-loadbalance-id": "lb-oldtke00"}),
+        None,
+    )
+    .await;
+    e.until_routed("idback", "i.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    let written = until("the annotation", || async {
+        let ing = e.get_ingress("idback").await?;
+        let v = ing
+            .metadata
+            .annotations?
+            .get("kubernetes.io/ingress.qcloud-loadbalance-id")?
+            .clone();
+        (v != "lb-oldtke00").then_some(v)
+    })
+    .await;
+    assert_eq!(written, lb);
+}

@@ -1015,3 +1015,28 @@ async fn the_clb_id_is_written_back_in_tkes_read_only_qcloud_loadbalance_id_anno
     .await;
     assert_eq!(written, lb);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_asking_for_tkes_unmatched_host_answer_sends_unknown_hosts_to_the_first_host() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class_with(json!({"targetMode": "Direct", "unmatchedHosts": "ListenerDefaultDomain"}))
+        .await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(&e, "first", "f.example.com", "web", json!({}), None).await;
+    e.until_routed("first", "f.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    // As on TKE: a Host no rule names lands on the listener's default domain.
+    e.until_routed("first", "nobody.example.org", "/x", "10.1.0.1:8080", SLOW)
+        .await;
+
+    // The Ingress spec's answer (the default) is 404.
+    e.class_with(json!({"targetMode": "Direct"})).await;
+    let vip = e.vip("first").await.unwrap();
+    e.until_status(&vip, "nobody.example.org", "/x", 404, SLOW)
+        .await;
+    assert_eq!(
+        e.request(&vip, "f.example.com", "/").await,
+        (200, "10.1.0.1:8080".into())
+    );
+}

@@ -584,3 +584,42 @@ fn every_refused_tke_annotation_gets_an_unsupported_warning_not_an_unknown_one()
         assert!(b.problems[0].message.contains(instead), "{a}");
     }
 }
+
+#[test]
+fn unmatched_hosts_go_to_the_oldest_ingress_first_host_only_when_the_class_asks_for_tkes_answer() {
+    let default_server = |b: &model::BuildOutput| -> Vec<String> {
+        b.stacks
+            .values()
+            .flat_map(|d| &d.listeners)
+            .flat_map(|l| &l.domains)
+            .filter(|d| d.default_server)
+            .map(|d| d.domain.clone())
+            .collect()
+    };
+    // Default: the reserved catch-all domain answers unmatched hosts (404).
+    let b = build("{}");
+    assert!(
+        default_server(&b)
+            .iter()
+            .all(|d| d == "unmatched.clb-ingress.invalid"),
+        "{:?}",
+        default_server(&b)
+    );
+    let tke = world("{}").replace(
+        "spec: {targetMode: Direct, create: {vpcId: vpc-abcdefgh}}",
+        "spec: {targetMode: Direct, unmatchedHosts: ListenerDefaultDomain, create: {vpcId: vpc-abcdefgh}}",
+    );
+    let b = model::build(&snapshot(&tke));
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let ds = default_server(&b);
+    assert!(!ds.is_empty());
+    assert!(ds.iter().all(|d| d == "a.example.com"), "{ds:?}");
+    assert!(
+        b.stacks
+            .values()
+            .flat_map(|d| &d.listeners)
+            .flat_map(|l| &l.domains)
+            .all(|d| d.domain != "unmatched.clb-ingress.invalid"),
+        "the placeholder goes"
+    );
+}

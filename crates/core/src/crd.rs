@@ -71,6 +71,20 @@ pub struct ClbClassParametersSpec {
     /// `defaultCertificate.certId` of this class may name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_certificate_ids: Option<Vec<String>>,
+    /// Where a request whose Host matches no rule goes. `NotFound` (default): the Ingress
+    /// spec's answer, 404 unless a host-less rule or `defaultBackend` catches it.
+    /// `ListenerDefaultDomain`: TKE's answer, the listener's default domain (the first host of
+    /// the oldest Ingress on the listener).
+    #[serde(default)]
+    pub unmatched_hosts: UnmatchedHosts,
+}
+
+/// See `ClbClassParametersSpec::unmatched_hosts`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UnmatchedHosts {
+    #[default]
+    NotFound,
+    ListenerDefaultDomain,
 }
 
 /// Existing CLBs that may be adopted by annotation, and by whom.

@@ -298,6 +298,12 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 domains,
             });
         }
+        if first
+            .params
+            .is_some_and(|p| p.unmatched_hosts == crate::crd::UnmatchedHosts::ListenerDefaultDomain)
+        {
+            tke_default_domains(&mut listeners, &contributions);
+        }
         if contributions
             .iter()
             .any(|c| c.redirect.is_some() || !c.path_redirects.is_empty())
@@ -842,6 +848,36 @@ impl<'a> StackBuilder<'_, 'a> {
             }
         }
         kept
+    }
+}
+
+/// `unmatchedHosts: ListenerDefaultDomain` (TKE's answer for an unmatched Host): on each
+/// listener where nothing catches unmatched hosts (the catch-all domain only holds its
+/// target-less placeholder), the first precise host of the oldest Ingress on the listener
+/// becomes the default domain and the placeholder goes.
+pub(super) fn tke_default_domains(
+    listeners: &mut [DesiredListener],
+    contributions: &[Contribution],
+) {
+    for l in listeners.iter_mut() {
+        let Some(ci) = l.domains.iter().position(|d| {
+            d.default_server
+                && d.host == "*"
+                && d.rules
+                    .iter()
+                    .all(|r| r.backend.is_none() && r.url == translate::NO_ROUTE_URL)
+        }) else {
+            continue;
+        };
+        let first_host = contributions
+            .iter()
+            .flat_map(|c| c.rules.iter().filter_map(|(h, _)| *h))
+            .filter(|h| !h.starts_with("*."))
+            .find_map(|h| l.domains.iter().position(|d| d.host == h));
+        if let Some(di) = first_host {
+            l.domains[di].default_server = true;
+            l.domains.remove(ci);
+        }
     }
 }
 

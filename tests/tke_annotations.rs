@@ -123,7 +123,37 @@ async fn subnet_id_creates_an_internal_clb_in_that_subnet_of_the_class_vpc() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subnet_id_without_a_vpc_in_the_class_parks_the_ingress_with_a_reason() {
+async fn subnet_id_without_a_vpc_in_the_class_creates_the_internal_clb_in_the_subnets_vpc() {
+    let e = env().await;
+    // The emulator's VPC service knows this subnet (VPC DescribeSubnets).
+    e.emu.app.update_settings(|s| {
+        s.subnets
+            .insert("subnet-87654321".into(), "vpc-fromsubnet".into())
+    });
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "private",
+        "private.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.subnetId": "subnet-87654321"}),
+        None,
+    )
+    .await;
+    e.until_routed("private", "private.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let all = lbs(&e).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].load_balancer_type, "INTERNAL", "{:?}", all[0]);
+    assert_eq!(all[0].subnet_id.as_deref(), Some("subnet-87654321"));
+    assert_eq!(all[0].vpc_id.as_deref(), Some("vpc-fromsubnet"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnet_id_naming_no_subnet_leaves_the_ingress_unsynced_with_a_reason_and_creates_nothing()
+{
     let e = env().await;
     let _ctl = e.controller("c1", &[]);
     e.class("PerIngress").await;
@@ -137,14 +167,17 @@ async fn subnet_id_without_a_vpc_in_the_class_parks_the_ingress_with_a_reason() 
         None,
     )
     .await;
-    let state = until("a sync state", || sync_state(&e, "private")).await;
+    let state = until("an unsynced sync state", || async {
+        let s = sync_state(&e, "private").await?;
+        (s["reason"] == "SubnetNotFound").then_some(s)
+    })
+    .await;
     assert_eq!(state["synced"], false, "{state}");
-    assert_eq!(state["reason"], "InvalidAnnotation", "{state}");
     assert!(
         state["message"]
             .as_str()
             .unwrap()
-            .contains("kubernetes.io/ingress.subnetId"),
+            .contains("subnet-12345678"),
         "{state}"
     );
     assert_eq!(lbs(&e).await.len(), 0, "no public CLB is created instead");

@@ -81,11 +81,23 @@ fn subnet_id_makes_the_created_clb_internal_in_that_subnet_and_the_class_vpc() {
 }
 
 #[test]
-fn subnet_id_without_a_class_vpc_or_malformed_parks_the_ingress() {
+fn subnet_id_without_a_class_vpc_leaves_the_vpc_to_the_subnet_and_a_malformed_one_parks() {
     let yaml = world(r#"{kubernetes.io/ingress.subnetId: subnet-12345678}"#)
         .replace("create: {vpcId: vpc-abcdefgh}", "create: {}");
     let b = model::build(&snapshot(&yaml));
-    assert!(b.stacks.is_empty());
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let d = b.stacks.values().next().unwrap();
+    let LbSource::Create { settings, .. } = &d.source else {
+        panic!("{:?}", d.source)
+    };
+    assert_eq!(settings.network_type, NetworkType::Internal);
+    assert_eq!(settings.subnet_id.as_deref(), Some("subnet-12345678"));
+    assert_eq!(
+        settings.vpc_id, None,
+        "found from the subnet when the CLB is created"
+    );
+    let b = build(r#"{kubernetes.io/ingress.subnetId: "12345678"}"#);
+    assert!(b.stacks.is_empty(), "a malformed subnet id parks");
     assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation);
     assert_eq!(b.problems[0].effect, Effect::Parked);
     assert!(
@@ -93,8 +105,6 @@ fn subnet_id_without_a_class_vpc_or_malformed_parks_the_ingress() {
             .field
             .contains("kubernetes.io/ingress.subnetId")
     );
-    let b = build(r#"{kubernetes.io/ingress.subnetId: "12345678"}"#);
-    assert!(b.stacks.is_empty(), "a malformed subnet id parks");
 }
 
 #[test]

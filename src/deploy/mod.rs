@@ -44,6 +44,12 @@ pub enum DeployError {
     /// nothing is written on the strength of it.
     #[error("{step}: malformed answer: {what}")]
     Malformed { step: String, what: String },
+    /// An internal CLB without a VPC in the class: its subnet's VPC was looked up
+    /// (VPC DescribeSubnets) and the subnet does not exist.
+    #[error(
+        "{step}: subnet {subnet} was not found (VPC DescribeSubnets), so the VPC of the internal CLB is unknown; check kubernetes.io/ingress.subnetId, or set create.vpcId in the class's ClbClassParameters"
+    )]
+    SubnetNotFound { step: String, subnet: String },
 }
 
 impl DeployError {
@@ -56,6 +62,7 @@ impl DeployError {
             | DeployError::Unresolved { .. }
             | DeployError::Malformed { .. } => "Inconsistent",
             DeployError::NotAdoptable { .. } => "AdoptionRefused",
+            DeployError::SubnetNotFound { .. } => "SubnetNotFound",
         }
     }
 }

@@ -412,12 +412,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     effect: Effect::Degraded,
                     message: "ignored: the class shares one CLB; set create.networkType INTERNAL and create.subnetId in its ClbClassParameters".into(),
                 });
-            } else if m.params.and_then(|p| p.create.vpc_id.as_ref()).is_none() {
-                bad = Some((
-                    ANN_SUBNET_ID,
-                    "an internal CLB needs a VPC: set create.vpcId in the class's ClbClassParameters".into(),
-                ));
             }
+            // Without create.vpcId in the class, the VPC is the subnet's (looked up with VPC
+            // DescribeSubnets when the CLB is created).
         }
         if let Some((a, msg)) = bad {
             self.park(&m.key, field(a), Reason::InvalidAnnotation, msg);

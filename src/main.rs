@@ -68,6 +68,9 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Reconcile Ingress manifests into CLBs once (against Tencent Cloud or the emulator).
     Apply(cli::apply::ApplyArgs),
+    /// Preview switching Ingresses from TKE's controller (`--from-tke`): what carries over,
+    /// what differs and why, and the CLB plan; writes nothing.
+    Migrate(Box<cli::migrate::MigrateArgs>),
     /// Check, on one temporary CLB, every assumption about CLB the translation relies on
     /// (run it first on a new account); deletes everything it made.
     Preflight(Box<cli::preflight::PreflightArgs>),
@@ -91,6 +94,7 @@ fn main() {
         Command::Demo(args) => cli::demo::run(&args),
         Command::Plan(args) => cli::plan::run(&args),
         Command::Apply(args) => cli::apply::run(&args),
+        Command::Migrate(args) => cli::migrate::run(&args),
         Command::Preflight(args) => cli::preflight::run(*args),
         #[cfg(feature = "local-dev")]
         Command::Emulator(args) => run_emulator(args),

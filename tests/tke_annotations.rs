@@ -123,7 +123,37 @@ async fn subnet_id_creates_an_internal_clb_in_that_subnet_of_the_class_vpc() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subnet_id_without_a_vpc_in_the_class_parks_the_ingress_with_a_reason() {
+async fn subnet_id_without_a_vpc_in_the_class_creates_the_internal_clb_in_the_subnets_vpc() {
+    let e = env().await;
+    // The emulator's VPC service knows this subnet (VPC DescribeSubnets).
+    e.emu.app.update_settings(|s| {
+        s.subnets
+            .insert("subnet-87654321".into(), "vpc-fromsubnet".into())
+    });
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "private",
+        "private.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.subnetId": "subnet-87654321"}),
+        None,
+    )
+    .await;
+    e.until_routed("private", "private.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let all = lbs(&e).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].load_balancer_type, "INTERNAL", "{:?}", all[0]);
+    assert_eq!(all[0].subnet_id.as_deref(), Some("subnet-87654321"));
+    assert_eq!(all[0].vpc_id.as_deref(), Some("vpc-fromsubnet"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subnet_id_naming_no_subnet_leaves_the_ingress_unsynced_with_a_reason_and_creates_nothing()
+{
     let e = env().await;
     let _ctl = e.controller("c1", &[]);
     e.class("PerIngress").await;
@@ -137,14 +167,17 @@ async fn subnet_id_without_a_vpc_in_the_class_parks_the_ingress_with_a_reason() 
         None,
     )
     .await;
-    let state = until("a sync state", || sync_state(&e, "private")).await;
+    let state = until("an unsynced sync state", || async {
+        let s = sync_state(&e, "private").await?;
+        (s["reason"] == "SubnetNotFound").then_some(s)
+    })
+    .await;
     assert_eq!(state["synced"], false, "{state}");
-    assert_eq!(state["reason"], "InvalidAnnotation", "{state}");
     assert!(
         state["message"]
             .as_str()
             .unwrap()
-            .contains("kubernetes.io/ingress.subnetId"),
+            .contains("subnet-12345678"),
         "{state}"
     );
     assert_eq!(lbs(&e).await.len(), 0, "no public CLB is created instead");
@@ -611,4 +644,432 @@ async fn listen_ports_puts_the_rules_on_the_named_listener_port() {
         .map(|p| p.port)
         .collect();
     assert_eq!(ports, vec![8080]);
+}
+
+/// A self-signed certificate for `host`, uploaded to the emulator; its certificate id.
+async fn uploaded_certificate(e: &Env, host: &str) -> String {
+    use clb_ingress::clb::types::UploadCertificateRequest;
+    let cert = rcgen::generate_simple_self_signed(vec![host.to_string()]).unwrap();
+    e.clb()
+        .upload_certificate(&UploadCertificateRequest {
+            certificate_public_key: cert.cert.pem(),
+            certificate_private_key: Some(cert.signing_key.serialize_pem()),
+            certificate_type: Some("SVR".into()),
+            alias: Some("tke-uploaded".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+/// One HTTPS request through the data plane (SNI and Host `host`, the emulator's self-signed
+/// certificates accepted): (status, x-clb-target).
+async fn https_request(e: &Env, vip: &str, host: &str, path: &str) -> (u16, String) {
+    let port = 443 + e.offset();
+    let addr: std::net::SocketAddr = format!("{vip}:{port}").parse().unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve(host, addr)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    match client
+        .get(format!("https://{host}:{port}{path}"))
+        .send()
+        .await
+    {
+        Ok(r) => (
+            r.status().as_u16(),
+            r.headers()
+                .get("x-clb-target")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// One HTTP request that does not follow redirects: (status, Location).
+async fn http_no_follow(e: &Env, vip: &str, host: &str, path: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let url = format!("http://{vip}:{}{path}", 80 + e.offset());
+    match client.get(&url).header("Host", host).send().await {
+        Ok(r) => (
+            r.status().as_u16(),
+            r.headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        ),
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// The certificate id of each HTTPS domain of the CLB: (domain, certificate id).
+async fn https_certificates(e: &Env, lb: &str) -> Vec<(String, String)> {
+    use clb_ingress::clb::types::DescribeListenersRequest;
+    let listeners = e
+        .clb()
+        .describe_listeners(&DescribeListenersRequest {
+            load_balancer_id: lb.to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut out: Vec<(String, String)> = listeners
+        .iter()
+        .filter(|l| l.protocol == "HTTPS")
+        .flat_map(|l| &l.rules)
+        .filter_map(|r| {
+            let id = r.certificate.as_ref()?.cert_id.clone()?;
+            Some((r.domain.clone(), id))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A Warning Event of this reason about Ingress `name`: its note.
+async fn warning(e: &Env, name: &str, reason: &str) -> String {
+    until("a Warning", || async {
+        e.events_for(name)
+            .await
+            .into_iter()
+            .find(|(t, r, _)| t == "Warning" && r == reason)
+            .map(|(_, _, note)| note)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_annotation_serves_https_for_its_host_with_that_certificate_and_no_spec_tls() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let id = uploaded_certificate(&e, "c.example.com").await;
+    ingress(
+        &e,
+        "certs",
+        "c.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/certificate": format!(r#"{{"c.example.com": "{id}"}}"#)}),
+        None,
+    )
+    .await;
+    let vip = until("an address", || e.vip("certs")).await;
+    until("HTTPS to serve", || async {
+        (https_request(&e, &vip, "c.example.com", "/").await == (200, "10.1.0.1:8080".into()))
+            .then_some(())
+    })
+    .await;
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    // The host's domain serves that certificate (the CLB's catch-all domain gets it as the
+    // default certificate too).
+    assert!(
+        https_certificates(&e, &lb)
+            .await
+            .contains(&("c.example.com".to_string(), id.clone())),
+        "{:?}",
+        https_certificates(&e, &lb).await
+    );
+    // HTTP keeps serving too, as with spec.tls.
+    assert_eq!(
+        e.request(&vip, "c.example.com", "/").await,
+        (200, "10.1.0.1:8080".into())
+    );
+    // TKE's list form is read the same way.
+    ingress(
+        &e,
+        "certs",
+        "c.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/certificate": format!(r#"[{{"host": "c.example.com", "certId": "{id}"}}]"#)}),
+        None,
+    )
+    .await;
+    let state = until("the sync state", || sync_state(&e, "certs")).await;
+    assert!(
+        state["problems"].as_array().is_none_or(|p| p.is_empty()),
+        "{state}"
+    );
+    assert!(
+        https_certificates(&e, &lb)
+            .await
+            .iter()
+            .all(|(_, c)| *c == id)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_mix_serves_each_rule_on_the_protocols_its_lists_name_and_redirects_http_entries() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    e.service("api", &["10.2.0.1"]).await;
+    let id = uploaded_certificate(&e, "m.example.com").await;
+    // TKE's mixed-protocol example, rewritten: `/` is HTTPS only (HTTP redirects to it), `/api`
+    // is HTTP only, with its host inside `backend`, a numeric port, a null entry and the list
+    // on several lines; `/static` is in no list, so TKE puts it on HTTPS.
+    let http_rules = r#"[
+      {"path": "/api", "backend": {"host": "m.example.com", "serviceName": "api", "servicePort": 80}},
+      null,
+      {"host": "m.example.com", "path": "/", "rewrite": {"port": 443, "host": "m.example.com", "path": "/"}}
+    ]"#;
+    let https_rules = r#"[{"host":"m.example.com","path":"/","backend":{"serviceName":"web","servicePort":"80"}}]"#;
+    e.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "mix", "namespace": "default", "annotations": {
+            "kubernetes.io/ingress.rule-mix": "true",
+            "kubernetes.io/ingress.http-rules": http_rules,
+            "kubernetes.io/ingress.https-rules": https_rules,
+            "ingress.cloud.tencent.com/certificate": format!(r#"{{"m.example.com": "{id}"}}"#)}},
+        "spec": {"rules": [{"host": "m.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "ImplementationSpecific", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+            {"path": "/api", "pathType": "ImplementationSpecific", "backend": {"service": {"name": "api", "port": {"number": 80}}}},
+            {"path": "/static", "pathType": "ImplementationSpecific", "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]}}))
+    .await;
+    let vip = until("an address", || e.vip("mix")).await;
+    until("HTTPS to serve /", || async {
+        (https_request(&e, &vip, "m.example.com", "/").await == (200, "10.1.0.1:8080".into()))
+            .then_some(())
+    })
+    .await;
+    until("HTTP /api to serve", || async {
+        (e.request(&vip, "m.example.com", "/api/v1").await == (200, "10.2.0.1:8080".into()))
+            .then_some(())
+    })
+    .await;
+    // `/` on HTTP is the redirect entry.
+    let redirected = until("the redirect", || async {
+        let (status, location) = http_no_follow(&e, &vip, "m.example.com", "/").await;
+        (status == 301).then_some(location)
+    })
+    .await;
+    assert_eq!(
+        redirected,
+        format!("https://m.example.com:{}/", 443 + e.offset())
+    );
+    // `/static` is HTTPS only; on HTTP it falls to `/`, which redirects.
+    assert_eq!(
+        https_request(&e, &vip, "m.example.com", "/static/a.css").await,
+        (200, "10.2.0.1:8080".into())
+    );
+    assert_eq!(
+        http_no_follow(&e, &vip, "m.example.com", "/static/a.css")
+            .await
+            .0,
+        301
+    );
+    // `/api` is HTTP only: on HTTPS it is the `/` rule's.
+    assert_eq!(
+        https_request(&e, &vip, "m.example.com", "/api/v1").await,
+        (200, "10.1.0.1:8080".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_mix_with_null_lists_serves_every_rule_on_https_only_as_tke_does() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let id = uploaded_certificate(&e, "n.example.com").await;
+    ingress(
+        &e,
+        "nulls",
+        "n.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.rule-mix": "true",
+               "kubernetes.io/ingress.http-rules": "null",
+               "kubernetes.io/ingress.https-rules": "null",
+               "ingress.cloud.tencent.com/certificate": format!(r#"{{"n.example.com": "{id}"}}"#)}),
+        None,
+    )
+    .await;
+    let vip = until("an address", || e.vip("nulls")).await;
+    until("HTTPS to serve", || async {
+        (https_request(&e, &vip, "n.example.com", "/").await == (200, "10.1.0.1:8080".into()))
+            .then_some(())
+    })
+    .await;
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    let listeners = e
+        .clb()
+        .describe_listeners(&clb_ingress::clb::types::DescribeListenersRequest {
+            load_balancer_id: lb,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let protocols: Vec<&str> = listeners.iter().map(|l| l.protocol.as_str()).collect();
+    assert_eq!(
+        protocols,
+        vec!["HTTPS"],
+        "no HTTP listener: no rule is HTTP"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lb_rs_weight_takes_tkes_numeric_listener_port_key() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.apply(json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "db", "namespace": "default"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}))
+        .await;
+    e.apply(
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "db-1", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "db"}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": ["10.3.0.1"], "conditions": {"ready": true},
+             "targetRef": {"kind": "Pod", "name": "db-0", "namespace": "default"}},
+            {"addresses": ["10.3.0.2"], "conditions": {"ready": true},
+             "targetRef": {"kind": "Pod", "name": "web-7d9c-x2x", "namespace": "default"}}]}),
+    )
+    .await;
+    ingress(
+        &e,
+        "ported",
+        "p.example.com",
+        "db",
+        json!({"ingress.cloud.tencent.com/lb-rs-weight":
+            r#"{"defaultWeight": 20, "groups": [{"key": {"proto": "HTTP", "port": 80, "host": "p.example.com", "path": "/"},
+                "statefulSets": [{"name": "db", "weight": 60}]}]}"#}),
+        None,
+    )
+    .await;
+    let vip = until("an address", || e.vip("ported")).await;
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    let w = until("weighted targets", || async {
+        let w = weights(&e, &lb).await;
+        (w.len() == 2).then_some(w)
+    })
+    .await;
+    assert_eq!(
+        w,
+        vec![("10.3.0.1".to_string(), 60), ("10.3.0.2".to_string(), 20)]
+    );
+    assert_eq!(e.request(&vip, "p.example.com", "/").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn localhost_is_refused_as_tke_refuses_it_and_the_other_hosts_serve() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let path = json!({"paths": [{"path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": "web", "port": {"number": 80}}}}]});
+    e.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "local", "namespace": "default"},
+        "spec": {"rules": [{"host": "localhost", "http": path}, {"host": "ok.example.com", "http": path}]}}))
+    .await;
+    e.until_routed("local", "ok.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let vip = e.vip("local").await.unwrap();
+    assert_eq!(e.request(&vip, "localhost", "/").await.0, 404);
+    let note = warning(&e, "local", "InvalidHost").await;
+    assert!(note.contains("localhost"), "{note}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tke_annotations_without_an_equivalent_get_a_warning_saying_what_to_use_instead() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "extras",
+        "x.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.internetMaxBandwidthOut": "50",
+               "ingress.cloud.tencent.com/enable-grace-shutdown": "true"}),
+        None,
+    )
+    .await;
+    e.until_routed("extras", "x.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let state = until("both warnings in the sync state", || async {
+        let s = sync_state(&e, "extras").await?;
+        (s["problems"].as_array()?.len() == 2).then_some(s)
+    })
+    .await;
+    let text = state["problems"].to_string();
+    assert!(text.contains("bandwidthMbps"), "{text}");
+    assert!(text.contains("being built"), "{text}");
+    assert!(text.contains("UnsupportedAnnotation"), "{text}");
+    assert_eq!(state["synced"], true, "{state}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clb_id_is_written_back_in_tkes_read_only_qcloud_loadbalance_id_annotation() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    // A leftover value from TKE's controller (its old CLB) is replaced by the CLB in use.
+    ingress(
+        &e,
+        "idback",
+        "i.example.com",
+        "web",
+        json!({"kubernetes.io/ingress.qcloud-loadbalance-id": "lb-oldtke00"}),
+        None,
+    )
+    .await;
+    e.until_routed("idback", "i.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let lb = lbs(&e).await.remove(0).load_balancer_id;
+    let written = until("the annotation", || async {
+        let ing = e.get_ingress("idback").await?;
+        let v = ing
+            .metadata
+            .annotations?
+            .get("kubernetes.io/ingress.qcloud-loadbalance-id")?
+            .clone();
+        (v != "lb-oldtke00").then_some(v)
+    })
+    .await;
+    assert_eq!(written, lb);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_class_asking_for_tkes_unmatched_host_answer_sends_unknown_hosts_to_the_first_host() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class_with(json!({"targetMode": "Direct", "unmatchedHosts": "ListenerDefaultDomain"}))
+        .await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(&e, "first", "f.example.com", "web", json!({}), None).await;
+    e.until_routed("first", "f.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    // As on TKE: a Host no rule names lands on the listener's default domain.
+    e.until_routed("first", "nobody.example.org", "/x", "10.1.0.1:8080", SLOW)
+        .await;
+
+    // The Ingress spec's answer (the default) is 404.
+    e.class_with(json!({"targetMode": "Direct"})).await;
+    let vip = e.vip("first").await.unwrap();
+    e.until_status(&vip, "nobody.example.org", "/x", 404, SLOW)
+        .await;
+    assert_eq!(
+        e.request(&vip, "f.example.com", "/").await,
+        (200, "10.1.0.1:8080".into())
+    );
 }

@@ -81,11 +81,23 @@ fn subnet_id_makes_the_created_clb_internal_in_that_subnet_and_the_class_vpc() {
 }
 
 #[test]
-fn subnet_id_without_a_class_vpc_or_malformed_parks_the_ingress() {
+fn subnet_id_without_a_class_vpc_leaves_the_vpc_to_the_subnet_and_a_malformed_one_parks() {
     let yaml = world(r#"{kubernetes.io/ingress.subnetId: subnet-12345678}"#)
         .replace("create: {vpcId: vpc-abcdefgh}", "create: {}");
     let b = model::build(&snapshot(&yaml));
-    assert!(b.stacks.is_empty());
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let d = b.stacks.values().next().unwrap();
+    let LbSource::Create { settings, .. } = &d.source else {
+        panic!("{:?}", d.source)
+    };
+    assert_eq!(settings.network_type, NetworkType::Internal);
+    assert_eq!(settings.subnet_id.as_deref(), Some("subnet-12345678"));
+    assert_eq!(
+        settings.vpc_id, None,
+        "found from the subnet when the CLB is created"
+    );
+    let b = build(r#"{kubernetes.io/ingress.subnetId: "12345678"}"#);
+    assert!(b.stacks.is_empty(), "a malformed subnet id parks");
     assert_eq!(b.problems[0].reason, Reason::InvalidAnnotation);
     assert_eq!(b.problems[0].effect, Effect::Parked);
     assert!(
@@ -93,8 +105,6 @@ fn subnet_id_without_a_class_vpc_or_malformed_parks_the_ingress() {
             .field
             .contains("kubernetes.io/ingress.subnetId")
     );
-    let b = build(r#"{kubernetes.io/ingress.subnetId: "12345678"}"#);
-    assert!(b.stacks.is_empty(), "a malformed subnet id parks");
 }
 
 #[test]
@@ -363,4 +373,263 @@ fn unknown_annotations_under_our_prefixes_get_one_degraded_warning() {
             && p.message.contains("clb-ingress.io/bar")
     );
     assert!(!p.message.contains("sync-state") && !p.message.contains("example.com/other"));
+}
+
+/// A world with certificate annotation for a.example.com and one Ingress of these paths
+/// (path, Service) and annotations, with no spec.tls.
+fn mix_world(annotations: &str, paths: &[(&str, &str)]) -> model::BuildOutput {
+    let paths: String = paths
+        .iter()
+        .map(|(p, s)| {
+            format!(
+                "      - {{path: {p}, pathType: ImplementationSpecific, backend: {{service: {{name: {s}, port: {{number: 80}}}}}}}}\n"
+            )
+        })
+        .collect();
+    let yaml = format!(
+        r#"{CLASS}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: shop
+  namespace: default
+  annotations: {annotations}
+spec:
+  ingressClassName: clb
+  rules:
+  - host: a.example.com
+    http:
+      paths:
+{paths}"#
+    );
+    model::build(&snapshot(&yaml))
+}
+
+/// (protocol, url, redirect code) of every rule of domain a.example.com.
+fn rules_of(b: &model::BuildOutput) -> Vec<(String, String, Option<u16>)> {
+    let mut out: Vec<_> = b
+        .stacks
+        .values()
+        .flat_map(|d| &d.listeners)
+        .flat_map(|l| {
+            l.domains
+                .iter()
+                .filter(|d| d.domain == "a.example.com")
+                .flat_map(move |d| {
+                    d.rules.iter().map(move |r| {
+                        (
+                            l.protocol.as_str().to_string(),
+                            r.url.clone(),
+                            r.redirect.map(|x| x.code),
+                        )
+                    })
+                })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+const CERT: &str = r#"ingress.cloud.tencent.com/certificate: '{"a.example.com": "cert-abc"}'"#;
+
+#[test]
+fn certificate_annotation_gives_the_host_an_https_listener_with_that_certificate_id() {
+    let b = mix_world(&format!("{{{CERT}}}"), &[("/", "web")]);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let d = b.stacks.values().next().unwrap();
+    let https = d
+        .listeners
+        .iter()
+        .find(|l| l.protocol == clb_ingress::model::Protocol::Https)
+        .expect("an HTTPS listener");
+    let dom = https
+        .domains
+        .iter()
+        .find(|x| x.domain == "a.example.com")
+        .unwrap();
+    assert_eq!(
+        dom.certificate,
+        Some(clb_ingress::model::CertSource::Id("cert-abc".into()))
+    );
+    // A host the Ingress does not have: a Warning, nothing else.
+    let b = mix_world(
+        r#"{ingress.cloud.tencent.com/certificate: '{"a.example.com": "cert-abc", "b.example.com": "cert-b"}'}"#,
+        &[("/", "web")],
+    );
+    assert_eq!(b.problems.len(), 1, "{:?}", b.problems);
+    assert!(b.problems[0].message.contains("b.example.com"));
+    // Malformed: parked, naming the annotation.
+    for bad in [
+        r#"'{"a.example.com": 5}'"#,
+        "'[1]'",
+        "nope",
+        r#"'{"a.example.com": "c d"}'"#,
+    ] {
+        let b = mix_world(
+            &format!("{{ingress.cloud.tencent.com/certificate: {bad}}}"),
+            &[("/", "web")],
+        );
+        assert!(b.stacks.is_empty(), "{bad}");
+        assert!(b.problems[0].field.contains("certificate"), "{bad}");
+    }
+}
+
+#[test]
+fn rule_mix_puts_each_path_on_the_listeners_its_lists_name_and_https_by_default() {
+    let anns = format!(
+        r#"{{{CERT}, kubernetes.io/ingress.rule-mix: "true",
+  kubernetes.io/ingress.http-rules: '[{{"path": "/api", "backend": {{"host": "a.example.com", "serviceName": "web", "servicePort": 80}}}}, null]',
+  kubernetes.io/ingress.https-rules: '[{{"host": "a.example.com", "path": "/", "backend": {{"serviceName": "web", "servicePort": "80"}}}}]'}}"#
+    );
+    let b = mix_world(&anns, &[("/", "web"), ("/api", "web"), ("/static", "web")]);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let rules = rules_of(&b);
+    let urls = |proto: &str| -> Vec<String> {
+        rules
+            .iter()
+            .filter(|r| r.0 == proto)
+            .map(|r| r.1.clone())
+            .collect()
+    };
+    assert!(
+        urls("HTTP")
+            .iter()
+            .all(|u| u.trim_start_matches('=').starts_with("/api")),
+        "{rules:?}"
+    );
+    assert!(!urls("HTTP").is_empty(), "{rules:?}");
+    assert!(
+        urls("HTTPS").iter().any(|u| u.starts_with("/static")),
+        "{rules:?}"
+    );
+    assert!(
+        urls("HTTPS")
+            .iter()
+            .all(|u| !u.trim_start_matches('=').starts_with("/api")),
+        "{rules:?}"
+    );
+    // Without rule-mix the lists do nothing, and say so.
+    let b = mix_world(
+        r#"{kubernetes.io/ingress.http-rules: '[{"path": "/"}]'}"#,
+        &[("/", "web")],
+    );
+    assert_eq!(b.problems.len(), 1, "{:?}", b.problems);
+    assert!(b.problems[0].message.contains("rule-mix"));
+}
+
+#[test]
+fn rule_mix_redirect_entries_make_the_http_rule_redirect_to_the_same_https_rule() {
+    let anns = format!(
+        r#"{{{CERT}, kubernetes.io/ingress.rule-mix: "true",
+  kubernetes.io/ingress.http-rules: '[{{"path": "/api", "backend": {{"host": "a.example.com", "serviceName": "web", "servicePort": 80}}}}, {{"host": "a.example.com", "path": "/", "rewrite": {{"port": 443, "host": "a.example.com", "path": "/"}}}}]',
+  kubernetes.io/ingress.https-rules: '[{{"host": "a.example.com", "path": "/", "backend": {{"serviceName": "web", "servicePort": "80"}}}}]'}}"#
+    );
+    let b = mix_world(&anns, &[("/", "web"), ("/api", "web"), ("/static", "web")]);
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let rules = rules_of(&b);
+    let http: Vec<_> = rules.iter().filter(|r| r.0 == "HTTP").collect();
+    assert!(
+        http.iter().any(|r| r.1 == "/" && r.2 == Some(301)),
+        "{rules:?}"
+    );
+    assert!(
+        http.iter().filter(|r| r.1 != "/").all(|r| r.2.is_none()),
+        "/api forwards: {rules:?}"
+    );
+    // To another path: refused with a Warning, nothing is redirected.
+    let other = anns.replace(r#""path": "/"}}}}"#, r#""path": "/new"}}}}"#);
+    let other = other.replace(r#""path": "/"}}]'"#, r#""path": "/new"}}]'"#);
+    let b = mix_world(&other, &[("/", "web"), ("/api", "web"), ("/static", "web")]);
+    assert!(
+        b.problems
+            .iter()
+            .any(|p| p.message.contains("another host or path")),
+        "{:?}",
+        b.problems
+    );
+    assert!(rules_of(&b).iter().all(|r| r.2.is_none()));
+}
+
+#[test]
+fn lb_rs_weight_accepts_a_numeric_port_key_and_refuses_a_bad_one() {
+    let ok = build(
+        r#"{ingress.cloud.tencent.com/lb-rs-weight: '{"groups": [{"key": {"port": 443, "host": "a.example.com", "path": "/"}, "statefulSets": [{"name": "web", "weight": 50}]}]}'}"#,
+    );
+    assert!(ok.stacks.len() == 1, "{:?}", ok.problems);
+    assert!(
+        !ok.problems
+            .iter()
+            .any(|p| p.message.contains("is not a string")),
+        "{:?}",
+        ok.problems
+    );
+    let w = model::build::parse_rs_weights(r#"{"groups": [{"key": {"port": "80"}}]}"#).unwrap();
+    assert_eq!(w.groups[0].port, Some(80));
+    assert!(model::build::parse_rs_weights(r#"{"groups": [{"key": {"port": 0}}]}"#).is_err());
+    assert!(model::build::parse_rs_weights(r#"{"groups": [{"key": {"port": true}}]}"#).is_err());
+}
+
+#[test]
+fn localhost_is_refused_as_a_host_like_tke_does() {
+    let yaml = world("{}").replace("- host: a.example.com", "- host: localhost");
+    let b = model::build(&snapshot(&yaml));
+    assert!(b.stacks.is_empty(), "its only host is refused");
+    assert!(
+        b.problems
+            .iter()
+            .any(|p| p.reason == Reason::InvalidHost && p.message.contains("TKE refuses")),
+        "{:?}",
+        b.problems
+    );
+}
+
+#[test]
+fn every_refused_tke_annotation_gets_an_unsupported_warning_not_an_unknown_one() {
+    for (a, instead) in model::build::TKE_REFUSED_ANNOTATIONS {
+        let b = build(&format!("{{{a}: \"x\"}}"));
+        assert_eq!(b.stacks.len(), 1, "{a} does not stop the sync");
+        assert_eq!(b.problems.len(), 1, "{a}: {:?}", b.problems);
+        assert_eq!(b.problems[0].reason, Reason::UnsupportedAnnotation, "{a}");
+        assert!(b.problems[0].message.contains(instead), "{a}");
+    }
+}
+
+#[test]
+fn unmatched_hosts_go_to_the_oldest_ingress_first_host_only_when_the_class_asks_for_tkes_answer() {
+    let default_server = |b: &model::BuildOutput| -> Vec<String> {
+        b.stacks
+            .values()
+            .flat_map(|d| &d.listeners)
+            .flat_map(|l| &l.domains)
+            .filter(|d| d.default_server)
+            .map(|d| d.domain.clone())
+            .collect()
+    };
+    // Default: the reserved catch-all domain answers unmatched hosts (404).
+    let b = build("{}");
+    assert!(
+        default_server(&b)
+            .iter()
+            .all(|d| d == "unmatched.clb-ingress.invalid"),
+        "{:?}",
+        default_server(&b)
+    );
+    let tke = world("{}").replace(
+        "spec: {targetMode: Direct, create: {vpcId: vpc-abcdefgh}}",
+        "spec: {targetMode: Direct, unmatchedHosts: ListenerDefaultDomain, create: {vpcId: vpc-abcdefgh}}",
+    );
+    let b = model::build(&snapshot(&tke));
+    assert!(b.problems.is_empty(), "{:?}", b.problems);
+    let ds = default_server(&b);
+    assert!(!ds.is_empty());
+    assert!(ds.iter().all(|d| d == "a.example.com"), "{ds:?}");
+    assert!(
+        b.stacks
+            .values()
+            .flat_map(|d| &d.listeners)
+            .flat_map(|l| &l.domains)
+            .all(|d| d.domain != "unmatched.clb-ingress.invalid"),
+        "the placeholder goes"
+    );
 }

@@ -4,6 +4,7 @@ pub mod cloud;
 pub mod crd;
 #[cfg(feature = "local-dev")]
 pub mod demo;
+pub mod migrate;
 pub mod plan;
 pub mod preflight;
 pub mod run;

@@ -225,7 +225,7 @@ pub fn plan_all<'a>(
 }
 
 /// Read every stack's CLB (read-only calls only).
-fn observe_all(
+pub fn observe_all(
     deployer: &crate::deploy::Deployer,
     out: &model::BuildOutput,
 ) -> anyhow::Result<std::collections::BTreeMap<model::StackId, Option<ObservedLb>>> {

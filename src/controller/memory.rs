@@ -5,7 +5,7 @@
 
 use super::FINALIZER;
 use super::queue::Dirty;
-use super::report::ANN_SYNC_STATE;
+use super::report::{ANN_QCLOUD_LB_ID, ANN_SYNC_STATE};
 use crate::model::{DesiredLb, Index, Problem, StackId};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
@@ -292,13 +292,13 @@ pub fn referenced_services(ing: &Ingress) -> Vec<Key> {
         .collect()
 }
 
-/// What of an Ingress matters to its CLB: a change of anything else (our own sync-state
-/// annotation, its status) is not worth a reconcile.
+/// What of an Ingress matters to its CLB: a change of anything else (our own sync-state and
+/// `qcloud-loadbalance-id` annotations, its status) is not worth a reconcile.
 pub fn fingerprint(ing: &Ingress) -> String {
     let mut anns: Vec<(&String, &String)> = ing
         .annotations()
         .iter()
-        .filter(|(k, _)| k.as_str() != ANN_SYNC_STATE)
+        .filter(|(k, _)| k.as_str() != ANN_SYNC_STATE && k.as_str() != ANN_QCLOUD_LB_ID)
         .collect();
     anns.sort();
     format!(

@@ -33,6 +33,7 @@ use serde_json::json;
 
 /// Annotation holding the per-Ingress sync state.
 pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
+pub use crate::model::build::ANN_QCLOUD_LB_ID;
 /// Event reporter name.
 pub const REPORTER: &str = "clb-ingress";
 const MAX_NOTE: usize = 1000;
@@ -538,11 +539,21 @@ impl Reporter {
         state: &SyncState,
         previous: &SyncState,
     ) -> Result<(), ControllerError> {
-        if state == previous {
+        // TKE's read-only annotation naming the CLB, for tools that read it.
+        let lb_id = state
+            .load_balancer_id
+            .as_deref()
+            .filter(|id| ing.annotations().get(ANN_QCLOUD_LB_ID).map(String::as_str) != Some(*id));
+        if state == previous && lb_id.is_none() {
             return Ok(());
         }
         let value = serde_json::to_string(state).unwrap_or_default();
-        let patch = json!({"metadata": {"annotations": {ANN_SYNC_STATE: value}}});
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(ANN_SYNC_STATE.into(), value.into());
+        if let Some(id) = lb_id {
+            annotations.insert(ANN_QCLOUD_LB_ID.into(), id.into());
+        }
+        let patch = json!({"metadata": {"annotations": annotations}});
         self.patch(ing, KubeWrite::SyncState, &patch).await
     }
 

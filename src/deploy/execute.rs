@@ -225,11 +225,34 @@ impl<A: ClbApi> Execution<'_, A> {
     ) -> Result<(), DeployError> {
         let d = self.d;
         let internal = settings.network_type == crate::crd::NetworkType::Internal;
+        // An internal CLB needs its VPC: TKE takes the cluster's, clb-ingress the class's
+        // `create.vpcId`, else the VPC of the subnet (VPC DescribeSubnets).
+        let mut vpc_id = settings.vpc_id.clone();
+        if internal
+            && vpc_id.is_none()
+            && let Some(subnet) = &settings.subnet_id
+        {
+            let found = d
+                .client
+                .describe_subnets(std::slice::from_ref(subnet))
+                .await
+                .map_err(cloud(step))?;
+            vpc_id = Some(
+                found
+                    .into_iter()
+                    .find(|s| s.subnet_id == *subnet && !s.vpc_id.is_empty())
+                    .map(|s| s.vpc_id)
+                    .ok_or_else(|| DeployError::SubnetNotFound {
+                        step: step.into(),
+                        subnet: subnet.clone(),
+                    })?,
+            );
+        }
         let req = CreateLoadBalancerRequest {
             load_balancer_type: if internal { "INTERNAL" } else { "OPEN" }.into(),
             forward: Some(1),
             load_balancer_name: Some(name.to_string()),
-            vpc_id: settings.vpc_id.clone(),
+            vpc_id,
             subnet_id: settings.subnet_id.clone(),
             project_id: settings.project_id,
             internet_accessible: (!internal).then(|| InternetAccessible {

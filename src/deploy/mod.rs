@@ -50,6 +50,12 @@ pub enum DeployError {
         "the certificate of Secret {secret} must be uploaded again; its private key was dropped from memory after the first upload and is read again"
     )]
     KeyDropped { secret: String, fingerprint: String },
+    /// An internal CLB without a VPC in the class: its subnet's VPC was looked up
+    /// (VPC DescribeSubnets) and the subnet does not exist.
+    #[error(
+        "{step}: subnet {subnet} was not found (VPC DescribeSubnets), so the VPC of the internal CLB is unknown; check kubernetes.io/ingress.subnetId, or set create.vpcId in the class's ClbClassParameters"
+    )]
+    SubnetNotFound { step: String, subnet: String },
 }
 
 impl DeployError {
@@ -63,6 +69,7 @@ impl DeployError {
             | DeployError::Malformed { .. } => "Inconsistent",
             DeployError::NotAdoptable { .. } => "AdoptionRefused",
             DeployError::KeyDropped { .. } => "KeyDropped",
+            DeployError::SubnetNotFound { .. } => "SubnetNotFound",
         }
     }
 }

@@ -16,12 +16,12 @@ use super::types::{
     DeleteRewriteRequest, DeleteRuleRequest, DescribeCertificatesRequest,
     DescribeCertificatesResponse, DescribeListenersRequest, DescribeListenersResponse,
     DescribeLoadBalancersRequest, DescribeLoadBalancersResponse, DescribeQuotaResponse,
-    DescribeTargetsRequest, DescribeTargetsResponse, DescribeTaskStatusRequest,
-    DescribeTaskStatusResponse, Empty, Listener, ListenerBackend, LoadBalancer,
-    ManualRewriteRequest, ModifyDomainAttributesRequest, ModifyListenerRequest,
-    ModifyLoadBalancerAttributesRequest, ModifyLoadBalancerAttributesResponse, ModifyRuleRequest,
-    Quota, RegisterTargetsRequest, RsWeightRule, UploadCertificateRequest,
-    UploadCertificateResponse,
+    DescribeSubnetsRequest, DescribeSubnetsResponse, DescribeTargetsRequest,
+    DescribeTargetsResponse, DescribeTaskStatusRequest, DescribeTaskStatusResponse, Empty,
+    Listener, ListenerBackend, LoadBalancer, ManualRewriteRequest, ModifyDomainAttributesRequest,
+    ModifyListenerRequest, ModifyLoadBalancerAttributesRequest,
+    ModifyLoadBalancerAttributesResponse, ModifyRuleRequest, Quota, RegisterTargetsRequest,
+    RsWeightRule, Subnet, UploadCertificateRequest, UploadCertificateResponse,
 };
 
 /// The actions this client calls (name, service, idempotency). Also the bounded set of action
@@ -54,6 +54,8 @@ pub mod ops {
     pub const UPLOAD_CERTIFICATE: Op = Op::write("UploadCertificate").ssl();
     pub const DESCRIBE_CERTIFICATES: Op = Op::read("DescribeCertificates").ssl();
     pub const DELETE_CERTIFICATE: Op = Op::write("DeleteCertificate").ssl();
+    /// VPC DescribeSubnets: the VPC of a subnet (for an internal CLB without a VpcId).
+    pub const DESCRIBE_SUBNETS: Op = Op::read("DescribeSubnets").vpc();
 
     /// Every action above.
     pub const ALL: &[Op] = &[
@@ -523,6 +525,20 @@ impl ClbClient {
             deal_name: None,
         };
         Ok(self.call(ops::DESCRIBE_TASK_STATUS, &req).await?.data)
+    }
+
+    /// VPC DescribeSubnets by id (`SubnetIds`, at most 100): the subnets that exist.
+    #[instrument(level = "debug", skip(self))]
+    pub async fn describe_subnets(&self, subnet_ids: &[String]) -> Result<Vec<Subnet>, ClbError> {
+        let reply: Reply<DescribeSubnetsResponse> = self
+            .call(
+                ops::DESCRIBE_SUBNETS,
+                &DescribeSubnetsRequest {
+                    subnet_ids: subnet_ids.to_vec(),
+                },
+            )
+            .await?;
+        Ok(reply.data.subnet_set)
     }
 
     /// DescribeQuota.

@@ -96,6 +96,15 @@ pub trait ClbApi: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<Vec<CertificateDetail>>> + Send;
     /// The account's CLB quotas in this region.
     fn describe_quota(&self) -> impl Future<Output = ApiResult<Vec<Quota>>> + Send;
+    /// VPC DescribeSubnets by id: the subnets that exist (their VPC). An implementation
+    /// without a VPC service answers none.
+    fn describe_subnets(
+        &self,
+        subnet_ids: &[String],
+    ) -> impl Future<Output = ApiResult<Vec<Subnet>>> + Send {
+        let _ = subnet_ids;
+        async { Ok(Vec::new()) }
+    }
     /// Delete a certificate of the SSL service (`false`: the service refused).
     fn delete_certificate(
         &self,
@@ -131,6 +140,12 @@ macro_rules! delegate {
             }
             fn describe_quota(&self) -> impl Future<Output = ApiResult<Vec<Quota>>> + Send {
                 ClbClient::describe_quota(self)
+            }
+            fn describe_subnets(
+                &self,
+                subnet_ids: &[String],
+            ) -> impl Future<Output = ApiResult<Vec<Subnet>>> + Send {
+                ClbClient::describe_subnets(self, subnet_ids)
             }
         }
     };

@@ -79,6 +79,8 @@ pub enum Service {
     Clb,
     /// SSL certificate service, version 2019-12-05.
     Ssl,
+    /// Virtual Private Cloud, version 2017-03-12 (only DescribeSubnets: the VPC of a subnet).
+    Vpc,
 }
 
 impl Service {
@@ -87,6 +89,7 @@ impl Service {
         match self {
             Self::Clb => "clb",
             Self::Ssl => "ssl",
+            Self::Vpc => "vpc",
         }
     }
 
@@ -95,6 +98,7 @@ impl Service {
         match self {
             Self::Clb => "2018-03-17",
             Self::Ssl => "2019-12-05",
+            Self::Vpc => "2017-03-12",
         }
     }
 }
@@ -130,6 +134,13 @@ impl Op {
     pub const fn ssl(self) -> Self {
         Self {
             service: Service::Ssl,
+            ..self
+        }
+    }
+
+    pub const fn vpc(self) -> Self {
+        Self {
+            service: Service::Vpc,
             ..self
         }
     }
@@ -195,7 +206,7 @@ impl Endpoint {
         let host = match self {
             Self::Nearest { root_domain } => format!("{}.{root_domain}", service.name()),
             Self::RegionPinned { root_domain } => match service {
-                Service::Clb if !region.is_empty() => {
+                Service::Clb | Service::Vpc if !region.is_empty() => {
                     format!("{}.{region}.{root_domain}", service.name())
                 }
                 _ => format!("{}.{root_domain}", service.name()),
@@ -320,6 +331,7 @@ struct Inner {
     write_gate: Option<Arc<dyn WriteGate>>,
     clb_target: (reqwest::Url, String),
     ssl_target: (reqwest::Url, String),
+    vpc_target: (reqwest::Url, String),
 }
 
 /// Builder for [`ClbClient`]: inject the clock, jitter, shared rate limiter and observer.
@@ -400,6 +412,10 @@ impl ClbClientBuilder {
             .config
             .endpoint
             .target(Service::Ssl, &self.config.region)?;
+        let vpc_target = self
+            .config
+            .endpoint
+            .target(Service::Vpc, &self.config.region)?;
         if HeaderValue::from_str(&self.config.region).is_err() {
             return Err(ClbError::Config(
                 "region is not a valid header value".into(),
@@ -426,6 +442,7 @@ impl ClbClientBuilder {
                 write_gate: self.write_gate,
                 clb_target,
                 ssl_target,
+                vpc_target,
             }),
         })
     }
@@ -760,6 +777,7 @@ impl ClbClient {
         let (url, host) = match op.service {
             Service::Clb => &inner.clb_target,
             Service::Ssl => &inner.ssl_target,
+            Service::Vpc => &inner.vpc_target,
         };
         let timestamp = inner.clock.unix_seconds();
         let signature = sign(

@@ -1179,6 +1179,39 @@ pub struct DescribeQuotaResponse {
     pub quota_set: Vec<Quota>,
 }
 
+/// VPC DescribeSubnets (2017-03-12) by id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSubnetsRequest {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subnet_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DescribeSubnetsResponse {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub subnet_set: Vec<Subnet>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub total_count: u64,
+}
+
+/// One subnet of DescribeSubnets (the fields clb-ingress reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Subnet {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub vpc_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub subnet_id: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub subnet_name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cidr_block: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub zone: String,
+}
+
 // ---------------------------------------------------------------------------------------------
 // Rewrites (§3.6)
 // ---------------------------------------------------------------------------------------------

@@ -85,6 +85,12 @@ pub struct ClbClassParametersSpec {
     /// deeper names (`a.b.example.com`), which the Ingress spec would not route.
     #[serde(default, skip_serializing_if = "is_default")]
     pub wildcard_hosts: WildcardHosts,
+    /// Where a request whose Host matches no rule goes. `NotFound` (default): the Ingress
+    /// spec's answer, 404 unless a host-less rule or `defaultBackend` catches it.
+    /// `ListenerDefaultDomain`: TKE's answer, the listener's default domain (the first host of
+    /// the oldest Ingress on the listener).
+    #[serde(default)]
+    pub unmatched_hosts: UnmatchedHosts,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
@@ -97,6 +103,14 @@ pub enum WildcardHosts {
     #[default]
     Regex,
     Native,
+}
+
+/// See `ClbClassParametersSpec::unmatched_hosts`.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum UnmatchedHosts {
+    #[default]
+    NotFound,
+    ListenerDefaultDomain,
 }
 
 /// Existing CLBs that may be adopted by annotation, and by whom.

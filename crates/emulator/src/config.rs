@@ -246,6 +246,8 @@ pub struct Settings {
     pub faults: Faults,
     /// CVM instance id -> private IP used for `InstanceId` targets.
     pub instances: BTreeMap<String, Ipv4Addr>,
+    /// Subnet id -> VPC id, answered by VPC `DescribeSubnets`.
+    pub subnets: BTreeMap<String, String>,
     pub state_file: Option<PathBuf>,
     pub seed: Option<u64>,
     /// Limits of the API server (start-only).
@@ -274,6 +276,7 @@ impl Default for Settings {
             quotas: Quotas::default(),
             faults: Faults::default(),
             instances: BTreeMap::new(),
+            subnets: BTreeMap::new(),
             state_file: None,
             seed: None,
             server: ServerLimits::default(),

@@ -250,6 +250,7 @@ fn service_key(s: Service) -> &'static str {
     match s {
         Service::Clb => "clb",
         Service::Ssl => "ssl",
+        Service::Vpc => "vpc",
     }
 }
 

@@ -19,13 +19,14 @@ use serde_json::Value;
 use crate::core::{Core, Task};
 use crate::error::{ApiFailure, codes};
 
-use common::{Handled, decode};
+use common::{Handled, decode, reply};
 
 /// Which API a request is for (by the credential scope's service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Clb,
     Ssl,
+    Vpc,
 }
 
 impl Service {
@@ -33,6 +34,7 @@ impl Service {
         match s {
             "clb" => Some(Self::Clb),
             "ssl" => Some(Self::Ssl),
+            "vpc" => Some(Self::Vpc),
             _ => None,
         }
     }
@@ -40,6 +42,7 @@ impl Service {
         match self {
             Self::Clb => "2018-03-17",
             Self::Ssl => "2019-12-05",
+            Self::Vpc => "2017-03-12",
         }
     }
 }
@@ -84,6 +87,9 @@ pub const SSL_ACTIONS: &[&str] = &[
     "DeleteCertificate",
 ];
 
+/// VPC actions the emulator serves (the VPC of a subnet, for internal CLBs).
+pub const VPC_ACTIONS: &[&str] = &["DescribeSubnets"];
+
 /// Async writes (§4): they create a task and lock their CLB while it runs.
 pub const ASYNC_ACTIONS: &[&str] = &[
     "CreateLoadBalancer",
@@ -112,6 +118,7 @@ pub fn is_known(service: Service, action: &str) -> bool {
     match service {
         Service::Clb => CLB_ACTIONS.contains(&action),
         Service::Ssl => SSL_ACTIONS.contains(&action),
+        Service::Vpc => VPC_ACTIONS.contains(&action),
     }
 }
 
@@ -141,6 +148,7 @@ pub fn dispatch(
     let before = (!read).then(|| core.state.clone());
     let handled = match service {
         Service::Ssl => handle_ssl(core, action, &body),
+        Service::Vpc => handle_vpc(core, action, &body),
         Service::Clb => handle_clb(core, action, request_id, &body),
     };
     let (value, info) = match handled {
@@ -182,6 +190,52 @@ pub fn dispatch(
         body: value,
         changed: !read && !will_fail,
     })
+}
+
+/// VPC `DescribeSubnets` by `SubnetIds` over the configured subnets (`Settings::subnets`):
+/// the subnets that exist, like the real API (an unknown id is simply not listed).
+fn handle_vpc(core: &mut Core, action: &str, body: &[u8]) -> Handled {
+    if action != "DescribeSubnets" {
+        return Err(ApiFailure::new(
+            crate::error::codes::INVALID_ACTION,
+            format!("The action `{action}` does not exist."),
+        ));
+    }
+    let req: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiFailure::new(
+                crate::error::codes::INVALID_PARAMETER,
+                format!("The request body is not a JSON object: {e}"),
+            )
+        })?
+    };
+    let ids: Option<Vec<&str>> = match req.get("SubnetIds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(a)) => Some(a.iter().filter_map(Value::as_str).collect()),
+        Some(_) => {
+            return Err(ApiFailure::new(
+                crate::error::codes::INVALID_PARAMETER,
+                "The value type of parameter `SubnetIds` is not valid: expected array.",
+            ));
+        }
+    };
+    let set: Vec<Value> = core
+        .settings
+        .subnets
+        .iter()
+        .filter(|(s, _)| ids.as_ref().is_none_or(|ids| ids.contains(&s.as_str())))
+        .map(|(s, v)| {
+            serde_json::json!({"VpcId": v, "SubnetId": s, "SubnetName": s, "CidrBlock": "10.0.0.0/24",
+                "Zone": format!("{}-1", core.settings.region)})
+        })
+        .collect();
+    let n = set.len();
+    reply(
+        &serde_json::json!({"SubnetSet": set, "TotalCount": n}),
+        vec![],
+    )
 }
 
 /// Map a CLB action to its handler.

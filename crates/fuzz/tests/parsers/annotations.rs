@@ -4,8 +4,8 @@
 
 use clb_ingress_core::model::build::{
     self, ANN_AUTO_REWRITE, ANN_AUTO_REWRITE_CODE, ANN_DIRECT_ACCESS, ANN_LISTEN_PORTS, ANN_MODE,
-    ANN_RETAIN, ANN_RS_WEIGHT, MAX_WEIGHT, RsWeightGroup, RsWeights, parse_listen_ports,
-    parse_rewrite_codes, parse_rs_weights,
+    ANN_RETAIN, ANN_RS_WEIGHT, MAX_WEIGHT, RsWeightGroup, RsWeights, parse_certificates,
+    parse_listen_ports, parse_mix_rules, parse_rewrite_codes, parse_rs_weights,
 };
 use clb_ingress_core::model::{Effect, Protocol, Reason, Snapshot};
 use proptest::prelude::*;
@@ -66,10 +66,12 @@ fn rs_weights() -> impl Strategy<Value = RsWeights> {
         proptest::option::of("/[a-z/]{0,12}"),
         proptest::collection::vec(("[a-z0-9-]{1,10}", 0..=MAX_WEIGHT), 0..3),
         proptest::collection::vec("[a-z0-9-]{1,10}", 0..2),
+        proptest::option::of(1u16..=65_535),
     )
         .prop_map(
-            |(proto, host, path, stateful_sets, deployments)| RsWeightGroup {
+            |(proto, host, path, stateful_sets, deployments, port)| RsWeightGroup {
                 proto,
+                port,
                 host,
                 path,
                 stateful_sets,
@@ -100,6 +102,10 @@ fn rs_weights_json(w: &RsWeights) -> Value {
             if let Some(p) = g.proto {
                 let name = if p == Protocol::Http { "HTTP" } else { "HTTPS" };
                 key.insert("proto".into(), json!(name));
+            }
+            if let Some(p) = g.port {
+                // TKE writes the listener port as a number.
+                key.insert("port".into(), json!(p));
             }
             if let Some(h) = &g.host {
                 key.insert("host".into(), json!(h));
@@ -327,6 +333,78 @@ proptest! {
             prop_assert_eq!(parked.len(), 1, "{:?} for {:?}", out.problems, annotations);
             let named = bad.iter().any(|a| parked[0] == format!("metadata.annotations[{a}]"));
             prop_assert!(named, "{:?} is not one of {:?}", parked[0], bad);
+        }
+    }
+}
+
+/// A `http-rules` / `https-rules` entry as TKE writes it, or junk; (JSON, host, path, port).
+fn mix_entry() -> impl Strategy<Value = (Value, Option<String>, String, Option<String>)> {
+    (
+        proptest::option::of("[a-z]{1,6}\\.com"),
+        proptest::option::of("/[a-z/]{0,8}"),
+        any::<bool>(),
+        prop_oneof![
+            (1u16..=65_535).prop_map(|p| (json!(p), Some(p.to_string()))),
+            "[a-z]{1,6}".prop_map(|n| (json!(n), Some(n))),
+            Just((Value::Null, None)),
+        ],
+    )
+        .prop_map(|(host, path, host_in_backend, (port, port_text))| {
+            let mut backend = json!({"serviceName": "web", "servicePort": port});
+            let mut entry = json!({"backend": {}});
+            if let Some(h) = &host {
+                if host_in_backend {
+                    backend["host"] = json!(h);
+                } else {
+                    entry["host"] = json!(h);
+                }
+            }
+            if let Some(p) = &path {
+                entry["path"] = json!(p);
+            }
+            entry["backend"] = backend;
+            (entry, host, path.unwrap_or_else(|| "/".into()), port_text)
+        })
+}
+
+proptest! {
+    #![proptest_config(clb_fuzz::config())]
+
+    #[test]
+    fn any_mix_rules_value_parses_without_panicking_and_tkes_forms_keep_host_path_and_port(
+        entries in proptest::collection::vec(mix_entry(), 0..4),
+        nulls in 0usize..2,
+        junk in any::<String>(),
+    ) {
+        let _ = parse_mix_rules(&junk);
+        let mut list: Vec<Value> = entries.iter().map(|e| e.0.clone()).collect();
+        list.extend(std::iter::repeat_n(Value::Null, nulls));
+        // Multi-line, as TKE users write them.
+        let text = serde_json::to_string_pretty(&Value::Array(list)).unwrap();
+        let parsed = parse_mix_rules(&text).map_err(|e| TestCaseError::fail(format!("{e}: {text}")))?;
+        prop_assert_eq!(parsed.len(), entries.len());
+        for (p, (_, host, path, port)) in parsed.iter().zip(&entries) {
+            prop_assert_eq!(&p.host, host);
+            prop_assert_eq!(&p.path, path);
+            prop_assert_eq!(&p.port, port);
+            prop_assert_eq!(p.service.as_deref(), Some("web"));
+        }
+    }
+
+    #[test]
+    fn any_certificate_value_parses_without_panicking_into_distinct_hosts_and_clean_ids(
+        v in prop_oneof![
+            any::<String>(),
+            "\\{(\"[a-z.]{0,8}\": \"[A-Za-z0-9 -]{0,10}\",? ?){0,3}\\}",
+        ],
+    ) {
+        if let Ok(certs) = parse_certificates(&v) {
+            prop_assert!(!certs.is_empty());
+            for (i, (h, id)) in certs.iter().enumerate() {
+                prop_assert!(!h.is_empty());
+                prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{:?}", id);
+                prop_assert!(!certs[..i].iter().any(|(o, _)| o == h));
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ mod stack;
 mod tls;
 
 pub use annotations::{
-    RewriteCodes, RsWeightGroup, RsWeights, parse_listen_ports, parse_rewrite_codes,
-    parse_rs_weights,
+    MixEntry, MixRewrite, RewriteCodes, RsWeightGroup, RsWeights, RuleMix, TKE_REFUSED_ANNOTATIONS,
+    parse_certificates, parse_listen_ports, parse_mix_rules, parse_rewrite_codes, parse_rs_weights,
 };
 pub use backends::{endpoint_usable, instance_id};
 pub use index::{Index, OurClasses};
@@ -47,12 +47,23 @@ pub const ANN_AUTO_REWRITE_CODE: &str = "ingress.cloud.tencent.com/auto-rewrite-
 pub const ANN_RS_WEIGHT: &str = "ingress.cloud.tencent.com/lb-rs-weight";
 pub const ANN_RETAIN: &str = "ingress.cloud.tencent.com/loadbalance-retain";
 pub const ANN_MODE: &str = "ingress.cloud.tencent.com/mode";
+/// TKE: host -> Tencent Cloud certificate id, beside `spec.tls`.
+pub const ANN_CERTIFICATE: &str = "ingress.cloud.tencent.com/certificate";
+/// TKE's mixed HTTP/HTTPS rules: `rule-mix: "true"` with per-protocol rule lists.
+pub const ANN_RULE_MIX: &str = "kubernetes.io/ingress.rule-mix";
+pub const ANN_HTTP_RULES: &str = "kubernetes.io/ingress.http-rules";
+pub const ANN_HTTPS_RULES: &str = "kubernetes.io/ingress.https-rules";
+/// Read-only on TKE: the id of the CLB the Ingress uses (written back by the controller).
+pub const ANN_QCLOUD_LB_ID: &str = "kubernetes.io/ingress.qcloud-loadbalance-id";
+/// Hosts TKE refuses in a rule (clb-ingress refuses them too, so a migrated Ingress behaves alike).
+pub const TKE_REFUSED_HOSTS: [&str; 1] = ["localhost"];
 /// Written by the controller itself (see `controller::report`).
 pub const ANN_SYNC_STATE: &str = "clb-ingress.io/sync-state";
 /// Annotation prefixes clb-ingress owns: an unknown key under them gets a Warning.
 pub const OWN_ANNOTATION_PREFIXES: [&str; 2] = ["ingress.cloud.tencent.com/", "clb-ingress.io/"];
 /// Every annotation under `OWN_ANNOTATION_PREFIXES` clb-ingress understands.
-pub const KNOWN_ANNOTATIONS: [&str; 8] = [
+pub const KNOWN_ANNOTATIONS: [&str; 9] = [
+    ANN_CERTIFICATE,
     ANN_DIRECT_ACCESS,
     ANN_LISTEN_PORTS,
     ANN_AUTO_REWRITE,

@@ -4,7 +4,7 @@
 use super::*;
 
 pub(super) struct TlsEntry<'a> {
-    pub(super) hosts: &'a [String],
+    pub(super) hosts: std::borrow::Cow<'a, [String]>,
     pub(super) cert: CertSource,
 }
 
@@ -15,6 +15,8 @@ pub(super) struct PathEntry<'a> {
     pub(super) ri: usize,
     pub(super) pi: usize,
     pub(super) slot: usize,
+    /// `rule-mix`: the only protocol whose listeners serve this path (None: every listener).
+    pub(super) only: Option<Protocol>,
 }
 
 /// Said of a Problem that leaves one host out while the Ingress's other hosts serve.
@@ -36,6 +38,8 @@ pub(super) struct Contribution<'a> {
     pub(super) redirect: Option<Redirect>,
     /// Hosts whose redirect has its own code (`auto-rewrite-code` `rewriteCodeInfos`).
     pub(super) redirect_hosts: Vec<(String, u16)>,
+    /// `rule-mix` redirect entries: (host, the CLB URLs of the path, redirect).
+    pub(super) path_redirects: Vec<(Option<String>, Vec<String>, Redirect)>,
     /// `loadbalance-retain: "true"`.
     pub(super) retain: bool,
 }
@@ -177,7 +181,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     .get(&(port, proto))
                     .map(ListenerAcc::fork)
                     .unwrap_or_default();
-                merge(&mut acc, &c, self.members, &mut local_problems);
+                merge(&mut acc, &c, proto, self.members, &mut local_problems);
                 trial.insert((port, proto), acc);
             }
             let mut all_keys: Vec<(u16, Protocol)> =
@@ -313,7 +317,16 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 domains,
             });
         }
-        if contributions.iter().any(|c| c.redirect.is_some()) {
+        if first
+            .params
+            .is_some_and(|p| p.unmatched_hosts == crate::crd::UnmatchedHosts::ListenerDefaultDomain)
+        {
+            tke_default_domains(&mut listeners, &contributions);
+        }
+        if contributions
+            .iter()
+            .any(|c| c.redirect.is_some() || !c.path_redirects.is_empty())
+        {
             apply_redirects(&mut listeners, &contributions, |ns, host| {
                 self.owns_host(ns, host)
             });
@@ -407,8 +420,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .unwrap_or(DEFAULT_HTTPS_PORT);
         let has_tls = spec
             .and_then(|s| s.tls.as_ref())
-            .is_some_and(|t| !t.is_empty());
-        let listeners = match annotation(ing, ANN_LISTEN_PORTS) {
+            .is_some_and(|t| !t.is_empty())
+            || !tke.certificates.is_empty();
+        let mut listeners = match annotation(ing, ANN_LISTEN_PORTS) {
             Some(v) => match parse_listen_ports(v) {
                 Ok(l) => l,
                 Err(e) => {
@@ -421,7 +435,10 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     return None;
                 }
             },
-            None if has_tls => vec![(Protocol::Http, http_port), (Protocol::Https, https_port)],
+            // rule-mix: both, and the listeners no path uses are dropped below.
+            None if has_tls || tke.mix.is_some() => {
+                vec![(Protocol::Http, http_port), (Protocol::Https, https_port)]
+            }
             None => vec![(Protocol::Http, http_port)],
         };
         // Hosts with a path that cannot be expressed: all their rules are left out.
@@ -433,6 +450,17 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         let mut rules = Vec::with_capacity(spec_rules.len());
         for (ri, rule) in spec_rules.iter().enumerate() {
             let host = rule.host.as_deref().filter(|h| !h.is_empty());
+            if let Some(h) = host
+                && TKE_REFUSED_HOSTS.contains(&h.to_ascii_lowercase().as_str())
+            {
+                self.park_host(
+                    &m.key,
+                    format!("spec.rules[{ri}].host"),
+                    Reason::InvalidHost,
+                    format!("host {h:?} names the client's own machine, not a site; TKE refuses it and so does clb-ingress (use a real domain, or no host)"),
+                );
+                continue;
+            }
             if let Some(h) = host
                 && let Err(SyntaxProblem::Host(msg) | SyntaxProblem::Path(msg)) =
                     translate::check_host_syntax(h)
@@ -498,6 +526,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                         let default = w.default_weight.unwrap_or(DEFAULT_WEIGHT);
                         match w.groups.iter().position(|g| {
                             g.host.as_deref().is_none_or(|h| Some(h) == host)
+                                && g.port.is_none_or(|gp| listeners.iter().any(|l| l.1 == gp))
                                 && g.path.as_deref().is_none_or(|gp| gp == path)
                         }) {
                             Some(gi) => {
@@ -528,17 +557,52 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     BackendField::Path { ri, pi },
                     &m.key,
                 )?;
+                let only = tke.mix.as_ref().map(|mix| {
+                    let svc = p.backend.service.as_ref();
+                    let number = svc.and_then(|s| s.port.as_ref()).and_then(|p| p.number);
+                    let name = svc
+                        .and_then(|s| s.port.as_ref())
+                        .and_then(|p| p.name.as_deref());
+                    let svc = svc.map(|s| s.name.as_str());
+                    let on =
+                        |l: &[MixEntry]| l.iter().any(|e| e.matches(host, path, svc, number, name));
+                    // TKE: a rule in neither list is served on HTTPS.
+                    match (on(&mix.http), on(&mix.https)) {
+                        (true, true) => None,
+                        (true, false) => Some(Protocol::Http),
+                        _ => Some(Protocol::Https),
+                    }
+                });
                 paths.push(PathEntry {
                     path,
                     kind,
                     ri,
                     pi,
                     slot,
+                    only: only.flatten(),
                 });
             }
             rules.push((host, paths));
         }
         rules.retain(|(h, _)| !parked_hosts.contains(h));
+        let mut path_redirects = Vec::new();
+        if let Some(mix) = &tke.mix {
+            let code = tke.auto_rewrite.unwrap_or(DEFAULT_REWRITE_CODE);
+            path_redirects = self.mix_redirects(m, mix, &mut rules, &listeners, code);
+            let uses = |proto: Protocol| {
+                rules
+                    .iter()
+                    .flat_map(|(_, ps)| ps)
+                    .any(|p| p.only.is_none_or(|o| o == proto))
+            };
+            let (http, https) = (uses(Protocol::Http), uses(Protocol::Https));
+            if annotation(ing, ANN_LISTEN_PORTS).is_none() && (http || https) {
+                listeners.retain(|l| match l.0 {
+                    Protocol::Http => http,
+                    Protocol::Https => https || has_tls,
+                });
+            }
+        }
         let host_parked = self.problems[problems_before..]
             .iter()
             .any(|p| p.effect == Effect::HostParked);
@@ -643,11 +707,50 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     });
                 }
                 Ok(cert) => tls.push(TlsEntry {
-                    hosts: t.hosts.as_deref().unwrap_or_default(),
+                    hosts: std::borrow::Cow::Borrowed(t.hosts.as_deref().unwrap_or_default()),
                     cert,
                 }),
                 Err(p) => self.problems.push(p),
             }
+        }
+        if !tke.certificates.is_empty() {
+            let field = format!("metadata.annotations[{ANN_CERTIFICATE}]");
+            let hosts: Vec<&str> = spec_rules
+                .iter()
+                .filter_map(|r| r.host.as_deref())
+                .collect();
+            let mut from_annotation = Vec::new();
+            for (host, id) in &tke.certificates {
+                if !cert_id_allowed(m.params, id) {
+                    self.problems.push(Problem {
+                        object: m.key.clone(),
+                        field: field.clone(),
+                        reason: Reason::CertificateNotAllowed,
+                        effect: Effect::Degraded,
+                        message: format!("certificate {id} for {host} is not in the class's allowedCertificateIds; it is not used"),
+                    });
+                    continue;
+                }
+                if !hosts.contains(&host.as_str()) {
+                    self.problems.push(Problem {
+                        object: m.key.clone(),
+                        field: field.clone(),
+                        reason: Reason::InvalidAnnotation,
+                        effect: Effect::Degraded,
+                        message: format!(
+                            "names {host:?}, which is not a host of this Ingress; it has no effect"
+                        ),
+                    });
+                    continue;
+                }
+                from_annotation.push(TlsEntry {
+                    hosts: std::borrow::Cow::Owned(vec![host.clone()]),
+                    cert: CertSource::Id(id.clone()),
+                });
+            }
+            // The annotation names one host exactly: it comes before spec.tls.
+            from_annotation.append(&mut tls);
+            tls = from_annotation;
         }
         Some(Contribution {
             mi,
@@ -658,12 +761,83 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             tls,
             redirect,
             redirect_hosts: tke.rewrite_hosts,
+            path_redirects,
             retain: tke.retain,
         })
     }
 }
 
 impl<'a> StackBuilder<'_, 'a> {
+    /// `rule-mix` redirect entries of `http-rules`: each puts its path (a path of
+    /// `spec.rules` with the same host) on the HTTP listener too, redirecting to the same host
+    /// and path on the HTTPS listener of `rewrite.port`. Entries that cannot be applied get a
+    /// Warning and are left out.
+    fn mix_redirects(
+        &mut self,
+        m: &Managed<'a>,
+        mix: &RuleMix,
+        rules: &mut [(Option<&'a str>, Vec<PathEntry<'a>>)],
+        listeners: &[(Protocol, u16)],
+        code: u16,
+    ) -> Vec<(Option<String>, Vec<String>, Redirect)> {
+        let mut out = Vec::new();
+        for (i, e) in mix.http.iter().enumerate() {
+            let Some(rw) = &e.rewrite else { continue };
+            let refuse = |problems: &mut Vec<Problem>, why: String| {
+                problems.push(Problem {
+                    object: m.key.clone(),
+                    field: format!("metadata.annotations[{ANN_HTTP_RULES}]"),
+                    reason: Reason::UnsupportedAnnotation,
+                    effect: Effect::Degraded,
+                    message: format!("[{i}] redirects nothing: {why}"),
+                })
+            };
+            if rw.host.as_ref().is_some_and(|h| Some(h) != e.host.as_ref())
+                || rw.path.as_ref().is_some_and(|p| *p != e.path)
+            {
+                refuse(
+                    &mut self.problems,
+                    "a redirect to another host or path is not supported, only to the same host and path on the HTTPS listener".into(),
+                );
+                continue;
+            }
+            if !listeners.contains(&(Protocol::Https, rw.port)) {
+                refuse(
+                    &mut self.problems,
+                    format!("the Ingress has no HTTPS listener on port {}", rw.port),
+                );
+                continue;
+            }
+            let found = rules
+                .iter_mut()
+                .filter(|(h, _)| *h == e.host.as_deref())
+                .flat_map(|(_, ps)| ps.iter_mut())
+                .find(|p| p.path == e.path);
+            let Some(p) = found else {
+                refuse(
+                    &mut self.problems,
+                    format!(
+                        "no path of spec.rules has host {} and path {:?} to redirect to",
+                        e.host.as_deref().unwrap_or("(none)"),
+                        e.path
+                    ),
+                );
+                continue;
+            };
+            p.only = None;
+            let urls = translate::clb_urls(p.path, p.kind).unwrap_or_default();
+            out.push((
+                e.host.clone(),
+                urls,
+                Redirect {
+                    https_port: rw.port,
+                    code,
+                },
+            ));
+        }
+        out
+    }
+
     /// On a shared CLB: keep the rules of hosts this Ingress's namespace owns (or may share),
     /// and host-less rules only where the class allows catch-all routes; a Warning for each
     /// host left out. The Ingress's other hosts still serve.
@@ -708,6 +882,36 @@ impl<'a> StackBuilder<'_, 'a> {
     }
 }
 
+/// `unmatchedHosts: ListenerDefaultDomain` (TKE's answer for an unmatched Host): on each
+/// listener where nothing catches unmatched hosts (the catch-all domain only holds its
+/// target-less placeholder), the first precise host of the oldest Ingress on the listener
+/// becomes the default domain and the placeholder goes.
+pub(super) fn tke_default_domains(
+    listeners: &mut [DesiredListener],
+    contributions: &[Contribution],
+) {
+    for l in listeners.iter_mut() {
+        let Some(ci) = l.domains.iter().position(|d| {
+            d.default_server
+                && d.host == "*"
+                && d.rules
+                    .iter()
+                    .all(|r| r.backend.is_none() && r.url == translate::NO_ROUTE_URL)
+        }) else {
+            continue;
+        };
+        let first_host = contributions
+            .iter()
+            .flat_map(|c| c.rules.iter().filter_map(|(h, _)| *h))
+            .filter(|h| !h.starts_with("*."))
+            .find_map(|h| l.domains.iter().position(|d| d.host == h));
+        if let Some(di) = first_host {
+            l.domains[di].default_server = true;
+            l.domains.remove(ci);
+        }
+    }
+}
+
 /// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
 /// with the same domain and URL on the HTTPS listener (only where that rule exists).
 /// Only hosts the asking Ingress's namespace owns (`owns(namespace, host)`) are redirected.
@@ -716,6 +920,21 @@ pub(super) fn apply_redirects(
     contributions: &[Contribution],
     owns: impl Fn(&str, &str) -> bool,
 ) {
+    let by_path: Vec<(String, &[String], Redirect)> = contributions
+        .iter()
+        .flat_map(|c| {
+            c.path_redirects
+                .iter()
+                .filter(|(h, _, _)| h.as_deref().is_none_or(|h| owns(c.ns, h)))
+                .map(|(h, urls, r)| {
+                    (
+                        HostKey::from_host(h.as_deref()).display(),
+                        urls.as_slice(),
+                        *r,
+                    )
+                })
+        })
+        .collect();
     let wanted: Vec<(&str, Redirect)> = contributions
         .iter()
         .filter_map(|c| Some((c, c.redirect?)))
@@ -755,10 +974,16 @@ pub(super) fn apply_redirects(
         .filter(|l| l.protocol == Protocol::Http)
     {
         for d in &mut l.domains {
-            let Some(&(_, redirect)) = wanted.iter().find(|(h, _)| *h == d.host) else {
-                continue;
-            };
+            let host_wide = wanted.iter().find(|(h, _)| *h == d.host).map(|w| w.1);
             for r in &mut d.rules {
+                let Some(redirect) = by_path
+                    .iter()
+                    .find(|(h, urls, _)| *h == d.host && urls.contains(&r.url))
+                    .map(|w| w.2)
+                    .or(host_wide)
+                else {
+                    continue;
+                };
                 if https.contains(&(redirect.https_port, d.domain.clone(), r.url.clone())) {
                     r.redirect = Some(redirect);
                     r.backend = None;
@@ -772,6 +997,7 @@ pub(super) fn apply_redirects(
 pub(super) fn merge<'a>(
     acc: &mut ListenerAcc<'a>,
     c: &Contribution<'a>,
+    proto: Protocol,
     members: &[Managed<'a>],
     problems: &mut Vec<Problem>,
 ) {
@@ -782,7 +1008,11 @@ pub(super) fn merge<'a>(
         acc.view.extend(c.rules.iter().map(|(host, paths)| {
             (
                 *host,
-                paths.iter().map(|p| (p.path, p.kind, p.slot)).collect(),
+                paths
+                    .iter()
+                    .filter(|p| p.only.is_none_or(|o| o == proto))
+                    .map(|p| (p.path, p.kind, p.slot))
+                    .collect(),
             )
         }));
         if acc.default_backend.is_none() {
@@ -792,7 +1022,7 @@ pub(super) fn merge<'a>(
     }
     for (host, paths) in &c.rules {
         let mut kept = Vec::with_capacity(paths.len());
-        for p in paths {
+        for p in paths.iter().filter(|p| p.only.is_none_or(|o| o == proto)) {
             let key = match p.kind {
                 PathKind::Exact => p.path,
                 PathKind::Prefix => translate::prefix_key(p.path),

@@ -100,6 +100,7 @@ pub struct Metrics {
     endpoint_grace: IntCounter,
     cluster_info: IntGaugeVec,
     credential_reloads: IntCounterVec,
+    leader_transitions: IntCounter,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -123,6 +124,7 @@ mod name {
     pub const BUILD_INFO: &str = "build_info";
     pub const CLUSTER_INFO: &str = "cluster_info";
     pub const CREDENTIAL_RELOADS: &str = "credential_reloads_total";
+    pub const LEADER_TRANSITIONS: &str = "leader_transitions_total";
 }
 
 fn opts(name: &'static str, help: &str) -> Opts {
@@ -346,6 +348,22 @@ impl Metrics {
                 credential_reloads.with_label_values(&[trigger.as_str(), outcome.as_str()]);
             }
         }
+        let leader_transitions = register(r, name::LEADER_TRANSITIONS, || {
+            IntCounter::with_opts(opts(
+                name::LEADER_TRANSITIONS,
+                "Times this replica became leader or stopped being leader.",
+            ))
+        })?;
+        // The standard process_* families (CPU seconds, resident and virtual memory, open and
+        // maximum file descriptors, start time, threads), read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .map_err(|source| MetricsError {
+            name: "process",
+            source,
+        })?;
         Ok(Self {
             registry,
             reconciles,
@@ -367,6 +385,7 @@ impl Metrics {
             endpoint_grace,
             cluster_info,
             credential_reloads,
+            leader_transitions,
         })
     }
 
@@ -473,7 +492,11 @@ impl Metrics {
 
     /// Whether this replica is the leader (1) or not (0).
     pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
+        let now = i64::from(leader);
+        if self.leader.get() != now {
+            self.leader_transitions.inc();
+        }
+        self.leader.set(now);
     }
 
     /// Every family in the Prometheus text exposition format (version 0.0.4).
@@ -1000,5 +1023,29 @@ mod tests {
         assert_eq!(sample(&text, &series("AuthFailure", "Changed")), Some(2.0));
         assert_eq!(sample(&text, &series("Watch", "Failed")), Some(1.0));
         assert_eq!(sample(&text, &series("Watch", "Changed")), Some(0.0));
+    }
+
+    #[test]
+    fn leader_changes_are_counted_and_process_metrics_are_exported() {
+        let m = metrics();
+        m.set_leader(true);
+        m.set_leader(true);
+        m.set_leader(false);
+        m.set_leader(true);
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "clb_ingress_leader_transitions_total"),
+            Some(3.0)
+        );
+        assert_eq!(sample(&text, "clb_ingress_leader"), Some(1.0));
+        #[cfg(target_os = "linux")]
+        for family in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_start_time_seconds",
+        ] {
+            assert!(has_series(&text, family), "{family} missing:\n{text}");
+        }
     }
 }

@@ -101,6 +101,7 @@ pub struct Metrics {
     cluster_info: IntGaugeVec,
     credential_reloads: IntCounterVec,
     leader_transitions: IntCounter,
+    certificate_expiry: IntGaugeVec,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -125,6 +126,7 @@ mod name {
     pub const CLUSTER_INFO: &str = "cluster_info";
     pub const CREDENTIAL_RELOADS: &str = "credential_reloads_total";
     pub const LEADER_TRANSITIONS: &str = "leader_transitions_total";
+    pub const CERTIFICATE_EXPIRY: &str = "certificate_expiry_timestamp_seconds";
 }
 
 fn opts(name: &'static str, help: &str) -> Opts {
@@ -354,6 +356,15 @@ impl Metrics {
                 "Times this replica became leader or stopped being leader.",
             ))
         })?;
+        let certificate_expiry = register(r, name::CERTIFICATE_EXPIRY, || {
+            IntGaugeVec::new(
+                opts(
+                    name::CERTIFICATE_EXPIRY,
+                    "notAfter (Unix seconds) of the certificate of each TLS Secret that Ingresses of our classes use, by namespace/name.",
+                ),
+                &["secret"],
+            )
+        })?;
         // The standard process_* families (CPU seconds, resident and virtual memory, open and
         // maximum file descriptors, start time, threads), read from /proc at each scrape.
         #[cfg(target_os = "linux")]
@@ -386,6 +397,7 @@ impl Metrics {
             cluster_info,
             credential_reloads,
             leader_transitions,
+            certificate_expiry,
         })
     }
 
@@ -488,6 +500,17 @@ impl Metrics {
         self.endpoint_grace_active.set(saturating_i64(active));
         self.endpoint_grace
             .inc_by(u64::try_from(started).unwrap_or(u64::MAX));
+    }
+
+    /// The certificate expiry of each referenced TLS Secret, replacing the previous set (a
+    /// Secret no longer referenced loses its series).
+    pub fn set_certificate_expiries(&self, expiries: &[(String, i64)]) {
+        self.certificate_expiry.reset();
+        for (secret, not_after) in expiries {
+            self.certificate_expiry
+                .with_label_values(&[secret.as_str()])
+                .set(*not_after);
+        }
     }
 
     /// Whether this replica is the leader (1) or not (0).
@@ -1047,5 +1070,17 @@ mod tests {
         ] {
             assert!(has_series(&text, family), "{family} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn certificate_expiries_replace_the_previous_set() {
+        let m = metrics();
+        m.set_certificate_expiries(&[("a/x".into(), 100), ("b/y".into(), 200)]);
+        m.set_certificate_expiries(&[("b/y".into(), 300)]);
+        let text = m.encode();
+        let series =
+            |s: &str| format!("clb_ingress_certificate_expiry_timestamp_seconds{{secret=\"{s}\"}}");
+        assert_eq!(sample(&text, &series("b/y")), Some(300.0));
+        assert!(!has_series(&text, &series("a/x")), "{text}");
     }
 }

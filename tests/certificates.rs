@@ -3,6 +3,9 @@
 
 use clb_ingress::clb::types::UploadCertificateRequest;
 use clb_test_support::cluster;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::DeleteParams;
 
 use cluster::*;
 use serde_json::{Value, json};
@@ -225,4 +228,41 @@ async fn a_private_key_leaves_memory_after_upload_and_is_read_again_when_the_acc
         .await;
     let log = ctl.log();
     assert!(!log.contains("BEGIN PRIVATE KEY"), "a key reached the log");
+}
+
+/// #16: the expiry of each TLS Secret in use is a metric (alert on it before browsers do), and
+/// the series goes away with the last Ingress that names the Secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_certificate_expiry_of_a_secret_in_use_is_exported_and_dropped_when_unused() {
+    let e = env().await;
+    let ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let mut params = rcgen::CertificateParams::new(vec!["a.example.com".to_string()]).unwrap();
+    params.not_after = rcgen::date_time_ymd(2031, 5, 6);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    e.apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "shop-tls", "namespace": "default"},
+        "stringData": {"tls.crt": cert.pem(), "tls.key": key.serialize_pem()}}),
+    )
+    .await;
+    e.apply(tls_ingress("shop", "a.example.com", "shop-tls"))
+        .await;
+    let series = "clb_ingress_certificate_expiry_timestamp_seconds{secret=\"default/shop-tls\"}";
+    // 2031-05-06T00:00:00Z
+    let want = 1_935_792_000.0;
+    until("the expiry metric", &ctl, || async {
+        metric(&ctl.metrics, series).await == Some(want)
+    })
+    .await;
+    Api::<Ingress>::namespaced(e.kube.clone(), "default")
+        .delete("shop", &DeleteParams::default())
+        .await
+        .unwrap();
+    until("the series to go", &ctl, || async {
+        metric(&ctl.metrics, series).await.is_none()
+    })
+    .await;
 }

@@ -32,15 +32,41 @@ async fn an_ingress_is_served_within_two_seconds_with_its_address_state_and_even
         )
         .await;
     eprintln!("create -> live in {took:?}");
-    let ing = e.get_ingress("shop").await.unwrap();
+    // Traffic flows as soon as the CLB has the rule; the status and annotation writes follow
+    // the cloud calls, so wait for them (bounded) rather than racing them.
+    let start = Instant::now();
+    let ing = loop {
+        let ing = e.get_ingress("shop").await.unwrap();
+        let stated = ing
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("clb-ingress.io/sync-state"));
+        let addressed = ing
+            .status
+            .as_ref()
+            .and_then(|s| s.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .is_some_and(|i| !i.is_empty());
+        if stated && addressed {
+            break ing;
+        }
+        assert!(
+            start.elapsed() < LIVE_WITHIN,
+            "no sync-state annotation and address within {LIVE_WITHIN:?} of going live: {:?}",
+            ing.metadata.annotations
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(
         ing.metadata
             .finalizers
+            .clone()
             .unwrap_or_default()
             .contains(&"clb-ingress.io/finalizer".to_string())
     );
     let state: Value = serde_json::from_str(
-        ing.metadata.annotations.unwrap()["clb-ingress.io/sync-state"].as_str(),
+        ing.metadata.annotations.clone().unwrap()["clb-ingress.io/sync-state"].as_str(),
     )
     .unwrap();
     assert_eq!(state["synced"], true, "{state}");
@@ -54,11 +80,15 @@ async fn an_ingress_is_served_within_two_seconds_with_its_address_state_and_even
         .map(|p| p.port)
         .collect();
     assert_eq!(ports, vec![80]);
-    let evs = e.events_for("shop").await;
-    assert!(
-        evs.iter().any(|(t, r, _)| t == "Normal" && r == "Synced"),
-        "{evs:?}"
-    );
+    let start = Instant::now();
+    loop {
+        let evs = e.events_for("shop").await;
+        if evs.iter().any(|(t, r, _)| t == "Normal" && r == "Synced") {
+            break;
+        }
+        assert!(start.elapsed() < LIVE_WITHIN, "no Synced event: {evs:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A host nobody declared is not routed to shop's backend.
     let vip = e.vip("shop").await.unwrap();
     assert_eq!(e.request(&vip, "other.example.com", "/").await.0, 404);

@@ -152,6 +152,9 @@ impl Hooks for MetricsHooks {
     fn watch_error(&self, kind: &'static str) {
         self.0.watch_error(kind);
     }
+    fn certificate_expiries(&self, expiries: &[(String, i64)]) {
+        self.0.set_certificate_expiries(expiries);
+    }
     fn certificate_collected(&self, deleted: bool) {
         self.0.certificate_collected(deleted);
     }

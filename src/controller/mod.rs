@@ -78,6 +78,9 @@ pub trait Hooks: Send + Sync {
     fn watch_error(&self, _kind: &'static str) {}
     /// The certificate GC deleted an unused certificate (`deleted`), or the service refused.
     fn certificate_collected(&self, _deleted: bool) {}
+    /// The `notAfter` (Unix seconds) of the certificate of each TLS Secret Ingresses of our
+    /// classes use (`namespace/name`), as of this pass.
+    fn certificate_expiries(&self, _expiries: &[(String, i64)]) {}
     /// After each snapshot: `active` Services are served from their last endpoints (endpoint
     /// grace), `started` of them began their grace in this snapshot.
     fn endpoint_grace(&self, _active: usize, _started: usize) {}

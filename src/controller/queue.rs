@@ -246,6 +246,7 @@ impl Controller {
         for e in &built.errors {
             self.failed(e);
         }
+        self.hooks.certificate_expiries(&built.expiries);
         let snap = built.snap;
         let index = Index::new(&snap);
         self.snapshots.forget_secrets(&dirty).await;

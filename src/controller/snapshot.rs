@@ -27,6 +27,9 @@ use tracing::info;
 /// (and had no earlier copy).
 pub struct Built {
     pub snap: Snapshot,
+    /// The certificate `notAfter` (Unix seconds) of each referenced Secret with a PEM
+    /// certificate (`namespace/name`).
+    pub expiries: Vec<(String, i64)>,
     pub errors: Vec<ControllerError>,
     pub unreadable: BTreeSet<Key>,
 }
@@ -57,16 +60,29 @@ struct CachedSecret {
     rv: String,
     secret: Option<Secret>,
     dropped_key: Option<String>,
+    /// `notAfter` of its `tls.crt` (the first certificate), parsed once when read.
+    not_after: Option<i64>,
 }
 
 impl CachedSecret {
     fn read(rv: String, secret: Option<Secret>) -> Self {
+        let not_after = secret.as_ref().and_then(certificate_not_after);
         Self {
             rv,
             secret,
             dropped_key: None,
+            not_after,
         }
     }
+}
+
+/// The `notAfter` (Unix seconds) of the first certificate in a Secret's `tls.crt`, if it is a
+/// readable PEM certificate.
+fn certificate_not_after(s: &Secret) -> Option<i64> {
+    let pem = s.data.as_ref()?.get("tls.crt")?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem.0).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn clone_all<K: Clone>(v: Vec<Arc<K>>) -> Vec<K> {
@@ -180,8 +196,10 @@ impl Snapshots {
         let (secrets, dropped, errors, unreadable) = self.referenced_secrets(&snap).await;
         snap.secrets = secrets;
         snap.dropped_keys = dropped;
+        let expiries = self.expiries().await;
         Built {
             snap,
+            expiries,
             errors,
             unreadable,
         }
@@ -305,6 +323,17 @@ impl Snapshots {
             }
         }
         (out, dropped, errors, unreadable)
+    }
+
+    /// The certificate `notAfter` of every cached (so referenced) Secret that has one.
+    async fn expiries(&self) -> Vec<(String, i64)> {
+        let cache = self.secrets.lock().await;
+        let mut out: Vec<(String, i64)> = cache
+            .iter()
+            .filter_map(|((ns, name), c)| Some((format!("{ns}/{name}"), c.not_after?)))
+            .collect();
+        out.sort();
+        out
     }
 
     /// After `desired` was applied: its uploaded certificates are in the account, so the

@@ -185,3 +185,101 @@ fn migrate_from_tke_plans_against_the_clb_tke_uses_today_and_writes_nothing() {
         "it did read the CLB: {counters:?}"
     );
 }
+
+/// #18: without `-f`, `migrate --from-tke` reads the Ingresses from the cluster (list and get
+/// only): TKE's Ingresses are previewed, another controller's are left alone, the TLS Secret
+/// they name is read for the HTTPS plan, `-n` narrows the namespaces, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_from_tke_reads_the_ingresses_from_the_cluster_and_writes_nothing() {
+    use clb_test_support::cluster;
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::Api;
+    use serde_json::json;
+
+    let e = cluster::env().await;
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    let cert = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_string()]).unwrap();
+    e.apply(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "shop-tls", "namespace": "default"},
+        "stringData": {"tls.crt": cert.cert.pem(), "tls.key": cert.signing_key.serialize_pem()}}),
+    )
+    .await;
+    let ingress = |name: &str, ns: &str, class: &str, host: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": name, "namespace": ns,
+                         "annotations": {"kubernetes.io/ingress.class": class}},
+            "spec": {"tls": [{"hosts": [host], "secretName": "shop-tls"}],
+                     "rules": [{"host": host, "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+    };
+    e.apply(ingress("shop", "default", "qcloud", "shop.example.com"))
+        .await;
+    e.apply(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}))
+        .await;
+    e.apply(ingress("blog", "other", "nginx", "blog.example.com"))
+        .await;
+    let before = Api::<Ingress>::namespaced(e.kube.clone(), "default")
+        .get("shop")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+
+    let run = |extra: Vec<String>| {
+        let kubeconfig = e.kubeconfig().to_path_buf();
+        async move {
+            let started = Instant::now();
+            let out = tokio::task::spawn_blocking(move || {
+                emulator::command()
+                    .args(["migrate", "--from-tke", "--kubeconfig"])
+                    .arg(&kubeconfig)
+                    .args(&extra)
+                    .env_remove("KUBECONFIG")
+                    .output()
+                    .expect("run clb-ingress migrate")
+            })
+            .await
+            .unwrap();
+            Run::new(out, started.elapsed())
+        }
+    };
+    let all = run(vec![]).await;
+    all.expect_ok("migrate from the cluster");
+    let out = &all.stdout;
+    assert!(
+        out.contains("1 Ingress(es) of TKE's controller switched"),
+        "{out}"
+    );
+    assert!(out.contains("== Ingress default/shop"), "{out}");
+    assert!(
+        !out.contains("other/blog"),
+        "another controller's Ingress was previewed:\n{out}"
+    );
+    assert!(!out.contains("NOT SERVED"), "{out}");
+    assert!(out.contains("CreateLoadBalancer"), "{out}");
+    assert!(
+        out.contains("UploadCertificate") && out.contains("from default/shop-tls"),
+        "the certificate from the Secret did not reach the plan:\n{out}"
+    );
+
+    let narrowed = run(vec!["-n".into(), "other".into()]).await;
+    narrowed.expect_ok("migrate -n other");
+    assert!(
+        narrowed
+            .stdout
+            .contains("0 Ingress(es) of TKE's controller switched"),
+        "{}",
+        narrowed.stdout
+    );
+
+    let after = Api::<Ingress>::namespaced(e.kube.clone(), "default")
+        .get("shop")
+        .await
+        .unwrap()
+        .metadata
+        .resource_version;
+    assert_eq!(before, after, "the preview wrote to the Ingress");
+    assert_eq!(e.lb_count().await, 0, "the preview created a CLB");
+}

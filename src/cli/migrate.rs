@@ -1,6 +1,7 @@
-//! `clb-ingress migrate --from-tke -f PATH`: a preview, with no writes, of switching Ingresses
+//! `clb-ingress migrate --from-tke [-f PATH]`: a preview, with no writes, of switching Ingresses
 //! from TKE's controller to clb-ingress: per Ingress, what behaves as on TKE, what differs and
-//! why, then the CLB plan (diffed read-only against the CLB in use with `--clb-endpoint`).
+//! why, then the CLB plan (diffed read-only against the CLB in use with `--clb-endpoint`). The
+//! Ingresses come from manifests (`-f`) or, without `-f`, from the cluster (read-only).
 
 use super::plan::{StackReport, plan_all, render_table};
 use crate::model::build::{
@@ -24,9 +25,17 @@ pub struct MigrateArgs {
     #[arg(long = "from-tke", required = true)]
     pub from_tke: bool,
     /// Manifest files or directories: the Ingresses (and the Services, EndpointSlices,
-    /// Secrets, IngressClass and ClbClassParameters they use); repeatable.
-    #[arg(short = 'f', long = "filename", required = true)]
+    /// Secrets, IngressClass and ClbClassParameters they use); repeatable. Without `-f`, they
+    /// are read from the cluster (list/get only).
+    #[arg(short = 'f', long = "filename")]
     pub files: Vec<PathBuf>,
+    /// Without `-f`: the kubeconfig of the cluster to read (default: $KUBECONFIG,
+    /// ~/.kube/config, or the in-cluster service account).
+    #[arg(long, conflicts_with = "files")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Without `-f`: only the Ingresses of this namespace (default: every namespace).
+    #[arg(short = 'n', long, conflicts_with = "files")]
+    pub namespace: Option<String>,
     /// The clb-ingress IngressClass the Ingresses will be switched to.
     #[arg(long = "class", default_value = "clb")]
     pub class: String,
@@ -53,6 +62,7 @@ pub struct IngressReport {
 
 #[derive(Debug, Serialize)]
 struct Report<'a> {
+    notes: Vec<String>,
     ingresses: Vec<IngressReport>,
     stacks: Vec<StackReport<'a>>,
     problems: &'a [model::Problem],
@@ -106,10 +116,20 @@ pub fn switch_to(snap: &mut Snapshot, class: &str) -> usize {
     n
 }
 
-/// Per Ingress: what carries over and what differs (the model's Problems included).
-pub fn ingress_reports(snap: &Snapshot, out: &model::BuildOutput) -> Vec<IngressReport> {
+/// Per Ingress of `class` (the switched ones, and any already of that class): what carries
+/// over and what differs (the model's Problems included). Other controllers' Ingresses are
+/// left out: the switch does not touch them.
+pub fn ingress_reports(
+    snap: &Snapshot,
+    out: &model::BuildOutput,
+    class: &str,
+) -> Vec<IngressReport> {
     let mut reports = Vec::new();
-    for ing in &snap.ingresses {
+    for ing in snap
+        .ingresses
+        .iter()
+        .filter(|i| super::plan::named_class(i) == Some(class))
+    {
         let ns = ing.metadata.namespace.as_deref().unwrap_or("default");
         let name = ing.metadata.name.as_deref().unwrap_or("");
         let key = ObjectRef::namespaced("Ingress", ns, name);
@@ -196,8 +216,27 @@ pub fn ingress_reports(snap: &Snapshot, out: &model::BuildOutput) -> Vec<Ingress
 /// Run `migrate --from-tke`; exit code 1 if any Ingress or host would not be served.
 pub fn run(args: &MigrateArgs) -> anyhow::Result<i32> {
     let mut snap = Snapshot::new(&args.cluster_id);
-    crate::manifests::load(&args.files, &mut snap)?;
-    let switched = switch_to(&mut snap, &args.class);
+    let mut notes = Vec::new();
+    let switched = if args.files.is_empty() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(cluster::read(args, &mut snap, &mut notes))?
+    } else {
+        crate::manifests::load(&args.files, &mut snap)?;
+        switch_to(&mut snap, &args.class)
+    };
+    if !snap
+        .ingress_classes
+        .iter()
+        .any(|c| c.metadata.name.as_deref() == Some(args.class.as_str()))
+    {
+        notes.push(format!(
+            "IngressClass {:?} is not in the input: previewed as if clb-ingress were installed with it",
+            args.class
+        ));
+        super::plan::assume_class(&mut snap, &args.class);
+    }
     let out = model::build(&snap);
     let observed: std::collections::BTreeMap<model::StackId, Option<ObservedLb>> =
         if args.cloud.is_set() {
@@ -208,7 +247,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<i32> {
     let stacks = plan_all(&out, &args.cluster_id, |d| {
         observed.get(&d.stack).cloned().flatten()
     });
-    let ingresses = ingress_reports(&snap, &out);
+    let ingresses = ingress_reports(&snap, &out, &args.class);
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     match args.output {
@@ -218,6 +257,9 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<i32> {
                 "Preview only: nothing is written. {switched} Ingress(es) of TKE's controller switched to class {:?} for this preview.",
                 args.class
             )?;
+            for n in &notes {
+                writeln!(w, "note: {n}")?;
+            }
             for r in &ingresses {
                 writeln!(w, "== {}", r.ingress)?;
                 for s in &r.same {
@@ -233,6 +275,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<i32> {
             serde_json::to_writer_pretty(
                 &mut w,
                 &Report {
+                    notes,
                     ingresses,
                     stacks,
                     problems: &out.problems,
@@ -252,4 +295,156 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<i32> {
             0
         },
     )
+}
+
+/// Reading the preview's input from a live cluster: list and get only, never a write.
+mod cluster {
+    use super::{MigrateArgs, switch_to};
+    use crate::crd::ClbClassParameters;
+    use crate::model::Snapshot;
+    use anyhow::Context;
+    use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
+    use k8s_openapi::api::discovery::v1::EndpointSlice;
+    use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+    use kube::api::{Api, ListParams};
+    use std::collections::BTreeSet;
+
+    /// A list every page of which was read, or the API's refusal (404: no such resource, 403:
+    /// not allowed) when `optional`.
+    async fn list<K>(api: Api<K>, what: &str) -> anyhow::Result<Result<Vec<K>, u16>>
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let mut out = Vec::new();
+        let mut lp = ListParams::default().limit(500);
+        loop {
+            match api.list(&lp).await {
+                Ok(page) => {
+                    out.extend(page.items);
+                    match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                        Some(token) => lp = lp.continue_token(&token),
+                        None => return Ok(Ok(out)),
+                    }
+                }
+                Err(kube::Error::Api(e)) if e.code == 403 || e.code == 404 => {
+                    return Ok(Err(e.code));
+                }
+                Err(e) => return Err(e).with_context(|| format!("listing {what}")),
+            }
+        }
+    }
+
+    fn refused(what: &str, code: u16) -> String {
+        match code {
+            404 => format!("{what}: not served by this cluster"),
+            _ => format!("{what}: not allowed to list (403); previewed without them"),
+        }
+    }
+
+    /// Read the Ingresses (of `args.namespace` or all), the IngressClasses and class
+    /// parameters, and in the Ingresses' namespaces the Services and EndpointSlices; switch
+    /// TKE's Ingresses to `args.class`, then read only the TLS Secrets those name. Returns
+    /// how many Ingresses were switched.
+    pub async fn read(
+        args: &MigrateArgs,
+        snap: &mut Snapshot,
+        notes: &mut Vec<String>,
+    ) -> anyhow::Result<usize> {
+        let client = crate::controller::kube_client(args.kubeconfig.as_deref())
+            .await
+            .context("connecting to the cluster (give -f to preview manifests instead)")?;
+        let ingresses: Api<Ingress> = match &args.namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        snap.ingresses = list(ingresses, "Ingresses")
+            .await?
+            .map_err(|code| anyhow::anyhow!("{}", refused("Ingresses", code)))?;
+        snap.ingress_classes = list(Api::<IngressClass>::all(client.clone()), "IngressClasses")
+            .await?
+            .unwrap_or_else(|code| {
+                notes.push(refused("IngressClasses", code));
+                Vec::new()
+            });
+        snap.class_params = list(
+            Api::<ClbClassParameters>::all(client.clone()),
+            "ClbClassParameters",
+        )
+        .await?
+        .unwrap_or_else(|code| {
+            notes.push(refused(
+                "ClbClassParameters (the CRD is installed with the chart)",
+                code,
+            ));
+            Vec::new()
+        });
+        snap.nodes = list(Api::<Node>::all(client.clone()), "Nodes")
+            .await?
+            .unwrap_or_else(|code| {
+                notes.push(refused("Nodes (NodePort backends)", code));
+                Vec::new()
+            });
+        snap.namespaces = list(Api::<Namespace>::all(client.clone()), "Namespaces")
+            .await?
+            .unwrap_or_else(|code| {
+                notes.push(refused("Namespaces", code));
+                Vec::new()
+            });
+        let namespaces: BTreeSet<String> = snap
+            .ingresses
+            .iter()
+            .filter_map(|i| i.metadata.namespace.clone())
+            .collect();
+        for ns in &namespaces {
+            let services = list(Api::<Service>::namespaced(client.clone(), ns), "Services").await?;
+            match services {
+                Ok(s) => snap.services.extend(s),
+                Err(code) => notes.push(refused(&format!("Services in {ns}"), code)),
+            }
+            let slices = list(
+                Api::<EndpointSlice>::namespaced(client.clone(), ns),
+                "EndpointSlices",
+            )
+            .await?;
+            match slices {
+                Ok(s) => snap.endpoint_slices.extend(s),
+                Err(code) => notes.push(refused(&format!("EndpointSlices in {ns}"), code)),
+            }
+        }
+        let switched = switch_to(snap, &args.class);
+        // Only the TLS Secrets the switched Ingresses name, one get each.
+        let wanted: BTreeSet<(String, String)> = snap
+            .ingresses
+            .iter()
+            .filter(|i| {
+                i.spec
+                    .as_ref()
+                    .and_then(|s| s.ingress_class_name.as_deref())
+                    == Some(args.class.as_str())
+            })
+            .flat_map(|i| {
+                let ns = i.metadata.namespace.clone().unwrap_or_default();
+                i.spec
+                    .iter()
+                    .flat_map(|s| s.tls.iter().flatten())
+                    .filter_map(move |t| t.secret_name.clone().map(|n| (ns.clone(), n)))
+            })
+            .collect();
+        for (ns, name) in wanted {
+            match Api::<Secret>::namespaced(client.clone(), &ns)
+                .get_opt(&name)
+                .await
+            {
+                Ok(Some(s)) => snap.secrets.push(s),
+                Ok(None) => {}
+                Err(kube::Error::Api(e)) if e.code == 403 => notes.push(format!(
+                    "Secret {ns}/{name}: not allowed to read (403); its hosts are previewed without their certificate"
+                )),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("reading Secret {ns}/{name}"));
+                }
+            }
+        }
+        Ok(switched)
+    }
 }

@@ -75,7 +75,7 @@ pub fn with_names(text: &str, names: &[(String, String)]) -> String {
 }
 
 /// The class name an Ingress names (`spec.ingressClassName`, else the legacy annotation).
-fn named_class(ing: &k8s_openapi::api::networking::v1::Ingress) -> Option<&str> {
+pub(crate) fn named_class(ing: &k8s_openapi::api::networking::v1::Ingress) -> Option<&str> {
     ing.spec
         .as_ref()
         .and_then(|s| s.ingress_class_name.as_deref())

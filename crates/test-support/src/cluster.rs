@@ -162,6 +162,11 @@ impl Env {
         &self.clb
     }
 
+    /// The kubeconfig of the test API server, for commands run against the cluster.
+    pub fn kubeconfig(&self) -> &std::path::Path {
+        &self.kubeconfig
+    }
+
     /// The emulator's data-plane port offset (listener port P serves on VIP:P+offset).
     pub fn offset(&self) -> u16 {
         self.offset

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
-    CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::clb::actions::ops;
@@ -27,6 +27,12 @@ pub const RECONCILE_BUCKETS: &[f64] = &[
 /// Histogram buckets (seconds) of one CLB task wait (CLB tasks usually take 1-10 s).
 pub const TASK_WAIT_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0,
+];
+
+/// Histogram buckets (seconds) from a watch event to its stack live on the CLB: a debounce and
+/// a few CLB tasks (seconds) up to retries after failures and throttling (minutes).
+pub const EVENT_TO_LIVE_BUCKETS: &[f64] = &[
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
 /// Label names, shared by the families and the tests.
@@ -102,6 +108,7 @@ pub struct Metrics {
     credential_reloads: IntCounterVec,
     leader_transitions: IntCounter,
     certificate_expiry: IntGaugeVec,
+    event_to_live: Histogram,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -127,6 +134,7 @@ mod name {
     pub const CREDENTIAL_RELOADS: &str = "credential_reloads_total";
     pub const LEADER_TRANSITIONS: &str = "leader_transitions_total";
     pub const CERTIFICATE_EXPIRY: &str = "certificate_expiry_timestamp_seconds";
+    pub const EVENT_TO_LIVE: &str = "event_to_live_seconds";
 }
 
 fn opts(name: &'static str, help: &str) -> Opts {
@@ -365,6 +373,14 @@ impl Metrics {
                 &["secret"],
             )
         })?;
+        let event_to_live = register(r, name::EVENT_TO_LIVE, || {
+            Histogram::with_opts(histogram_opts(
+                name::EVENT_TO_LIVE,
+                "Time from the watch event that changed an Ingress, Service or EndpointSlice to \
+                 the successful apply of the changes it caused on its CLB (retries included).",
+                EVENT_TO_LIVE_BUCKETS,
+            ))
+        })?;
         // The standard process_* families (CPU seconds, resident and virtual memory, open and
         // maximum file descriptors, start time, threads), read from /proc at each scrape.
         #[cfg(target_os = "linux")]
@@ -398,6 +414,7 @@ impl Metrics {
             credential_reloads,
             leader_transitions,
             certificate_expiry,
+            event_to_live,
         })
     }
 
@@ -511,6 +528,11 @@ impl Metrics {
                 .with_label_values(&[secret.as_str()])
                 .set(*not_after);
         }
+    }
+
+    /// A watch event's changes are live on its CLB, `elapsed` after the event arrived.
+    pub fn event_live(&self, elapsed: Duration) {
+        self.event_to_live.observe(elapsed.as_secs_f64());
     }
 
     /// Whether this replica is the leader (1) or not (0).

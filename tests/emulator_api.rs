@@ -1120,3 +1120,108 @@ async fn modify_domain_takes_a_new_domain_of_up_to_120_characters_and_rules_keep
     assert_eq!(d["Listeners"][0]["Rules"][0]["Domain"], json!(d120));
     emu.stop().await;
 }
+
+#[tokio::test]
+async fn tag_service_modify_resource_tags_changes_a_clbs_tags_and_refuses_what_the_tag_service_refuses()
+ {
+    let r = start(settings()).await;
+    let api = Api::new(&r);
+    let lb = api.new_lb().await;
+    let tag = Opts {
+        service: "tag".into(),
+        version: "2018-08-13".into(),
+        ..Opts::default()
+    };
+    let resource = format!("qcs::clb:{REGION}:uin/:clb/{lb}");
+    let call = |body: Value| {
+        let (api, tag) = (&api, tag.clone());
+        async move { api.call_with("ModifyResourceTags", body, &tag).await }
+    };
+    let code = |r: Value| r["Error"]["Code"].as_str().unwrap_or_default().to_string();
+    let ok = call(json!({"Resource": resource,
+        "ReplaceTags": [{"TagKey": "clb-ingress.io/desired", "TagValue": "abc123:0.1.0"}]}))
+    .await;
+    assert!(ok.get("Error").is_none(), "{ok}");
+    let tags = |d: &Value| d["LoadBalancerSet"][0]["Tags"].clone();
+    let d = api
+        .ok("DescribeLoadBalancers", json!({"LoadBalancerIds": [lb]}))
+        .await;
+    assert_eq!(
+        tags(&d),
+        json!([{"TagKey": "clb-ingress.io/desired", "TagValue": "abc123:0.1.0"}])
+    );
+    // Replacing changes the value in place.
+    call(json!({"Resource": resource,
+        "ReplaceTags": [{"TagKey": "clb-ingress.io/desired", "TagValue": "def456:0.1.0"}]}))
+    .await;
+    let d = api
+        .ok("DescribeLoadBalancers", json!({"LoadBalancerIds": [lb]}))
+        .await;
+    assert_eq!(tags(&d)[0]["TagValue"], "def456:0.1.0");
+    let t = |k: &str, v: &str| json!([{"TagKey": k, "TagValue": v}]);
+    let refused = [
+        (json!({"Resource": resource}), "MissingParameter"),
+        (
+            json!({"Resource": resource, "ReplaceTags": []}),
+            "InvalidParameterValue",
+        ),
+        (
+            json!({"Resource": format!("clb/{lb}"), "ReplaceTags": t("k", "v")}),
+            "InvalidParameterValue.ResourceDescriptionError",
+        ),
+        (
+            json!({"Resource": format!("qcs::cvm:{REGION}:uin/:instance/{lb}"), "ReplaceTags": t("k", "v")}),
+            "InvalidParameterValue.ServiceTypeInvalid",
+        ),
+        (
+            json!({"Resource": format!("qcs::clb:ap-nowhere:uin/:clb/{lb}"), "ReplaceTags": t("k", "v")}),
+            "InvalidParameterValue.RegionInvalid",
+        ),
+        (
+            json!({"Resource": format!("qcs::clb:{REGION}:uin/:clb/lb-nothere"), "ReplaceTags": t("k", "v")}),
+            "InvalidParameterValue.ResourceIdInvalid",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": t("qcloud:owner", "v")}),
+            "InvalidParameterValue.ReservedTagKey",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": t("k", "a b")}),
+            "InvalidParameterValue.TagValueCharacterIllegal",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": t(&"k".repeat(128), "v")}),
+            "InvalidParameterValue.TagKeyLengthExceeded",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": t("k", &"v".repeat(256))}),
+            "InvalidParameterValue.TagValueLengthExceeded",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": t("k", "")}),
+            "InvalidParameterValue.TagValueEmpty",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": t("k", "v"), "DeleteTags": [{"TagKey": "k"}]}),
+            "InvalidParameterValue.DeleteTagsParamError",
+        ),
+        (
+            json!({"Resource": resource, "DeleteTags": [{"TagKey": "never-set"}]}),
+            "ResourceNotFound.AttachedTagKeyNotFound",
+        ),
+        (
+            json!({"Resource": resource, "ReplaceTags": (0..11)
+                .map(|i| json!({"TagKey": format!("k{i}"), "TagValue": "v"}))
+                .collect::<Vec<_>>()}),
+            "LimitExceeded.TagNumPerRequest",
+        ),
+    ];
+    for (body, want) in refused {
+        assert_eq!(code(call(body.clone()).await), want, "{body}");
+    }
+    // A refused call changed nothing.
+    let d = api
+        .ok("DescribeLoadBalancers", json!({"LoadBalancerIds": [lb]}))
+        .await;
+    assert_eq!(tags(&d).as_array().map(Vec::len), Some(1), "{d}");
+}

@@ -161,6 +161,9 @@ impl Hooks for MetricsHooks {
     fn endpoint_grace(&self, active: usize, started: usize) {
         self.0.endpoint_grace(active, started);
     }
+    fn event_live(&self, elapsed: Duration) {
+        self.0.event_live(elapsed);
+    }
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<i32> {

@@ -112,6 +112,19 @@ impl Memory {
         current: impl Fn(&str, &str) -> Option<Arc<Ingress>>,
         stack_of_deleted: impl Fn(&Ingress) -> Option<StackId>,
     ) -> BTreeSet<StackId> {
+        self.affected_by(dirty, index, current, stack_of_deleted, |_, _| {})
+    }
+
+    /// [`Memory::affected`], telling `caused` which item of `dirty` requeued which stack
+    /// (not called when everything is requeued by `Dirty::All` or `Dirty::Nodes`).
+    pub fn affected_by(
+        &mut self,
+        dirty: &BTreeSet<Dirty>,
+        index: &Index<'_>,
+        current: impl Fn(&str, &str) -> Option<Arc<Ingress>>,
+        stack_of_deleted: impl Fn(&Ingress) -> Option<StackId>,
+        mut caused: impl FnMut(&Dirty, &StackId),
+    ) -> BTreeSet<StackId> {
         let mut out = BTreeSet::new();
         if dirty.contains(&Dirty::All) || dirty.contains(&Dirty::Nodes) {
             out.extend(index.stack_ids().cloned());
@@ -119,6 +132,7 @@ impl Memory {
             return out;
         }
         for d in dirty {
+            let mut hit: BTreeSet<StackId> = BTreeSet::new();
             match d {
                 Dirty::Ingress(ns, name) => {
                     let key = (ns.clone(), name.clone());
@@ -138,29 +152,33 @@ impl Memory {
                         self.served.remove(&key);
                     }
                     if let Some(s) = index.stack_of(ns, name) {
-                        out.insert(s.clone());
+                        hit.insert(s.clone());
                     }
                     if let Some(s) = self.ingress_stack.get(&key) {
-                        out.insert(s.clone());
+                        hit.insert(s.clone());
                     } else if let Some(ing) =
                         current.filter(|i| i.metadata.deletion_timestamp.is_some())
                     {
                         // Deleted while we had no memory of it: find its stack from itself.
                         if let Some(s) = stack_of_deleted(&ing) {
-                            out.insert(s);
+                            hit.insert(s);
                         }
                     }
                 }
                 Dirty::Service(ns, name) => {
-                    out.extend(self.users(&(ns.clone(), name.clone()), |m| &m.services));
+                    hit.extend(self.users(&(ns.clone(), name.clone()), |m| &m.services));
                 }
                 Dirty::Secret(ns, name) => {
-                    out.extend(self.users(&(ns.clone(), name.clone()), |m| &m.secrets));
+                    hit.extend(self.users(&(ns.clone(), name.clone()), |m| &m.secrets));
                 }
                 Dirty::Stack(id) => {
-                    out.insert(id.clone());
+                    hit.insert(id.clone());
                 }
                 Dirty::Nodes | Dirty::All => {}
+            }
+            for s in hit {
+                caused(d, &s);
+                out.insert(s);
             }
         }
         out

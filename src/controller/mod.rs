@@ -62,6 +62,11 @@ pub struct Controller {
     /// Problems by reason of each stack as last prepared (the problems gauge is their sum plus
     /// the stack assignment's, set after every pass).
     stack_problems: std::sync::Mutex<BTreeMap<StackId, BTreeMap<&'static str, usize>>>,
+    /// When pending watch events arrived (event-to-live latency).
+    event_times: Arc<queue::EventTimes>,
+    /// Per stack, the earliest watch event whose job failed or was superseded before its
+    /// changes went live: the stack's next successful apply is measured from it.
+    unapplied_events: std::sync::Mutex<std::collections::HashMap<StackId, std::time::Instant>>,
 }
 
 /// Observability hooks (metrics), called by the loop.
@@ -84,6 +89,8 @@ pub trait Hooks: Send + Sync {
     /// After each snapshot: `active` Services are served from their last endpoints (endpoint
     /// grace), `started` of them began their grace in this snapshot.
     fn endpoint_grace(&self, _active: usize, _started: usize) {}
+    /// The changes of a watch event are live on its CLB, `_elapsed` after the event arrived.
+    fn event_live(&self, _elapsed: Duration) {}
 }
 
 /// Hooks that do nothing.
@@ -118,11 +125,15 @@ impl Controller {
         hooks: Arc<dyn Hooks>,
     ) -> Self {
         let counter = hooks.clone();
+        let event_times = Arc::new(queue::EventTimes::default());
         let stores = stores::start(
             &client,
             config.watch_namespace.as_deref(),
             config.watch_nodes,
-            tx.clone(),
+            stores::Intake {
+                tx: tx.clone(),
+                times: event_times.clone(),
+            },
             stores::WatchErrors {
                 limiter: Arc::new(throttle::LogLimiter::default()),
                 count: Arc::new(move |kind| counter.watch_error(kind)),
@@ -142,6 +153,8 @@ impl Controller {
             done: Default::default(),
             unused_certs: Default::default(),
             stack_problems: Default::default(),
+            event_times,
+            unapplied_events: Default::default(),
         }
     }
 
@@ -270,6 +283,7 @@ pub async fn run(
                 queue::debounce(&mut rx, d, config.debounce, &mut pending).await;
                 if !leader {
                     pending.clear();
+                    ctl.event_times.clear();
                 }
             }
             Some(prepared) = passes.join_next(), if !passes.is_empty() => {

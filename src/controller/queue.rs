@@ -13,7 +13,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::ResourceExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tracing::{debug, instrument};
@@ -30,7 +30,7 @@ pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// What changed (from the watchers) or what to redo.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dirty {
     Ingress(String, String),
     Service(String, String),
@@ -38,6 +38,42 @@ pub enum Dirty {
     Nodes,
     Stack(StackId),
     All,
+}
+
+/// Watch events of Ingresses, Services and EndpointSlices waiting for their stack to go live:
+/// when the first event of each pending [`Dirty`] arrived, for `clb_ingress_event_to_live_seconds`.
+/// A pass takes the times of the changes it handles ([`EventTimes::take`]); a replica that is
+/// not the leader drops them ([`EventTimes::clear`]), so the map never outgrows the queue.
+#[derive(Debug, Default)]
+pub struct EventTimes(std::sync::Mutex<HashMap<Dirty, Instant>>);
+
+impl EventTimes {
+    /// A watch event produced `d` now (kept: the earliest time of a change not yet handled).
+    pub fn seen(&self, d: &Dirty) {
+        if matches!(d, Dirty::Ingress(..) | Dirty::Service(..)) {
+            self.lock().entry(d.clone()).or_insert_with(Instant::now);
+        }
+    }
+
+    /// The event times of the changes in `dirty`, removed from the map.
+    pub fn take(&self, dirty: &BTreeSet<Dirty>) -> HashMap<Dirty, Instant> {
+        let mut times = self.lock();
+        dirty
+            .iter()
+            .filter_map(|d| Some((d.clone(), times.remove(d)?)))
+            .collect()
+    }
+
+    /// Forget every pending time (this replica does not reconcile them).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Dirty, Instant>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Add `first` and everything else that arrives on `rx` within `window` to `pending`.
@@ -107,6 +143,17 @@ pub struct Job {
     pub desired: Option<model::DesiredLb>,
     pub problems: Vec<model::Problem>,
     pub view: Arc<View>,
+    /// When the earliest watch event this job carries out arrived (`None` for resyncs and
+    /// retries without one): measured to the moment its changes are live.
+    pub since: Option<Instant>,
+}
+
+/// The earlier of two optional instants.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// One snapshot's view of the Ingresses, shared by the jobs built from it.
@@ -171,6 +218,11 @@ impl Workers {
     /// Start `job` now, or after the job its stack is running.
     pub fn submit(&mut self, ctl: &Arc<Controller>, job: Job) {
         if self.running.contains(&job.id) {
+            let mut job = job;
+            // The job it replaces was never run: its events are carried out by this one.
+            if let Some(older) = self.next.remove(&job.id) {
+                job.since = earliest(job.since, older.since);
+            }
             self.next.insert(job.id.clone(), job);
         } else {
             self.start(ctl, job);
@@ -250,11 +302,19 @@ impl Controller {
         let snap = built.snap;
         let index = Index::new(&snap);
         self.snapshots.forget_secrets(&dirty).await;
-        let mut stacks = self.memory.lock().await.affected(
+        let times = self.event_times.take(&dirty);
+        let mut since: HashMap<StackId, Instant> = HashMap::new();
+        let mut stacks = self.memory.lock().await.affected_by(
             &dirty,
             &index,
             |ns, name| self.snapshots.ingress(ns, name),
             |ing| self.snapshots.stack_of_deleted(ing),
+            |d, id| {
+                if let Some(t) = times.get(d) {
+                    let at = since.entry(id.clone()).or_insert(*t);
+                    *at = (*at).min(*t);
+                }
+            },
         );
         // A class's default certificate serves the HTTPS hosts of every stack of the class,
         // also when it arrives after them: that Secret requeues every stack.
@@ -346,6 +406,7 @@ impl Controller {
                 }
                 Job {
                     frozen: index.is_frozen(&id),
+                    since: since.get(&id).copied(),
                     id,
                     seq,
                     desired,

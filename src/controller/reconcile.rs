@@ -6,7 +6,7 @@
 use super::Controller;
 use super::error::{ControllerError, Retry};
 use super::memory::{CACHE_LAG_GRACE, Key, StackMemo};
-use super::queue::{Dirty, Job, retry_delay, retry_later};
+use super::queue::{Dirty, Job, earliest, retry_delay, retry_later};
 use crate::deploy::DeployError;
 use crate::model::{self, Index, StackId};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -174,8 +174,11 @@ impl Controller {
         let _writer = lock.lock().await;
         if !self.newest(id, job.seq) {
             debug!(seq = job.seq, "superseded by a newer snapshot");
+            self.carry_events(id, job.since);
             return;
         }
+        // The earliest watch event this job makes live, counting ones of failed earlier jobs.
+        let since = earliest(job.since, self.take_carried_events(id));
         let started = Instant::now();
         let view = job.view.clone();
         let deleted = &view.deleted;
@@ -187,6 +190,7 @@ impl Controller {
             .map(|(i, _)| i)
             .collect();
         if job.frozen || !deleted_skipped.is_empty() {
+            // Nothing is written for a frozen stack: its events never go live.
             for ing in deleted_skipped {
                 if self.keep_frozen_clb(Some(id)).await {
                     self.release(ing).await;
@@ -236,6 +240,7 @@ impl Controller {
         // report, nothing failed.
         if let Err(ControllerError::Deploy(DeployError::KeyDropped { secret, .. })) = &result {
             info!(%secret, "a certificate is gone from the account: reading its Secret again to upload it");
+            self.carry_events(id, since);
             if let Some((ns, name)) = secret.split_once('/') {
                 let _ = self
                     .tx
@@ -250,6 +255,18 @@ impl Controller {
             }
         }
         let ok = result.is_ok();
+        match &result {
+            // Live: the CLB now serves what the events asked for.
+            Ok(o) if o.changes > 0 => {
+                if let Some(t) = since {
+                    self.hooks.event_live(t.elapsed());
+                }
+            }
+            // Nothing to change: the events asked for nothing new on the CLB (or an earlier
+            // job made it live and was measured).
+            Ok(_) => {}
+            Err(_) => self.carry_events(id, since),
+        }
         let pending = match &result {
             Ok(_) => 0,
             Err(_) => 1,
@@ -374,6 +391,26 @@ impl Controller {
             self.failed(e);
         }
         self.hooks.reconciled(id, ok, started.elapsed(), pending);
+    }
+
+    /// Keep the time of a job's earliest watch event for the stack's next job (this one
+    /// failed or was superseded before its changes went live).
+    fn carry_events(&self, id: &StackId, since: Option<Instant>) {
+        let Some(t) = since else { return };
+        let mut carried = self
+            .unapplied_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = carried.entry(id.clone()).or_insert(t);
+        *at = (*at).min(t);
+    }
+
+    /// The carried event time of stack `id`, removed.
+    fn take_carried_events(&self, id: &StackId) -> Option<Instant> {
+        self.unapplied_events
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id)
     }
 
     /// Is a job from snapshot `seq` not older than the last one reconciled for `id`? Records

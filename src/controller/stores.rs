@@ -2,7 +2,7 @@
 //! (no managedFields, no last-applied annotation). Secrets are watched as metadata only; their
 //! data is fetched on demand for the Secrets Ingresses reference.
 
-use super::queue::Dirty;
+use super::queue::{Dirty, EventTimes};
 use super::throttle::LogLimiter;
 use crate::crd::ClbClassParameters;
 use futures::{Stream, StreamExt};
@@ -136,11 +136,18 @@ impl WatchErrors {
     }
 }
 
+/// Where watch events go: the queue, and the event times of the event-to-live histogram.
+#[derive(Clone)]
+pub struct Intake {
+    pub tx: UnboundedSender<Dirty>,
+    pub times: Arc<EventTimes>,
+}
+
 /// Run one reflector; every applied/deleted object becomes a `Dirty` via `to_dirty`.
 fn run<K>(
     name: &'static str,
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
-    tx: UnboundedSender<Dirty>,
+    intake: Intake,
     errors: WatchErrors,
     to_dirty: fn(&K) -> Dirty,
 ) -> Store<K>
@@ -155,10 +162,12 @@ where
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
-                    let _ = tx.send(to_dirty(&o));
+                    let d = to_dirty(&o);
+                    intake.times.seen(&d);
+                    let _ = intake.tx.send(d);
                 }
                 Ok(watcher::Event::InitDone) => {
-                    let _ = tx.send(Dirty::All);
+                    let _ = intake.tx.send(Dirty::All);
                 }
                 Ok(_) => {}
                 Err(e) => errors.report(name, &e),
@@ -183,20 +192,20 @@ pub fn start(
     client: &Client,
     namespace: Option<&str>,
     watch_nodes: bool,
-    tx: UnboundedSender<Dirty>,
+    intake: Intake,
     errors: WatchErrors,
 ) -> Stores {
     let ingresses = run(
         "Ingress",
         backoff(watcher(api::<Ingress>(client, namespace), cfg())),
-        tx.clone(),
+        intake.clone(),
         errors.clone(),
         |o| Dirty::Ingress(o.namespace().unwrap_or_default(), o.name_any()),
     );
     let classes = run(
         "IngressClass",
         backoff(watcher(Api::<IngressClass>::all(client.clone()), cfg())),
-        tx.clone(),
+        intake.clone(),
         errors.clone(),
         |_| Dirty::All,
     );
@@ -206,21 +215,21 @@ pub fn start(
             Api::<ClbClassParameters>::all(client.clone()),
             cfg(),
         )),
-        tx.clone(),
+        intake.clone(),
         errors.clone(),
         |_| Dirty::All,
     );
     let services = run(
         "Service",
         backoff(watcher(api::<Service>(client, namespace), cfg())),
-        tx.clone(),
+        intake.clone(),
         errors.clone(),
         |o| Dirty::Service(o.namespace().unwrap_or_default(), o.name_any()),
     );
     let slices = run(
         "EndpointSlice",
         backoff(watcher(api::<EndpointSlice>(client, namespace), cfg())),
-        tx.clone(),
+        intake.clone(),
         errors.clone(),
         |o| {
             let svc = o
@@ -235,7 +244,7 @@ pub fn start(
         run(
             "Node",
             backoff(watcher(Api::<Node>::all(client.clone()), cfg())),
-            tx.clone(),
+            intake.clone(),
             errors.clone(),
             |_| Dirty::Nodes,
         )
@@ -246,11 +255,11 @@ pub fn start(
             api::<PartialObjectMeta<Secret>>(client, namespace),
             cfg(),
         )),
-        tx.clone(),
+        intake.clone(),
         errors.clone(),
         |o| Dirty::Secret(o.namespace().unwrap_or_default(), o.name_any()),
     );
-    let namespaces = namespaces(client, tx, errors);
+    let namespaces = namespaces(client, intake, errors);
     Stores {
         ingresses,
         classes,
@@ -268,7 +277,7 @@ pub fn start(
 /// with growing delays, never in a busy loop.
 fn namespaces(
     client: &Client,
-    tx: UnboundedSender<Dirty>,
+    intake: Intake,
     errors: WatchErrors,
 ) -> Store<PartialObjectMeta<Namespace>> {
     run(
@@ -277,7 +286,7 @@ fn namespaces(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             cfg(),
         )),
-        tx,
+        intake,
         errors,
         |_| Dirty::All,
     )

@@ -23,14 +23,14 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TCCLI_VERSION = "3.1.189.1"
-SERVICES = {"clb": "v20180317", "ssl": "v20191205"}
+SERVICES = {"clb": "v20180317", "ssl": "v20191205", "tag": "v20180813"}
 
 
 def served_actions():
-    """CLB_ACTIONS and SSL_ACTIONS of crates/emulator/src/actions/mod.rs."""
+    """CLB_ACTIONS, SSL_ACTIONS and TAG_ACTIONS of crates/emulator/src/actions/mod.rs."""
     src = open(os.path.join(ROOT, "crates/emulator/src/actions/mod.rs"), encoding="utf-8").read()
     out = {}
-    for svc, const in (("clb", "CLB_ACTIONS"), ("ssl", "SSL_ACTIONS")):
+    for svc, const in (("clb", "CLB_ACTIONS"), ("ssl", "SSL_ACTIONS"), ("tag", "TAG_ACTIONS")):
         m = re.search(r"pub const %s: &\[&str\] = &\[(.*?)\];" % const, src, re.S)
         out[svc] = re.findall(r'"([A-Za-z]+)"', m.group(1))
     return out
@@ -40,8 +40,8 @@ def client_actions():
     """The actions the client calls (crates/clb-api/src/actions.rs `ops`)."""
     src = open(os.path.join(ROOT, "crates/clb-api/src/actions.rs"), encoding="utf-8").read()
     return {
-        (("ssl" if ssl else "clb"), name)
-        for name, ssl in re.findall(r'Op::(?:read|write)\("([A-Za-z]+)"\)(\.ssl\(\))?', src)
+        ((svc[1:-2] if svc else "clb"), name)
+        for name, svc in re.findall(r'Op::(?:read|write)\("([A-Za-z]+)"\)(\.(?:ssl|tag)\(\))?', src)
     }
 
 
@@ -112,6 +112,7 @@ def outputs():
         "contract": os.path.join(ROOT, "crates/emulator/src/actions/contract.json"),
         "clb": os.path.join(ROOT, "tests/contract/samples/clb.json"),
         "ssl": os.path.join(ROOT, "tests/contract/samples/ssl.json"),
+        "tag": os.path.join(ROOT, "tests/contract/samples/tag.json"),
     }
 
 

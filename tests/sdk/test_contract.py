@@ -26,7 +26,7 @@ from tencentcloud.common.profile.client_profile import ClientProfile
 from tencentcloud.common.profile.http_profile import HttpProfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-VERSIONS = {"clb": "2018-03-17", "ssl": "2019-12-05"}
+VERSIONS = {"clb": "2018-03-17", "ssl": "2019-12-05", "tag": "2018-08-13"}
 
 # Common error codes of API 3.0 (every product's error-code page; clb-api.md section 5).
 COMMON_CODES = {

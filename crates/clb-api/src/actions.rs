@@ -20,8 +20,9 @@ use super::types::{
     DescribeTargetsResponse, DescribeTaskStatusRequest, DescribeTaskStatusResponse, Empty,
     Listener, ListenerBackend, LoadBalancer, ManualRewriteRequest, ModifyDomainAttributesRequest,
     ModifyListenerRequest, ModifyLoadBalancerAttributesRequest,
-    ModifyLoadBalancerAttributesResponse, ModifyRuleRequest, Quota, RegisterTargetsRequest,
-    RsWeightRule, Subnet, UploadCertificateRequest, UploadCertificateResponse,
+    ModifyLoadBalancerAttributesResponse, ModifyResourceTagsRequest, ModifyRuleRequest, Quota,
+    RegisterTargetsRequest, RsWeightRule, Subnet, UploadCertificateRequest,
+    UploadCertificateResponse,
 };
 
 /// The actions this client calls (name, service, idempotency). Also the bounded set of action
@@ -56,6 +57,8 @@ pub mod ops {
     pub const DELETE_CERTIFICATE: Op = Op::write("DeleteCertificate").ssl();
     /// VPC DescribeSubnets: the VPC of a subnet (for an internal CLB without a VpcId).
     pub const DESCRIBE_SUBNETS: Op = Op::read("DescribeSubnets").vpc();
+    /// Tag ModifyResourceTags: the desired-state digest tag of a CLB (warm restart).
+    pub const MODIFY_RESOURCE_TAGS: Op = Op::write("ModifyResourceTags").tag();
 
     /// Every action above.
     pub const ALL: &[Op] = &[
@@ -84,7 +87,15 @@ pub mod ops {
         UPLOAD_CERTIFICATE,
         DESCRIBE_CERTIFICATES,
         DELETE_CERTIFICATE,
+        DESCRIBE_SUBNETS,
+        MODIFY_RESOURCE_TAGS,
     ];
+}
+
+/// The Tag service's six-segment description of a CLB: `qcs::clb:<region>:uin/:clb/<lb-id>`
+/// (the account segment left empty: the caller's own account, as terraform writes it).
+pub fn clb_resource_name(region: &str, lb_id: &str) -> String {
+    format!("qcs::clb:{region}:uin/:clb/{lb_id}")
 }
 
 /// DescribeLoadBalancers: at most 20 `LoadBalancerIds` per call.
@@ -539,6 +550,16 @@ impl ClbClient {
             )
             .await?;
         Ok(reply.data.subnet_set)
+    }
+
+    /// Tag ModifyResourceTags (sync): add or change tags (`replace_tags`) of one resource,
+    /// named by its six-segment description (see [`clb_resource_name`]).
+    #[instrument(level = "debug", skip_all, fields(resource = %req.resource))]
+    pub async fn modify_resource_tags(
+        &self,
+        req: &ModifyResourceTagsRequest,
+    ) -> Result<Reply<Empty>, ClbError> {
+        self.call(ops::MODIFY_RESOURCE_TAGS, req).await
     }
 
     /// DescribeQuota.

@@ -105,6 +105,11 @@ pub trait ClbApi: Send + Sync + 'static {
         let _ = subnet_ids;
         async { Ok(Vec::new()) }
     }
+    /// Tag ModifyResourceTags: add or change tags of an existing resource.
+    fn modify_resource_tags(
+        &self,
+        req: &ModifyResourceTagsRequest,
+    ) -> impl Future<Output = ApiResult<Reply<Empty>>> + Send;
     /// Delete a certificate of the SSL service (`false`: the service refused).
     fn delete_certificate(
         &self,
@@ -173,4 +178,5 @@ delegate! {
     delete_rewrite(DeleteRewriteRequest) -> Reply<Empty>;
     upload_certificate(UploadCertificateRequest) -> String;
     describe_certificates(DescribeCertificatesRequest) -> Vec<CertificateDetail>;
+    modify_resource_tags(ModifyResourceTagsRequest) -> Reply<Empty>;
 }

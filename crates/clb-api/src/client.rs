@@ -81,6 +81,9 @@ pub enum Service {
     Ssl,
     /// Virtual Private Cloud, version 2017-03-12 (only DescribeSubnets: the VPC of a subnet).
     Vpc,
+    /// Tag service, version 2018-08-13 (only ModifyResourceTags: tags of an existing CLB, which
+    /// no CLB action can change).
+    Tag,
 }
 
 impl Service {
@@ -90,6 +93,7 @@ impl Service {
             Self::Clb => "clb",
             Self::Ssl => "ssl",
             Self::Vpc => "vpc",
+            Self::Tag => "tag",
         }
     }
 
@@ -99,6 +103,7 @@ impl Service {
             Self::Clb => "2018-03-17",
             Self::Ssl => "2019-12-05",
             Self::Vpc => "2017-03-12",
+            Self::Tag => "2018-08-13",
         }
     }
 }
@@ -141,6 +146,13 @@ impl Op {
     pub const fn vpc(self) -> Self {
         Self {
             service: Service::Vpc,
+            ..self
+        }
+    }
+
+    pub const fn tag(self) -> Self {
+        Self {
+            service: Service::Tag,
             ..self
         }
     }
@@ -332,6 +344,7 @@ struct Inner {
     clb_target: (reqwest::Url, String),
     ssl_target: (reqwest::Url, String),
     vpc_target: (reqwest::Url, String),
+    tag_target: (reqwest::Url, String),
 }
 
 /// Builder for [`ClbClient`]: inject the clock, jitter, shared rate limiter and observer.
@@ -416,6 +429,10 @@ impl ClbClientBuilder {
             .config
             .endpoint
             .target(Service::Vpc, &self.config.region)?;
+        let tag_target = self
+            .config
+            .endpoint
+            .target(Service::Tag, &self.config.region)?;
         if HeaderValue::from_str(&self.config.region).is_err() {
             return Err(ClbError::Config(
                 "region is not a valid header value".into(),
@@ -443,6 +460,7 @@ impl ClbClientBuilder {
                 clb_target,
                 ssl_target,
                 vpc_target,
+                tag_target,
             }),
         })
     }
@@ -778,6 +796,7 @@ impl ClbClient {
             Service::Clb => &inner.clb_target,
             Service::Ssl => &inner.ssl_target,
             Service::Vpc => &inner.vpc_target,
+            Service::Tag => &inner.tag_target,
         };
         let timestamp = inner.clock.unix_seconds();
         let signature = sign(

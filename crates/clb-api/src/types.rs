@@ -1179,6 +1179,26 @@ pub struct DescribeQuotaResponse {
     pub quota_set: Vec<Quota>,
 }
 
+/// Tag ModifyResourceTags (2018-08-13): add or change (`replace_tags`) and remove
+/// (`delete_tags`) tags of one resource. At least one of the two, neither an empty array.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ModifyResourceTagsRequest {
+    /// Six-segment resource description, e.g. `qcs::clb:ap-guangzhou:uin/:clb/lb-1`.
+    pub resource: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replace_tags: Vec<TagInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delete_tags: Vec<TagKeyObject>,
+}
+
+/// A tag key (ModifyResourceTags `DeleteTags`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TagKeyObject {
+    pub tag_key: String,
+}
+
 /// VPC DescribeSubnets (2017-03-12) by id.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

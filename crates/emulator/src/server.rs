@@ -483,7 +483,7 @@ fn authenticate(
         ApiFailure::new(
             codes::AUTH_SIGNATURE_FAILURE,
             format!(
-                "The credential scope service `{}` is not served here (clb or ssl).",
+                "The credential scope service `{}` is not served here (clb, ssl, vpc or tag).",
                 parsed.service
             ),
         )

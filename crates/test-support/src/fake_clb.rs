@@ -365,6 +365,16 @@ impl ClbApi for FakeClb {
         self.record("DeleteCertificate", None, &[], &[certificate_id]);
         ready(Ok(true))
     }
+
+    fn modify_resource_tags(
+        &self,
+        req: &ModifyResourceTagsRequest,
+    ) -> impl Future<Output = ApiResult<Reply<Empty>>> + Send {
+        // The CLB id is the last segment of `qcs::clb:<region>:uin/:clb/<lb-id>`.
+        let lb = req.resource.rsplit('/').next().unwrap_or_default();
+        self.record("ModifyResourceTags", Some(lb), &[], &[]);
+        ready(Ok(self.reply(Empty {})))
+    }
 }
 
 impl FakeClb {

@@ -251,6 +251,7 @@ fn service_key(s: Service) -> &'static str {
         Service::Clb => "clb",
         Service::Ssl => "ssl",
         Service::Vpc => "vpc",
+        Service::Tag => "tag",
     }
 }
 

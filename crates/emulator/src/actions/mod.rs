@@ -11,6 +11,7 @@ pub mod listeners;
 pub mod load_balancers;
 pub mod rewrites;
 pub mod rules;
+pub mod tags;
 pub mod targets;
 pub mod tasks;
 
@@ -27,6 +28,7 @@ pub enum Service {
     Clb,
     Ssl,
     Vpc,
+    Tag,
 }
 
 impl Service {
@@ -35,6 +37,7 @@ impl Service {
             "clb" => Some(Self::Clb),
             "ssl" => Some(Self::Ssl),
             "vpc" => Some(Self::Vpc),
+            "tag" => Some(Self::Tag),
             _ => None,
         }
     }
@@ -43,6 +46,7 @@ impl Service {
             Self::Clb => "2018-03-17",
             Self::Ssl => "2019-12-05",
             Self::Vpc => "2017-03-12",
+            Self::Tag => "2018-08-13",
         }
     }
 }
@@ -90,6 +94,9 @@ pub const SSL_ACTIONS: &[&str] = &[
 /// VPC actions the emulator serves (the VPC of a subnet, for internal CLBs).
 pub const VPC_ACTIONS: &[&str] = &["DescribeSubnets"];
 
+/// Tag service actions the emulator serves (tags of an existing CLB).
+pub const TAG_ACTIONS: &[&str] = &["ModifyResourceTags"];
+
 /// Async writes (§4): they create a task and lock their CLB while it runs.
 pub const ASYNC_ACTIONS: &[&str] = &[
     "CreateLoadBalancer",
@@ -119,6 +126,7 @@ pub fn is_known(service: Service, action: &str) -> bool {
         Service::Clb => CLB_ACTIONS.contains(&action),
         Service::Ssl => SSL_ACTIONS.contains(&action),
         Service::Vpc => VPC_ACTIONS.contains(&action),
+        Service::Tag => TAG_ACTIONS.contains(&action),
     }
 }
 
@@ -149,6 +157,7 @@ pub fn dispatch(
     let handled = match service {
         Service::Ssl => handle_ssl(core, action, &body),
         Service::Vpc => handle_vpc(core, action, &body),
+        Service::Tag => tags::handle_tag(core, action, &body),
         Service::Clb => handle_clb(core, action, request_id, &body),
     };
     let (value, info) = match handled {

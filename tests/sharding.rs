@@ -1,0 +1,154 @@
+//! Auto-sharding of a shared class, end to end: the real controller against the test API server
+//! and the CLB emulator (default quotas: 50 rules per listener), checked through the emulator's
+//! data plane.
+
+use clb_test_support::cluster::*;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::DeleteParams;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const SLOW: Duration = Duration::from_secs(120);
+const INGRESSES: usize = 60;
+/// Hosts per shard: each host's 3 Prefix paths take 6 rules; the catch-all domain takes one of
+/// the 50 rules of a listener, so 8 hosts (49 rules) fit on one CLB.
+const HOSTS_PER_SHARD: usize = 8;
+
+fn name(i: usize) -> String {
+    format!("ing-{i:02}")
+}
+
+fn host(i: usize) -> String {
+    format!("h{i:02}.shard.test")
+}
+
+/// Ingress `i`: its own host with three Prefix paths to Services a, b and c.
+async fn add(e: &Env, i: usize) {
+    let paths = [
+        ("/a", "Prefix", "a"),
+        ("/b", "Prefix", "b"),
+        ("/c", "Prefix", "c"),
+    ];
+    e.ingress(&name(i), &host(i), &paths).await;
+}
+
+/// Wait until every Ingress in `which` serves all three paths through its own address.
+async fn until_all_served(e: &Env, which: impl Iterator<Item = usize>) {
+    for i in which {
+        for (path, target) in [
+            ("/a/x", "10.1.0.1:8080"),
+            ("/b", "10.1.0.2:8080"),
+            ("/c/y/z", "10.1.0.3:8080"),
+        ] {
+            e.until_routed(&name(i), &host(i), path, target, SLOW).await;
+        }
+    }
+}
+
+async fn addresses(e: &Env, which: impl Iterator<Item = usize>) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    for i in which {
+        let vip = e.vip(&name(i)).await.expect("an address");
+        out.insert(i, vip);
+    }
+    out
+}
+
+async fn until_lb_count(e: &Env, n: usize) {
+    let start = Instant::now();
+    while e.lb_count().await != n {
+        assert!(
+            start.elapsed() < SLOW,
+            "{} CLBs instead of {n}",
+            e.lb_count().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_hosts_spread_over_shards_stay_put_when_half_go_and_after_a_restart() {
+    let e = env().await;
+    e.class("Shared").await;
+    for (svc, pod) in [("a", "10.1.0.1"), ("b", "10.1.0.2"), ("c", "10.1.0.3")] {
+        e.service(svc, &[pod]).await;
+    }
+    for i in 0..INGRESSES {
+        e.ingress(
+            &name(i),
+            &host(i),
+            &[
+                ("/a", "Prefix", "a"),
+                ("/b", "Prefix", "b"),
+                ("/c", "Prefix", "c"),
+            ],
+        )
+        .await;
+    }
+    let mut ctl = e.controller("c1", &[]);
+    until_all_served(&e, 0..INGRESSES).await;
+    let shards = INGRESSES.div_ceil(HOSTS_PER_SHARD);
+    until_lb_count(&e, shards).await;
+    let before = addresses(&e, 0..INGRESSES).await;
+    // Hosts fill shards in age (here: name) order; each shard is one address.
+    for i in 0..INGRESSES {
+        let first_of_shard = i - i % HOSTS_PER_SHARD;
+        assert_eq!(
+            before[&i],
+            before[&first_of_shard],
+            "{} shares its shard",
+            host(i)
+        );
+    }
+    let distinct: std::collections::BTreeSet<&String> = before.values().collect();
+    assert_eq!(distinct.len(), shards, "one address per shard");
+    // A host is served only through its own shard's address.
+    let other = &before[&(HOSTS_PER_SHARD)];
+    assert_ne!(e.request(other, &host(0), "/a").await.0, 200);
+
+    // Delete the oldest half: shards 0-2 empty out (and go), shard 3 keeps two hosts.
+    let api: Api<Ingress> = Api::namespaced(e.kube.clone(), "default");
+    let half = INGRESSES / 2;
+    for i in 0..half {
+        api.delete(&name(i), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let left = shards - half / HOSTS_PER_SHARD;
+    until_lb_count(&e, left).await;
+    until_all_served(&e, half..INGRESSES).await;
+    assert_eq!(
+        addresses(&e, half..INGRESSES).await,
+        before.clone().split_off(&half),
+        "no host moved"
+    );
+
+    // A restarted controller (empty memory) reads the placement back from the CLBs: nothing
+    // moves, and a new host joins the lowest shard with room instead of a new CLB.
+    ctl.kill();
+    let _ctl = e.controller("c2", &[]);
+    e.ingress(
+        &name(INGRESSES),
+        &host(INGRESSES),
+        &[
+            ("/a", "Prefix", "a"),
+            ("/b", "Prefix", "b"),
+            ("/c", "Prefix", "c"),
+        ],
+    )
+    .await;
+    until_all_served(&e, [INGRESSES].into_iter()).await;
+    until_all_served(&e, half..INGRESSES).await;
+    assert_eq!(
+        addresses(&e, half..INGRESSES).await,
+        before.clone().split_off(&half),
+        "no host moved after the restart"
+    );
+    assert_eq!(e.lb_count().await, left, "no new CLB for a host that fits");
+    let lowest_with_room = half - half % HOSTS_PER_SHARD;
+    assert_eq!(
+        e.vip(&name(INGRESSES)).await.as_ref(),
+        Some(&before[&lowest_with_room])
+    );
+}

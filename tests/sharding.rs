@@ -75,16 +75,7 @@ async fn sixty_hosts_spread_over_shards_stay_put_when_half_go_and_after_a_restar
         e.service(svc, &[pod]).await;
     }
     for i in 0..INGRESSES {
-        e.ingress(
-            &name(i),
-            &host(i),
-            &[
-                ("/a", "Prefix", "a"),
-                ("/b", "Prefix", "b"),
-                ("/c", "Prefix", "c"),
-            ],
-        )
-        .await;
+        add(&e, i).await;
     }
     let mut ctl = e.controller("c1", &[]);
     until_all_served(&e, 0..INGRESSES).await;
@@ -128,16 +119,7 @@ async fn sixty_hosts_spread_over_shards_stay_put_when_half_go_and_after_a_restar
     // moves, and a new host joins the lowest shard with room instead of a new CLB.
     ctl.kill();
     let _ctl = e.controller("c2", &[]);
-    e.ingress(
-        &name(INGRESSES),
-        &host(INGRESSES),
-        &[
-            ("/a", "Prefix", "a"),
-            ("/b", "Prefix", "b"),
-            ("/c", "Prefix", "c"),
-        ],
-    )
-    .await;
+    add(&e, INGRESSES).await;
     until_all_served(&e, [INGRESSES].into_iter()).await;
     until_all_served(&e, half..INGRESSES).await;
     assert_eq!(

@@ -134,3 +134,85 @@ async fn sixty_hosts_spread_over_shards_stay_put_when_half_go_and_after_a_restar
         Some(&before[&lowest_with_room])
     );
 }
+
+/// The same 60 Ingresses as manifests: the shared class, Services a, b, c and the Ingresses.
+fn manifests() -> String {
+    let mut s = clb_test_support::worlds::CLASS.replace(
+        "spec: {targetMode: Direct}",
+        "spec: {targetMode: Direct, sharing: Shared}",
+    );
+    for (svc, pod) in [("a", "10.1.0.1"), ("b", "10.1.0.2"), ("c", "10.1.0.3")] {
+        s.push_str(&clb_test_support::worlds::service(svc, &[pod]));
+    }
+    for i in 0..INGRESSES {
+        let (name, host) = (name(i), host(i));
+        let path = |p: &str| {
+            format!(
+                "      - {{path: /{p}, pathType: Prefix, backend: {{service: {{name: {p}, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        s.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n{}{}{}",
+            path("a"),
+            path("b"),
+            path("c")
+        ));
+    }
+    s
+}
+
+/// `clb-ingress apply -f <file> -o json` against the test environment's emulator.
+fn apply(e: &Env, file: &std::path::Path) -> serde_json::Value {
+    let out = clb_test_support::emulator::command()
+        .arg("apply")
+        .arg("-f")
+        .arg(file)
+        .args(["--clb-endpoint", &format!("http://{}", e.emu.addr)])
+        .args(["--cluster-id", "apply", "-o", "json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run clb-ingress apply");
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("apply -o json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_hosts_applied_from_manifests_are_served_on_shards_and_a_second_apply_is_in_sync() {
+    let e = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sharded.yaml");
+    std::fs::write(&file, manifests()).unwrap();
+    let first = apply(&e, &file);
+    let results = first.as_array().expect("results");
+    assert_eq!(
+        results.len(),
+        INGRESSES.div_ceil(HOSTS_PER_SHARD),
+        "one stack per shard"
+    );
+    let mut served = 0;
+    for r in results {
+        let vip = r["outcome"]["vips"][0].as_str().expect("an address");
+        for ing in r["ingresses"].as_array().unwrap() {
+            let i: usize = ing[0].as_str().unwrap()["Ingress default/ing-".len()..]
+                .parse()
+                .unwrap_or_else(|_| panic!("{ing}"));
+            assert_eq!(
+                e.request(vip, &host(i), "/b/x").await,
+                (200, "10.1.0.2:8080".to_string()),
+                "{} through {vip}",
+                host(i)
+            );
+            served += 1;
+        }
+    }
+    assert_eq!(served, INGRESSES);
+    let second = apply(&e, &file);
+    for r in second.as_array().unwrap() {
+        assert_eq!(r["outcome"]["changes"], 0, "in sync: {r}");
+    }
+    assert_eq!(second.as_array().unwrap().len(), results.len());
+}

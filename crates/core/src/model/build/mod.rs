@@ -141,6 +141,8 @@ impl Snapshot {
 pub struct BuildOutput {
     pub stacks: BTreeMap<StackId, DesiredLb>,
     pub problems: Vec<Problem>,
+    /// Where the hosts of shared classes were placed (class -> CLB domain -> shard).
+    pub placement: Placement,
 }
 
 /// Build every stack.
@@ -148,6 +150,7 @@ pub fn build(snap: &Snapshot) -> BuildOutput {
     let index = Index::new(snap);
     let mut out = BuildOutput {
         problems: index.problems.clone(),
+        placement: index.placement().clone(),
         ..Default::default()
     };
     for stack in index.stack_ids() {

@@ -176,6 +176,8 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
             "DescribeQuota failed; using the documented quotas"
         ),
     }
+    // Hosts of shared classes stay on the shard CLBs that serve them.
+    super::plan::read_placement(&rt, &deployer, &mut snap)?;
     let out = model::build(&snap);
     let results = rt.block_on(apply_snapshot(
         &deployer,

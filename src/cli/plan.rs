@@ -193,6 +193,33 @@ pub fn unhandled(snap: &Snapshot, out: &model::BuildOutput) -> Vec<String> {
 pub struct Report<'a> {
     pub stacks: Vec<StackReport<'a>>,
     pub problems: &'a [model::Problem],
+    /// Shared classes: which shard (CLB) each host's CLB domain is placed on.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub placement: &'a model::Placement,
+}
+
+/// Read where the hosts of shared classes live from the CLBs (see
+/// [`crate::deploy::Deployer::shard_placement`]) into `snap`, so that the build keeps them
+/// there.
+pub fn read_placement(
+    rt: &tokio::runtime::Runtime,
+    deployer: &crate::deploy::Deployer,
+    snap: &mut Snapshot,
+) -> anyhow::Result<()> {
+    let classes: Vec<String> = snap
+        .ingress_classes
+        .iter()
+        .filter_map(|c| c.metadata.name.clone())
+        .collect();
+    snap.placement = rt
+        .block_on(deployer.shard_placement(&classes))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "reading where the shared classes' hosts live (their shard CLBs) failed: {}",
+                crate::controller::error::describe(&e)
+            )
+        })?;
+    Ok(())
 }
 
 /// Plan every stack against the CLBs as `observed` returns them (None: nothing exists yet).
@@ -262,6 +289,21 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
             (LbSource::Create { name, .. }, None) => format!("new CLB {name}"),
         };
         writeln!(w, "== stack {} -> {lb}", d.stack)?;
+        if let Some((class, shard)) = d.stack.class_shard() {
+            let hosts: std::collections::BTreeSet<&str> = d
+                .listeners
+                .iter()
+                .flat_map(|l| &l.domains)
+                .filter(|dom| !dom.default_server)
+                .map(|dom| dom.host.as_str())
+                .collect();
+            let hosts: Vec<&str> = hosts.into_iter().collect();
+            writeln!(
+                w,
+                "   shard {shard} of class {class}; hosts: {}",
+                hosts.join(", ")
+            )?;
+        }
         let members: Vec<String> = d.members.iter().map(|m| m.ingress.to_string()).collect();
         writeln!(w, "   ingresses: {}", members.join(", "))?;
         writeln!(
@@ -343,11 +385,20 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     if let Some(class) = &args.assume_class {
         assume_class(&mut snap, class);
     }
-    let out = model::build(&snap);
-    let observed = if args.cloud.is_set() {
-        observe_all(&args.cloud.deployer(&args.cluster_id)?, &out)?
+    let deployer = if args.cloud.is_set() {
+        let deployer = args.cloud.deployer(&args.cluster_id)?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        read_placement(&rt, &deployer, &mut snap)?;
+        Some(deployer)
     } else {
-        Default::default()
+        None
+    };
+    let out = model::build(&snap);
+    let observed = match &deployer {
+        Some(deployer) => observe_all(deployer, &out)?,
+        None => Default::default(),
     };
     let reports = plan_all(&out, &args.cluster_id, |d| {
         observed.get(&d.stack).cloned().flatten()
@@ -362,6 +413,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
                 &Report {
                     stacks: reports,
                     problems: &out.problems,
+                    placement: &out.placement,
                 },
             )?;
             writeln!(w)?;

@@ -294,6 +294,7 @@ impl Controller {
             .filter(|i| i.metadata.deletion_timestamp.is_some())
             .map(|i| (i.clone(), self.snapshots.stack_of_deleted(i)))
             .collect();
+        let placement_known = self.read_placement().await;
         let built = self.snapshots.build(&seen).await;
         for e in &built.errors {
             self.failed(e);
@@ -301,6 +302,7 @@ impl Controller {
         self.hooks.certificate_expiries(&built.expiries);
         let snap = built.snap;
         let index = Index::new(&snap);
+        self.snapshots.remember_placement(index.placement());
         self.snapshots.forget_secrets(&dirty).await;
         let times = self.event_times.take(&dirty);
         let mut since: HashMap<StackId, Instant> = HashMap::new();
@@ -356,6 +358,17 @@ impl Controller {
                 debug!(stack = %id, "held back: a Secret it needs could not be read");
                 retry_later(&self.tx, id.clone(), retry_delay(1));
             }
+        }
+        if !placement_known {
+            // Where the shared classes' hosts live is unknown: building their shards now could
+            // move hosts to other CLBs (and addresses). They wait for the next read.
+            stacks.retain(|id| {
+                let shard = id.class_shard().is_some();
+                if shard {
+                    retry_later(&self.tx, id.clone(), retry_delay(1));
+                }
+                !shard
+            });
         }
         let mut problems: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut global: BTreeMap<&'static str, usize> = BTreeMap::new();
@@ -424,6 +437,33 @@ impl Controller {
             full: full_work,
             view,
             problems,
+        }
+    }
+
+    /// Read where the shared classes' hosts live from the CLBs, once (before the first
+    /// build); false while that read fails.
+    async fn read_placement(&self) -> bool {
+        if self.snapshots.placement_known() {
+            return true;
+        }
+        let _one = self.snapshots.placement_read.lock().await;
+        if self.snapshots.placement_known() {
+            return true;
+        }
+        match self
+            .deployer
+            .shard_placement(&self.snapshots.class_names())
+            .await
+        {
+            Ok(p) => {
+                debug!(classes = p.len(), "shard placement read from the CLBs");
+                self.snapshots.set_read_placement(p);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %super::error::describe(&e), "reading the shard placement failed; shared classes wait");
+                false
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use super::memory::Key;
 use super::queue::Dirty;
 use super::stores::Stores;
 use crate::model::build::{OurClasses, cert_from_secret};
-use crate::model::{CertSource, DesiredLb, Index, Snapshot, StackId};
+use crate::model::{CertSource, DesiredLb, Index, Placement, Snapshot, StackId};
 use grace::{Applied, EndpointGrace};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -50,6 +50,11 @@ pub struct Snapshots {
     hooks: Arc<dyn Hooks>,
     /// The account's CLB quotas (DescribeQuota), read at start and on every resync.
     limits: std::sync::RwLock<crate::model::build::Limits>,
+    /// Where the hosts of shared classes live (sticky shard placement): read from the CLBs
+    /// before the first build (`None` until then), then what the last build placed.
+    placement: std::sync::Mutex<Option<Placement>>,
+    /// Held while the placement is read from the CLBs (one reader at a time).
+    pub(super) placement_read: Mutex<()>,
 }
 
 /// One Secret as read: the resourceVersion the watch cache had when it was read; the Secret
@@ -110,7 +115,46 @@ impl Snapshots {
             tx,
             hooks,
             limits: Default::default(),
+            placement: Default::default(),
+            placement_read: Mutex::default(),
         }
+    }
+
+    /// Has the shard placement been read from the CLBs yet?
+    pub fn placement_known(&self) -> bool {
+        self.placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+
+    /// Take the placement a build made (only once it started from the CLBs' placement).
+    pub fn remember_placement(&self, placement: &Placement) {
+        let mut p = self
+            .placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if p.is_some() {
+            *p = Some(placement.clone());
+        }
+    }
+
+    /// Start from the placement read from the CLBs.
+    pub fn set_read_placement(&self, placement: Placement) {
+        *self
+            .placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(placement);
+    }
+
+    /// The names of every IngressClass in the watch cache.
+    pub fn class_names(&self) -> Vec<String> {
+        self.stores
+            .classes
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect()
     }
 
     /// Use these quotas from now on; true when they changed.
@@ -148,6 +192,12 @@ impl Snapshots {
             .limits
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        snap.placement = self
+            .placement
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default();
         snap
     }
 

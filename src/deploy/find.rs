@@ -2,7 +2,8 @@
 //! listing every CLB this cluster created (for pruning).
 
 use super::*;
-use crate::model::ids::{TAG_CLUSTER, TAG_STACK};
+use crate::model::ids::{TAG_CLASS, TAG_CLUSTER, TAG_SHARD, TAG_STACK};
+use crate::model::{Placement, StackId};
 
 impl<A: ClbApi> Deployer<A> {
     /// The CLB of a stack: by id (adopted) or by its stack tag (created). Read-only; if an
@@ -92,6 +93,60 @@ impl<A: ClbApi> Deployer<A> {
                 .filter(|lb| has_tag(lb, TAG_CLUSTER, &self.cluster_id))
                 .collect(),
         ))
+    }
+}
+
+/// The shard of a shared class this CLB is, proven by its stack tag: a CLB tagged with a class
+/// and shard number whose stack tag is that shard's stack hash, or (a class's first CLB,
+/// created before shards were tagged) a CLB whose stack tag is the hash of one of `classes`.
+pub fn shard_of(lb: &LoadBalancer, cluster_id: &str, classes: &[String]) -> Option<(String, u32)> {
+    let tag = |k: &str| {
+        lb.tags
+            .iter()
+            .find(|t| t.tag_key == k)
+            .map(|t| t.tag_value.as_str())
+    };
+    let stack = tag(TAG_STACK)?;
+    if tag(TAG_CLUSTER) != Some(cluster_id) {
+        return None;
+    }
+    if let (Some(class), Some(shard)) =
+        (tag(TAG_CLASS), tag(TAG_SHARD).and_then(|n| n.parse().ok()))
+        && StackId::shard(class, shard).hash(cluster_id) == stack
+    {
+        return Some((class.to_string(), shard));
+    }
+    classes
+        .iter()
+        .find(|c| StackId::shard(c, 0).hash(cluster_id) == stack)
+        .map(|c| (c.clone(), 0))
+}
+
+impl<A: ClbApi> Deployer<A> {
+    /// Where the hosts of shared classes live now, read from the cloud: every CLB of this
+    /// cluster that is a shard of a class ([`shard_of`]; `classes` names the shared classes
+    /// whose first CLB may predate the shard tags) and the domains of the listeners the shard's
+    /// stack owns on it. One listing of CLBs and one of listeners per shard. A domain found on
+    /// two shards (an interrupted move) counts for the lower one.
+    pub async fn shard_placement(&self, classes: &[String]) -> Result<Placement, DeployError> {
+        let mut out = Placement::new();
+        for lb in self.owned_lbs().await? {
+            let Some((class, shard)) = shard_of(&lb, &self.cluster_id, classes) else {
+                continue;
+            };
+            let owned = StackId::shard(&class, shard).listener_name(&self.cluster_id);
+            let listeners = self.listeners(&lb.load_balancer_id).await?;
+            let hosts = out.entry(class).or_default();
+            for r in listeners
+                .iter()
+                .filter(|l| l.listener_name == owned)
+                .flat_map(|l| &l.rules)
+            {
+                let at = hosts.entry(r.domain.clone()).or_insert(shard);
+                *at = (*at).min(shard);
+            }
+        }
+        Ok(out)
     }
 }
 

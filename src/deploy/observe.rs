@@ -7,6 +7,17 @@ use crate::plan::{ObservedListener, ObservedRule};
 use std::collections::{BTreeMap, HashMap};
 
 impl<A: ClbApi> Deployer<A> {
+    /// Every listener of CLB `lb_id`, with its rules (one DescribeListeners).
+    pub(super) async fn listeners(&self, lb_id: &str) -> Result<Vec<Listener>, DeployError> {
+        self.client
+            .describe_listeners(&DescribeListenersRequest {
+                load_balancer_id: lb_id.to_string(),
+                ..Default::default()
+            })
+            .await
+            .map_err(cloud(format!("DescribeListeners {lb_id}")))
+    }
+
     /// Read a CLB's listeners, rules, targets (and, if asked, our uploaded certificates).
     #[instrument(level = "debug", skip_all, fields(lb = %lb.load_balancer_id))]
     pub async fn observe(
@@ -15,14 +26,7 @@ impl<A: ClbApi> Deployer<A> {
         with_certificates: bool,
     ) -> Result<ObservedLb, DeployError> {
         let lb_id = &lb.load_balancer_id;
-        let listeners = self
-            .client
-            .describe_listeners(&DescribeListenersRequest {
-                load_balancer_id: lb_id.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(cloud(format!("DescribeListeners {lb_id}")))?;
+        let listeners = self.listeners(lb_id).await?;
         let l7: Vec<&Listener> = listeners
             .iter()
             .filter(|l| l.protocol == "HTTP" || l.protocol == "HTTPS")

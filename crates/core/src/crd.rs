@@ -91,7 +91,16 @@ pub struct ClbClassParametersSpec {
     /// the oldest Ingress on the listener).
     #[serde(default)]
     pub unmatched_hosts: UnmatchedHosts,
+    /// `sharing: Shared` only: the most CLBs the class's hosts may be spread over when one
+    /// CLB's quotas (rules per listener) cannot hold them all (default 10; 1 keeps the class on
+    /// one CLB). Past it, the newest Ingresses that do not fit are parked with a Warning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000), extend("format" = "int32"))]
+    pub max_load_balancers: Option<u32>,
 }
+
+/// CLBs a shared class may spread over when `maxLoadBalancers` is not set.
+pub const DEFAULT_MAX_LOAD_BALANCERS: u32 = 10;
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {
     *v == T::default()

@@ -14,6 +14,10 @@ pub const TAG_CLUSTER: &str = "clb-ingress.io/cluster";
 pub const TAG_STACK: &str = "clb-ingress.io/stack";
 /// Tag on every CLB clb-ingress creates: [`CREATED_BY`].
 pub const TAG_CREATED_BY: &str = "clb-ingress.io/created-by";
+/// Tag on the CLBs of a shared class (`sharing: Shared`): the IngressClass name.
+pub const TAG_CLASS: &str = "clb-ingress.io/class";
+/// Tag on the CLBs of a shared class: the shard number (`0` is the class's first CLB).
+pub const TAG_SHARD: &str = "clb-ingress.io/shard";
 pub const CREATED_BY: &str = "clb-ingress";
 /// Listener names start with this; the rest is the stack hash.
 pub const LISTENER_NAME_PREFIX: &str = "clb-ingress-";
@@ -25,8 +29,12 @@ pub const MAX_LB_NAME: usize = 60;
 /// One CLB = one stack.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum StackId {
-    /// A class's shared CLB (`sharing: Shared`), created by clb-ingress.
+    /// A class's shared CLB (`sharing: Shared`), created by clb-ingress: its first shard
+    /// (shard 0), which keeps the stack key the class had before sharding existed.
     Class(String),
+    /// Shard `shard` (1 and up) of a shared class: one more CLB the class's hosts spread
+    /// over when one CLB's quotas cannot hold them. Build it with [`StackId::shard`].
+    Shard { class: String, shard: u32 },
     /// One CLB for one Ingress, created by clb-ingress.
     Ingress { namespace: String, name: String },
     /// An existing CLB, adopted by id (the `existLbId` annotation or the class's
@@ -40,6 +48,40 @@ impl StackId {
             namespace: namespace.to_string(),
             name: name.to_string(),
         }
+    }
+
+    /// The stack of shard `shard` of shared class `class`: the one place that names a shard's
+    /// stack (shard 0 is [`StackId::Class`], so a class that never needed a second CLB keeps
+    /// its stack key, tags and listeners).
+    pub fn shard(class: &str, shard: u32) -> Self {
+        if shard == 0 {
+            StackId::Class(class.to_string())
+        } else {
+            StackId::Shard {
+                class: class.to_string(),
+                shard,
+            }
+        }
+    }
+
+    /// (class, shard number) of a shared class's stack.
+    pub fn class_shard(&self) -> Option<(&str, u32)> {
+        match self {
+            StackId::Class(class) => Some((class, 0)),
+            StackId::Shard { class, shard } => Some((class, *shard)),
+            _ => None,
+        }
+    }
+
+    /// The tags written on the CLB clb-ingress creates for this stack: [`stack_tags`], and
+    /// for a shared class's shard also [`TAG_CLASS`] and [`TAG_SHARD`].
+    pub fn tags(&self, cluster_id: &str) -> Vec<(String, String)> {
+        let mut tags = stack_tags(cluster_id, self.hash(cluster_id));
+        if let Some((class, shard)) = self.class_shard() {
+            tags.push((TAG_CLASS.to_string(), class.to_string()));
+            tags.push((TAG_SHARD.to_string(), shard.to_string()));
+        }
+        tags
     }
 
     /// Does clb-ingress create (and may it delete) this stack's CLB?
@@ -86,6 +128,7 @@ impl StackId {
     pub fn clb_name(&self, cluster_id: &str) -> Option<String> {
         let raw = match self {
             StackId::Class(class) => format!("{cluster_id}-class-{class}"),
+            StackId::Shard { class, shard } => format!("{cluster_id}-class-{class}-{shard}"),
             StackId::Ingress { namespace, name } => format!("{cluster_id}-{namespace}-{name}"),
             StackId::Adopted(_) => return None,
         };
@@ -108,12 +151,13 @@ impl StackId {
     }
 }
 
-/// `ing:<namespace>/<name>`, `class:<name>` or `lb:<id>`: the form in logs, metrics and the
-/// stack hash (so it must never change).
+/// `ing:<namespace>/<name>`, `class:<name>`, `class:<name>#<shard>` or `lb:<id>`: the form in
+/// logs, metrics and the stack hash (so it must never change).
 impl fmt::Display for StackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StackId::Class(class) => write!(f, "class:{class}"),
+            StackId::Shard { class, shard } => write!(f, "class:{class}#{shard}"),
             StackId::Ingress { namespace, name } => write!(f, "ing:{namespace}/{name}"),
             StackId::Adopted(id) => write!(f, "lb:{id}"),
         }
@@ -229,6 +273,8 @@ mod tests {
         assert_eq!(StackId::ingress("ns", "web").to_string(), "ing:ns/web");
         assert_eq!(StackId::Class("clb".into()).to_string(), "class:clb");
         assert_eq!(StackId::Adopted("lb-1".into()).to_string(), "lb:lb-1");
+        assert_eq!(StackId::shard("clb", 0), StackId::Class("clb".into()));
+        assert_eq!(StackId::shard("clb", 2).to_string(), "class:clb#2");
         assert_eq!(
             StackId::ingress("ns", "web").hash("c1"),
             short_hash(&["c1", "ing:ns/web"])
@@ -255,6 +301,29 @@ mod tests {
         assert_eq!(
             ownership(&adopted, "c1", None).listener_name,
             format!("clb-ingress-{}", adopted.hash("c1"))
+        );
+    }
+
+    #[test]
+    fn shard_clbs_are_tagged_with_their_class_and_number_and_shard_zero_keeps_the_class_key() {
+        let tags: BTreeMap<String, String> =
+            StackId::shard("web", 3).tags("c1").into_iter().collect();
+        assert_eq!(tags[TAG_CLASS], "web");
+        assert_eq!(tags[TAG_SHARD], "3");
+        assert_eq!(tags[TAG_STACK], short_hash(&["c1", "class:web#3"]));
+        let zero: BTreeMap<String, String> =
+            StackId::shard("web", 0).tags("c1").into_iter().collect();
+        assert_eq!(zero[TAG_STACK], short_hash(&["c1", "class:web"]));
+        assert_eq!(zero[TAG_SHARD], "0");
+        assert!(
+            !StackId::ingress("ns", "a")
+                .tags("c1")
+                .iter()
+                .any(|(k, _)| k == TAG_SHARD)
+        );
+        assert_eq!(
+            StackId::shard("web", 3).clb_name("c1").as_deref(),
+            Some("c1-class-web-3")
         );
     }
 

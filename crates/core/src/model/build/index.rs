@@ -27,6 +27,8 @@ pub struct Index<'a> {
     /// never deleted or pruned.
     pub(super) frozen: std::collections::BTreeSet<StackId>,
     pub(super) problems: Vec<Problem>,
+    /// Where this build placed the hosts of shared classes (see [`super::shard`]).
+    pub(super) placement: Placement,
 }
 
 impl<'a> Index<'a> {
@@ -76,6 +78,7 @@ impl<'a> Index<'a> {
             stacks: BTreeMap::new(),
             frozen: Default::default(),
             problems: Vec::new(),
+            placement: Placement::new(),
         };
         index.assign_stacks();
         index
@@ -149,6 +152,12 @@ impl<'a> Index<'a> {
         std::hint::black_box(touched);
     }
 
+    /// Where this build placed the hosts of shared classes (class -> CLB domain -> shard): the
+    /// sticky placement the next build starts from.
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
     /// Problems found while selecting classes (not tied to one stack).
     pub fn global_problems(&self) -> &[Problem] {
         &self.problems
@@ -157,6 +166,8 @@ impl<'a> Index<'a> {
     pub(super) fn assign_stacks(&mut self) {
         let snap = self.snap;
         let classes = OurClasses::new(snap);
+        // Members of shared classes, sharded once every Ingress is known.
+        let mut shared: BTreeMap<String, Vec<Managed<'a>>> = BTreeMap::new();
         for ing in &snap.ingresses {
             let (ns, name) = meta_name(&ing.metadata);
             let class = classes.of(ing);
@@ -286,19 +297,49 @@ impl<'a> Index<'a> {
                 }
                 continue;
             }
-            self.stacks.entry(stack).or_default().push(Managed {
+            let m = Managed {
                 ing,
                 key,
                 params,
                 source,
-            });
+            };
+            match stack {
+                StackId::Class(class) => shared.entry(class).or_default().push(m),
+                stack => self.stacks.entry(stack).or_default().push(m),
+            }
         }
-        for members in self.stacks.values_mut() {
+        for members in self.stacks.values_mut().chain(shared.values_mut()) {
             members.sort_by(|a, b| {
                 let ta = a.ing.metadata.creation_timestamp.as_ref().map(|t| t.0);
                 let tb = b.ing.metadata.creation_timestamp.as_ref().map(|t| t.0);
                 ta.cmp(&tb).then_with(|| a.key.cmp(&b.key))
             });
+        }
+        for (class, members) in shared {
+            let max_lbs = members
+                .first()
+                .and_then(|m| m.params)
+                .and_then(|p| p.max_load_balancers)
+                .unwrap_or(crate::crd::DEFAULT_MAX_LOAD_BALANCERS);
+            let sharded = super::shard::shard_class(
+                &class,
+                members,
+                snap.placement.get(&class),
+                snap.limits,
+                max_lbs,
+            );
+            self.problems.extend(sharded.problems);
+            self.placement.insert(class.clone(), sharded.placement);
+            for (n, mut members) in sharded.shards {
+                let id = StackId::shard(&class, n);
+                let name = id.clb_name(&snap.cluster_id).unwrap_or_default();
+                for m in &mut members {
+                    if let LbSource::Create { name: n, .. } = &mut m.source {
+                        n.clone_from(&name);
+                    }
+                }
+                self.stacks.insert(id, members);
+            }
         }
     }
 

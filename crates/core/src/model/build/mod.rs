@@ -7,6 +7,7 @@
 mod annotations;
 mod backends;
 mod index;
+mod shard;
 mod stack;
 mod tls;
 
@@ -16,6 +17,7 @@ pub use annotations::{
 };
 pub use backends::{endpoint_usable, instance_id};
 pub use index::{Index, OurClasses};
+pub use shard::{Placement, host_cost};
 pub use tls::{cert_from_secret, cert_from_secret_dropped};
 
 use backends::*;
@@ -120,6 +122,9 @@ pub struct Snapshot {
     pub dropped_keys: BTreeMap<(String, String), String>,
     pub nodes: Vec<Node>,
     pub namespaces: Vec<Namespace>,
+    /// Where the hosts of shared classes live now (class -> CLB domain -> shard), as the CLBs
+    /// serve them or as the last build placed them: placement is sticky ([`shard`]).
+    pub placement: Placement,
 }
 
 impl Snapshot {
@@ -136,6 +141,8 @@ impl Snapshot {
 pub struct BuildOutput {
     pub stacks: BTreeMap<StackId, DesiredLb>,
     pub problems: Vec<Problem>,
+    /// Where the hosts of shared classes were placed (class -> CLB domain -> shard).
+    pub placement: Placement,
 }
 
 /// Build every stack.
@@ -143,6 +150,7 @@ pub fn build(snap: &Snapshot) -> BuildOutput {
     let index = Index::new(snap);
     let mut out = BuildOutput {
         problems: index.problems.clone(),
+        placement: index.placement().clone(),
         ..Default::default()
     };
     for stack in index.stack_ids() {

@@ -337,7 +337,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             retain,
             stack: self.id.clone(),
             source: first.source.clone(),
-            tags: crate::model::ids::stack_tags(cluster_id, stack_hash),
+            tags: self.id.tags(cluster_id),
             listeners,
             members: member_ports
                 .into_iter()

@@ -1,0 +1,218 @@
+//! Auto-sharding of a shared class, end to end: the real controller against the test API server
+//! and the CLB emulator (default quotas: 50 rules per listener), checked through the emulator's
+//! data plane.
+
+use clb_test_support::cluster::*;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Api;
+use kube::api::DeleteParams;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+const SLOW: Duration = Duration::from_secs(120);
+const INGRESSES: usize = 60;
+/// Hosts per shard: each host's 3 Prefix paths take 6 rules; the catch-all domain takes one of
+/// the 50 rules of a listener, so 8 hosts (49 rules) fit on one CLB.
+const HOSTS_PER_SHARD: usize = 8;
+
+fn name(i: usize) -> String {
+    format!("ing-{i:02}")
+}
+
+fn host(i: usize) -> String {
+    format!("h{i:02}.shard.test")
+}
+
+/// Ingress `i`: its own host with three Prefix paths to Services a, b and c.
+async fn add(e: &Env, i: usize) {
+    let paths = [
+        ("/a", "Prefix", "a"),
+        ("/b", "Prefix", "b"),
+        ("/c", "Prefix", "c"),
+    ];
+    e.ingress(&name(i), &host(i), &paths).await;
+}
+
+/// Wait until every Ingress in `which` serves all three paths through its own address.
+async fn until_all_served(e: &Env, which: impl Iterator<Item = usize>) {
+    for i in which {
+        for (path, target) in [
+            ("/a/x", "10.1.0.1:8080"),
+            ("/b", "10.1.0.2:8080"),
+            ("/c/y/z", "10.1.0.3:8080"),
+        ] {
+            e.until_routed(&name(i), &host(i), path, target, SLOW).await;
+        }
+    }
+}
+
+async fn addresses(e: &Env, which: impl Iterator<Item = usize>) -> BTreeMap<usize, String> {
+    let mut out = BTreeMap::new();
+    for i in which {
+        let vip = e.vip(&name(i)).await.expect("an address");
+        out.insert(i, vip);
+    }
+    out
+}
+
+async fn until_lb_count(e: &Env, n: usize) {
+    let start = Instant::now();
+    while e.lb_count().await != n {
+        assert!(
+            start.elapsed() < SLOW,
+            "{} CLBs instead of {n}",
+            e.lb_count().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_hosts_spread_over_shards_stay_put_when_half_go_and_after_a_restart() {
+    let e = env().await;
+    e.class("Shared").await;
+    for (svc, pod) in [("a", "10.1.0.1"), ("b", "10.1.0.2"), ("c", "10.1.0.3")] {
+        e.service(svc, &[pod]).await;
+    }
+    for i in 0..INGRESSES {
+        add(&e, i).await;
+    }
+    let mut ctl = e.controller("c1", &[]);
+    until_all_served(&e, 0..INGRESSES).await;
+    let shards = INGRESSES.div_ceil(HOSTS_PER_SHARD);
+    until_lb_count(&e, shards).await;
+    let before = addresses(&e, 0..INGRESSES).await;
+    // Hosts fill shards in age (here: name) order; each shard is one address.
+    for i in 0..INGRESSES {
+        let first_of_shard = i - i % HOSTS_PER_SHARD;
+        assert_eq!(
+            before[&i],
+            before[&first_of_shard],
+            "{} shares its shard",
+            host(i)
+        );
+    }
+    let distinct: std::collections::BTreeSet<&String> = before.values().collect();
+    assert_eq!(distinct.len(), shards, "one address per shard");
+    // A host is served only through its own shard's address.
+    let other = &before[&(HOSTS_PER_SHARD)];
+    assert_ne!(e.request(other, &host(0), "/a").await.0, 200);
+
+    // Delete the oldest half: shards 0-2 empty out (and go), shard 3 keeps two hosts.
+    let api: Api<Ingress> = Api::namespaced(e.kube.clone(), "default");
+    let half = INGRESSES / 2;
+    for i in 0..half {
+        api.delete(&name(i), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let left = shards - half / HOSTS_PER_SHARD;
+    until_lb_count(&e, left).await;
+    until_all_served(&e, half..INGRESSES).await;
+    assert_eq!(
+        addresses(&e, half..INGRESSES).await,
+        before.clone().split_off(&half),
+        "no host moved"
+    );
+
+    // A restarted controller (empty memory) reads the placement back from the CLBs: nothing
+    // moves, and a new host joins the lowest shard with room instead of a new CLB.
+    ctl.kill();
+    let _ctl = e.controller("c2", &[]);
+    add(&e, INGRESSES).await;
+    until_all_served(&e, [INGRESSES].into_iter()).await;
+    until_all_served(&e, half..INGRESSES).await;
+    assert_eq!(
+        addresses(&e, half..INGRESSES).await,
+        before.clone().split_off(&half),
+        "no host moved after the restart"
+    );
+    assert_eq!(e.lb_count().await, left, "no new CLB for a host that fits");
+    let lowest_with_room = half - half % HOSTS_PER_SHARD;
+    assert_eq!(
+        e.vip(&name(INGRESSES)).await.as_ref(),
+        Some(&before[&lowest_with_room])
+    );
+}
+
+/// The same 60 Ingresses as manifests: the shared class, Services a, b, c and the Ingresses.
+fn manifests() -> String {
+    let mut s = clb_test_support::worlds::CLASS.replace(
+        "spec: {targetMode: Direct}",
+        "spec: {targetMode: Direct, sharing: Shared}",
+    );
+    for (svc, pod) in [("a", "10.1.0.1"), ("b", "10.1.0.2"), ("c", "10.1.0.3")] {
+        s.push_str(&clb_test_support::worlds::service(svc, &[pod]));
+    }
+    for i in 0..INGRESSES {
+        let (name, host) = (name(i), host(i));
+        let path = |p: &str| {
+            format!(
+                "      - {{path: /{p}, pathType: Prefix, backend: {{service: {{name: {p}, port: {{number: 80}}}}}}}}\n"
+            )
+        };
+        s.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  rules:\n  - host: {host}\n    http:\n      paths:\n{}{}{}",
+            path("a"),
+            path("b"),
+            path("c")
+        ));
+    }
+    s
+}
+
+/// `clb-ingress apply -f <file> -o json` against the test environment's emulator.
+fn apply(e: &Env, file: &std::path::Path) -> serde_json::Value {
+    let out = clb_test_support::emulator::command()
+        .arg("apply")
+        .arg("-f")
+        .arg(file)
+        .args(["--clb-endpoint", &format!("http://{}", e.emu.addr)])
+        .args(["--cluster-id", "apply", "-o", "json"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run clb-ingress apply");
+    assert!(
+        out.status.success(),
+        "apply failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("apply -o json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_hosts_applied_from_manifests_are_served_on_shards_and_a_second_apply_is_in_sync() {
+    let e = env().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sharded.yaml");
+    std::fs::write(&file, manifests()).unwrap();
+    let first = apply(&e, &file);
+    let results = first.as_array().expect("results");
+    assert_eq!(
+        results.len(),
+        INGRESSES.div_ceil(HOSTS_PER_SHARD),
+        "one stack per shard"
+    );
+    let mut served = 0;
+    for r in results {
+        let vip = r["outcome"]["vips"][0].as_str().expect("an address");
+        for ing in r["ingresses"].as_array().unwrap() {
+            let i: usize = ing[0].as_str().unwrap()["Ingress default/ing-".len()..]
+                .parse()
+                .unwrap_or_else(|_| panic!("{ing}"));
+            assert_eq!(
+                e.request(vip, &host(i), "/b/x").await,
+                (200, "10.1.0.2:8080".to_string()),
+                "{} through {vip}",
+                host(i)
+            );
+            served += 1;
+        }
+    }
+    assert_eq!(served, INGRESSES);
+    let second = apply(&e, &file);
+    for r in second.as_array().unwrap() {
+        assert_eq!(r["outcome"]["changes"], 0, "in sync: {r}");
+    }
+    assert_eq!(second.as_array().unwrap().len(), results.len());
+}

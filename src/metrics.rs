@@ -104,6 +104,8 @@ pub struct Metrics {
     certificates_collected: IntCounterVec,
     endpoint_grace_active: IntGauge,
     endpoint_grace: IntCounter,
+    endpoints_draining: IntGauge,
+    readiness_gates_set: IntCounter,
     cluster_info: IntGaugeVec,
     credential_reloads: IntCounterVec,
     leader_transitions: IntCounter,
@@ -126,6 +128,8 @@ mod name {
     pub const LEADER: &str = "leader";
     pub const ENDPOINT_GRACE_ACTIVE: &str = "endpoint_grace_active";
     pub const ENDPOINT_GRACE: &str = "endpoint_grace_total";
+    pub const ENDPOINTS_DRAINING: &str = "endpoints_draining";
+    pub const READINESS_GATES_SET: &str = "readiness_gates_set_total";
     pub const ERRORS: &str = "controller_errors_total";
     pub const WATCH_ERRORS: &str = "watch_errors_total";
     pub const CERTIFICATES_COLLECTED: &str = "certificates_collected_total";
@@ -322,6 +326,18 @@ impl Metrics {
                  the endpoint grace.",
             ))
         })?;
+        let endpoints_draining = register(r, name::ENDPOINTS_DRAINING, || {
+            IntGauge::with_opts(opts(
+                name::ENDPOINTS_DRAINING,
+                "Pod targets kept registered with weight 0 while they drain (drainDelaySeconds).",
+            ))
+        })?;
+        let readiness_gates_set = register(r, name::READINESS_GATES_SET, || {
+            IntCounter::with_opts(opts(
+                name::READINESS_GATES_SET,
+                "Pods whose clb-ingress.io/target-healthy readiness gate was set True.",
+            ))
+        })?;
         let build_info = register(r, name::BUILD_INFO, || {
             IntGaugeVec::new(
                 opts(
@@ -410,6 +426,8 @@ impl Metrics {
             certificates_collected,
             endpoint_grace_active,
             endpoint_grace,
+            endpoints_draining,
+            readiness_gates_set,
             cluster_info,
             credential_reloads,
             leader_transitions,
@@ -517,6 +535,16 @@ impl Metrics {
         self.endpoint_grace_active.set(saturating_i64(active));
         self.endpoint_grace
             .inc_by(u64::try_from(started).unwrap_or(u64::MAX));
+    }
+
+    /// `n` pod targets are draining (weight 0).
+    pub fn endpoints_draining(&self, n: usize) {
+        self.endpoints_draining.set(saturating_i64(n));
+    }
+
+    /// A pod's readiness gate was set True.
+    pub fn readiness_gate_set(&self) {
+        self.readiness_gates_set.inc();
     }
 
     /// The certificate expiry of each referenced TLS Secret, replacing the previous set (a
@@ -678,6 +706,8 @@ mod tests {
             ("clb_ingress_controller_errors_total", "counter"),
             ("clb_ingress_endpoint_grace_active", "gauge"),
             ("clb_ingress_endpoint_grace_total", "counter"),
+            ("clb_ingress_endpoints_draining", "gauge"),
+            ("clb_ingress_readiness_gates_set_total", "counter"),
             ("clb_ingress_build_info", "gauge"),
             ("clb_ingress_cluster_info", "gauge"),
         ] {
@@ -690,6 +720,20 @@ mod tests {
                 "no TYPE {kind} for {family}:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn draining_endpoints_set_the_gauge_and_readiness_gates_are_counted() {
+        let m = metrics();
+        m.endpoints_draining(3);
+        m.readiness_gate_set();
+        m.readiness_gate_set();
+        let text = m.encode();
+        assert_eq!(sample(&text, "clb_ingress_endpoints_draining"), Some(3.0));
+        assert_eq!(
+            sample(&text, "clb_ingress_readiness_gates_set_total"),
+            Some(2.0)
+        );
     }
 
     #[test]

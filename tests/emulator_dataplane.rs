@@ -8,6 +8,7 @@ use clb_ingress::emulator::dataplane::{
     CertPem, DataPlane, DataPlaneConfig, DataPlaneError, DataPlaneSettings, DomainPlane, LbPlane,
     ListenerPlane, PlaneProtocol, RulePlane, TargetPlane,
 };
+use clb_ingress::emulator::health::{Health, HealthPlane};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -54,6 +55,7 @@ fn rule(location_id: &str, url: &str, targets: Vec<TargetPlane>) -> RulePlane {
         location_id: location_id.to_owned(),
         url: url.to_owned(),
         targets,
+        health: None,
     }
 }
 
@@ -916,6 +918,61 @@ async fn loopback_target_refusing_connections_answers_502() {
     let response = get(&client, &format!("http://a.example.com:{}/", addr.port())).await;
     assert_eq!(response.status(), 502);
     assert_eq!(header(&response, "x-clb-target"), closed.to_string());
+}
+
+#[tokio::test]
+async fn with_the_health_check_on_only_targets_that_passed_it_get_traffic() {
+    let up = echo_backend("UP").await;
+    let closed = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut r = rule("loc-hc", "/", vec![backend(up, 10), backend(closed, 10)]);
+    r.health = Some(HealthPlane {
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(40),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        http_codes: 2,
+        path: "/healthz".into(),
+        host: Some("a.example.com".into()),
+        get: false,
+    });
+    let cfg = one_lb(
+        "lb-hc",
+        random_vip(),
+        vec![http_listener(
+            "lbl-hc",
+            80,
+            vec![domain("a.example.com", true, vec![r])],
+        )],
+    );
+    let plane = data_plane();
+    plane.apply(cfg).await.expect("apply");
+    let addr = plane.bound_addr("lb-hc", 80).expect("bound");
+    let client = client(&["a.example.com"], addr, None);
+    let url = format!("http://a.example.com:{}/", addr.port());
+    // Before its second passing probe no target is healthy: nothing is forwarded.
+    let first = get(&client, &url).await;
+    assert_eq!(first.status(), 503, "new targets are not healthy yet");
+    assert_eq!(header(&first, "x-clb-answered-by"), "no-target");
+    let health = plane.health_table();
+    let start = std::time::Instant::now();
+    while health.health("loc-hc", "127.0.0.1", up.port(), true) != Health::Alive
+        || health.health("loc-hc", "127.0.0.1", closed.port(), true) != Health::Dead
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "probes did not settle"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..50 {
+        let response = get(&client, &url).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(header(&response, "x-clb-target"), up.to_string());
+    }
 }
 
 #[tokio::test]

@@ -1110,10 +1110,31 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}),
     )
     .await;
+    // A second pod waits for its readiness gate (watched pods, pods/status patch).
+    apply(
+        &kube,
+        &json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-gated", "namespace": "default",
+                     "labels": {"clb-ingress.io/readiness-gate": "true"}},
+        "spec": {"containers": [{"name": "web", "image": "web"}],
+                 "readinessGates": [{"conditionType": "clb-ingress.io/target-healthy"}]}}),
+    )
+    .await;
+    kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(kube.clone(), "default")
+        .patch_status(
+            "web-gated",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"status": {"podIP": "10.1.0.2", "conditions": [
+                {"type": "ContainersReady", "status": "True"}, {"type": "Ready", "status": "False"}]}})),
+        )
+        .await
+        .unwrap();
     apply(&kube, &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "web-1", "namespace": "default", "labels": {"kubernetes.io/service-name": "web"}},
         "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [{"addresses": ["10.1.0.1"], "conditions": {"ready": true}}]})).await;
+        "endpoints": [{"addresses": ["10.1.0.1"], "conditions": {"ready": true}},
+                      {"addresses": ["10.1.0.2"], "conditions": {"ready": false},
+                       "targetRef": {"kind": "Pod", "namespace": "default", "name": "web-gated"}}]})).await;
     let cert = rcgen::generate_simple_self_signed(vec!["shop.example.com".to_string()]).unwrap();
     apply(
         &kube,
@@ -1159,6 +1180,24 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         "created Ingress synced with an address",
         Duration::from_secs(30),
         || synced_generation(1),
+    )
+    .await;
+    until(
+        "the gated pod's readiness gate set",
+        Duration::from_secs(30),
+        || {
+            let pods =
+                kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(kube.clone(), "default");
+            async move {
+                pods.get("web-gated")
+                    .await
+                    .ok()
+                    .and_then(|p| p.status?.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "clb-ingress.io/target-healthy" && c.status == "True")
+            }
+        },
     )
     .await;
     apply(&kube, &ingress("/shop")).await;

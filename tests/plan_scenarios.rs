@@ -339,3 +339,78 @@ status: {conditions: [{type: Ready, status: "True"}]}
     assert_eq!(targets[0].target.weight, 20);
     assert_eq!(targets[0].target.port, 30080);
 }
+
+/// Plan from `base()` applied to the same world whose pod `10.0.0.10` has the endpoint
+/// conditions `conditions`, with the controller's `draining` and `gated` addresses.
+fn plan_with_endpoint(
+    conditions: k8s_openapi::api::discovery::v1::EndpointConditions,
+    draining: bool,
+    gated: bool,
+) -> plan::Plan {
+    let b = model::build(&snapshot(&base()));
+    let bd = b.stacks.values().next().expect("before stack");
+    let mut snap = snapshot(&base());
+    for ep in snap
+        .endpoint_slices
+        .iter_mut()
+        .flat_map(|s| s.endpoints.iter_mut())
+        .filter(|e| e.addresses == ["10.0.0.10"])
+    {
+        ep.conditions = Some(conditions.clone());
+    }
+    let key = ("default".to_string(), "10.0.0.10".to_string());
+    if draining {
+        snap.draining.insert(key.clone());
+    }
+    if gated {
+        snap.gated.insert(key);
+    }
+    let a = model::build(&snap);
+    assert!(a.problems.is_empty(), "{:?}", a.problems);
+    plan::diff(a.stacks.values().next(), Some(&observe(bd)), &ownership(bd)).expect("plan")
+}
+
+fn terminating() -> k8s_openapi::api::discovery::v1::EndpointConditions {
+    k8s_openapi::api::discovery::v1::EndpointConditions {
+        ready: Some(false),
+        serving: Some(true),
+        terminating: Some(true),
+    }
+}
+
+#[test]
+fn a_draining_pod_is_set_to_weight_zero_in_one_call_instead_of_being_deregistered() {
+    let p = plan_with_endpoint(terminating(), true, false);
+    assert_eq!(kinds(&p), vec!["ModifyTargetWeights"]);
+    let Change::ModifyTargetWeights { targets } = &p.changes[0] else {
+        panic!()
+    };
+    // On each rule the Prefix path needs (`=/app` and `/app/`).
+    assert_eq!(targets.len(), 2, "{targets:#?}");
+    assert!(
+        targets
+            .iter()
+            .all(|t| t.target.addr == TargetAddr::Ip("10.0.0.10".into()) && t.target.weight == 0),
+        "{targets:#?}"
+    );
+    // Without the drain, the terminating pod is deregistered at once.
+    let p = plan_with_endpoint(terminating(), false, false);
+    assert_eq!(kinds(&p), vec!["DeregisterTargets"]);
+    // A terminating pod is never kept at its weight for the readiness gate.
+    let p = plan_with_endpoint(terminating(), true, true);
+    assert_eq!(kinds(&p), vec!["ModifyTargetWeights"]);
+}
+
+#[test]
+fn a_gated_pod_waiting_for_its_readiness_gate_stays_registered_with_its_weight() {
+    let waiting = k8s_openapi::api::discovery::v1::EndpointConditions {
+        ready: Some(false),
+        serving: Some(false),
+        terminating: Some(false),
+    };
+    let p = plan_with_endpoint(waiting.clone(), false, true);
+    assert!(p.is_empty(), "{:#?}", p.changes);
+    // Not gated (its containers are not ready): it is not a target.
+    let p = plan_with_endpoint(waiting, false, false);
+    assert_eq!(kinds(&p), vec!["DeregisterTargets"]);
+}

@@ -45,6 +45,10 @@ pub struct RunArgs {
     /// keeps its last endpoints on the CLB; 0 turns the grace off.
     #[arg(long, default_value_t = defaults::DEFAULT_ENDPOINT_GRACE_SECS)]
     pub endpoint_grace_seconds: u64,
+    /// Do not watch gated pods nor set their readiness gate (docs/zero-downtime.md); the
+    /// controller then needs no access to pods.
+    #[arg(long)]
+    pub no_readiness_gates: bool,
     /// Do not watch Nodes (only Direct target mode then works).
     #[arg(long)]
     pub no_node_watch: bool,
@@ -96,6 +100,7 @@ impl RunArgs {
             concurrency: self.concurrency,
             endpoint_grace: Duration::from_secs(self.endpoint_grace_seconds),
             watch_nodes: !self.no_node_watch,
+            readiness_gates: !self.no_readiness_gates,
             leader_election: self.leader_elect.then(|| LeaderElection {
                 lease_duration_secs: self.lease_duration_seconds,
                 grace_secs: self.lease_margin_seconds,
@@ -163,6 +168,12 @@ impl Hooks for MetricsHooks {
     }
     fn event_live(&self, elapsed: Duration) {
         self.0.event_live(elapsed);
+    }
+    fn endpoints_draining(&self, n: usize) {
+        self.0.endpoints_draining(n);
+    }
+    fn readiness_gate_set(&self) {
+        self.0.readiness_gate_set();
     }
 }
 

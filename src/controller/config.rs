@@ -47,6 +47,9 @@ pub struct ControllerConfig {
     /// How long a Service whose endpoints dropped to none keeps its last endpoints on the CLB
     /// (an EndpointSlice being replaced); zero: no grace.
     pub endpoint_grace: Duration,
+    /// Watch pods labelled `clb-ingress.io/readiness-gate=true` and set their readiness gate
+    /// condition once their target is healthy (needs pods get/list/watch and pods/status patch).
+    pub readiness_gates: bool,
 }
 
 /// Where and how the leader-election Lease is held.
@@ -86,6 +89,7 @@ impl ControllerConfig {
             identity: default_identity(),
             certificate_gc_grace: Some(super::certgc::DEFAULT_GRACE),
             endpoint_grace: DEFAULT_ENDPOINT_GRACE,
+            readiness_gates: true,
         }
     }
 }

@@ -15,6 +15,7 @@
 pub mod certgc;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod lease;
 pub mod memory;
 pub mod queue;
@@ -67,6 +68,10 @@ pub struct Controller {
     /// Per stack, the earliest watch event whose job failed or was superseded before its
     /// changes went live: the stack's next successful apply is measured from it.
     unapplied_events: std::sync::Mutex<std::collections::HashMap<StackId, std::time::Instant>>,
+    /// What each stack routes to, for the readiness gate checker.
+    gates: Arc<gate::Gates>,
+    /// The gated pods (None: readiness gates off).
+    pods: Option<kube::runtime::reflector::Store<k8s_openapi::api::core::v1::Pod>>,
 }
 
 /// Observability hooks (metrics), called by the loop.
@@ -91,6 +96,10 @@ pub trait Hooks: Send + Sync {
     fn endpoint_grace(&self, _active: usize, _started: usize) {}
     /// The changes of a watch event are live on its CLB, `_elapsed` after the event arrived.
     fn event_live(&self, _elapsed: Duration) {}
+    /// After each snapshot: this many pod targets are draining (weight 0, graceful drain).
+    fn endpoints_draining(&self, _n: usize) {}
+    /// A pod's readiness gate condition was set True.
+    fn readiness_gate_set(&self) {}
 }
 
 /// Hooks that do nothing.
@@ -126,7 +135,11 @@ impl Controller {
     ) -> Self {
         let counter = hooks.clone();
         let event_times = Arc::new(queue::EventTimes::default());
-        let stores = stores::start(
+        let errors = stores::WatchErrors {
+            limiter: Arc::new(throttle::LogLimiter::default()),
+            count: Arc::new(move |kind| counter.watch_error(kind)),
+        };
+        let mut stores = stores::start(
             &client,
             config.watch_namespace.as_deref(),
             config.watch_nodes,
@@ -134,11 +147,20 @@ impl Controller {
                 tx: tx.clone(),
                 times: event_times.clone(),
             },
-            stores::WatchErrors {
-                limiter: Arc::new(throttle::LogLimiter::default()),
-                count: Arc::new(move |kind| counter.watch_error(kind)),
-            },
+            errors.clone(),
         );
+        let gates = Arc::new(gate::Gates::default());
+        stores.pods = config.readiness_gates.then(|| {
+            gate::watch_pods(
+                &client,
+                config.watch_namespace.as_deref(),
+                stores.slices.clone(),
+                tx.clone(),
+                errors,
+                gates.clone(),
+            )
+        });
+        let pods = stores.pods.clone();
         let reporter = report::Reporter::new(client.clone(), config.identity.clone());
         Self {
             snapshots: snapshot::Snapshots::new(client, stores, &config, tx.clone(), hooks.clone()),
@@ -155,6 +177,8 @@ impl Controller {
             stack_problems: Default::default(),
             event_times,
             unapplied_events: Default::default(),
+            gates,
+            pods,
         }
     }
 
@@ -233,6 +257,8 @@ pub async fn run(
     // background so that user changes are never queued behind them.
     let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
     let start_sweep = |concurrency: usize| tokio::spawn(ctl.clone().sweep(concurrency));
+    // The readiness gate checker writes pod status: it runs on the leader only.
+    let mut gate_task: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         let leader = is_leader(&leader_rx);
         hooks.leader(leader);
@@ -241,6 +267,15 @@ pub async fn run(
             pending.clear();
             sweep = Some(start_sweep(config.concurrency));
             resync.reset();
+            gate_task = ctl.pods.clone().map(|pods| {
+                tokio::spawn(gate::run(
+                    client.clone(),
+                    pods,
+                    ctl.gates.clone(),
+                    ctl.deployer.client().clone(),
+                    hooks.clone(),
+                ))
+            });
         } else if !leader && was_leader {
             // The fence is already closed: no write leaves this replica any more. Stop every
             // writer and exit, so that the caches and memory are rebuilt from scratch before
@@ -304,6 +339,9 @@ pub async fn run(
     fence.close();
     if let Some(s) = sweep.take() {
         s.abort();
+    }
+    if let Some(g) = gate_task.take() {
+        g.abort();
     }
     passes.abort_all();
     workers.abort();

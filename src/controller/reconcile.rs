@@ -254,6 +254,9 @@ impl Controller {
                 debug!(keys = n, "private keys dropped from memory after upload");
             }
         }
+        if let Ok(o) = &result {
+            self.gates.record(id, o.lb_id.as_deref(), desired.as_ref());
+        }
         let ok = result.is_ok();
         match &result {
             // Live: the CLB now serves what the events asked for.

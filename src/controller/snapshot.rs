@@ -2,6 +2,7 @@
 //! of the Secrets Ingresses reference read on demand and cached by resourceVersion, and the
 //! endpoints of Services whose slices are being replaced held for a grace period ([`grace`]).
 
+pub mod drain;
 pub mod grace;
 
 use super::Hooks;
@@ -10,7 +11,7 @@ use super::error::ControllerError;
 use super::memory::Key;
 use super::queue::Dirty;
 use super::stores::Stores;
-use crate::model::build::{OurClasses, cert_from_secret};
+use crate::model::build::{OurClasses, cert_from_secret, class_parameters};
 use crate::model::{CertSource, DesiredLb, Index, Placement, Snapshot, StackId};
 use grace::{Applied, EndpointGrace};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -45,6 +46,8 @@ pub struct Snapshots {
     secrets: Mutex<HashMap<Key, CachedSecret>>,
     /// The last non-empty endpoints of each Service.
     grace: std::sync::Mutex<EndpointGrace>,
+    /// Endpoints of draining classes that stopped serving, kept with weight 0 for a while.
+    drain: std::sync::Mutex<drain::Drain>,
     /// Requeues a Service when its endpoint grace ends.
     tx: UnboundedSender<Dirty>,
     hooks: Arc<dyn Hooks>,
@@ -112,6 +115,7 @@ impl Snapshots {
             ingress_class: config.ingress_class.clone(),
             secrets: Mutex::default(),
             grace: std::sync::Mutex::new(EndpointGrace::new(config.endpoint_grace)),
+            drain: std::sync::Mutex::default(),
             tx,
             hooks,
             limits: Default::default(),
@@ -229,7 +233,24 @@ impl Snapshots {
                 |k| routed.contains(k),
             );
         snap.services = clone_all(services);
-        snap.endpoint_slices = self.graced(applied);
+        let graced = self.graced(applied);
+        snap.gated = self.gated_pods();
+        let delays = self.drain_delays(&snap);
+        let drained = self
+            .drain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .apply(tokio::time::Instant::now(), graced, &delays, &snap.gated);
+        self.hooks.endpoints_draining(drained.draining.len());
+        for ((ns, name), at) in drained.expiring {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(at).await;
+                let _ = tx.send(Dirty::Service(ns, name));
+            });
+        }
+        snap.draining = drained.draining;
+        snap.endpoint_slices = clone_all(drained.slices);
         if let Some(n) = &self.stores.nodes {
             snap.nodes = clone_all(n.state());
         }
@@ -257,7 +278,7 @@ impl Snapshots {
 
     /// The slices the endpoint grace chose, as the model takes them; reports the grace to the
     /// hooks and requeues each Service whose grace started at the moment it ends.
-    fn graced(&self, applied: Applied) -> Vec<k8s_openapi::api::discovery::v1::EndpointSlice> {
+    fn graced(&self, applied: Applied) -> Vec<Arc<k8s_openapi::api::discovery::v1::EndpointSlice>> {
         for (ns, name) in &applied.started {
             info!(namespace = %ns, service = %name, "Service has no endpoints: serving its last endpoints for the endpoint grace");
         }
@@ -270,7 +291,58 @@ impl Snapshots {
                 let _ = tx.send(Dirty::Service(ns, name));
             });
         }
-        clone_all(applied.slices)
+        applied.slices
+    }
+
+    /// The drain delay of every Service an Ingress of a class with `drainDelaySeconds` routes
+    /// to (the longest, when several do). All Ingresses count, not only this snapshot's: a
+    /// Service's endpoints are tracked the same whichever stack is being built.
+    fn drain_delays(&self, snap: &Snapshot) -> HashMap<Key, std::time::Duration> {
+        let mut out: HashMap<Key, std::time::Duration> = HashMap::new();
+        if !snap
+            .class_params
+            .iter()
+            .any(|p| p.spec.drain_delay_seconds.is_some())
+        {
+            return out;
+        }
+        let classes = OurClasses::new(snap);
+        for ing in self.stores.ingresses.state() {
+            let Some(delay) = classes
+                .of(&ing)
+                .and_then(|c| class_parameters(snap, c))
+                .and_then(|p| p.drain_delay_seconds)
+            else {
+                continue;
+            };
+            let delay = std::time::Duration::from_secs(u64::from(delay));
+            for key in super::memory::referenced_services(&ing) {
+                let d = out.entry(key).or_default();
+                *d = (*d).max(delay);
+            }
+        }
+        out
+    }
+
+    /// Pods that carry the readiness gate, are not terminating and whose containers are ready:
+    /// registered although their endpoint is not ready yet, so the CLB can check them.
+    fn gated_pods(&self) -> BTreeSet<Key> {
+        self.stores
+            .pods
+            .as_ref()
+            .map(|pods| {
+                pods.state()
+                    .iter()
+                    .filter(|p| super::gate::waits_only_for_gate(p))
+                    .flat_map(|p| {
+                        let ns = p.namespace().unwrap_or_default();
+                        super::gate::pod_ips(p)
+                            .into_iter()
+                            .map(move |ip| (ns.clone(), ip))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The Secrets that Ingresses of our classes and our class parameters name, read (or taken

@@ -33,6 +33,8 @@ pub struct Stores {
     pub secrets: Store<PartialObjectMeta<Secret>>,
     /// Namespaces, metadata only (the model reads their labels).
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Pods carrying the readiness gate label (None: readiness gates off).
+    pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
 }
 
 impl Stores {
@@ -48,11 +50,14 @@ impl Stores {
         }
         self.secrets.wait_until_ready().await?;
         self.namespaces.wait_until_ready().await?;
+        if let Some(p) = &self.pods {
+            p.wait_until_ready().await?;
+        }
         Ok(())
     }
 }
 
-fn slim<K: Resource>(o: &mut K) {
+pub(super) fn slim<K: Resource>(o: &mut K) {
     let meta = o.meta_mut();
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
@@ -112,7 +117,7 @@ fn is_missing_kind(error: &watcher::Error) -> bool {
 }
 
 impl WatchErrors {
-    fn report(&self, kind: &'static str, error: &watcher::Error) {
+    pub(super) fn report(&self, kind: &'static str, error: &watcher::Error) {
         (self.count)(kind);
         if kind == OUR_CRD_KIND && is_missing_kind(error) {
             // Retried with backoff until it is installed; said once, with the fix.
@@ -269,6 +274,7 @@ pub fn start(
         nodes,
         secrets,
         namespaces,
+        pods: None,
     }
 }
 

@@ -16,9 +16,10 @@ use super::types::{
     DeleteRewriteRequest, DeleteRuleRequest, DescribeCertificatesRequest,
     DescribeCertificatesResponse, DescribeListenersRequest, DescribeListenersResponse,
     DescribeLoadBalancersRequest, DescribeLoadBalancersResponse, DescribeQuotaResponse,
-    DescribeSubnetsRequest, DescribeSubnetsResponse, DescribeTargetsRequest,
-    DescribeTargetsResponse, DescribeTaskStatusRequest, DescribeTaskStatusResponse, Empty,
-    Listener, ListenerBackend, LoadBalancer, ManualRewriteRequest, ModifyDomainAttributesRequest,
+    DescribeSubnetsRequest, DescribeSubnetsResponse, DescribeTargetHealthRequest,
+    DescribeTargetHealthResponse, DescribeTargetsRequest, DescribeTargetsResponse,
+    DescribeTaskStatusRequest, DescribeTaskStatusResponse, Empty, Listener, ListenerBackend,
+    LoadBalancer, LoadBalancerHealth, ManualRewriteRequest, ModifyDomainAttributesRequest,
     ModifyListenerRequest, ModifyLoadBalancerAttributesRequest,
     ModifyLoadBalancerAttributesResponse, ModifyResourceTagsRequest, ModifyRuleRequest, Quota,
     RegisterTargetsRequest, RsWeightRule, Subnet, UploadCertificateRequest,
@@ -43,6 +44,7 @@ pub mod ops {
     pub const MODIFY_RULE: Op = Op::write("ModifyRule");
     pub const MODIFY_DOMAIN_ATTRIBUTES: Op = Op::write("ModifyDomainAttributes");
     pub const DESCRIBE_TARGETS: Op = Op::read("DescribeTargets");
+    pub const DESCRIBE_TARGET_HEALTH: Op = Op::read("DescribeTargetHealth");
     pub const REGISTER_TARGETS: Op = Op::write("RegisterTargets");
     pub const DEREGISTER_TARGETS: Op = Op::write("DeregisterTargets");
     pub const BATCH_REGISTER_TARGETS: Op = Op::write("BatchRegisterTargets");
@@ -75,6 +77,7 @@ pub mod ops {
         MODIFY_RULE,
         MODIFY_DOMAIN_ATTRIBUTES,
         DESCRIBE_TARGETS,
+        DESCRIBE_TARGET_HEALTH,
         REGISTER_TARGETS,
         DEREGISTER_TARGETS,
         BATCH_REGISTER_TARGETS,
@@ -106,6 +109,8 @@ pub const DESCRIBE_LOAD_BALANCERS_PAGE: i64 = 100;
 pub const DESCRIBE_LISTENERS_MAX_IDS: usize = 100;
 /// DescribeTargets: at most 20 `ListenerIds` per call.
 pub const DESCRIBE_TARGETS_MAX_LISTENERS: usize = 20;
+/// DescribeTargetHealth: at most 30 `LoadBalancerIds` per call.
+pub const DESCRIBE_TARGET_HEALTH_MAX_LBS: usize = 30;
 /// DeleteLoadBalancer: at most 20 ids per call.
 pub const DELETE_LOAD_BALANCER_MAX_IDS: usize = 20;
 /// DeleteLoadBalancerListeners: at most 20 ids per call.
@@ -415,6 +420,25 @@ impl ClbClient {
             let reply: Reply<DescribeTargetsResponse> =
                 self.call(ops::DESCRIBE_TARGETS, &chunk).await?;
             all.extend(reply.data.listeners);
+        }
+        Ok(all)
+    }
+
+    /// DescribeTargetHealth: each target's health per rule of each CLB, chunked at 30 CLBs.
+    #[instrument(level = "debug", skip_all, fields(lbs = req.load_balancer_ids.len()))]
+    pub async fn describe_target_health(
+        &self,
+        req: &DescribeTargetHealthRequest,
+    ) -> Result<Vec<LoadBalancerHealth>, ClbError> {
+        let mut all = Vec::new();
+        for ids in req.load_balancer_ids.chunks(DESCRIBE_TARGET_HEALTH_MAX_LBS) {
+            let chunk = DescribeTargetHealthRequest {
+                load_balancer_ids: ids.to_vec(),
+                ..req.clone()
+            };
+            let reply: Reply<DescribeTargetHealthResponse> =
+                self.call(ops::DESCRIBE_TARGET_HEALTH, &chunk).await?;
+            all.extend(reply.data.load_balancers);
         }
         Ok(all)
     }

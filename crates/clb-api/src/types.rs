@@ -209,6 +209,15 @@ pub struct HealthCheck {
     pub http_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip_type: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recv_context: Option<String>,
+    /// gRPC health-check status codes (`12`, `20,25`, `0-99`); GRPC rules only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extended_code: Option<String>,
 }
 
 /// `CertificateInput` (§8): by CertId, or inline PEM (CertName + CertKey + CertContent).

@@ -34,6 +34,7 @@ fn decode_sample(action: &str, sample: &Value) -> Result<(), String> {
         "DescribeListeners" => decodes::<DescribeListenersResponse>(sample),
         "CreateRule" => decodes::<CreateRuleResponse>(sample),
         "DescribeTargets" => decodes::<DescribeTargetsResponse>(sample),
+        "DescribeTargetHealth" => decodes::<DescribeTargetHealthResponse>(sample),
         "BatchRegisterTargets" => decodes::<BatchRegisterTargetsResponse>(sample),
         "BatchDeregisterTargets" => decodes::<BatchDeregisterTargetsResponse>(sample),
         "DescribeTaskStatus" => decodes::<DescribeTaskStatusResponse>(sample),

@@ -40,6 +40,15 @@ pub struct ClbClassParametersSpec {
     /// How targets are bound: `NodePort` (CVM instance + nodePort) or `Direct` (pod IP + port).
     #[serde(default)]
     pub target_mode: TargetMode,
+    /// Direct mode, graceful drain: a pod whose endpoint turns terminating or not ready keeps
+    /// its target with weight 0 (no new requests; requests in flight finish) and is
+    /// deregistered only once it has left the EndpointSlice and this many seconds have passed
+    /// since it was set to weight 0, whichever is later. Absent: targets are deregistered as
+    /// soon as their endpoint stops being usable. Pair it with a `preStop` delay and
+    /// `terminationGracePeriodSeconds` (docs/zero-downtime.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 3600), extend("format" = "int32"))]
+    pub drain_delay_seconds: Option<u32>,
     /// `PerIngress` (default, like TKE): each Ingress gets its own CLB. `Shared`: all Ingresses
     /// of the class are merged onto one CLB.
     #[serde(default)]

@@ -51,6 +51,10 @@ pub struct EmulatorArgs {
     /// Seed of the RNG (ids, RequestIds, fault rolls, target choice) for reproducible runs.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Health-check probe interval of the data plane in milliseconds, overriding every rule's
+    /// IntervalTime (fast demos and tests; thresholds still apply).
+    #[arg(long)]
+    pub health_check_interval_ms: Option<u64>,
     /// Serve the API only, without the data plane.
     #[arg(long)]
     pub no_data_plane: bool,
@@ -101,6 +105,9 @@ impl EmulatorArgs {
         if let Some(v) = self.seed {
             s.seed = Some(v);
         }
+        if let Some(v) = self.health_check_interval_ms {
+            s.health_check.interval_ms = Some(v);
+        }
         if let Some(v) = &self.admin_token {
             s.admin_token = Some(AdminToken::new(v.clone()));
         }
@@ -121,6 +128,7 @@ pub async fn run(args: EmulatorArgs) -> Result<(), StartError> {
         Arc::new(DataPlane::new(DataPlaneSettings {
             port_offset: settings.port_offset,
             rng_seed: settings.seed,
+            health_timing: settings.health_check.timing(),
             ..DataPlaneSettings::default()
         }))
     };

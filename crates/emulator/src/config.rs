@@ -228,6 +228,25 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// Probe timing overrides of the data plane's health checks, in milliseconds (`None`: the
+/// rule's own seconds, as CLB).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheckTiming {
+    pub interval_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl HealthCheckTiming {
+    /// The data plane's view.
+    pub fn timing(&self) -> crate::health::HealthTiming {
+        crate::health::HealthTiming {
+            interval: self.interval_ms.map(std::time::Duration::from_millis),
+            timeout: self.timeout_ms.map(std::time::Duration::from_millis),
+        }
+    }
+}
+
 /// All emulator settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -252,6 +271,9 @@ pub struct Settings {
     pub seed: Option<u64>,
     /// Limits of the API server (start-only).
     pub server: ServerLimits,
+    /// Health-check probe timing of the data plane (start-only): overrides every rule's
+    /// `IntervalTime`/`TimeOut` so tests need not wait real seconds; thresholds still apply.
+    pub health_check: HealthCheckTiming,
     /// The token admin writes need (start-only); `None` makes a random one at start.
     #[serde(skip_serializing)]
     pub admin_token: Option<AdminToken>,
@@ -280,6 +302,7 @@ impl Default for Settings {
             state_file: None,
             seed: None,
             server: ServerLimits::default(),
+            health_check: HealthCheckTiming::default(),
             admin_token: None,
             admin_show_secrets: false,
         }
@@ -342,6 +365,11 @@ impl Settings {
         {
             return Err(ConfigError::Invalid(
                 "the admin token must be non-empty printable ASCII without spaces".into(),
+            ));
+        }
+        if self.health_check.interval_ms == Some(0) || self.health_check.timeout_ms == Some(0) {
+            return Err(ConfigError::Invalid(
+                "health_check.interval_ms and health_check.timeout_ms must be at least 1".into(),
             ));
         }
         if self.server.max_connections == 0 || self.server.header_read_timeout_ms == 0 {

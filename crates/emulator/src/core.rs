@@ -132,6 +132,9 @@ pub struct Core {
     rate: HashMap<String, (i64, u32)>,
     rng: StdRng,
     clock: Arc<dyn Clock>,
+    /// The data plane's probe results (`None` without a data plane: every target is reported
+    /// `Alive`, as nothing probes it).
+    pub health: Option<Arc<crate::health::HealthTable>>,
 }
 
 impl Core {
@@ -152,6 +155,7 @@ impl Core {
             rate: HashMap::new(),
             rng,
             clock,
+            health: None,
         }
     }
 

@@ -41,6 +41,7 @@ pub use serve::{
 };
 pub use tls::CertError;
 
+use crate::health::{HealthPlane, HealthTable, HealthTiming, ProbeJob, Prober};
 use listener::{ListenerRuntime, ListenerState};
 use serve::Handler;
 
@@ -95,6 +96,9 @@ pub struct RulePlane {
     pub location_id: String,
     pub url: String,
     pub targets: Vec<TargetPlane>,
+    /// The rule's health check (`None`: off, every target with weight > 0 gets traffic).
+    /// With it on, loopback targets get traffic only once probed `Alive` (see [`crate::health`]).
+    pub health: Option<HealthPlane>,
     /// A redirect set by AutoRewrite/ManualRewrite: the rule answers with it instead of
     /// forwarding to its targets.
     pub rewrite: Option<RewritePlane>,
@@ -147,6 +151,8 @@ pub struct DataPlaneSettings {
     /// A client that has not sent a whole request head this long after connecting (or after
     /// the previous answer, on a kept-alive connection) is disconnected.
     pub header_read_timeout: std::time::Duration,
+    /// Probe interval and timeout overriding every rule's own (tests, demos).
+    pub health_timing: HealthTiming,
 }
 
 /// Default cap on open connections per data plane listener.
@@ -164,6 +170,7 @@ impl Default for DataPlaneSettings {
             rng_seed: None,
             max_connections: DEFAULT_MAX_CONNECTIONS_PER_LISTENER,
             header_read_timeout: DEFAULT_DATA_PLANE_HEADER_READ_TIMEOUT,
+            health_timing: HealthTiming::default(),
         }
     }
 }
@@ -280,6 +287,8 @@ pub struct DataPlane {
     settings: DataPlaneSettings,
     provider: Arc<CryptoProvider>,
     handler: Arc<Handler>,
+    health: Arc<HealthTable>,
+    prober: Prober,
     /// Serialises `apply` calls.
     apply_lock: tokio::sync::Mutex<()>,
     listeners: RwLock<HashMap<ListenerKey, ListenerRuntime>>,
@@ -287,11 +296,15 @@ pub struct DataPlane {
 
 impl DataPlane {
     pub fn new(settings: DataPlaneSettings) -> Self {
-        let handler = Arc::new(Handler::new(settings.rng_seed));
+        let health = Arc::new(HealthTable::default());
+        let handler = Arc::new(Handler::new(settings.rng_seed, health.clone()));
+        let prober = Prober::new(health.clone(), settings.health_timing);
         Self {
             settings,
             provider: tls::provider(),
             handler,
+            health,
+            prober,
             apply_lock: tokio::sync::Mutex::new(()),
             listeners: RwLock::new(HashMap::new()),
         }
@@ -301,11 +314,17 @@ impl DataPlane {
         &self.settings
     }
 
+    /// The health-check results the data plane routes by.
+    pub fn health_table(&self) -> Arc<HealthTable> {
+        self.health.clone()
+    }
+
     /// Make the served listeners match `cfg` (see the module docs). Must run inside a Tokio
     /// runtime. Returns the failures of the listeners that could not be served; all others are
     /// applied regardless.
     pub async fn apply(&self, cfg: DataPlaneConfig) -> Result<(), DataPlaneError> {
         let _serialised = self.apply_lock.lock().await;
+        self.prober.set_jobs(probe_jobs(&cfg));
         let mut errors = Vec::new();
         let desired = self.desired(&cfg, &mut errors);
 
@@ -470,6 +489,36 @@ impl DataPlane {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Every (rule, target) pair whose rule has its health check on.
+fn probe_jobs(cfg: &DataPlaneConfig) -> Vec<ProbeJob> {
+    let rules = cfg
+        .lbs
+        .iter()
+        .flat_map(|lb| &lb.listeners)
+        .flat_map(|l| &l.domains)
+        .flat_map(|d| &d.rules);
+    let mut jobs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for rule in rules {
+        // A multi-domain rule appears under each of its domains; probe it once.
+        let Some(plane) = rule.health.as_ref() else {
+            continue;
+        };
+        if !seen.insert(&rule.location_id) {
+            continue;
+        }
+        for t in &rule.targets {
+            jobs.push(ProbeJob {
+                location_id: rule.location_id.clone(),
+                ip: t.ip.clone(),
+                port: t.port,
+                plane: plane.clone(),
+            });
+        }
+    }
+    jobs
 }
 
 #[cfg(test)]

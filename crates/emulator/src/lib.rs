@@ -5,6 +5,7 @@ pub mod config;
 pub mod core;
 pub mod dataplane;
 pub mod error;
+pub mod health;
 pub mod server;
 pub mod state;
 pub mod validate;

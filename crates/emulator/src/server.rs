@@ -55,6 +55,11 @@ pub trait PlaneSink: Send + Sync + 'static {
     fn report(&self) -> Option<PlaneReport> {
         None
     }
+
+    /// The health-check results of the data plane; `None` when nothing probes targets.
+    fn health(&self) -> Option<Arc<crate::health::HealthTable>> {
+        None
+    }
 }
 
 /// What a data plane serves, for `GET /_emulator/dataplane`.
@@ -91,6 +96,10 @@ impl PlaneSink for DataPlane {
                 }
             }
         })
+    }
+
+    fn health(&self) -> Option<Arc<crate::health::HealthTable>> {
+        Some(self.health_table())
     }
 
     fn report(&self) -> Option<PlaneReport> {
@@ -230,8 +239,10 @@ pub async fn start(
     let limits = limits(&settings);
     let (tx, mut rx) = watch::channel((1, initial));
     let applied = Arc::new(Mutex::new(Applied::default()));
+    let mut core = Core::new(settings, state, clock);
+    core.health = plane.health();
     let app = Arc::new(App {
-        core: Mutex::new(Core::new(settings, state, clock)),
+        core: Mutex::new(core),
         plane: tx,
         sink: plane.clone(),
         applied: applied.clone(),

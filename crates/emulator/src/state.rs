@@ -366,6 +366,10 @@ impl State {
                             rewrite: self.rewrite_plane(r),
                             location_id: r.id.clone(),
                             url: r.url.clone(),
+                            health: crate::health::HealthPlane::from_rule(
+                                r.health_check.as_ref(),
+                                r.domains.first().map(String::as_str),
+                            ),
                             targets: r
                                 .targets
                                 .iter()

@@ -97,7 +97,20 @@ pub struct Env {
     _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
+/// Health-check probes of the test emulator: every 100 ms (a new loopback target is `Alive`
+/// after CLB's default 3 successes, ~200 ms), so tests need not wait CLB's real seconds.
+pub const TEST_HEALTH_TIMING: clb_ingress::emulator::health::HealthTiming =
+    clb_ingress::emulator::health::HealthTiming {
+        interval: Some(std::time::Duration::from_millis(100)),
+        timeout: Some(std::time::Duration::from_millis(80)),
+    };
+
 pub async fn env() -> Env {
+    env_with_health(TEST_HEALTH_TIMING).await
+}
+
+/// An environment whose emulator probes targets with this timing.
+pub async fn env_with_health(health: clb_ingress::emulator::health::HealthTiming) -> Env {
     let serial = SERIAL.lock().await;
     let api = clb_ingress::testapi::start("127.0.0.1:0".parse().unwrap())
         .await
@@ -126,6 +139,7 @@ pub async fn env() -> Env {
     );
     let plane = Arc::new(DataPlane::new(DataPlaneSettings {
         port_offset: offset,
+        health_timing: health,
         ..DataPlaneSettings::default()
     }));
     let emu = server::start(settings, Arc::new(SystemClock), plane)

@@ -76,6 +76,16 @@ app.kubernetes.io/component: controller
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+{{- if .Values.controller.readinessGates }}
+# Readiness gates: pods labelled clb-ingress.io/readiness-gate=true (watched), and their
+# clb-ingress.io/target-healthy condition (patch).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/status"]
+  verbs: ["patch"]
+{{- end }}
 # Events about Ingresses (a repeated Event is patched to count up).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

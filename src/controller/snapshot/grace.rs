@@ -71,7 +71,8 @@ pub struct Applied {
     pub expiring: Vec<(ServiceKey, Instant)>,
 }
 
-fn slice_service(s: &EndpointSlice) -> ServiceKey {
+/// The Service an EndpointSlice belongs to (its `kubernetes.io/service-name` label).
+pub(super) fn slice_service(s: &EndpointSlice) -> ServiceKey {
     (
         s.namespace().unwrap_or_default(),
         s.labels()

@@ -404,6 +404,64 @@ mod tests {
     }
 
     #[test]
+    fn target_health_comes_from_the_probes_and_new_rules_store_clbs_default_check() {
+        let mut c = core();
+        c.health = Some(Arc::new(crate::health::HealthTable::default()));
+        let (lb, l, a, b) = setup(&mut c);
+        let d = call(&mut c, "DescribeListeners", json!({"LoadBalancerId": lb})).expect("read");
+        let hc = &d["Listeners"][0]["Rules"][0]["HealthCheck"];
+        assert_eq!(hc["HealthSwitch"], json!(1));
+        assert_eq!(hc["IntervalTime"], json!(5));
+        assert_eq!(hc["HttpCheckMethod"], json!("HEAD"));
+        call(
+            &mut c,
+            "ModifyRule",
+            json!({"LoadBalancerId": lb, "ListenerId": l, "LocationId": b,
+                   "HealthCheck": {"HealthSwitch": 0}}),
+        )
+        .expect("check off");
+        let err = call(
+            &mut c,
+            "ModifyRule",
+            json!({"LoadBalancerId": lb, "ListenerId": l, "LocationId": a,
+                   "HealthCheck": {"TimeOut": 10}}),
+        )
+        .expect_err("TimeOut 10 is not below the stored IntervalTime 5");
+        assert_eq!(err.code, codes::INVALID_PARAMETER_VALUE);
+        let bind = |loc: &str, ip: &str| json!({"ListenerId": l, "LocationId": loc, "Port": 8080, "EniIp": ip, "Weight": 10});
+        call(
+            &mut c,
+            "BatchRegisterTargets",
+            json!({"LoadBalancerId": lb, "Targets": [
+                bind(&a, "127.0.0.9"), bind(&a, "10.0.0.9"), bind(&b, "127.0.0.9")]}),
+        )
+        .expect("bound");
+        let h = call(
+            &mut c,
+            "DescribeTargetHealth",
+            json!({"LoadBalancerIds": [lb]}),
+        )
+        .expect("health");
+        let rules = &h["LoadBalancers"][0]["Listeners"][0]["Rules"];
+        let find = |rule: &Value, ip: &str| {
+            rule["Targets"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["IP"] == ip).cloned())
+                .unwrap_or_default()
+        };
+        let loopback = find(&rules[0], "127.0.0.9");
+        assert_eq!(loopback["HealthStatus"], json!(false), "not probed yet");
+        assert_eq!(loopback["HealthStatusDetail"], json!("Unknown"));
+        let pod = find(&rules[0], "10.0.0.9");
+        assert_eq!(pod["HealthStatus"], json!(true), "never probed: healthy");
+        assert_eq!(pod["HealthStatusDetail"], json!("Alive"));
+        assert_eq!(
+            find(&rules[1], "127.0.0.9")["HealthStatusDetail"],
+            json!("Close")
+        );
+    }
+
+    #[test]
     fn manual_rewrite_refuses_self_and_chained_redirects() {
         let mut c = core();
         let (lb, l, a, b) = setup(&mut c);

@@ -37,6 +37,18 @@ fn check_forward_type(s: &Option<String>) -> Result<(), ApiFailure> {
     }
 }
 
+/// The health check a rule stores once `given` is laid over `base` (CLB's defaults for a new
+/// rule), refused when the result is inconsistent (TimeOut not below IntervalTime, a regex
+/// check domain, a check path not starting with `/`).
+fn rule_health_check(
+    base: Option<&HealthCheck>,
+    given: Option<&HealthCheck>,
+) -> Result<HealthCheck, ApiFailure> {
+    let hc = crate::health::merged(base, given);
+    crate::health::check_rule_settings(&hc).map_err(ApiFailure::invalid_value)?;
+    Ok(hc)
+}
+
 fn l7_listener<'a>(
     core: &'a mut Core,
     lb: &str,
@@ -114,6 +126,7 @@ pub fn create_rule(core: &mut Core, r: CreateRuleRequest) -> Handled {
         check_scheduler(&rule.scheduler)?;
         check_rule_session(rule.session_expire_time)?;
         check_forward_type(&rule.forward_type)?;
+        rule_health_check(None, rule.health_check.as_ref())?;
         if !https && (rule.http2.is_some() || rule.quic.is_some()) {
             return Err(ApiFailure::new(
                 codes::PROTOCOL_CHECK_FAILED,
@@ -183,7 +196,7 @@ pub fn create_rule(core: &mut Core, r: CreateRuleRequest) -> Handled {
             certificate: cert
                 .clone()
                 .or_else(|| sibling.as_ref().and_then(|s| s.certificate.clone())),
-            health_check: rule.health_check.clone(),
+            health_check: Some(rule_health_check(None, rule.health_check.as_ref())?),
             scheduler: rule.scheduler.clone().unwrap_or_else(|| "WRR".into()),
             session_expire_time: rule.session_expire_time.unwrap_or(0),
             forward_type: rule.forward_type.clone().unwrap_or_else(|| "HTTP".into()),
@@ -327,12 +340,17 @@ pub fn modify_rule(core: &mut Core, r: ModifyRuleRequest) -> Handled {
             )));
         }
     }
+    let health_check = r
+        .health_check
+        .as_ref()
+        .map(|given| rule_health_check(l.rules[idx].health_check.as_ref(), Some(given)))
+        .transpose()?;
     let rule = &mut l.rules[idx];
     if let Some(u) = r.url {
         rule.url = u;
     }
-    if r.health_check.is_some() {
-        rule.health_check = r.health_check;
+    if health_check.is_some() {
+        rule.health_check = health_check;
     }
     if let Some(s) = r.scheduler {
         rule.scheduler = s;

@@ -8,6 +8,7 @@ use std::net::Ipv4Addr;
 
 use crate::core::Core;
 use crate::error::{ApiFailure, codes};
+use crate::health::Health;
 use crate::state::{Bound, Listener};
 use crate::validate;
 use clb_api::types::*;
@@ -478,16 +479,29 @@ pub fn describe_targets(core: &mut Core, r: DescribeTargetsRequest) -> Handled {
     Ok((body, Default::default()))
 }
 
-fn health(b: &Bound) -> TargetHealth {
+/// A target's health on rule (or L4 listener) `location`: from the data plane's probes when
+/// there is a data plane, `Alive` otherwise (nothing probes, nothing is known to be down).
+fn health(
+    table: Option<&crate::health::HealthTable>,
+    location: &str,
+    check: bool,
+    b: &Bound,
+) -> TargetHealth {
+    let h = table.map_or(Health::Alive, |t| t.health(location, &b.ip, b.port, check));
     TargetHealth {
         ip: b.ip.clone(),
         port: i64::from(b.port),
-        health_status: true,
+        health_status: h == Health::Alive,
         target_id: b.instance_id.clone().unwrap_or_else(|| b.ip.clone()),
-        health_status_detail: Some("Alive".into()),
-        health_status_detial: Some("Alive".into()),
+        health_status_detail: Some(h.detail().into()),
+        health_status_detial: Some(h.detail().into()),
         weight: Some(i64::from(b.weight)),
     }
+}
+
+/// Whether a rule's stored health check is on (a rule stored without one has CLB's default: on).
+fn check_on(hc: Option<&HealthCheck>) -> bool {
+    hc.is_none_or(|h| h.health_switch != Some(0))
 }
 
 pub fn describe_target_health(core: &mut Core, r: DescribeTargetHealthRequest) -> Handled {
@@ -495,6 +509,8 @@ pub fn describe_target_health(core: &mut Core, r: DescribeTargetHealthRequest) -
         return Err(ApiFailure::missing("LoadBalancerIds"));
     }
     validate::cap("LoadBalancerIds", &r.load_balancer_ids, MAX_HEALTH_LBS)?;
+    let table = core.health.clone();
+    let table = table.as_deref();
     let mut out = Vec::new();
     for id in &r.load_balancer_ids {
         let lb = core
@@ -515,7 +531,11 @@ pub fn describe_target_health(core: &mut Core, r: DescribeTargetHealthRequest) -
                             domain: x.domains.first().cloned(),
                             url: Some(x.url.clone()),
                             rule_id: Some(x.id.clone()),
-                            targets: x.targets.iter().map(health).collect(),
+                            targets: x
+                                .targets
+                                .iter()
+                                .map(|b| health(table, &x.id, check_on(x.health_check.as_ref()), b))
+                                .collect(),
                         })
                         .collect()
                 } else {
@@ -524,7 +544,12 @@ pub fn describe_target_health(core: &mut Core, r: DescribeTargetHealthRequest) -
                         domain: None,
                         url: None,
                         rule_id: None,
-                        targets: l.targets.iter().map(health).collect(),
+                        // Layer-4 listeners are not probed by the emulator's data plane.
+                        targets: l
+                            .targets
+                            .iter()
+                            .map(|b| health(None, &l.id, true, b))
+                            .collect(),
                     }]
                 };
                 ListenerHealth {

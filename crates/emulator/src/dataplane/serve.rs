@@ -7,7 +7,7 @@
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::listener::ListenerState;
 use super::{PlaneProtocol, RulePlane, TargetPlane};
+use crate::health::HealthTable;
 use clb_ingress_core::matching::clb::{ClbRoute, normalize_host, normalize_path};
 
 /// Connect timeout towards a loopback target; a failure answers 502.
@@ -74,10 +75,11 @@ pub fn scheme(protocol: PlaneProtocol) -> &'static str {
 pub struct Handler {
     rng: Mutex<StdRng>,
     client: Client<HttpConnector, Incoming>,
+    health: Arc<HealthTable>,
 }
 
 impl Handler {
-    pub fn new(rng_seed: Option<u64>) -> Self {
+    pub fn new(rng_seed: Option<u64>, health: Arc<HealthTable>) -> Self {
         let rng = rng_seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(PROXY_CONNECT_TIMEOUT));
@@ -88,6 +90,7 @@ impl Handler {
         Self {
             rng: Mutex::new(rng),
             client,
+            health,
         }
     }
 
@@ -156,7 +159,7 @@ impl Handler {
                 if let Some(rw) = &rule.rewrite {
                     return Ok(rewrite(state, rw, &host, &path_and_query, &facts));
                 }
-                let Some(target) = self.choose_target(&rule.targets) else {
+                let Some(target) = self.choose_target(rule) else {
                     return Ok(emulator_answer(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "no-target",
@@ -179,8 +182,17 @@ impl Handler {
         Ok(response)
     }
 
-    fn choose_target<'t>(&self, targets: &'t [TargetPlane]) -> Option<&'t TargetPlane> {
-        let total = total_weight(targets);
+    /// A weighted random choice among the rule's targets with weight > 0 that its health
+    /// check lets through (all of them with the check off).
+    fn choose_target<'t>(&self, rule: &'t RulePlane) -> Option<&'t TargetPlane> {
+        let check = rule.health.is_some();
+        let routable = |t: &TargetPlane| {
+            self.health
+                .health(&rule.location_id, &t.ip, t.port, check)
+                .routable()
+        };
+        let eligible = || rule.targets.iter().filter(|t| routable(t));
+        let total = total_weight(eligible());
         if total == 0 {
             return None;
         }
@@ -189,7 +201,7 @@ impl Handler {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .random_range(0..total);
-        pick_weighted(targets, roll)
+        pick_weighted(eligible(), roll)
     }
 
     /// Forward `req` to the loopback `upstream` over HTTP/1.1.
@@ -296,14 +308,17 @@ pub fn loopback_target(target: &TargetPlane) -> Option<Ipv4Addr> {
 }
 
 /// Sum of the weights of a rule's targets (weight 0 contributes nothing).
-pub fn total_weight(targets: &[TargetPlane]) -> u64 {
-    targets.iter().map(|t| u64::from(t.weight)).sum()
+pub fn total_weight<'t>(targets: impl IntoIterator<Item = &'t TargetPlane>) -> u64 {
+    targets.into_iter().map(|t| u64::from(t.weight)).sum()
 }
 
 /// The target a roll in `0..total_weight(targets)` lands on; weight-0 targets are never picked.
-pub fn pick_weighted(targets: &[TargetPlane], roll: u64) -> Option<&TargetPlane> {
+pub fn pick_weighted<'t>(
+    targets: impl IntoIterator<Item = &'t TargetPlane>,
+    roll: u64,
+) -> Option<&'t TargetPlane> {
     let mut remaining = roll;
-    for target in targets.iter().filter(|t| t.weight > 0) {
+    for target in targets.into_iter().filter(|t| t.weight > 0) {
         let weight = u64::from(target.weight);
         if remaining < weight {
             return Some(target);

@@ -112,7 +112,13 @@ impl<'a> Index<'a> {
                         continue;
                     };
                     targets.reserve(slice.endpoints.len());
-                    for ep in slice.endpoints.iter().filter(|e| endpoint_usable(e)) {
+                    for ep in &slice.endpoints {
+                        let usable = endpoint_usable(ep);
+                        let terminating = ep
+                            .conditions
+                            .as_ref()
+                            .and_then(|c| c.terminating)
+                            .unwrap_or(false);
                         let weight = weights.for_pod(
                             ep.target_ref
                                 .as_ref()
@@ -120,6 +126,15 @@ impl<'a> Index<'a> {
                                 .and_then(|r| r.name.as_deref()),
                         );
                         for addr in &ep.addresses {
+                            let key = (ns.to_string(), addr.clone());
+                            let weight =
+                                if usable || (!terminating && self.snap.gated.contains(&key)) {
+                                    weight
+                                } else if self.snap.draining.contains(&key) {
+                                    0
+                                } else {
+                                    continue;
+                                };
                             targets.push(Target {
                                 addr: TargetAddr::Ip(addr.clone()),
                                 port: num,

@@ -176,18 +176,10 @@ impl<'a> Index<'a> {
             let key = ObjectRef::namespaced("Ingress", ns, name);
             let params = match class.spec.as_ref().and_then(|s| s.parameters.as_ref()) {
                 None => None,
-                Some(p) => {
-                    let found = (p.kind == crate::crd::CLASS_PARAMETERS_KIND)
-                        .then(|| {
-                            snap.class_params
-                                .iter()
-                                .find(|cp| cp.metadata.name.as_deref() == Some(p.name.as_str()))
-                        })
-                        .flatten();
-                    match found {
-                        Some(cp) => Some(&cp.spec),
-                        None => {
-                            self.problems.push(Problem {
+                Some(p) => match class_parameters(snap, class) {
+                    Some(spec) => Some(spec),
+                    None => {
+                        self.problems.push(Problem {
                                 object: key.clone(),
                                 field: "spec.ingressClassName".into(),
                                 reason: Reason::ClassParametersNotFound,
@@ -197,10 +189,9 @@ impl<'a> Index<'a> {
                                     p.kind, p.name
                                 ),
                             });
-                            continue;
-                        }
+                        continue;
                     }
-                }
+                },
             };
             if let Some(sel) = params.and_then(|p| p.namespace_selector.as_ref())
                 && !self.selector_matches_namespace(sel, ns)
@@ -419,6 +410,22 @@ pub(super) fn is_lb_id(id: &str) -> bool {
 }
 
 /// The IngressClasses this controller answers to, and the default one among them.
+/// The `ClbClassParameters` an IngressClass names in `spec.parameters`, if it names ours and
+/// it exists.
+pub fn class_parameters<'s>(
+    snap: &'s Snapshot,
+    class: &IngressClass,
+) -> Option<&'s crate::crd::ClbClassParametersSpec> {
+    let p = class.spec.as_ref()?.parameters.as_ref()?;
+    if p.kind != crate::crd::CLASS_PARAMETERS_KIND {
+        return None;
+    }
+    snap.class_params
+        .iter()
+        .find(|cp| cp.metadata.name.as_deref() == Some(p.name.as_str()))
+        .map(|cp| &cp.spec)
+}
+
 pub struct OurClasses<'a> {
     ours: Vec<&'a IngressClass>,
     default_class: Option<&'a IngressClass>,

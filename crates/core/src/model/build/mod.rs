@@ -16,7 +16,7 @@ pub use annotations::{
     parse_certificates, parse_listen_ports, parse_mix_rules, parse_rewrite_codes, parse_rs_weights,
 };
 pub use backends::{endpoint_usable, instance_id};
-pub use index::{Index, OurClasses};
+pub use index::{Index, OurClasses, class_parameters};
 pub use shard::{Placement, host_cost};
 pub use tls::{cert_from_secret, cert_from_secret_dropped};
 
@@ -34,7 +34,7 @@ use k8s_openapi::api::networking::v1::{Ingress, IngressBackend, IngressClass};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use rustc_hash::FxHashMap as HashMap;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The `spec.controller` value of IngressClasses handled by clb-ingress.
 pub const DEFAULT_CONTROLLER_NAME: &str = "clb-ingress.io/ingress-controller";
@@ -125,6 +125,16 @@ pub struct Snapshot {
     /// Where the hosts of shared classes live now (class -> CLB domain -> shard), as the CLBs
     /// serve them or as the last build placed them: placement is sticky ([`shard`]).
     pub placement: Placement,
+    /// Direct mode: pod IPs `(namespace, IP)` whose endpoint is not usable but stay
+    /// registered with weight 0 (graceful drain: no new requests, in-flight ones finish).
+    /// Filled by the controller alone, which also re-adds endpoints that left their slice
+    /// while their drain delay runs.
+    pub draining: BTreeSet<(String, String)>,
+    /// Direct mode: pod IPs `(namespace, IP)` of pods carrying the readiness gate whose
+    /// containers are ready and that wait only for the gate: registered with their weight
+    /// although their endpoint is not ready yet, so the CLB can health-check them. Filled by
+    /// the controller alone.
+    pub gated: BTreeSet<(String, String)>,
 }
 
 impl Snapshot {

@@ -409,6 +409,7 @@ mod tests {
                     certificate_id: None,
                     targets: vec![],
                     rewrite: None,
+                    settings: Default::default(),
                 }],
             }],
             certificates: Default::default(),

@@ -6,7 +6,9 @@
 
 mod annotations;
 mod backends;
+pub mod canary;
 mod index;
+pub mod settings;
 mod stack;
 mod tls;
 
@@ -24,7 +26,9 @@ use stack::*;
 
 use super::translate::{self, HostKey, SyntaxProblem};
 use super::types::*;
-use crate::crd::{ClbClassParameters, ClbClassParametersSpec, TargetMode};
+use crate::crd::{
+    ClbBackendConfig, ClbClassParameters, ClbClassParametersSpec, TargetMode, TkeServiceConfig,
+};
 use crate::matching::ingress::PathKind;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -120,6 +124,11 @@ pub struct Snapshot {
     pub dropped_keys: BTreeMap<(String, String), String>,
     pub nodes: Vec<Node>,
     pub namespaces: Vec<Namespace>,
+    /// `ClbBackendConfig`s (backend settings named by Services and Ingress paths).
+    pub backend_configs: Vec<ClbBackendConfig>,
+    /// TKE's `TkeServiceConfig`s; `None`: not read (the controller runs without
+    /// `--tke-service-configs`), and an Ingress naming one gets a Warning.
+    pub tke_service_configs: Option<Vec<TkeServiceConfig>>,
 }
 
 impl Snapshot {

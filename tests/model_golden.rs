@@ -224,7 +224,7 @@ fn every_golden_case_matches_its_expected_model_output() {
 
 /// Every `Reason`. Adding a variant breaks the exhaustive match in `not_produced_by_build`
 /// below: list it here too, and add a golden case that produces it.
-const ALL_REASONS: [Reason; 26] = [
+const ALL_REASONS: [Reason; 27] = [
     Reason::InvalidHost,
     Reason::InvalidPath,
     Reason::InvalidPathType,
@@ -251,6 +251,7 @@ const ALL_REASONS: [Reason; 26] = [
     Reason::CatchAllNotAllowed,
     Reason::CertificateNotAllowed,
     Reason::InvalidClassParameters,
+    Reason::InvalidBackendConfig,
 ];
 
 /// Why a reason cannot appear in a golden: `model::build` never produces it. Exhaustive on
@@ -282,7 +283,8 @@ fn not_produced_by_build(r: Reason) -> Option<&'static str> {
         | Reason::HostOwnedByOtherNamespace
         | Reason::CatchAllNotAllowed
         | Reason::CertificateNotAllowed
-        | Reason::InvalidClassParameters => None,
+        | Reason::InvalidClassParameters
+        | Reason::InvalidBackendConfig => None,
     }
 }
 

@@ -461,6 +461,7 @@ mod tests {
                     certificate_id: None,
                     targets: vec![],
                     rewrite: None,
+                    settings: Default::default(),
                 }],
             }],
             certificates: Default::default(),

@@ -198,8 +198,26 @@ impl<A: ClbApi> Execution<'_, A> {
                 domain,
                 certificate,
                 make_default,
+                http2,
+                quic,
             } => {
-                self.modify_domain(step, listener, domain, certificate.as_ref(), *make_default)
+                self.modify_domain(
+                    step,
+                    listener,
+                    domain,
+                    certificate.as_ref(),
+                    *make_default,
+                    (*http2, *quic),
+                )
+                .await
+            }
+            Change::ModifyRuleSettings {
+                listener,
+                location_id,
+                settings,
+                ..
+            } => {
+                self.modify_rule_settings(step, listener, location_id, settings)
                     .await
             }
             Change::RegisterTargets { targets } => self.bind_targets(step, targets, true).await,
@@ -492,6 +510,9 @@ impl<A: ClbApi> Execution<'_, A> {
                 }),
                 ..Default::default()
             });
+            if let Some(input) = inputs.last_mut() {
+                super::settings::apply_to_rule_input(&r.settings, input);
+            }
         }
         let reply = d
             .client
@@ -540,6 +561,27 @@ impl<A: ClbApi> Execution<'_, A> {
         Ok(())
     }
 
+    /// `Change::ModifyRuleSettings`: one `ModifyRule`.
+    async fn modify_rule_settings(
+        &mut self,
+        step: &str,
+        listener: &str,
+        location_id: &str,
+        settings: &crate::model::RuleSettings,
+    ) -> Result<(), DeployError> {
+        let d = self.d;
+        let mut req = ModifyRuleRequest {
+            load_balancer_id: self.lb(step)?,
+            listener_id: listener.to_string(),
+            location_id: location_id.to_string(),
+            ..Default::default()
+        };
+        super::settings::apply_to_modify_rule(settings, &mut req);
+        let reply = d.client.modify_rule(&req).await.map_err(cloud(step))?;
+        d.wait(&reply.request_id, step).await?;
+        Ok(())
+    }
+
     /// `Change::ModifyDomain`.
     async fn modify_domain(
         &mut self,
@@ -548,6 +590,7 @@ impl<A: ClbApi> Execution<'_, A> {
         domain: &str,
         certificate: Option<&CertRef>,
         make_default: bool,
+        (http2, quic): (Option<bool>, Option<bool>),
     ) -> Result<(), DeployError> {
         let d = self.d;
         let certificate = match certificate {
@@ -562,6 +605,8 @@ impl<A: ClbApi> Execution<'_, A> {
                 domain: domain.to_string(),
                 certificate,
                 default_server: make_default.then_some(true),
+                http2,
+                quic,
                 ..Default::default()
             })
             .await

@@ -10,6 +10,7 @@ mod execute;
 mod find;
 mod observe;
 pub mod quota;
+pub mod settings;
 
 pub use certs::OwnCertificate;
 

@@ -79,6 +79,7 @@ impl<A: ClbApi> Deployer<A> {
                             code: u16::try_from(w.rewrite_code.unwrap_or(302)).unwrap_or(302),
                         })
                     }),
+                    settings: super::settings::observed_settings(r),
                 })
                 .collect();
             out_listeners.push(ObservedListener {

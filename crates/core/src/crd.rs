@@ -7,6 +7,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::backend_config::{
+    BACKEND_CONFIG_KIND, ClbBackendConfig, ClbBackendConfigSpec, TkeServiceConfig,
+    TkeServiceConfigSpec,
+};
+
 /// API group of the project's custom resources.
 pub const API_GROUP: &str = "clb-ingress.io";
 /// Kind of the class-parameters object as referenced from `IngressClass.spec.parameters.kind`.

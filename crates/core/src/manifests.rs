@@ -1,7 +1,7 @@
 //! Manifest text -> Kubernetes objects: YAML multi-doc, JSON, `kind: List` flattened, and
 //! objects sorted into a `model::Snapshot`. Pure (the CLI's `manifests` module reads the files).
 
-use crate::crd::ClbClassParameters;
+use crate::crd::{ClbBackendConfig, ClbClassParameters, TkeServiceConfig};
 use crate::model::Snapshot;
 use serde_json::Value;
 
@@ -86,6 +86,15 @@ pub fn add_object(snap: &mut Snapshot, obj: Value) -> Result<bool, String> {
         (a, "ClbClassParameters") if a.starts_with("clb-ingress.io/") => {
             snap.class_params.push(de::<ClbClassParameters>(obj)?)
         }
+        (a, "ClbBackendConfig") if a.starts_with("clb-ingress.io/") => {
+            snap.backend_configs.push(de::<ClbBackendConfig>(obj)?)
+        }
+        // Manifests given to `plan`/`apply` are read as they are: a TkeServiceConfig among
+        // them is used (the controller reads them only with --tke-service-configs).
+        ("cloud.tencent.com/v1alpha1", "TkeServiceConfig") => snap
+            .tke_service_configs
+            .get_or_insert_with(Vec::new)
+            .push(de::<TkeServiceConfig>(obj)?),
         (_, "Ingress") if api != "networking.k8s.io/v1" => {
             return Err(format!(
                 "apiVersion {api:?} is not served; use networking.k8s.io/v1"

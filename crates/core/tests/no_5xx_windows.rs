@@ -174,6 +174,7 @@ impl Sim {
                         certificate_id,
                         targets: Vec::new(),
                         rewrite: None,
+                        settings: Default::default(),
                     });
                 }
                 if let Some(d) = flagged {
@@ -189,11 +190,21 @@ impl Sim {
                 let l = self.listener(&ListenerRef::Id(listener.clone()));
                 Self::rule(l, &RuleRef::Id(location_id.clone())).url = to.clone();
             }
+            Change::ModifyRuleSettings {
+                listener,
+                location_id,
+                settings,
+                ..
+            } => {
+                let l = self.listener(&ListenerRef::Id(listener.clone()));
+                Self::rule(l, &RuleRef::Id(location_id.clone())).settings = settings.clone();
+            }
             Change::ModifyDomain {
                 listener,
                 domain,
                 certificate,
                 make_default,
+                ..
             } => {
                 let cert = certificate.as_ref().map(|c| self.cert(c));
                 let l = self.listener(listener);
@@ -378,8 +389,11 @@ fn desired_pending(spec: &BTreeMap<usize, ListenerSpec>, pending: &BTreeSet<usiz
                                     })
                                     .collect(),
                                 redirect: None,
+                                settings: Default::default(),
                             })
                             .collect(),
+                        http2: None,
+                        quic: None,
                     })
                     .chain(std::iter::once(catch_all(*https)))
                     .collect(),
@@ -412,7 +426,10 @@ fn catch_all(https: bool) -> DesiredDomain {
             backend: None,
             targets: Vec::new(),
             redirect: None,
+            settings: Default::default(),
         }],
+        http2: None,
+        quic: None,
     }
 }
 

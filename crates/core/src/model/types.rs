@@ -95,6 +95,8 @@ pub enum Reason {
     CertificateNotAllowed,
     /// A class parameter that cannot be used (for example a malformed `loadBalancerId`).
     InvalidClassParameters,
+    /// A `ClbBackendConfig` or `TkeServiceConfig` that is missing or has a value CLB refuses.
+    InvalidBackendConfig,
 }
 
 impl Reason {
@@ -126,6 +128,7 @@ impl Reason {
             Reason::CatchAllNotAllowed => "CatchAllNotAllowed",
             Reason::CertificateNotAllowed => "CertificateNotAllowed",
             Reason::InvalidClassParameters => "InvalidClassParameters",
+            Reason::InvalidBackendConfig => "InvalidBackendConfig",
         }
     }
 }
@@ -313,6 +316,62 @@ pub struct DesiredRule {
     /// Set: the rule redirects to HTTPS instead of forwarding (it then has no targets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Redirect>,
+    /// Backend settings (health check, scheduler, session, protocol); empty: CLB's own.
+    #[serde(default, skip_serializing_if = "RuleSettings::is_empty")]
+    pub settings: RuleSettings,
+}
+
+/// Backend settings of one CLB rule, as `CreateRule`/`ModifyRule` take them. A field that is
+/// `None` is not managed: clb-ingress neither sets nor compares it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct RuleSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSettings>,
+    /// `WRR`, `LEAST_CONN` or `IP_HASH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// 0 (off) or 30-86400 seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_expire_time: Option<u32>,
+    /// `HTTP`, `HTTPS`, `GRPC` or `GRPCS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forward_type: Option<String>,
+    /// Domain-level wishes of this rule's backend (lifted onto its domain by the model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<bool>,
+}
+
+impl RuleSettings {
+    pub fn is_empty(&self) -> bool {
+        *self == RuleSettings::default()
+    }
+}
+
+/// CLB's `HealthCheck` of a layer-7 rule; `None` fields are not managed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct HealthCheckSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthy_threshold: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unhealthy_threshold: Option<u32>,
+    /// Bit mask: 1 = 1xx, 2 = 2xx, 4 = 3xx, 8 = 4xx, 16 = 5xx.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_code: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// `HEAD` or `GET`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -323,6 +382,11 @@ pub struct DesiredDomain {
     pub default_server: bool,
     pub certificate: Option<CertSource>,
     pub rules: Vec<DesiredRule>,
+    /// HTTP/2 and QUIC of the domain (HTTPS listeners); `None`: not managed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quic: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

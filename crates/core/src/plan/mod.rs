@@ -10,7 +10,10 @@ mod diff;
 
 pub use diff::diff;
 
-use crate::model::{CertSource, DesiredLb, DesiredListener, LbSource, Protocol, Target};
+use crate::model::{
+    CertSource, DesiredLb, DesiredListener, HealthCheckSettings, LbSource, Protocol, RuleSettings,
+    Target,
+};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -73,6 +76,10 @@ pub struct ObservedRule {
     pub targets: Vec<Target>,
     /// The redirect set on this rule (DescribeListeners `RuleOutput.RewriteTarget`).
     pub rewrite: Option<ObservedRewrite>,
+    /// Health check, scheduler, session, forward type as CLB reports them, and the domain's
+    /// `http2`/`quic` (None where CLB said nothing).
+    #[serde(default, skip_serializing_if = "RuleSettings::is_empty")]
+    pub settings: RuleSettings,
 }
 
 /// A redirect from one rule to a rule of another listener.
@@ -122,6 +129,9 @@ pub struct NewRule {
     pub url: String,
     pub default_server: bool,
     pub certificate: Option<CertRef>,
+    /// Backend settings, and the domain's `http2`/`quic` (set with a new domain's first rule).
+    #[serde(default, skip_serializing_if = "RuleSettings::is_empty")]
+    pub settings: RuleSettings,
 }
 
 /// A target on one rule.
@@ -179,6 +189,20 @@ pub enum Change {
         domain: String,
         certificate: Option<CertRef>,
         make_default: bool,
+        /// HTTP/2 and QUIC of the domain, when they change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        http2: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quic: Option<bool>,
+    },
+    /// Change the backend settings of one rule (one `ModifyRule`); a health check is sent
+    /// whole (what CLB has, with the wanted fields over it).
+    ModifyRuleSettings {
+        listener: String,
+        location_id: String,
+        domain: String,
+        url: String,
+        settings: RuleSettings,
     },
     /// Remove redirects (before their rules change or go).
     DeleteRewrites {
@@ -245,6 +269,7 @@ impl Change {
             Change::CreateRules { .. } => "CreateRules",
             Change::ModifyRuleUrl { .. } => "ModifyRuleUrl",
             Change::ModifyDomain { .. } => "ModifyDomain",
+            Change::ModifyRuleSettings { .. } => "ModifyRuleSettings",
             Change::RegisterTargets { .. } => "RegisterTargets",
             Change::ModifyTargetWeights { .. } => "ModifyTargetWeights",
             Change::DeregisterTargets { .. } => "DeregisterTargets",
@@ -274,6 +299,118 @@ fn fmt_cert(c: &CertRef) -> String {
         CertRef::Id(id) => id.clone(),
         CertRef::Uploaded { fingerprint } => cert_name(fingerprint),
     }
+}
+
+/// Settings in one line: `scheduler=LEAST_CONN health(interval=10 path=/healthz)`.
+fn fmt_settings(s: &RuleSettings) -> String {
+    let mut parts = Vec::new();
+    if let Some(h) = &s.health_check {
+        let mut hp = Vec::new();
+        let ints = [
+            ("enabled", h.enabled.map(u32::from)),
+            ("timeout", h.timeout),
+            ("interval", h.interval),
+            ("healthy", h.healthy_threshold),
+            ("unhealthy", h.unhealthy_threshold),
+            ("httpCode", h.http_code),
+        ];
+        for (k, v) in ints {
+            if let Some(v) = v {
+                hp.push(format!("{k}={v}"));
+            }
+        }
+        for (k, v) in [
+            ("path", &h.path),
+            ("domain", &h.domain),
+            ("method", &h.method),
+        ] {
+            if let Some(v) = v {
+                hp.push(format!("{k}={v}"));
+            }
+        }
+        parts.push(format!("health({})", hp.join(" ")));
+    }
+    if let Some(v) = &s.scheduler {
+        parts.push(format!("scheduler={v}"));
+    }
+    if let Some(v) = s.session_expire_time {
+        parts.push(format!("session={v}s"));
+    }
+    if let Some(v) = &s.forward_type {
+        parts.push(format!("forward={v}"));
+    }
+    parts.join(" ")
+}
+
+/// The `ForwardType`s `ModifyRule` accepts (api.json 2018-03-17); `CreateRule` also takes GRPCS.
+pub const MODIFY_RULE_FORWARD_TYPES: [&str; 3] = ["HTTP", "HTTPS", "GRPC"];
+
+/// CLB's documented defaults of a rule's health check (what an unset field means).
+pub const HC_DEFAULTS: HealthCheckSettings = HealthCheckSettings {
+    enabled: Some(true),
+    timeout: Some(2),
+    interval: Some(5),
+    healthy_threshold: Some(3),
+    unhealthy_threshold: Some(3),
+    http_code: Some(31),
+    path: None,
+    domain: None,
+    method: None,
+};
+
+/// Does CLB's health check `have` already give every field `want` sets?
+fn health_check_matches(want: &HealthCheckSettings, have: Option<&HealthCheckSettings>) -> bool {
+    let have = have.cloned().unwrap_or_default();
+    let d = &HC_DEFAULTS;
+    let int = |w: Option<u32>, h: Option<u32>, def: Option<u32>| w.is_none() || h.or(def) == w;
+    int(want.timeout, have.timeout, d.timeout)
+        && int(want.interval, have.interval, d.interval)
+        && int(
+            want.healthy_threshold,
+            have.healthy_threshold,
+            d.healthy_threshold,
+        )
+        && int(
+            want.unhealthy_threshold,
+            have.unhealthy_threshold,
+            d.unhealthy_threshold,
+        )
+        && int(want.http_code, have.http_code, d.http_code)
+        && (want.enabled.is_none() || have.enabled.or(d.enabled) == want.enabled)
+        && (want.path.is_none() || have.path == want.path)
+        && (want.domain.is_none() || have.domain == want.domain)
+        && (want.method.is_none()
+            || have.method.as_deref().unwrap_or("HEAD") == want.method.as_deref().unwrap_or(""))
+}
+
+/// What `ModifyRule` must send so a rule with settings `have` gets `want` (None: nothing).
+/// Fields `want` leaves out are not managed and never sent.
+pub fn settings_delta(want: &RuleSettings, have: &RuleSettings) -> Option<RuleSettings> {
+    let mut out = RuleSettings::default();
+    if let Some(w) = &want.health_check
+        && !health_check_matches(w, have.health_check.as_ref())
+    {
+        out.health_check = Some(have.health_check.clone().unwrap_or_default().overlay(w));
+    }
+    if let Some(w) = &want.scheduler
+        && have.scheduler.as_deref().unwrap_or("WRR") != w
+    {
+        out.scheduler = Some(w.clone());
+    }
+    if let Some(w) = want.session_expire_time
+        && have.session_expire_time.unwrap_or(0) != w
+    {
+        out.session_expire_time = Some(w);
+    }
+    // ModifyRule takes ForwardType HTTP, HTTPS or GRPC (api.json): GRPCS is set only when a
+    // rule is created (docs/backend-settings.md).
+    if let Some(w) = &want.forward_type
+        && have.forward_type.as_deref().unwrap_or("HTTP") != w
+        && MODIFY_RULE_FORWARD_TYPES.contains(&w.as_str())
+    {
+        out.forward_type = Some(w.clone());
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn fmt_targets(f: &mut fmt::Formatter<'_>, ts: &[RuleTarget]) -> fmt::Result {
@@ -370,6 +507,8 @@ impl fmt::Display for Change {
                 domain,
                 certificate,
                 make_default,
+                http2,
+                quic,
             } => {
                 write!(
                     f,
@@ -382,8 +521,25 @@ impl fmt::Display for Change {
                 if *make_default {
                     write!(f, " default=true")?;
                 }
+                if let Some(h) = http2 {
+                    write!(f, " http2={h}")?;
+                }
+                if let Some(q) = quic {
+                    write!(f, " quic={q}")?;
+                }
                 Ok(())
             }
+            Change::ModifyRuleSettings {
+                listener,
+                location_id,
+                domain,
+                url,
+                settings,
+            } => write!(
+                f,
+                "ModifyRule {listener} {location_id} {domain} {url}: {}",
+                fmt_settings(settings)
+            ),
             Change::RegisterTargets { targets } => {
                 write!(f, "RegisterTargets ({})", targets.len())?;
                 fmt_targets(f, targets)
@@ -471,6 +627,11 @@ pub fn assume_applied(desired: &DesiredLb, lb_id: &str) -> ObservedLb {
                         certificate_id: certificate_id.clone(),
                         targets: r.targets.clone(),
                         rewrite: None,
+                        settings: RuleSettings {
+                            http2: d.http2,
+                            quic: d.quic,
+                            ..r.settings.clone()
+                        },
                     });
                 }
             }

@@ -252,6 +252,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             OWN_ANNOTATION_PREFIXES.iter().any(|p| k.starts_with(p))
                 && !KNOWN_ANNOTATIONS.contains(&k.as_str())
                 && !TKE_REFUSED_ANNOTATIONS.iter().any(|(a, _)| a == k)
+                && !super::settings::is_backend_annotation(k)
         };
         if !anns.keys().any(|k| unknown(&k)) {
             return;

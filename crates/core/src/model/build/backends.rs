@@ -59,14 +59,7 @@ impl<'a> Index<'a> {
             ));
         }
         let want = svc_ref.port.as_ref();
-        let port = spec.ports.iter().flatten().find(|p| match want {
-            Some(w) => match (&w.name, w.number) {
-                (Some(n), _) if !n.is_empty() => p.name.as_deref() == Some(n.as_str()),
-                (_, Some(num)) => p.port == num,
-                _ => false,
-            },
-            None => false,
-        });
+        let port = find_port(spec, want);
         let port_label = match want {
             Some(w) => match (&w.name, w.number) {
                 (Some(n), _) if !n.is_empty() => n.clone(),
@@ -199,6 +192,8 @@ impl<'a> Index<'a> {
                 mode,
             },
             targets,
+            settings: RuleSettings::default(),
+            path_settings: settings::PathSettings::default(),
         })
     }
 }
@@ -394,10 +389,47 @@ impl Weights<'_> {
     }
 }
 
+/// The port of a Service a backend names (by name, else by number).
+pub(super) fn find_port<'s>(
+    spec: &'s k8s_openapi::api::core::v1::ServiceSpec,
+    want: Option<&k8s_openapi::api::networking::v1::ServiceBackendPort>,
+) -> Option<&'s k8s_openapi::api::core::v1::ServicePort> {
+    spec.ports.iter().flatten().find(|p| match want {
+        Some(w) => match (&w.name, w.number) {
+            (Some(n), _) if !n.is_empty() => p.name.as_deref() == Some(n.as_str()),
+            (_, Some(num)) => p.port == num,
+            _ => false,
+        },
+        None => false,
+    })
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Resolved {
     pub(super) backend: BackendRef,
     pub(super) targets: Vec<Target>,
+    /// Settings of the Service port (its `clb-ingress.io/backend-config`).
+    pub(super) settings: RuleSettings,
+    /// Settings of the path (path annotation, TkeServiceConfig per listener), over the port's.
+    pub(super) path_settings: settings::PathSettings,
+}
+
+impl Resolved {
+    pub(super) fn apply_path_settings(&mut self, over: &settings::PathSettings) {
+        self.path_settings = over.clone();
+    }
+
+    /// The settings of this backend's rules on listener (protocol, port): Service port, then
+    /// the TkeServiceConfig rule of that listener, then the path annotation.
+    pub(super) fn settings_on(&self, listener: (Protocol, u16)) -> RuleSettings {
+        let mut s = self.settings.clone();
+        for (l, t) in &self.path_settings.per_listener {
+            if *l == listener {
+                s = s.overlay(t);
+            }
+        }
+        s.overlay(&self.path_settings.all)
+    }
 }
 
 /// A backend slot of one listener: resolved targets, or nothing (the path serves no target).
@@ -435,7 +467,11 @@ pub(super) type ResolveKey<'a> = (
     Option<(Option<&'a str>, Option<i32>)>,
     TargetMode,
     WeightKey,
+    PathKey,
 );
+
+/// A path with settings of its own gets its own slot: (member, rule, path) of the Ingress.
+pub(super) type PathKey = Option<(usize, usize, usize)>;
 
 /// What makes two backends weighted alike: (default weight, (member, lb-rs-weight group)).
 pub(super) type WeightKey = (u32, Option<(usize, usize)>);
@@ -443,6 +479,7 @@ pub(super) type WeightKey = (u32, Option<(usize, usize)>);
 impl<'i, 'a> StackBuilder<'i, 'a> {
     /// Resolve a backend into a slot; None only if the Ingress must be parked. A backend
     /// already resolved in this stack shares its slot.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn slot(
         &mut self,
         ns: &'a str,
@@ -451,7 +488,9 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         (weight_key, weights): (WeightKey, Weights<'_>),
         field: BackendField,
         object: &ObjectRef,
+        (path_key, over): (PathKey, &settings::PathSettings),
     ) -> Option<usize> {
+        let path_key = if over.is_empty() { None } else { path_key };
         let key: Option<ResolveKey<'a>> = b.service.as_ref().map(|s| {
             (
                 ns,
@@ -459,6 +498,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 s.port.as_ref().map(|p| (p.name.as_deref(), p.number)),
                 mode,
                 weight_key,
+                path_key,
             )
         });
         if let Some(&i) = key.as_ref().and_then(|k| self.resolved.get(k)) {
@@ -482,7 +522,11 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 );
                 return None;
             }
-            Ok(r) => Some(r),
+            Ok(mut r) => {
+                r.settings = self.port_settings(ns, b, object, &field.at(""));
+                r.apply_path_settings(over);
+                Some(r)
+            }
             Err(p) => {
                 self.problems.push(p);
                 None
@@ -498,21 +542,65 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
     }
 }
 
-/// The backend and targets of a rule using slot `i`: the last user takes the slot, earlier
-/// ones get a copy.
+/// The backend, targets and settings of a rule using slot `i` on listener `listener`: the last
+/// user takes the slot, earlier ones get a copy.
 pub(super) fn take_slot(
     slots: &mut [Slot],
     uses: &mut [u32],
     i: usize,
-) -> (Option<BackendRef>, Vec<Target>) {
+    listener: (Protocol, u16),
+) -> (Option<BackendRef>, Vec<Target>, RuleSettings) {
     uses[i] -= 1;
+    let settings = slots[i]
+        .as_ref()
+        .map(|s| s.settings_on(listener))
+        .unwrap_or_default();
     let slot = if uses[i] == 0 {
         slots[i].take()
     } else {
         slots[i].clone()
     };
     match slot {
-        Some(s) => (Some(s.backend), s.targets),
-        None => (None, Vec::new()),
+        Some(s) => (Some(s.backend), s.targets, settings),
+        None => (None, Vec::new(), settings),
+    }
+}
+
+impl<'a> StackBuilder<'_, 'a> {
+    /// The settings of the Service port a backend names (Service annotation
+    /// `clb-ingress.io/backend-config`); empty when it has none.
+    pub(super) fn port_settings(
+        &mut self,
+        ns: &str,
+        b: &IngressBackend,
+        object: &ObjectRef,
+        field: &str,
+    ) -> RuleSettings {
+        let Some(svc_ref) = b.service.as_ref() else {
+            return RuleSettings::default();
+        };
+        let Some(svc) = self
+            .index
+            .services
+            .get(ns, &svc_ref.name)
+            .and_then(|e| e.service)
+        else {
+            return RuleSettings::default();
+        };
+        if svc
+            .metadata
+            .annotations
+            .as_ref()
+            .is_none_or(|a| !a.contains_key(settings::ANN_BACKEND_CONFIG))
+        {
+            return RuleSettings::default();
+        }
+        let Some(spec) = svc.spec.as_ref() else {
+            return RuleSettings::default();
+        };
+        let Some(port) = find_port(spec, svc_ref.port.as_ref()) else {
+            return RuleSettings::default();
+        };
+        self.service_settings(ns, svc, port, object, field)
     }
 }

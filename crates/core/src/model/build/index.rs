@@ -22,6 +22,10 @@ pub struct Index<'a> {
     pub(super) nodes: Vec<(&'a str, String)>,
     /// Namespace labels, for class namespace selectors and tenancy scopes.
     pub(super) ns_labels: HashMap<&'a str, &'a BTreeMap<String, String>>,
+    /// `ClbBackendConfig`s by (namespace, name).
+    pub(super) backend_configs: HashMap<(&'a str, &'a str), &'a ClbBackendConfig>,
+    /// `TkeServiceConfig`s by (namespace, name); None: not read.
+    pub(super) tke_configs: Option<HashMap<(&'a str, &'a str), &'a TkeServiceConfig>>,
     pub(super) stacks: BTreeMap<StackId, Vec<Managed<'a>>>,
     /// Stacks of Ingresses marked `ingress.cloud.tencent.com/mode: skip`: never written to,
     /// never deleted or pruned.
@@ -69,8 +73,19 @@ impl<'a> Index<'a> {
             .iter()
             .filter_map(|n| Some((n.metadata.name.as_deref()?, n.metadata.labels.as_ref()?)))
             .collect();
+        let backend_configs = snap
+            .backend_configs
+            .iter()
+            .map(|c| (meta_name(&c.metadata), c))
+            .collect();
+        let tke_configs = snap
+            .tke_service_configs
+            .as_ref()
+            .map(|v| v.iter().map(|c| (meta_name(&c.metadata), c)).collect());
         let mut index = Index {
             snap,
+            backend_configs,
+            tke_configs,
             services,
             secrets,
             nodes,

@@ -6,8 +6,10 @@
 
 mod annotations;
 mod backends;
+pub mod canary;
 mod index;
 mod shard;
+pub mod settings;
 mod stack;
 mod tls;
 
@@ -26,7 +28,9 @@ use stack::*;
 
 use super::translate::{self, HostKey, SyntaxProblem};
 use super::types::*;
-use crate::crd::{ClbClassParameters, ClbClassParametersSpec, TargetMode};
+use crate::crd::{
+    ClbBackendConfig, ClbClassParameters, ClbClassParametersSpec, TargetMode, TkeServiceConfig,
+};
 use crate::matching::ingress::PathKind;
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -135,6 +139,11 @@ pub struct Snapshot {
     /// although their endpoint is not ready yet, so the CLB can health-check them. Filled by
     /// the controller alone.
     pub gated: BTreeSet<(String, String)>,
+    /// `ClbBackendConfig`s (backend settings named by Services and Ingress paths).
+    pub backend_configs: Vec<ClbBackendConfig>,
+    /// TKE's `TkeServiceConfig`s; `None`: not read (the controller runs without
+    /// `--tke-service-configs`), and an Ingress naming one gets a Warning.
+    pub tke_service_configs: Option<Vec<TkeServiceConfig>>,
 }
 
 impl Snapshot {

@@ -276,22 +276,64 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 let certificate = (proto == Protocol::Https)
                     .then(|| self.cert_for(d.host, &contributions, &acc.members, &default_cert))
                     .flatten();
+                let (mut http2, mut quic) = (None, None);
+                let mut refused_protocol: Option<(BackendRef, String)> = None;
                 let rules = d
                     .rules
                     .into_iter()
                     .map(|r| {
-                        let (backend, targets) = match r.backend {
-                            Some(i) => take_slot(&mut self.slots, &mut uses, i),
-                            None => (None, Vec::new()),
+                        let (backend, targets, mut settings) = match r.backend {
+                            Some(i) => take_slot(&mut self.slots, &mut uses, i, (proto, port)),
+                            None => (None, Vec::new(), RuleSettings::default()),
                         };
+                        // HTTP/2 and QUIC belong to the domain, on HTTPS listeners only: the
+                        // first rule of the domain that asks decides.
+                        if proto == Protocol::Https {
+                            http2 = http2.or(settings.http2);
+                            quic = quic.or(settings.quic);
+                        }
+                        settings.http2 = None;
+                        settings.quic = None;
+                        // CLB forwards HTTP listeners' requests over HTTP only.
+                        if proto == Protocol::Http
+                            && settings
+                                .forward_type
+                                .as_deref()
+                                .is_some_and(|f| f != "HTTP")
+                        {
+                            if let (None, Some(b)) = (&refused_protocol, &backend) {
+                                refused_protocol = Some((
+                                    b.clone(),
+                                    settings.forward_type.clone().unwrap_or_default(),
+                                ));
+                            }
+                            settings.forward_type = None;
+                        }
                         DesiredRule {
                             url: r.url,
                             backend,
                             targets,
                             redirect: None,
+                            settings,
                         }
                     })
                     .collect();
+                if let Some((b, f)) = refused_protocol
+                    && let Some(&mi) = acc.members.iter().find(|&&mi| {
+                        self.members[mi].key.namespace.as_deref() == Some(b.namespace.as_str())
+                    })
+                {
+                    self.problems.push(Problem {
+                        object: self.members[mi].key.clone(),
+                        field: "spec.rules".into(),
+                        reason: Reason::InvalidBackendConfig,
+                        effect: Effect::Degraded,
+                        message: format!(
+                            "backend protocol {f} of {b} applies to HTTPS listeners only; on the HTTP listener {port} (host {}) CLB forwards over HTTP",
+                            d.host.display()
+                        ),
+                    });
+                }
                 let native_wildcards = self
                     .members
                     .first()
@@ -307,6 +349,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                     default_server: d.default_server,
                     certificate,
                     rules,
+                    http2,
+                    quic,
                 });
             }
             listeners.push(DesiredListener {
@@ -391,6 +435,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         let spec: Option<&'a k8s_openapi::api::networking::v1::IngressSpec> = ing.spec.as_ref();
         self.check_unknown_annotations(m);
         let tke = self.tke_annotations(m)?;
+        let tke_rules = self.tke_rules(m);
+        self.check_path_backend_configs(m);
         let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
             None => None,
             Some("true") => Some(true),
@@ -549,14 +595,21 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                         }
                     }
                 };
-                let slot = self.slot(
-                    ns,
-                    &p.backend,
-                    mode,
-                    (weight_key, weights),
-                    BackendField::Path { ri, pi },
-                    &m.key,
-                )?;
+                let over = self.path_settings(m, host, path, &path_field(ri, pi), &tke_rules);
+                let slot = match canary::action_of(&p.backend) {
+                    Some(action) => {
+                        self.canary_slot(m, action, mode, BackendField::Path { ri, pi }, &over)?
+                    }
+                    None => self.slot(
+                        ns,
+                        &p.backend,
+                        mode,
+                        (weight_key, weights),
+                        BackendField::Path { ri, pi },
+                        &m.key,
+                        (Some((mi, ri, pi)), &over),
+                    )?,
+                };
                 let only = tke.mix.as_ref().map(|mix| {
                     let svc = p.backend.service.as_ref();
                     let number = svc.and_then(|s| s.port.as_ref()).and_then(|p| p.number);
@@ -656,6 +709,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 ),
                 BackendField::Default,
                 &m.key,
+                (None, &settings::PathSettings::default()),
             )?),
             None => None,
         };

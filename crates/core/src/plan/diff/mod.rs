@@ -27,6 +27,7 @@ struct Phases {
     sni: Vec<Change>,
     rule_creates: Vec<Change>,
     url_mods: Vec<Change>,
+    setting_mods: Vec<Change>,
     domain_mods: Vec<Change>,
     register: Vec<RuleTarget>,
     reweight: Vec<RuleTarget>,
@@ -111,6 +112,7 @@ impl Phases {
         changes.extend(self.sni);
         changes.extend(rules);
         changes.extend(self.url_mods);
+        changes.extend(self.setting_mods);
         changes.extend(domains);
         let register_change = |targets: Vec<RuleTarget>| {
             (!targets.is_empty()).then_some(Change::RegisterTargets { targets })

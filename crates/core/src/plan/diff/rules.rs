@@ -68,6 +68,9 @@ pub(super) fn diff_rules<'d>(
             } else {
                 None
             };
+            if let Some(o) = reused.or(existing_rule) {
+                modify_settings(&listener_id, d.domain.as_str(), r, o, phases);
+            }
             if let Some(o) = reused {
                 renamed.push((
                     dl.port,
@@ -99,11 +102,19 @@ pub(super) fn diff_rules<'d>(
                 }
                 None if withheld && domain_is_new => {}
                 None => {
+                    // A new domain's first rule carries the domain's HTTP/2 and QUIC.
+                    let first_of_domain =
+                        domain_is_new && !new_rules.iter().any(|n: &NewRule| n.domain == d.domain);
                     new_rules.push(NewRule {
                         domain: d.domain.clone(),
                         url: r.url.clone(),
                         default_server: false,
                         certificate: if domain_is_new { cert.clone() } else { None },
+                        settings: RuleSettings {
+                            http2: d.http2.filter(|_| first_of_domain),
+                            quic: d.quic.filter(|_| first_of_domain),
+                            ..r.settings.clone()
+                        },
                     });
                     diff_targets(
                         lref,
@@ -130,12 +141,19 @@ pub(super) fn diff_rules<'d>(
             };
             let is_default = obs_domain.iter().any(|r| r.default_server);
             let make_default = d.default_server && !is_default;
-            if cert_change.is_some() || make_default {
+            let flag = |want: Option<bool>, have: fn(&ObservedRule) -> Option<bool>| {
+                want.filter(|w| obs_domain.iter().find_map(|r| have(r)).unwrap_or(false) != *w)
+            };
+            let http2 = flag(d.http2, |r| r.settings.http2);
+            let quic = flag(d.quic, |r| r.settings.quic);
+            if cert_change.is_some() || make_default || http2.is_some() || quic.is_some() {
                 phases.domain_mods.push(Change::ModifyDomain {
                     listener: lref.clone(),
                     domain: d.domain.clone(),
                     certificate: cert_change,
                     make_default,
+                    http2,
+                    quic,
                 });
             }
         } else if d.default_server && !withheld {
@@ -145,6 +163,8 @@ pub(super) fn diff_rules<'d>(
                     domain: d.domain.clone(),
                     certificate: None,
                     make_default: true,
+                    http2: None,
+                    quic: None,
                 });
             } else if let Some(first) = new_rules.iter_mut().find(|n| n.domain == d.domain) {
                 first.default_server = true;
@@ -168,6 +188,28 @@ pub(super) fn diff_rules<'d>(
         phases.rule_deletes.push(Change::DeleteRules {
             listener: listener_id.clone(),
             rules: dels,
+        });
+    }
+}
+
+/// One `ModifyRule` when an existing rule's backend settings differ from the wanted ones.
+fn modify_settings(
+    listener_id: &str,
+    domain: &str,
+    want: &crate::model::DesiredRule,
+    have: &ObservedRule,
+    phases: &mut Phases,
+) {
+    if want.settings.is_empty() {
+        return;
+    }
+    if let Some(delta) = settings_delta(&want.settings, &have.settings) {
+        phases.setting_mods.push(Change::ModifyRuleSettings {
+            listener: listener_id.to_string(),
+            location_id: have.location_id.clone(),
+            domain: domain.to_string(),
+            url: want.url.clone(),
+            settings: delta,
         });
     }
 }

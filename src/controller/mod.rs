@@ -121,7 +121,7 @@ impl Controller {
         let stores = stores::start(
             &client,
             config.watch_namespace.as_deref(),
-            config.watch_nodes,
+            (config.watch_nodes, config.tke_service_configs),
             tx.clone(),
             stores::WatchErrors {
                 limiter: Arc::new(throttle::LogLimiter::default()),

@@ -76,6 +76,16 @@ app.kubernetes.io/component: controller
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
+# Backend settings (ClbBackendConfig) named by Services and Ingress paths (watched).
+- apiGroups: ["clb-ingress.io"]
+  resources: ["clbbackendconfigs"]
+  verbs: ["list", "watch"]
+{{- if .Values.controller.tkeServiceConfigs }}
+# TKE's TkeServiceConfigs (--tke-service-configs), watched, never written.
+- apiGroups: ["cloud.tencent.com"]
+  resources: ["tkeserviceconfigs"]
+  verbs: ["list", "watch"]
+{{- end }}
 # Events about Ingresses (a repeated Event is patched to count up).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

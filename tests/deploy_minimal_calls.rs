@@ -365,3 +365,31 @@ async fn changing_a_canary_split_takes_one_batch_modify_target_weight() {
         .await;
     assert_eq!(got, w(&[("BatchModifyTargetWeight", 1)]));
 }
+
+/// `tls_world` whose Service `web` names a `ClbBackendConfig` asking for this HTTP/2 setting.
+fn http2_world(cert: &str, key: &str, http2: bool) -> String {
+    let annotated = "kind: Service\nmetadata: {name: web, namespace: default, annotations: {clb-ingress.io/backend-config: '{\"default\": \"h2\"}'}}";
+    let mut s = tls_world(&["a.example.com"], cert, key).replacen(
+        "kind: Service\nmetadata: {name: web, namespace: default}",
+        annotated,
+        1,
+    );
+    assert!(
+        s.contains(annotated),
+        "the Service of tls_world changed shape"
+    );
+    s.push_str(&format!(
+        "\n---\napiVersion: clb-ingress.io/v1alpha1\nkind: ClbBackendConfig\nmetadata: {{name: h2, namespace: default}}\nspec: {{http2: {http2}}}\n"
+    ));
+    s
+}
+
+#[tokio::test]
+async fn turning_on_http2_for_a_domain_takes_one_modify_domain_attributes() {
+    let e = env().await;
+    let (c, k) = cert("a.example.com");
+    let got = e
+        .writes_for_change(&http2_world(&c, &k, false), &http2_world(&c, &k, true))
+        .await;
+    assert_eq!(got, w(&[("ModifyDomainAttributes", 1)]));
+}

@@ -115,13 +115,62 @@ fn spec_property(path: &[&str]) -> Value {
     node
 }
 
+/// The checked-in `ClbBackendConfig` CRD.
+const BACKEND_CRD_FILE: &str = "clb-ingress.io_clbbackendconfigs.yaml";
+
+fn backend_checked_in() -> String {
+    let path = crds_dir().join(BACKEND_CRD_FILE);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}; {REGENERATE}", path.display()))
+}
+
 #[test]
 fn printed_crd_matches_the_checked_in_file() {
     let printed = run_crd(&[]);
+    let want = format!("{}---\n{}", checked_in(), backend_checked_in());
     assert!(
-        printed == checked_in(),
-        "crds/{CRD_FILE} differs from `clb-ingress crd` output; {REGENERATE}"
+        printed == want,
+        "crds/{CRD_FILE} or crds/{BACKEND_CRD_FILE} differs from `clb-ingress crd` output; {REGENERATE}"
     );
+}
+
+#[test]
+fn the_backend_config_crd_is_namespaced_documented_and_bounds_clb_ranges() {
+    let crd: Value = serde_saphyr::from_str(&backend_checked_in())
+        .unwrap_or_else(|e| panic!("crds/{BACKEND_CRD_FILE} is not YAML: {e}"));
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(crd["spec"]["names"]["kind"], "ClbBackendConfig");
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let mut missing = Vec::new();
+    undocumented(spec, "spec", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "fields without description: {missing:?}"
+    );
+    let hc = &spec["properties"]["healthCheck"]["properties"];
+    let bounds = |v: &Value| (v["minimum"].as_f64(), v["maximum"].as_f64());
+    assert_eq!(bounds(&hc["timeoutSeconds"]), (Some(2.0), Some(60.0)));
+    assert_eq!(bounds(&hc["intervalSeconds"]), (Some(2.0), Some(300.0)));
+    assert_eq!(bounds(&hc["healthyThreshold"]), (Some(2.0), Some(10.0)));
+    assert_eq!(bounds(&hc["unhealthyThreshold"]), (Some(2.0), Some(10.0)));
+    let enums = |v: &Value| -> Vec<String> {
+        v["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no enum in {v}"))
+            .iter()
+            // An optional field's enum also lists null (with `nullable: true`).
+            .filter_map(|e| e.as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        enums(&spec["properties"]["scheduler"]),
+        ["WRR", "LEAST_CONN", "IP_HASH"]
+    );
+    assert_eq!(
+        enums(&spec["properties"]["backendProtocol"]),
+        ["HTTP", "HTTPS", "GRPC", "GRPCS"]
+    );
+    assert_eq!(enums(&hc["method"]), ["HEAD", "GET"]);
 }
 
 #[test]

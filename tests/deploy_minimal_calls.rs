@@ -265,3 +265,131 @@ async fn renaming_a_path_with_the_same_backend_takes_one_modify_rule() {
     let got = e.writes_for_change(&before, &after).await;
     assert_eq!(got, w(&[("ModifyRule", 1)]));
 }
+
+// Backend settings and canaries (#15 items 4 and 5).
+
+/// One Exact path whose `ClbBackendConfig` (named by the path annotation) has this interval.
+fn settings_world(interval: u32) -> String {
+    let mut s = CLASS.to_string();
+    s.push_str(&service("web", &["10.0.0.1", "10.0.0.2"]));
+    s.push_str(&format!(
+        r#"
+---
+apiVersion: clb-ingress.io/v1alpha1
+kind: ClbBackendConfig
+metadata: {{name: strict, namespace: default}}
+spec: {{healthCheck: {{path: /healthz, intervalSeconds: {interval}}}, scheduler: LEAST_CONN}}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+  annotations:
+    clb-ingress.io/path-backend-configs: '[{{"host": "a.example.com", "path": "/app", "backendConfig": "strict"}}]'
+spec:
+  rules:
+    - host: a.example.com
+      http:
+        paths:
+          - {{path: /app, pathType: Exact, backend: {{service: {{name: web, port: {{number: 80}}}}}}}}
+"#
+    ));
+    s
+}
+
+/// A Prefix path (two CLB rules) forwarding to action `split`: web (5 pods) and v2 (1 pod).
+fn canary_world(web: u32, v2: u32) -> String {
+    let mut s = CLASS.to_string();
+    s.push_str(&service(
+        "web",
+        &["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"],
+    ));
+    s.push_str(&service("v2", &["10.0.5.1"]));
+    s.push_str(&format!(
+        r#"
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: default
+  annotations:
+    clb-ingress.io/actions.split: '{{"type":"forward","forwardConfig":{{"targetGroups":[{{"serviceName":"web","servicePort":"80","weight":{web}}},{{"serviceName":"v2","servicePort":"80","weight":{v2}}}]}}}}'
+spec:
+  rules:
+    - host: a.example.com
+      http:
+        paths:
+          - {{path: /app, pathType: Prefix, backend: {{service: {{name: split, port: {{name: use-annotation}}}}}}}}
+"#
+    ));
+    s
+}
+
+#[tokio::test]
+async fn a_rule_created_with_backend_settings_takes_no_extra_call() {
+    let e = env().await;
+    e.apply(&settings_world(10)).await;
+    let c = e.counters().await;
+    let writes = c["writes"].as_object().unwrap();
+    assert_eq!(
+        writes.get("CreateRule").and_then(Value::as_u64),
+        Some(1),
+        "{c}"
+    );
+    assert!(
+        writes
+            .get("ModifyRule")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            == 0,
+        "{c}"
+    );
+}
+
+#[tokio::test]
+async fn changing_a_health_check_takes_one_modify_rule() {
+    let e = env().await;
+    let got = e
+        .writes_for_change(&settings_world(10), &settings_world(20))
+        .await;
+    assert_eq!(got, w(&[("ModifyRule", 1)]));
+}
+
+#[tokio::test]
+async fn changing_a_canary_split_takes_one_batch_modify_target_weight() {
+    let e = env().await;
+    let got = e
+        .writes_for_change(&canary_world(90, 10), &canary_world(50, 50))
+        .await;
+    assert_eq!(got, w(&[("BatchModifyTargetWeight", 1)]));
+}
+
+/// `tls_world` whose Service `web` names a `ClbBackendConfig` asking for this HTTP/2 setting.
+fn http2_world(cert: &str, key: &str, http2: bool) -> String {
+    let annotated = "kind: Service\nmetadata: {name: web, namespace: default, annotations: {clb-ingress.io/backend-config: '{\"default\": \"h2\"}'}}";
+    let mut s = tls_world(&["a.example.com"], cert, key).replacen(
+        "kind: Service\nmetadata: {name: web, namespace: default}",
+        annotated,
+        1,
+    );
+    assert!(
+        s.contains(annotated),
+        "the Service of tls_world changed shape"
+    );
+    s.push_str(&format!(
+        "\n---\napiVersion: clb-ingress.io/v1alpha1\nkind: ClbBackendConfig\nmetadata: {{name: h2, namespace: default}}\nspec: {{http2: {http2}}}\n"
+    ));
+    s
+}
+
+#[tokio::test]
+async fn turning_on_http2_for_a_domain_takes_one_modify_domain_attributes() {
+    let e = env().await;
+    let (c, k) = cert("a.example.com");
+    let got = e
+        .writes_for_change(&http2_world(&c, &k, false), &http2_world(&c, &k, true))
+        .await;
+    assert_eq!(got, w(&[("ModifyDomainAttributes", 1)]));
+}

@@ -8,7 +8,7 @@ use anyhow::Context;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::crd::ClbClassParameters;
+use crate::crd::{ClbBackendConfig, ClbClassParameters};
 
 /// First line of every generated file.
 pub const GENERATED_HEADER: &str =
@@ -26,7 +26,7 @@ pub struct CrdArgs {
 
 /// Every CRD of the project, in a fixed order.
 pub fn definitions() -> Vec<CustomResourceDefinition> {
-    vec![ClbClassParameters::crd()]
+    vec![ClbClassParameters::crd(), ClbBackendConfig::crd()]
 }
 
 /// The file name of a CRD under `crds/`: `<group>_<plural>.yaml`.

@@ -52,6 +52,10 @@ pub struct RunArgs {
     /// Do not watch Nodes (only Direct target mode then works).
     #[arg(long)]
     pub no_node_watch: bool,
+    /// Read TKE's TkeServiceConfig objects (cloud.tencent.com/v1alpha1; needs get/list/watch
+    /// on them) for Ingresses that name one with ingress.cloud.tencent.com/tke-service-config.
+    #[arg(long)]
+    pub tke_service_configs: bool,
     /// Elect a leader through a coordination.k8s.io Lease; only the leader writes.
     #[arg(long)]
     pub leader_elect: bool,
@@ -101,6 +105,7 @@ impl RunArgs {
             endpoint_grace: Duration::from_secs(self.endpoint_grace_seconds),
             watch_nodes: !self.no_node_watch,
             readiness_gates: !self.no_readiness_gates,
+            tke_service_configs: self.tke_service_configs,
             leader_election: self.leader_elect.then(|| LeaderElection {
                 lease_duration_secs: self.lease_duration_seconds,
                 grace_secs: self.lease_margin_seconds,

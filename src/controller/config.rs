@@ -38,6 +38,9 @@ pub struct ControllerConfig {
     pub concurrency: usize,
     /// Watch Nodes (needed by every target mode but Direct).
     pub watch_nodes: bool,
+    /// Read TKE's `TkeServiceConfig`s (`--tke-service-configs`): Ingresses naming one with
+    /// `ingress.cloud.tencent.com/tke-service-config` get its rule settings.
+    pub tke_service_configs: bool,
     /// Elect a leader through a Lease (`None`: this replica always leads).
     pub leader_election: Option<LeaderElection>,
     /// This replica's identity: the Lease holder and the Event reporter instance.
@@ -85,6 +88,7 @@ impl ControllerConfig {
             debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
             concurrency: DEFAULT_CONCURRENCY,
             watch_nodes: true,
+            tke_service_configs: false,
             leader_election: None,
             identity: default_identity(),
             certificate_gc_grace: Some(super::certgc::DEFAULT_GRACE),

@@ -307,6 +307,11 @@ pub fn referenced_services(ing: &Ingress) -> Vec<Key> {
         .chain(paths)
         .filter_map(|b| b.service.as_ref())
         .map(|s| (ns.clone(), s.name.clone()))
+        .chain(
+            crate::model::build::canary::action_services(ing)
+                .into_iter()
+                .map(|s| (ns.clone(), s)),
+        )
         .collect()
 }
 

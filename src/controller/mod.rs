@@ -142,7 +142,7 @@ impl Controller {
         let mut stores = stores::start(
             &client,
             config.watch_namespace.as_deref(),
-            config.watch_nodes,
+            (config.watch_nodes, config.tke_service_configs),
             stores::Intake {
                 tx: tx.clone(),
                 times: event_times.clone(),

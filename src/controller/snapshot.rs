@@ -215,6 +215,12 @@ impl Snapshots {
                 .retain(|c| c.metadata.name.as_deref() == Some(only.as_str()));
         }
         snap.class_params = clone_all(self.stores.params.state());
+        snap.backend_configs = clone_all(self.stores.backend_configs.state());
+        snap.tke_service_configs = self
+            .stores
+            .tke_configs
+            .as_ref()
+            .map(|s| clone_all(s.state()));
         snap.ingresses = ingresses
             .iter()
             .filter(|i| i.metadata.deletion_timestamp.is_none())
@@ -551,6 +557,9 @@ fn routed_services(snap: &Snapshot) -> BTreeSet<Key> {
             if let Some(svc) = &b.service {
                 out.insert((ns.clone(), svc.name.clone()));
             }
+        }
+        for svc in crate::model::build::canary::action_services(ing) {
+            out.insert((ns.clone(), svc));
         }
     }
     out

@@ -4,7 +4,7 @@
 
 use super::queue::{Dirty, EventTimes};
 use super::throttle::LogLimiter;
-use crate::crd::ClbClassParameters;
+use crate::crd::{ClbBackendConfig, ClbClassParameters, TkeServiceConfig};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Node, Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -27,6 +27,11 @@ pub struct Stores {
     pub ingresses: Store<Ingress>,
     pub classes: Store<IngressClass>,
     pub params: Store<ClbClassParameters>,
+    /// Not waited for at start: a missing CRD (a chart upgrade does not install new CRDs)
+    /// only leaves backend settings unmanaged until it is installed.
+    pub backend_configs: Store<ClbBackendConfig>,
+    /// With `--tke-service-configs` only; not waited for either.
+    pub tke_configs: Option<Store<TkeServiceConfig>>,
     pub services: Store<Service>,
     pub slices: Store<EndpointSlice>,
     pub nodes: Option<Store<Node>>,
@@ -87,8 +92,8 @@ pub struct WatchErrors {
 static CRD_MISSING_LOGGED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
-/// The kind whose CRD clb-ingress installs (`clb-ingress crd`).
-const OUR_CRD_KIND: &str = "ClbClassParameters";
+/// The kinds whose CRDs clb-ingress installs (`clb-ingress crd`).
+const OUR_CRD_KINDS: [&str; 2] = ["ClbClassParameters", "ClbBackendConfig"];
 
 /// A watch error in words: what failed, then the API server's message, reason and code (never
 /// a `Debug` dump of the response).
@@ -119,15 +124,15 @@ fn is_missing_kind(error: &watcher::Error) -> bool {
 impl WatchErrors {
     pub(super) fn report(&self, kind: &'static str, error: &watcher::Error) {
         (self.count)(kind);
-        if kind == OUR_CRD_KIND && is_missing_kind(error) {
+        if OUR_CRD_KINDS.contains(&kind) && is_missing_kind(error) {
             // Retried with backoff until it is installed; said once, with the fix.
             if !CRD_MISSING_LOGGED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::error!(
                     kind,
                     fix = "clb-ingress crd | kubectl apply -f -",
-                    "the ClbClassParameters CRD is not installed (the API server answers 404); \
+                    "the {kind} CRD is not installed (the API server answers 404); \
                      install it with `clb-ingress crd | kubectl apply -f -` or the Helm chart; \
-                     the controller waits and retries until it is there"
+                     the controller retries until it is there"
                 );
             } else {
                 tracing::debug!(kind, error = %watch_error_text(error), "CRD still missing");
@@ -196,7 +201,7 @@ fn backoff<K: Clone + Send + 'static>(
 pub fn start(
     client: &Client,
     namespace: Option<&str>,
-    watch_nodes: bool,
+    (watch_nodes, watch_tke_configs): (bool, bool),
     intake: Intake,
     errors: WatchErrors,
 ) -> Stores {
@@ -224,6 +229,23 @@ pub fn start(
         errors.clone(),
         |_| Dirty::All,
     );
+    // Backend settings are rare and small: any change requeues every stack.
+    let backend_configs = run(
+        "ClbBackendConfig",
+        backoff(watcher(api::<ClbBackendConfig>(client, namespace), cfg())),
+        intake.clone(),
+        errors.clone(),
+        |_| Dirty::All,
+    );
+    let tke_configs = watch_tke_configs.then(|| {
+        run(
+            "TkeServiceConfig",
+            backoff(watcher(api::<TkeServiceConfig>(client, namespace), cfg())),
+            intake.clone(),
+            errors.clone(),
+            |_| Dirty::All,
+        )
+    });
     let services = run(
         "Service",
         backoff(watcher(api::<Service>(client, namespace), cfg())),
@@ -269,6 +291,8 @@ pub fn start(
         ingresses,
         classes,
         params,
+        backend_configs,
+        tke_configs,
         services,
         slices,
         nodes,

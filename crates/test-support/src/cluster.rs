@@ -5,7 +5,7 @@ use crate::emulator as emu_support;
 use clb_ingress::clb::credentials::SecretString;
 use clb_ingress::clb::types::DescribeLoadBalancersRequest;
 use clb_ingress::clb::{ClbClient, ClientConfig, Credentials, Endpoint};
-use clb_ingress::crd::ClbClassParameters;
+use clb_ingress::crd::{ClbBackendConfig, ClbClassParameters};
 use clb_ingress::emulator::config::Settings;
 use clb_ingress::emulator::core::SystemClock;
 use clb_ingress::emulator::dataplane::{DataPlane, DataPlaneSettings};
@@ -104,6 +104,8 @@ pub const TEST_HEALTH_TIMING: clb_ingress::emulator::health::HealthTiming =
         interval: Some(std::time::Duration::from_millis(100)),
         timeout: Some(std::time::Duration::from_millis(80)),
     };
+/// Seed of the data plane's weighted target choice in [`env`].
+pub const DATA_PLANE_SEED: u64 = 15;
 
 pub async fn env() -> Env {
     env_with_health(TEST_HEALTH_TIMING).await
@@ -121,10 +123,12 @@ pub async fn env_with_health(health: clb_ingress::emulator::health::HealthTiming
     let kube = clb_ingress::controller::kube_client(Some(&kubeconfig))
         .await
         .unwrap();
-    Api::<CustomResourceDefinition>::all(kube.clone())
-        .create(&PostParams::default(), &ClbClassParameters::crd())
-        .await
-        .expect("CRD");
+    for crd in [ClbClassParameters::crd(), ClbBackendConfig::crd()] {
+        Api::<CustomResourceDefinition>::all(kube.clone())
+            .create(&PostParams::default(), &crd)
+            .await
+            .expect("CRD");
+    }
     let offset: u16 = rand::random_range(20_000..50_000);
     let settings = Settings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -137,10 +141,11 @@ pub async fn env_with_health(health: clb_ingress::emulator::health::HealthTiming
         settings.credentials[0].secret_id.clone(),
         settings.credentials[0].secret_key.clone(),
     );
+    // Seeded: weighted splits measured through the data plane are reproducible.
     let plane = Arc::new(DataPlane::new(DataPlaneSettings {
         port_offset: offset,
         health_timing: health,
-        ..DataPlaneSettings::default()
+        ..DataPlaneSettings::default().with_seed(DATA_PLANE_SEED)
     }));
     let emu = server::start(settings, Arc::new(SystemClock), plane)
         .await

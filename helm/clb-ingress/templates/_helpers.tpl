@@ -86,6 +86,16 @@ app.kubernetes.io/component: controller
   resources: ["pods/status"]
   verbs: ["patch"]
 {{- end }}
+# Backend settings (ClbBackendConfig) named by Services and Ingress paths (watched).
+- apiGroups: ["clb-ingress.io"]
+  resources: ["clbbackendconfigs"]
+  verbs: ["list", "watch"]
+{{- if .Values.controller.tkeServiceConfigs }}
+# TKE's TkeServiceConfigs (--tke-service-configs), watched, never written.
+- apiGroups: ["cloud.tencent.com"]
+  resources: ["tkeserviceconfigs"]
+  verbs: ["list", "watch"]
+{{- end }}
 # Events about Ingresses (a repeated Event is patched to count up).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

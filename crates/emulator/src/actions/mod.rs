@@ -10,6 +10,7 @@ pub mod contract;
 pub mod listeners;
 pub mod load_balancers;
 pub mod rewrites;
+pub mod rule_settings;
 pub mod rules;
 pub mod tags;
 pub mod targets;

@@ -10,6 +10,9 @@ use clb_api::types::*;
 
 use super::cert_store::resolve_either;
 use super::common::{Handled, check_scheduler, empty, listener_mut, prune_rewrites, reply};
+use super::rule_settings::{
+    CREATE_FORWARD_TYPES, MODIFY_FORWARD_TYPES, check_forward_type, check_health_check,
+};
 
 /// Session expiry ranges (§3.3).
 pub const RULE_SESSION_MIN: i64 = 30;
@@ -25,15 +28,6 @@ fn check_rule_session(s: Option<i64>) -> Result<(), ApiFailure> {
                 "SessionExpireTime must be 0 or {RULE_SESSION_MIN}-{RULE_SESSION_MAX}, got {v}"
             ),
         )),
-    }
-}
-
-fn check_forward_type(s: &Option<String>) -> Result<(), ApiFailure> {
-    match s.as_deref() {
-        None | Some("HTTP" | "HTTPS" | "GRPC" | "GRPCS" | "TRPC") => Ok(()),
-        Some(o) => Err(ApiFailure::invalid_value(format!(
-            "ForwardType must be HTTP, HTTPS, GRPC, GRPCS or TRPC, got {o}"
-        ))),
     }
 }
 
@@ -125,7 +119,10 @@ pub fn create_rule(core: &mut Core, r: CreateRuleRequest) -> Handled {
         }
         check_scheduler(&rule.scheduler)?;
         check_rule_session(rule.session_expire_time)?;
-        check_forward_type(&rule.forward_type)?;
+        check_forward_type(rule.forward_type.as_deref(), &CREATE_FORWARD_TYPES, https)?;
+        if let Some(h) = &rule.health_check {
+            check_health_check(h, https)?;
+        }
         rule_health_check(None, rule.health_check.as_ref())?;
         if !https && (rule.http2.is_some() || rule.quic.is_some()) {
             return Err(ApiFailure::new(
@@ -311,17 +308,14 @@ pub fn modify_rule(core: &mut Core, r: ModifyRuleRequest) -> Handled {
     core.writable("ModifyRule", &r.load_balancer_id)?;
     check_scheduler(&r.scheduler)?;
     check_rule_session(r.session_expire_time)?;
-    check_forward_type(&r.forward_type)?;
     if let Some(u) = &r.url {
         validate::url(u)?;
     }
     let l = l7_listener(core, &r.load_balancer_id, &r.listener_id)?;
     let https = l.protocol == "HTTPS";
-    if !https && r.forward_type.as_deref().is_some_and(|f| f != "HTTP") {
-        return Err(ApiFailure::new(
-            codes::PROTOCOL_CHECK_FAILED,
-            "ForwardType other than HTTP needs an HTTPS listener",
-        ));
+    check_forward_type(r.forward_type.as_deref(), &MODIFY_FORWARD_TYPES, https)?;
+    if let Some(h) = &r.health_check {
+        check_health_check(h, https)?;
     }
     let Some(idx) = l.rules.iter().position(|x| x.id == r.location_id) else {
         return Err(ApiFailure::location_not_found(&format!(

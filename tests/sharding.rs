@@ -216,3 +216,42 @@ async fn sixty_hosts_applied_from_manifests_are_served_on_shards_and_a_second_ap
     }
     assert_eq!(second.as_array().unwrap().len(), results.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_renamed_on_a_full_listener_is_served_because_the_old_rules_go_first() {
+    let e = env().await;
+    // One CLB only: 8 hosts x 6 rules + the catch-all domain = 49 of 50 rules.
+    e.class_with(
+        serde_json::json!({"targetMode": "Direct", "sharing": "Shared",
+        "maxLoadBalancers": 1, "tenancy": {"catchAll": {"namespaces": ["*"]}}}),
+    )
+    .await;
+    for (svc, pod) in [("a", "10.1.0.1"), ("b", "10.1.0.2"), ("c", "10.1.0.3")] {
+        e.service(svc, &[pod]).await;
+    }
+    for i in 0..HOSTS_PER_SHARD {
+        add(&e, i).await;
+    }
+    let _ctl = e.controller("c1", &[]);
+    until_all_served(&e, 0..HOSTS_PER_SHARD).await;
+    // Ingress 0 now names a new host: 6 rules go, 6 come. Created first, they would need 55
+    // rules and the CLB would refuse them (LimitExceeded) on every retry.
+    let paths = [
+        ("/a", "Prefix", "a"),
+        ("/b", "Prefix", "b"),
+        ("/c", "Prefix", "c"),
+    ];
+    e.ingress(&name(0), &host(HOSTS_PER_SHARD), &paths).await;
+    e.until_routed(
+        &name(0),
+        &host(HOSTS_PER_SHARD),
+        "/c/x",
+        "10.1.0.3:8080",
+        Duration::from_secs(30),
+    )
+    .await;
+    let vip = e.vip(&name(0)).await.unwrap();
+    assert_eq!(e.request(&vip, &host(0), "/a").await.0, 404);
+    until_all_served(&e, 1..HOSTS_PER_SHARD).await;
+    assert_eq!(e.lb_count().await, 1);
+}

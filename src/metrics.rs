@@ -3,6 +3,7 @@
 //! and stack ids, which are bounded by the number of CLBs and removed with [`Metrics::forget_stack`]).
 //! `docs/metrics.md` lists every family with example queries.
 
+mod listeners;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -102,6 +103,8 @@ pub struct Metrics {
     credential_reloads: IntCounterVec,
     leader_transitions: IntCounter,
     certificate_expiry: IntGaugeVec,
+    /// Rules used versus quota per listener.
+    pub listener_rules: listeners::ListenerRules,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -365,6 +368,7 @@ impl Metrics {
                 &["secret"],
             )
         })?;
+        let listener_rules = listeners::ListenerRules::register(r)?;
         // The standard process_* families (CPU seconds, resident and virtual memory, open and
         // maximum file descriptors, start time, threads), read from /proc at each scrape.
         #[cfg(target_os = "linux")]
@@ -398,6 +402,7 @@ impl Metrics {
             credential_reloads,
             leader_transitions,
             certificate_expiry,
+            listener_rules,
         })
     }
 
@@ -447,6 +452,7 @@ impl Metrics {
         // Err only means the series did not exist, which is what we want.
         let _ = self.stack_last_success.remove_label_values(&[stack]);
         let _ = self.pending_changes.remove_label_values(&[stack]);
+        self.listener_rules.forget(stack);
     }
 
     /// Replaces the current problem counts: listed reasons get their (summed) count, reasons

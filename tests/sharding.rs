@@ -255,3 +255,52 @@ async fn a_host_renamed_on_a_full_listener_is_served_because_the_old_rules_go_fi
     until_all_served(&e, 1..HOSTS_PER_SHARD).await;
     assert_eq!(e.lb_count().await, 1);
 }
+
+/// Wait until metric series `series` (name and labels as exposed) reads `value`.
+async fn until_metric(ctl: &Controller, series: &str, value: f64) {
+    let start = Instant::now();
+    loop {
+        let now = metric(&ctl.metrics, series).await;
+        if now == Some(value) {
+            return;
+        }
+        assert!(start.elapsed() < SLOW, "{series} is {now:?}, not {value}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_per_listener_are_exported_against_the_quota_which_is_read_again_when_raised() {
+    let e = env().await;
+    e.class("Shared").await;
+    for (svc, pod) in [("a", "10.1.0.1"), ("b", "10.1.0.2"), ("c", "10.1.0.3")] {
+        e.service(svc, &[pod]).await;
+    }
+    // 9 hosts: 8 fill shard 0 (49 rules), the ninth opens shard 1 (1 + 6 rules).
+    for i in 0..=HOSTS_PER_SHARD {
+        add(&e, i).await;
+    }
+    let ctl = e.controller("c1", &["--quota-refresh-seconds", "1"]);
+    until_all_served(&e, 0..=HOSTS_PER_SHARD).await;
+    let rules = |stack: &str| {
+        format!("clb_ingress_listener_rules{{listener=\"HTTP:80\",stack=\"{stack}\"}}")
+    };
+    until_metric(&ctl, "clb_ingress_listener_rules_quota", 50.0).await;
+    until_metric(&ctl, &rules("class:clb"), 49.0).await;
+    until_metric(&ctl, &rules("class:clb#1"), 7.0).await;
+    // The account's quota is raised: read again within the refresh period, without a resync.
+    e.emu
+        .app
+        .update_settings(|s| s.quotas.rules_per_listener = 60);
+    until_metric(&ctl, "clb_ingress_listener_rules_quota", 60.0).await;
+    // Nothing moves (the ninth host stays on shard 1); a new host now fits on shard 0.
+    add(&e, HOSTS_PER_SHARD + 1).await;
+    until_all_served(&e, [HOSTS_PER_SHARD + 1].into_iter()).await;
+    until_metric(&ctl, &rules("class:clb"), 55.0).await;
+    until_metric(&ctl, &rules("class:clb#1"), 7.0).await;
+    assert_eq!(
+        e.vip(&name(HOSTS_PER_SHARD + 1)).await,
+        e.vip(&name(0)).await
+    );
+    assert_ne!(e.vip(&name(HOSTS_PER_SHARD)).await, e.vip(&name(0)).await);
+}

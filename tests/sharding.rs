@@ -304,3 +304,88 @@ async fn rules_per_listener_are_exported_against_the_quota_which_is_read_again_w
     );
     assert_ne!(e.vip(&name(HOSTS_PER_SHARD)).await, e.vip(&name(0)).await);
 }
+
+/// A snapshot of a shared class (`extra` class parameters) with `hosts` Ingresses (named by
+/// host index, oldest first) of three Prefix paths each, and a listener quota of 13 rules:
+/// two hosts (12 rules) and the catch-all domain fill a shard.
+fn model_world(
+    extra: &str,
+    hosts: &[usize],
+    default_backend_on: Option<usize>,
+) -> clb_ingress::model::Snapshot {
+    let mut s = clb_test_support::worlds::CLASS.replace(
+        "spec: {targetMode: Direct}",
+        &format!("spec: {{targetMode: Direct, sharing: Shared, tenancy: {{catchAll: {{namespaces: ['*']}}}}{extra}}}"),
+    );
+    for svc in ["a", "b", "c"] {
+        s.push_str(&clb_test_support::worlds::service(svc, &["10.1.0.1"]));
+    }
+    for &i in hosts {
+        let default = if default_backend_on == Some(i) {
+            "  defaultBackend: {service: {name: a, port: {number: 80}}}\n"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {}, namespace: default}}\nspec:\n{default}  rules:\n  - host: {}\n    http:\n      paths:\n      - {{path: /a, pathType: Prefix, backend: {{service: {{name: a, port: {{number: 80}}}}}}}}\n      - {{path: /b, pathType: Prefix, backend: {{service: {{name: b, port: {{number: 80}}}}}}}}\n      - {{path: /c, pathType: Prefix, backend: {{service: {{name: c, port: {{number: 80}}}}}}}}\n",
+            name(i),
+            host(i)
+        ));
+    }
+    let mut snap = clb_test_support::snapshot(&s);
+    snap.limits.rules_per_listener = 13;
+    snap
+}
+
+/// Shard of each host as the build placed it.
+fn shards_of(out: &clb_ingress::model::BuildOutput) -> BTreeMap<String, u32> {
+    out.placement.get("clb").cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_host_keeps_its_shard_and_new_hosts_take_the_lowest_shard_with_room() {
+    let fresh = clb_ingress::model::build(&model_world("", &[0, 1, 2], None));
+    let placed = shards_of(&fresh);
+    assert_eq!(placed[&host(0)], 0);
+    assert_eq!(placed[&host(1)], 0);
+    assert_eq!(placed[&host(2)], 1);
+    assert!(fresh.problems.is_empty(), "{:?}", fresh.problems);
+    // Host 0 went away; the CLBs serve host 1 on shard 0 and host 2 on shard 1. A new host 3
+    // joins shard 0 (room for one), host 2 stays on shard 1 although shard 0 could take it.
+    let mut snap = model_world("", &[1, 2, 3], None);
+    snap.placement = fresh.placement.clone();
+    let again = clb_ingress::model::build(&snap);
+    let placed = shards_of(&again);
+    assert_eq!(placed[&host(1)], 0);
+    assert_eq!(placed[&host(2)], 1);
+    assert_eq!(placed[&host(3)], 0);
+    assert_eq!(again.stacks.len(), 2);
+}
+
+#[test]
+fn past_max_load_balancers_only_the_newest_ingress_is_parked_with_a_warning_naming_the_limit() {
+    let out = clb_ingress::model::build(&model_world(
+        ", maxLoadBalancers: 2",
+        &[0, 1, 2, 3, 4],
+        None,
+    ));
+    assert_eq!(out.stacks.len(), 2);
+    let parked: Vec<String> = out.problems.iter().map(|p| p.object.name.clone()).collect();
+    assert_eq!(parked, vec![name(4)]);
+    assert!(
+        out.problems[0].message.contains("maxLoadBalancers (2)"),
+        "{}",
+        out.problems[0].message
+    );
+}
+
+#[test]
+fn an_ingress_with_a_default_backend_lives_on_shard_zero() {
+    // Host 2's Ingress has the class's catch-all: it takes shard 0 (whose hosts then also get
+    // the default backend's `/` rule, 7 rules each, so one per shard).
+    let out = clb_ingress::model::build(&model_world("", &[0, 1, 2], Some(2)));
+    let placed = shards_of(&out);
+    assert_eq!(placed[&host(2)], 0);
+    assert_ne!(placed[&host(0)], 0);
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+}

@@ -389,3 +389,41 @@ fn an_ingress_with_a_default_backend_lives_on_shard_zero() {
     assert_ne!(placed[&host(0)], 0);
     assert!(out.problems.is_empty(), "{:?}", out.problems);
 }
+
+#[test]
+fn plan_shows_which_shard_each_host_is_placed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sharded.yaml");
+    std::fs::write(&file, manifests()).unwrap();
+    let plan = clb_test_support::emulator::plan_json(&[&file]);
+    let placement = &plan["placement"]["clb"];
+    for i in 0..INGRESSES {
+        assert_eq!(
+            placement[host(i)],
+            (i / HOSTS_PER_SHARD) as u64,
+            "{}",
+            host(i)
+        );
+    }
+    let stacks: Vec<&str> = plan["stacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["desired"]["stack"].as_str().unwrap())
+        .collect();
+    assert_eq!(stacks.len(), INGRESSES.div_ceil(HOSTS_PER_SHARD));
+    assert!(
+        stacks.contains(&"class:clb") && stacks.contains(&"class:clb#7"),
+        "{stacks:?}"
+    );
+    let table = clb_test_support::emulator::command()
+        .args(["plan", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("shard 7 of class clb; hosts: h56.shard.test, h57.shard.test, h58.shard.test, h59.shard.test"),
+        "{table}"
+    );
+}

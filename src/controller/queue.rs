@@ -320,7 +320,9 @@ impl Controller {
             .placed()
             .map(|((ns, name), _)| (ns.to_string(), name.to_string()))
             .collect();
-        let full_work = full.then(|| FullWork {
+        // Pruning needs every stack the cluster wants: without the shard placement, the shard
+        // stacks this build made may not be the ones the CLBs are, so nothing is pruned then.
+        let full_work = (full && placement_known).then(|| FullWork {
             wanted: index
                 .stack_ids()
                 .chain(index.frozen_ids())

@@ -427,3 +427,20 @@ fn plan_shows_which_shard_each_host_is_placed_on() {
         "{table}"
     );
 }
+
+#[test]
+fn a_host_too_big_for_any_clb_is_parked_without_opening_a_clb() {
+    let mut snap = model_world("", &[0], None);
+    // 6 rules per listener: the host's 6 rules and the catch-all domain's one cannot fit.
+    snap.limits.rules_per_listener = 6;
+    let out = clb_ingress::model::build(&snap);
+    assert!(out.stacks.is_empty());
+    assert_eq!(out.problems.len(), 1);
+    assert!(
+        out.problems[0]
+            .message
+            .contains("need 7 CLB rules on a listener; at most 6"),
+        "{}",
+        out.problems[0].message
+    );
+}

@@ -210,8 +210,13 @@ pub(super) fn shard_class<'a>(
                 })
         };
         let Some(s) = chosen else {
-            let alone = cost(1).max(if u.catch_all { base0 + cost(0) } else { 0 });
-            let message = if alone + 1 > cap {
+            // The rules the unit needs on a shard of its own (with that shard's catch-all).
+            let alone = if u.catch_all {
+                base0 + cost(0)
+            } else {
+                base(1) + cost(1)
+            };
+            let message = if alone > cap {
                 format!(
                     "its hosts need {alone} CLB rules on a listener; at most {cap} are allowed (each Prefix path takes two), so no CLB of class {class} can hold them"
                 )

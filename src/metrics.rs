@@ -3,6 +3,7 @@
 //! and stack ids, which are bounded by the number of CLBs and removed with [`Metrics::forget_stack`]).
 //! `docs/metrics.md` lists every family with example queries.
 
+mod listeners;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -111,6 +112,8 @@ pub struct Metrics {
     leader_transitions: IntCounter,
     certificate_expiry: IntGaugeVec,
     event_to_live: Histogram,
+    /// Rules used versus quota per listener.
+    pub listener_rules: listeners::ListenerRules,
 }
 
 /// Metric family names, without the namespace prefix.
@@ -397,6 +400,7 @@ impl Metrics {
                 EVENT_TO_LIVE_BUCKETS,
             ))
         })?;
+        let listener_rules = listeners::ListenerRules::register(r)?;
         // The standard process_* families (CPU seconds, resident and virtual memory, open and
         // maximum file descriptors, start time, threads), read from /proc at each scrape.
         #[cfg(target_os = "linux")]
@@ -433,6 +437,7 @@ impl Metrics {
             leader_transitions,
             certificate_expiry,
             event_to_live,
+            listener_rules,
         })
     }
 
@@ -482,6 +487,7 @@ impl Metrics {
         // Err only means the series did not exist, which is what we want.
         let _ = self.stack_last_success.remove_label_values(&[stack]);
         let _ = self.pending_changes.remove_label_values(&[stack]);
+        self.listener_rules.forget(stack);
     }
 
     /// Replaces the current problem counts: listed reasons get their (summed) count, reasons

@@ -35,6 +35,10 @@ pub struct RunArgs {
     /// Drift resync period in seconds (each resync costs about 3-4 read calls per CLB).
     #[arg(long, default_value_t = defaults::DEFAULT_RESYNC_SECS)]
     pub resync_seconds: u64,
+    /// Read the account's CLB quotas (DescribeQuota: rules per listener, listeners per CLB,
+    /// targets per rule) again this often, besides at the start of every resync.
+    #[arg(long, default_value_t = defaults::DEFAULT_QUOTA_REFRESH_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub quota_refresh_seconds: u64,
     /// Coalesce bursts of events for this long before reconciling.
     #[arg(long, default_value_t = defaults::DEFAULT_DEBOUNCE_MS)]
     pub debounce_ms: u64,
@@ -103,6 +107,7 @@ impl RunArgs {
             debounce: Duration::from_millis(self.debounce_ms),
             concurrency: self.concurrency,
             endpoint_grace: Duration::from_secs(self.endpoint_grace_seconds),
+            quota_refresh: Duration::from_secs(self.quota_refresh_seconds),
             watch_nodes: !self.no_node_watch,
             readiness_gates: !self.no_readiness_gates,
             tke_service_configs: self.tke_service_configs,
@@ -179,6 +184,12 @@ impl Hooks for MetricsHooks {
     }
     fn readiness_gate_set(&self) {
         self.0.readiness_gate_set();
+    }
+    fn listener_rules(&self, stack: &StackId, listeners: &[(String, usize)]) {
+        self.0.listener_rules.set(&stack.to_string(), listeners);
+    }
+    fn rule_quota(&self, rules_per_listener: usize) {
+        self.0.listener_rules.set_quota(rules_per_listener);
     }
 }
 

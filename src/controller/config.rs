@@ -5,6 +5,8 @@ use std::time::Duration;
 
 pub const DEFAULT_DEBOUNCE_MS: u64 = 50;
 pub const DEFAULT_RESYNC_SECS: u64 = 300;
+/// How often the account's CLB quotas (DescribeQuota) are read again besides every resync.
+pub const DEFAULT_QUOTA_REFRESH_SECS: u64 = 600;
 pub const DEFAULT_CONCURRENCY: usize = 32;
 /// Seconds a Service whose endpoints dropped to none keeps its last endpoints on the CLB.
 pub const DEFAULT_ENDPOINT_GRACE_SECS: u64 = 30;
@@ -53,6 +55,9 @@ pub struct ControllerConfig {
     /// Watch pods labelled `clb-ingress.io/readiness-gate=true` and set their readiness gate
     /// condition once their target is healthy (needs pods get/list/watch and pods/status patch).
     pub readiness_gates: bool,
+    /// How often the account's CLB quotas are read again (DescribeQuota); a change requeues
+    /// every stack. They are also read at the start of every resync.
+    pub quota_refresh: Duration,
 }
 
 /// Where and how the leader-election Lease is held.
@@ -94,6 +99,7 @@ impl ControllerConfig {
             certificate_gc_grace: Some(super::certgc::DEFAULT_GRACE),
             endpoint_grace: DEFAULT_ENDPOINT_GRACE,
             readiness_gates: true,
+            quota_refresh: Duration::from_secs(DEFAULT_QUOTA_REFRESH_SECS),
         }
     }
 }

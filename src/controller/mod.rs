@@ -100,6 +100,11 @@ pub trait Hooks: Send + Sync {
     fn endpoints_draining(&self, _n: usize) {}
     /// A pod's readiness gate condition was set True.
     fn readiness_gate_set(&self) {}
+    /// The rules on each listener (`PROTOCOL:PORT`) of `stack`'s CLB after a successful
+    /// reconcile.
+    fn listener_rules(&self, _stack: &StackId, _listeners: &[(String, usize)]) {}
+    /// The account's rules-per-listener quota in use.
+    fn rule_quota(&self, _rules_per_listener: usize) {}
 }
 
 /// Hooks that do nothing.
@@ -249,6 +254,10 @@ pub async fn run(
     let mut was_leader = false;
     let mut resync = tokio::time::interval(config.resync.max(Duration::from_secs(1)));
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut quota_refresh = tokio::time::interval(config.quota_refresh.max(Duration::from_secs(1)));
+    quota_refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first tick is now: the first sweep reads the quotas anyway.
+    quota_refresh.reset();
     let mut pending: BTreeSet<Dirty> = BTreeSet::new();
     // Passes being prepared (at most `queue::MAX_EVENT_PASSES`); their jobs go to `workers`.
     let mut passes: tokio::task::JoinSet<queue::Prepared> = tokio::task::JoinSet::new();
@@ -309,6 +318,17 @@ pub async fn run(
                 if leader && !busy {
                     debug!("drift resync");
                     sweep = Some(start_sweep(queue::RESYNC_CONCURRENCY));
+                }
+            }
+            _ = quota_refresh.tick() => {
+                if leader {
+                    // Quotas raised (or lowered) between resyncs: rebuild every stack with them.
+                    let ctl = ctl.clone();
+                    tokio::spawn(async move {
+                        if ctl.refresh_quotas().await {
+                            let _ = ctl.tx.send(Dirty::All);
+                        }
+                    });
                 }
             }
             d = rx.recv() => {

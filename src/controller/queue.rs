@@ -380,7 +380,9 @@ impl Controller {
             .placed()
             .map(|((ns, name), _)| (ns.to_string(), name.to_string()))
             .collect();
-        let full_work = full.then(|| FullWork {
+        // Pruning needs every stack the cluster wants: without the shard placement, the shard
+        // stacks this build made may not be the ones the CLBs are, so nothing is pruned then.
+        let full_work = (full && placement_known).then(|| FullWork {
             wanted: index
                 .stack_ids()
                 .chain(index.frozen_ids())
@@ -497,21 +499,33 @@ impl Controller {
         total
     }
 
+    /// Read the account's quotas (DescribeQuota) and use them from now on; true when they
+    /// changed. A failed read keeps the quotas in use.
+    pub async fn refresh_quotas(&self) -> bool {
+        match self.deployer.limits().await {
+            Ok(limits) => {
+                self.hooks.rule_quota(limits.rules_per_listener);
+                let changed = self.snapshots.set_limits(limits);
+                if changed {
+                    tracing::info!(?limits, "CLB quotas (DescribeQuota)");
+                }
+                changed
+            }
+            Err(e) => {
+                debug!(
+                    error = %super::error::describe(&e),
+                    "DescribeQuota failed; keeping the quotas in use"
+                );
+                false
+            }
+        }
+    }
+
     /// A full pass (the first one when leading, then the drift resyncs): every stack,
     /// `concurrency` at a time, then pruning and finalizer release.
     pub async fn sweep(self: Arc<Self>, concurrency: usize) {
         // The account's quotas can be raised at any time: re-read them on every sweep.
-        match self.deployer.limits().await {
-            Ok(limits) => {
-                if self.snapshots.set_limits(limits) {
-                    tracing::info!(?limits, "CLB quotas (DescribeQuota)");
-                }
-            }
-            Err(e) => debug!(
-                error = %super::error::describe(&e),
-                "DescribeQuota failed; keeping the quotas in use"
-            ),
-        }
+        self.refresh_quotas().await;
         let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
         // What the certificate GC needs, taken before the jobs are consumed (only when it runs).
         let cert_gc = self.config.certificate_gc_grace.map(|grace| {

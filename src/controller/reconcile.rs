@@ -249,6 +249,15 @@ impl Controller {
             return;
         }
         if let (Ok(_), Some(d)) = (&result, desired.as_ref()) {
+            let rules: Vec<(String, usize)> = d
+                .listeners
+                .iter()
+                .map(|l| {
+                    let n = l.domains.iter().map(|dom| dom.rules.len()).sum();
+                    (format!("{}:{}", l.protocol.as_str(), l.port), n)
+                })
+                .collect();
+            self.hooks.listener_rules(id, &rules);
             let n = self.snapshots.drop_uploaded_keys(d).await;
             if n > 0 {
                 debug!(keys = n, "private keys dropped from memory after upload");

@@ -10,9 +10,9 @@
 //!   per listener.
 //! - Placement is sticky: a unit whose hosts a shard already serves (`Snapshot::placement`,
 //!   read from the CLBs or remembered from the last build) stays there while it fits. Sticky
-//!   units are placed first, oldest first; then new units, oldest first, on the lowest shard
-//!   with room, opening the lowest free shard number while the class has fewer than
-//!   `maxLoadBalancers` CLBs. What fits nowhere is parked with a Warning.
+//!   units are placed first, oldest first; then new units (catch-alls first), oldest first, on
+//!   the lowest shard with room, opening the lowest free shard number while the class has
+//!   fewer than `maxLoadBalancers` CLBs. What fits nowhere is parked with a Warning.
 
 use super::*;
 use std::collections::BTreeSet;
@@ -174,12 +174,13 @@ pub(super) fn shard_class<'a>(
             })
             .min()
     };
-    // Sticky units first, then new ones; each group oldest first (by its oldest member).
-    let mut order: Vec<(bool, usize, Option<u32>)> = units
+    // Sticky units first, then new ones (those that must be on shard 0 first, so that new
+    // hosts do not take its room); each group oldest first (by its oldest member).
+    let mut order: Vec<(bool, bool, usize, Option<u32>)> = units
         .iter()
         .map(|(&root, u)| {
             let sticky = if u.catch_all { None } else { sticky_of(u) };
-            (sticky.is_none(), root, sticky)
+            (sticky.is_none(), !u.catch_all, root, sticky)
         })
         .collect();
     order.sort_unstable();
@@ -188,7 +189,7 @@ pub(super) fn shard_class<'a>(
     let mut assigned: Vec<Option<u32>> = vec![None; members.len()];
     let mut placement = BTreeMap::new();
     let mut problems = Vec::new();
-    for (_, root, sticky) in order {
+    for (_, _, root, sticky) in order {
         let u = &units[&root];
         let cost = |s: u32| if s == 0 { u.cost_with_default } else { u.cost };
         let fits = |used: &BTreeMap<u32, usize>, s: u32| {
@@ -209,8 +210,13 @@ pub(super) fn shard_class<'a>(
                 })
         };
         let Some(s) = chosen else {
-            let alone = cost(1).max(if u.catch_all { base0 + cost(0) } else { 0 });
-            let message = if alone + 1 > cap {
+            // The rules the unit needs on a shard of its own (with that shard's catch-all).
+            let alone = if u.catch_all {
+                base0 + cost(0)
+            } else {
+                base(1) + cost(1)
+            };
+            let message = if alone > cap {
                 format!(
                     "its hosts need {alone} CLB rules on a listener; at most {cap} are allowed (each Prefix path takes two), so no CLB of class {class} can hold them"
                 )

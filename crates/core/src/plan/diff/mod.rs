@@ -32,6 +32,9 @@ struct Phases {
     register: Vec<RuleTarget>,
     reweight: Vec<RuleTarget>,
     deregister: Vec<RuleTarget>,
+    /// Rules of domains leaving a listener that also gets new rules: deleted before the new
+    /// rules are created, to make room under the rules-per-listener quota.
+    early_rule_deletes: Vec<Change>,
     rule_deletes: Vec<Change>,
 }
 
@@ -78,7 +81,9 @@ pub fn diff(
 
 impl Phases {
     /// Append the changes in dependency order. Everything that can be created before
-    /// something is deleted is: new listeners, rules, domain attributes and targets first; then,
+    /// something is deleted is (but the rules of domains leaving a listener that gets new rules,
+    /// deleted first to make room under the quota): new listeners, rules, domain attributes and
+    /// targets first; then,
     /// only if a listener changes protocol on its port, the old listener is deleted and its
     /// replacement created, filled and given its targets at once; then redirects, weights,
     /// deregistrations and deletes.
@@ -110,6 +115,7 @@ impl Phases {
             self.register.into_iter().partition(|t| late(&t.listener));
         changes.extend(listeners);
         changes.extend(self.sni);
+        changes.extend(self.early_rule_deletes);
         changes.extend(rules);
         changes.extend(self.url_mods);
         changes.extend(self.setting_mods);

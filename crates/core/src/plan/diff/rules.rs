@@ -171,7 +171,8 @@ pub(super) fn diff_rules<'d>(
             }
         }
     }
-    if !new_rules.is_empty() {
+    let creates = !new_rules.is_empty();
+    if creates {
         // The default domain's rules first, so CLB never picks another domain as default.
         new_rules.sort_by_key(|n| !n.default_server);
         phases.rule_creates.push(Change::CreateRules {
@@ -179,17 +180,45 @@ pub(super) fn diff_rules<'d>(
             rules: new_rules,
         });
     }
-    let dels: Vec<(String, String, String)> = stale
+    // Rules of domains that leave the listener altogether (their hosts are gone from it, or
+    // moved to another shard) are deleted before anything is created: they make room under the
+    // rules-per-listener quota, so a nearly full listener never answers LimitExceeded for the
+    // new rules. No host that stays loses anything by it. Everything else stale (rules of
+    // staying domains, the default domain) goes last, after its replacement serves.
+    // A host that stays under another domain form (regex <-> native wildcard) is not leaving.
+    let staying_hosts: FxHashSet<String> = dl
+        .domains
+        .iter()
+        .flat_map(|d| {
+            [
+                d.host.clone(),
+                crate::model::translate::HostKey::from_host(Some(&d.host)).clb_domain(),
+            ]
+        })
+        .collect();
+    let departs = |domain: &str| {
+        !dl.domains.iter().any(|d| d.domain == domain)
+            && !staying_hosts.contains(domain)
+            && !obs_rules
+                .iter()
+                .any(|r| r.domain == domain && r.default_server)
+    };
+    let (early, late): (Vec<&ObservedRule>, Vec<&ObservedRule>) = stale
         .values()
         .flatten()
-        .map(|r| (r.location_id.clone(), r.domain.clone(), r.url.clone()))
-        .collect();
-    if !dels.is_empty() {
-        phases.rule_deletes.push(Change::DeleteRules {
+        .copied()
+        .partition(|r| creates && departs(&r.domain));
+    let as_change = |rules: Vec<&ObservedRule>| {
+        (!rules.is_empty()).then(|| Change::DeleteRules {
             listener: listener_id.clone(),
-            rules: dels,
-        });
-    }
+            rules: rules
+                .into_iter()
+                .map(|r| (r.location_id.clone(), r.domain.clone(), r.url.clone()))
+                .collect(),
+        })
+    };
+    phases.early_rule_deletes.extend(as_change(early));
+    phases.rule_deletes.extend(as_change(late));
 }
 
 /// One `ModifyRule` when an existing rule's backend settings differ from the wanted ones.

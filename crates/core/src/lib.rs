@@ -6,6 +6,7 @@
 //! `tests/core_purity.rs` fails the build if such a dependency is added.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod crd;
 pub mod manifests;
 pub mod matching;

@@ -8,9 +8,11 @@
 
 use clb_test_support::cluster;
 
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::IngressClass;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::de::DeserializeOwned;
@@ -108,7 +110,26 @@ fn render(values: Value) -> Rendered {
     Rendered { out }
 }
 
+/// The cluster id every render gets unless the values name one (it is required).
+const CLUSTER_ID: &str = "cls-test0001";
+
+/// `values` with [`CLUSTER_ID`] when they set no `controller.clusterId`.
+fn with_cluster_id(mut values: Value) -> Value {
+    if values["controller"]["clusterId"].is_null() {
+        if !values["controller"].is_object() {
+            values["controller"] = json!({});
+        }
+        values["controller"]["clusterId"] = json!(CLUSTER_ID);
+    }
+    values
+}
+
 fn try_render(values: Value) -> Value {
+    try_render_exact(with_cluster_id(values))
+}
+
+/// Render `values` as given.
+fn try_render_exact(values: Value) -> Value {
     let mut child = Command::new(python())
         .arg(format!("{ROOT}/tests/helm/render.py"))
         .stdin(Stdio::piped())
@@ -199,6 +220,82 @@ fn service_monitor_check(r: &Rendered, sm: &Value) -> Vec<String> {
     errs
 }
 
+/// Kinds of operators' CRDs (prometheus-operator, cert-manager): no schema here; checked by
+/// hand below.
+const OPERATOR_KINDS: [&str; 4] = ["ServiceMonitor", "PrometheusRule", "Certificate", "Issuer"];
+
+/// A PrometheusRule: every rule has a name (`alert` or `record`) and an `expr`, and only
+/// prometheus-operator Rule fields.
+fn prometheus_rule_check(rule: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    let Some(groups) = rule["spec"]["groups"].as_array() else {
+        return vec!["no spec.groups".into()];
+    };
+    for g in groups {
+        for r in g["rules"].as_array().into_iter().flatten() {
+            let named = r["alert"].is_string() != r["record"].is_string();
+            if !named || !r["expr"].is_string() {
+                errs.push(format!("rule without a name or expr: {r}"));
+            }
+            for k in r.as_object().unwrap().keys() {
+                if ![
+                    "alert",
+                    "record",
+                    "expr",
+                    "for",
+                    "labels",
+                    "annotations",
+                    "keep_firing_for",
+                ]
+                .contains(&k.as_str())
+                {
+                    errs.push(format!("unknown rule field {k}"));
+                }
+            }
+        }
+    }
+    errs
+}
+
+/// cert-manager objects: a Certificate writes the Secret the Deployment mounts, for the
+/// webhook Service's names, from an Issuer that exists (or one named by the user).
+fn cert_manager_check(r: &Rendered, obj: &Value) -> Vec<String> {
+    let mut errs = Vec::new();
+    if obj["kind"] == "Issuer" {
+        if obj["spec"].as_object().is_none_or(|s| s.len() != 1) {
+            errs.push(format!("an Issuer has exactly one type: {}", obj["spec"]));
+        }
+        return errs;
+    }
+    let secret = obj["spec"]["secretName"].as_str().unwrap_or_default();
+    let mounted = r.one("Deployment")["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v["secret"]["secretName"] == secret);
+    if !mounted {
+        errs.push(format!("Secret {secret} is not mounted"));
+    }
+    let issuer = &obj["spec"]["issuerRef"];
+    if issuer["name"].as_str().is_none_or(str::is_empty) {
+        errs.push("no issuerRef.name".into());
+    }
+    for k in obj["spec"].as_object().unwrap().keys() {
+        if ![
+            "secretName",
+            "dnsNames",
+            "issuerRef",
+            "duration",
+            "renewBefore",
+        ]
+        .contains(&k.as_str())
+        {
+            errs.push(format!("unexpected Certificate field {k}"));
+        }
+    }
+    errs
+}
+
 /// Both validations of every object; panics listing every problem.
 fn assert_all_valid(r: &Rendered) {
     let mut problems = Vec::new();
@@ -207,7 +304,7 @@ fn assert_all_valid(r: &Rendered) {
         for e in v["errors"].as_array().unwrap() {
             problems.push(format!("{what}: schema {}: {e}", v["schema"]));
         }
-        if v["schema"] == "none" && v["kind"] != "ServiceMonitor" {
+        if v["schema"] == "none" && !OPERATOR_KINDS.contains(&v["kind"].as_str().unwrap_or("")) {
             problems.push(format!("{what}: no schema to validate against"));
         }
     }
@@ -231,6 +328,13 @@ fn assert_all_valid(r: &Rendered) {
                 typed_check::<clb_ingress::crd::ClbClassParameters>(obj)
             }
             ("monitoring.coreos.com/v1", "ServiceMonitor") => service_monitor_check(r, obj),
+            ("monitoring.coreos.com/v1", "PrometheusRule") => prometheus_rule_check(obj),
+            ("cert-manager.io/v1", "Certificate" | "Issuer") => cert_manager_check(r, obj),
+            ("networking.k8s.io/v1", "NetworkPolicy") => typed_check::<NetworkPolicy>(obj),
+            ("v1", "Secret") => typed_check::<Secret>(obj),
+            ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration") => {
+                typed_check::<ValidatingWebhookConfiguration>(obj)
+            }
             (a, k) => vec![format!("unexpected kind {a} {k}")],
         };
         for e in errs {
@@ -243,7 +347,11 @@ fn assert_all_valid(r: &Rendered) {
         // ones have none.
         let cluster_scoped = matches!(
             obj["kind"].as_str().unwrap(),
-            "ClusterRole" | "ClusterRoleBinding" | "IngressClass" | "ClbClassParameters"
+            "ClusterRole"
+                | "ClusterRoleBinding"
+                | "IngressClass"
+                | "ClbClassParameters"
+                | "ValidatingWebhookConfiguration"
         );
         if cluster_scoped != obj["metadata"]["namespace"].is_null() {
             problems.push(format!(
@@ -432,15 +540,21 @@ fn default_values_render_two_leader_electing_hardened_replicas_and_every_object_
     assert_eq!(role["metadata"]["namespace"], NAMESPACE);
     assert!(r.notes().contains("ingressClassName: clb"), "{}", r.notes());
     assert!(
-        r.notes().contains("UID of Namespace kube-system"),
-        "the default cluster id is explained: {}",
+        r.notes().contains(&format!("Cluster id: {CLUSTER_ID}")),
+        "{}",
         r.notes()
     );
     assert!(
-        !r.args().iter().any(|a| a.starts_with("--cluster-id")),
-        "no --cluster-id by default: {:?}",
+        r.args().contains(&format!("--cluster-id={CLUSTER_ID}")),
+        "{:?}",
         r.args()
     );
+    assert_eq!(
+        pod.priority_class_name.as_deref(),
+        Some("system-cluster-critical")
+    );
+    assert_eq!(pod.automount_service_account_token, Some(true));
+    assert!(spec.strategy.is_none(), "Kubernetes' default strategy");
 }
 
 #[test]
@@ -762,6 +876,358 @@ fn the_values_schema_and_the_templates_refuse_unsafe_or_mistyped_values() {
             .unwrap_or_else(|| panic!("{values} rendered"));
         assert!(err.contains(message), "{err}");
     }
+}
+
+#[test]
+fn the_cluster_id_is_required_by_the_schema() {
+    // (The Deployment template also has a `required` for installs that skip the schema; Helm's
+    // render here always applies the schema first.)
+    let out = try_render_exact(json!({}));
+    assert!(
+        out["schemaError"]
+            .as_str()
+            .or(out["renderError"].as_str())
+            .unwrap_or_default()
+            .contains("/controller/clusterId"),
+        "{out}"
+    );
+    assert!(out["objects"].as_array().unwrap().is_empty());
+    for bad in ["", "-x", "has space", &"a".repeat(64)] {
+        let out = try_render_exact(json!({"controller": {"clusterId": bad}}));
+        assert!(
+            out["objects"].as_array().unwrap().is_empty(),
+            "{bad:?} accepted"
+        );
+    }
+    // No Namespace read for a default id any more.
+    let cr: ClusterRole = render(json!({})).typed("ClusterRole");
+    assert!(
+        !cr.rules
+            .unwrap()
+            .iter()
+            .any(|r| r.verbs.contains(&"get".to_string())
+                && r.resources
+                    .as_ref()
+                    .unwrap()
+                    .contains(&"namespaces".to_string())),
+        "no get on Namespaces"
+    );
+}
+
+#[test]
+fn every_operations_value_reaches_its_object_and_validates() {
+    let r = render(json!({
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "extraVolumes": [{"name": "proxy-ca", "configMap": {"name": "proxy-ca"}}],
+        "extraVolumeMounts": [{"name": "proxy-ca", "mountPath": "/etc/ssl/proxy", "readOnly": true}],
+        "controller": {"extraEnvFrom": [{"secretRef": {"name": "proxy-env"}}, {"configMapRef": {"name": "tuning"}, "prefix": "CLB_"}]},
+        "deploymentAnnotations": {"reloader.stakater.com/auto": "true"},
+        "deploymentLabels": {"team": "net"},
+        "priorityClassName": "",
+        "serviceAccount": {"automountServiceAccountToken": false},
+        "metrics": {"serviceMonitor": {"enabled": true, "namespace": "monitoring",
+            "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node"}],
+            "metricRelabelings": [{"sourceLabels": ["__name__"], "regex": "process_.*", "action": "drop"}]},
+            "prometheusRule": {"enabled": true, "namespace": "monitoring", "labels": {"release": "prom"},
+                "certificateExpiryDays": 21,
+                "additionalRules": [{"alert": "Extra", "expr": "vector(1)", "for": "5m"}]}},
+        "networkPolicy": {"enabled": true, "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+            "extraEgress": [{"ports": [{"port": 3128, "protocol": "TCP"}]}]},
+    }));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let d: Deployment = r.typed("Deployment");
+    let meta = d.metadata.clone();
+    assert_eq!(meta.labels.unwrap()["team"], "net");
+    assert_eq!(
+        meta.annotations.unwrap()["reloader.stakater.com/auto"],
+        "true"
+    );
+    let spec = d.spec.unwrap();
+    let strategy = spec.strategy.unwrap();
+    assert_eq!(strategy.type_.as_deref(), Some("RollingUpdate"));
+    assert!(strategy.rolling_update.unwrap().max_surge.is_some());
+    let pod = spec.template.spec.unwrap();
+    assert_eq!(pod.priority_class_name, None, "\"\" means none");
+    let c = &pod.containers[0];
+    let env_from = serde_json::to_value(c.env_from.clone().unwrap()).unwrap();
+    assert_eq!(env_from[0]["secretRef"]["name"], "proxy-env");
+    assert_eq!(env_from[1]["prefix"], "CLB_");
+    let mounts = c.volume_mounts.clone().unwrap();
+    let volumes = pod.volumes.clone().unwrap();
+    assert!(mounts.iter().any(|m| m.mount_path == "/etc/ssl/proxy"));
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "proxy-ca" && v.config_map.is_some())
+    );
+    // No automounted token: the chart mounts the same credentials for the controller only.
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    assert_eq!(
+        r.one("ServiceAccount")["automountServiceAccountToken"],
+        false
+    );
+    let api = mounts
+        .iter()
+        .find(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount")
+        .expect("the API credentials are mounted");
+    let projected = volumes
+        .iter()
+        .find(|v| v.name == api.name)
+        .and_then(|v| v.projected.clone())
+        .expect("a projected volume");
+    let sources = serde_json::to_value(projected.sources.unwrap()).unwrap();
+    assert_eq!(sources[0]["serviceAccountToken"]["path"], "token");
+    assert_eq!(sources[1]["configMap"]["name"], "kube-root-ca.crt");
+    assert_eq!(sources[2]["downwardAPI"]["items"][0]["path"], "namespace");
+    // ServiceMonitor in the monitoring namespace, still selecting the release's Service.
+    let sm = r.one("ServiceMonitor");
+    assert_eq!(sm["metadata"]["namespace"], "monitoring");
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["relabelings"][0]["targetLabel"],
+        "node"
+    );
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["metricRelabelings"][0]["action"],
+        "drop"
+    );
+    // The alerts, on the metrics the controller exports.
+    let rule = r.one("PrometheusRule");
+    assert_eq!(rule["metadata"]["namespace"], "monitoring");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let alerts: BTreeSet<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    assert_eq!(
+        alerts,
+        [
+            "ClbIngressCertificateExpiresSoon",
+            "ClbIngressCloudApiErrors",
+            "ClbIngressNoLeader",
+            "ClbIngressSyncFailing",
+            "ClbIngressThrottled",
+            "Extra"
+        ]
+        .into()
+    );
+    let metrics_rs = std::fs::read_to_string(format!("{ROOT}/src/metrics.rs")).unwrap();
+    let family_re = regex::Regex::new(r"clb_ingress_([a-z_]+)").unwrap();
+    for r in rules.iter().filter(|r| r["alert"] != "Extra") {
+        let expr = r["expr"].as_str().unwrap();
+        assert!(
+            expr.contains("service=\"clb-ingress-metrics\"")
+                && expr.contains("namespace=\"clb-system\""),
+            "{expr}"
+        );
+        for name in family_re.captures_iter(expr) {
+            let family = name[1].trim_end_matches("_bucket").to_string();
+            assert!(
+                metrics_rs.contains(&format!("\"{family}\"")),
+                "{expr} uses clb_ingress_{family}, which the controller does not export"
+            );
+        }
+    }
+    let expiry = rules
+        .iter()
+        .find(|r| r["alert"] == "ClbIngressCertificateExpiresSoon")
+        .unwrap();
+    assert!(
+        expiry["expr"]
+            .as_str()
+            .unwrap()
+            .contains(&(21 * 86400).to_string()),
+        "{expiry}"
+    );
+    // The NetworkPolicy: metrics from monitoring only, DNS, the API server, HTTPS, the extra rule.
+    let np: NetworkPolicy = r.typed("NetworkPolicy");
+    let np = np.spec.unwrap();
+    let ingress = serde_json::to_value(np.ingress.unwrap()).unwrap();
+    assert_eq!(
+        ingress.as_array().unwrap().len(),
+        1,
+        "no webhook port: {ingress}"
+    );
+    assert_eq!(ingress[0]["ports"][0]["port"], "metrics");
+    assert_eq!(
+        ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        "monitoring"
+    );
+    let egress = serde_json::to_string(&np.egress.unwrap()).unwrap();
+    for port in ["53", "443", "6443", "3128"] {
+        assert!(
+            egress.contains(&format!("\"port\":{port}")),
+            "{port}: {egress}"
+        );
+    }
+}
+
+#[test]
+fn the_webhook_renders_with_a_helm_generated_certificate_the_controller_can_serve() {
+    let r = render(json!({"webhook": {"enabled": true}, "networkPolicy": {"enabled": true}}));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let args = r.args();
+    for a in [
+        "--webhook-addr=0.0.0.0:9443",
+        "--webhook-cert-file=/etc/clb-ingress/webhook/tls.crt",
+        "--webhook-key-file=/etc/clb-ingress/webhook/tls.key",
+    ] {
+        assert!(args.contains(&a.to_string()), "{a} in {args:?}");
+    }
+    let secret: Secret = r.typed("Secret");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    let data = secret.data.unwrap();
+    let vwc: ValidatingWebhookConfiguration = r.typed("ValidatingWebhookConfiguration");
+    let hooks = vwc.webhooks.unwrap();
+    assert_eq!(hooks.len(), 2);
+    for h in &hooks {
+        assert_eq!(
+            h.failure_policy.as_deref(),
+            Some("Ignore"),
+            "off-safe default"
+        );
+        assert_eq!(h.side_effects, "None");
+        assert_eq!(h.admission_review_versions, ["v1"]);
+        let svc = h.client_config.service.clone().unwrap();
+        assert_eq!(svc.path.as_deref(), Some("/validate"));
+        assert_eq!(
+            h.client_config.ca_bundle.as_ref().unwrap().0,
+            data["ca.crt"].0,
+            "the API server trusts the CA that signed the serving certificate"
+        );
+        let service = r
+            .all("Service")
+            .into_iter()
+            .find(|s| s["metadata"]["name"] == svc.name.as_str())
+            .expect("the webhook Service");
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], "webhook");
+    }
+    let resources: BTreeSet<String> = hooks
+        .iter()
+        .flat_map(|h| h.rules.clone().unwrap())
+        .flat_map(|r| r.resources.unwrap())
+        .collect();
+    assert_eq!(
+        resources,
+        ["clbclassparameters", "ingresses"].map(String::from).into()
+    );
+    // The generated certificate names the Service and is served by the controller's own loader.
+    let (_, cert) = x509_parser::pem::parse_x509_pem(&data["tls.crt"].0).unwrap();
+    let cert = cert.parse_x509().unwrap();
+    let names = format!(
+        "{:?}",
+        cert.subject_alternative_name().unwrap().unwrap().value
+    );
+    assert!(
+        names.contains("clb-ingress-webhook.clb-system.svc"),
+        "{names}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &data["tls.crt"].0).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &data["tls.key"].0).unwrap();
+    clb_ingress::webhook::CertFiles::load(&dir.path().join("tls.crt"), &dir.path().join("tls.key"))
+        .expect("the controller loads the generated pair");
+    // Mounted group-readable for the controller, and reachable through the NetworkPolicy.
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.security_context.unwrap().fs_group, Some(65532));
+    let np = serde_json::to_string(r.one("NetworkPolicy")).unwrap();
+    assert!(np.contains("\"port\":\"webhook\""), "{np}");
+    assert!(r.notes().contains("Admission webhook: on"), "{}", r.notes());
+}
+
+#[test]
+fn with_cert_manager_the_webhook_certificate_and_its_ca_come_from_cert_manager() {
+    let r = render(
+        json!({"webhook": {"enabled": true, "failurePolicy": "Fail", "timeoutSeconds": 10,
+        "certManager": {"enabled": true}, "namespaceSelector": {"matchLabels": {"clb": "on"}}}}),
+    );
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    assert!(
+        !r.kinds().contains("Secret"),
+        "cert-manager writes the Secret"
+    );
+    let cert = r.one("Certificate");
+    assert_eq!(cert["spec"]["secretName"], "clb-ingress-webhook-tls");
+    assert_eq!(
+        cert["spec"]["issuerRef"]["name"],
+        r.one("Issuer")["metadata"]["name"]
+    );
+    let vwc = r.one("ValidatingWebhookConfiguration");
+    assert_eq!(
+        vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "clb-system/clb-ingress-webhook"
+    );
+    for h in vwc["webhooks"].as_array().unwrap() {
+        assert!(
+            h["clientConfig"]["caBundle"].is_null(),
+            "injected by cert-manager"
+        );
+        assert_eq!(h["failurePolicy"], "Fail");
+        assert_eq!(h["timeoutSeconds"], 10);
+    }
+    assert_eq!(
+        vwc["webhooks"][0]["namespaceSelector"]["matchLabels"]["clb"],
+        "on"
+    );
+    assert!(
+        vwc["webhooks"][1]["namespaceSelector"].is_null(),
+        "ClbClassParameters are cluster-scoped"
+    );
+    // A user's issuer: no Issuer of ours.
+    let r = render(
+        json!({"webhook": {"enabled": true, "certManager": {"enabled": true,
+        "issuerRef": {"kind": "ClusterIssuer", "name": "corp-ca"}}}}),
+    );
+    assert_all_valid(&r);
+    assert!(!r.kinds().contains("Issuer"));
+    assert_eq!(
+        r.one("Certificate")["spec"]["issuerRef"]["kind"],
+        "ClusterIssuer"
+    );
+}
+
+#[test]
+fn the_new_values_are_schema_checked_and_combinations_refused() {
+    for (values, why) in [
+        (json!({"updateStrategy": {"type": "Blue"}}), "strategy type"),
+        (
+            json!({"webhook": {"enabled": true, "failurePolicy": "Retry"}}),
+            "failurePolicy",
+        ),
+        (
+            json!({"webhook": {"enabled": true, "timeoutSeconds": 31}}),
+            "timeout",
+        ),
+        (
+            json!({"networkPolicy": {"enabled": true, "apiServerPorts": []}}),
+            "no API port",
+        ),
+        (
+            json!({"metrics": {"prometheusRule": {"enabled": true, "certificateExpiryDays": 0}}}),
+            "days",
+        ),
+        (json!({"extraVolumeMounts": [{"name": "x"}]}), "mountPath"),
+        (
+            json!({"serviceAccount": {"automountServiceAccountToken": "no"}}),
+            "boolean",
+        ),
+        (json!({"deploymentLabels": {"a": 1}}), "label value type"),
+    ] {
+        let out = try_render(values.clone());
+        assert!(
+            out["schemaError"].is_string(),
+            "{why}: {values} was accepted"
+        );
+    }
+    let out = try_render(json!({"metrics": {"prometheusRule": {"enabled": true}}}));
+    assert!(
+        out["renderError"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("needs metrics.serviceMonitor.enabled"),
+        "{out}"
+    );
 }
 
 #[test]

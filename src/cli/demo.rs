@@ -144,7 +144,7 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     .run;
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     let controller = tokio::spawn(async move {
-        super::run::serve(run_args, move |a| {
+        super::run::serve(run_args, move |a, _| {
             let _ = addr_tx.send(a);
         })
         .await

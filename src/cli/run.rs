@@ -8,6 +8,7 @@ use crate::deploy::Deployer;
 use crate::http::{self, HttpState};
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::model::{self, StackId};
+use crate::webhook;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -90,6 +91,16 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: std::net::SocketAddr,
+    /// Serve the validating admission webhook (HTTPS, path /validate) on this address
+    /// (default: off). Needs --webhook-cert-file and --webhook-key-file.
+    #[arg(long, requires_all = ["webhook_cert_file", "webhook_key_file"])]
+    pub webhook_addr: Option<std::net::SocketAddr>,
+    /// PEM certificate (chain) of the webhook; re-read when it changes.
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_cert_file: Option<PathBuf>,
+    /// PEM private key of the webhook; re-read when it changes.
+    #[arg(long, requires = "webhook_addr")]
+    pub webhook_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub cloud: CloudArgs,
 }
@@ -197,8 +208,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(args, |addr| {
-        println!("clb-ingress operations endpoint on http://{addr} (/metrics /healthz /readyz)");
+    rt.block_on(serve(args, |addr, webhook| {
+        match webhook {
+            Some(w) => println!(
+                "clb-ingress operations endpoint on http://{addr} (/metrics /healthz /readyz), admission webhook on https://{w}{}",
+                crate::webhook::PATH
+            ),
+            None => println!(
+                "clb-ingress operations endpoint on http://{addr} (/metrics /healthz /readyz)"
+            ),
+        }
     }))
 }
 
@@ -207,20 +226,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
 /// fails with an expired token.
 pub const CREDENTIALS_POLL: Duration = Duration::from_secs(2);
 
-/// The controller and its operations endpoint, until SIGTERM/Ctrl-C. `on_listen` is told the
-/// operations address once it is bound.
+/// The controller, its operations endpoint and (with `--webhook-addr`) the admission
+/// webhook, until SIGTERM/Ctrl-C. `on_listen` is told the operations address and the
+/// webhook's once they are bound.
 pub async fn serve(
     args: RunArgs,
-    on_listen: impl FnOnce(std::net::SocketAddr),
+    on_listen: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
 ) -> anyhow::Result<i32> {
     let metrics = Arc::new(Metrics::with_version(env!("CARGO_PKG_VERSION"))?);
     let state = HttpState::new(metrics.clone(), args.leader_elect);
+    let webhook = match (
+        args.webhook_addr,
+        &args.webhook_cert_file,
+        &args.webhook_key_file,
+    ) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let certs = Arc::new(webhook::CertFiles::load(cert, key)?);
+            let (listener, bound) = webhook::bind(addr).await?;
+            Some((listener, bound, certs))
+        }
+        _ => None,
+    };
     let (listener, addr) = http::bind(args.metrics_addr).await?;
-    on_listen(addr);
+    on_listen(addr, webhook.as_ref().map(|w| w.1));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve_listener(listener, state.clone(), async move {
         let _ = stop_rx.await;
     }));
+    let admission: Option<webhook::ViewSlot> = webhook.as_ref().map(|_| Default::default());
+    let (webhook_stop_tx, webhook_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let webhook_server = webhook.map(|(listener, bound, certs)| {
+        tracing::info!(addr = %bound, "admission webhook listening");
+        tokio::spawn(webhook::serve(
+            listener,
+            certs,
+            admission.clone().unwrap_or_default(),
+            async move {
+                let _ = webhook_stop_rx.await;
+            },
+        ))
+    });
     let observer: Arc<dyn crate::clb::observe::ClbObserver> = metrics.clone();
     // Without leader election this replica is the only writer; with it, every CLB write first
     // asks the fence, which only the elector opens, while the Lease is provably held.
@@ -253,6 +298,7 @@ pub async fn serve(
             hooks,
             Arc::new(move |r| ready_state.set_synced(r)),
             fence,
+            admission,
         )
         .await?;
         anyhow::Ok(0)
@@ -263,5 +309,9 @@ pub async fn serve(
     }
     let _ = stop_tx.send(());
     let _ = server.await;
+    let _ = webhook_stop_tx.send(());
+    if let Some(w) = webhook_server {
+        let _ = w.await;
+    }
     result
 }

@@ -201,10 +201,23 @@ impl Controller {
     }
 }
 
+impl crate::webhook::ClusterView for Controller {
+    fn snapshot_with(
+        &self,
+        candidate: &k8s_openapi::api::networking::v1::Ingress,
+    ) -> Option<crate::model::Snapshot> {
+        self.snapshots.admission_snapshot(candidate)
+    }
+    fn secret_exists(&self, namespace: &str, name: &str) -> bool {
+        self.snapshots.secret_exists(namespace, name)
+    }
+}
+
 /// Run the controller until SIGTERM/Ctrl-C: `client` reads and writes Kubernetes, `deployer`
 /// the CLBs; `ready` is told when the caches have synced and when the controller stops.
 /// With leader election, `fence` must be the write gate of the deployer's CLB client: the
-/// elector keeps it open only while this replica provably holds the Lease.
+/// elector keeps it open only while this replica provably holds the Lease. `admission` gets
+/// the watch caches once they have synced (the admission webhook's view of the cluster).
 pub async fn run(
     config: ControllerConfig,
     client: Client,
@@ -212,6 +225,7 @@ pub async fn run(
     hooks: Arc<dyn Hooks>,
     ready: Arc<dyn Fn(bool) + Send + Sync>,
     fence: Arc<lease::Fence>,
+    admission: Option<crate::webhook::ViewSlot>,
 ) -> Result<(), ControllerError> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let ctl = Arc::new(Controller::new(
@@ -248,6 +262,11 @@ pub async fn run(
         _ = &mut shutdown => return Ok(()),
     }
     info!(identity = ctl.identity(), "caches synced");
+    if let Some(slot) = &admission {
+        // The admission webhook checks objects against the caches from now on.
+        let view: Arc<dyn crate::webhook::ClusterView> = ctl.clone();
+        let _ = slot.set(view);
+    }
     hooks.synced();
     ready(true);
     let mut leader_rx = leader_rx;

@@ -42,6 +42,7 @@ pub struct Snapshots {
     cluster_id: String,
     controller_name: String,
     ingress_class: Option<String>,
+    watch_namespace: Option<String>,
     /// Secret data keyed by (namespace, name) (see [`CachedSecret`]).
     secrets: Mutex<HashMap<Key, CachedSecret>>,
     /// The last non-empty endpoints of each Service.
@@ -113,6 +114,7 @@ impl Snapshots {
             cluster_id: config.cluster_id.clone(),
             controller_name: config.controller_name.clone(),
             ingress_class: config.ingress_class.clone(),
+            watch_namespace: config.watch_namespace.clone(),
             secrets: Mutex::default(),
             grace: std::sync::Mutex::new(EndpointGrace::new(config.endpoint_grace)),
             drain: std::sync::Mutex::default(),
@@ -208,19 +210,7 @@ impl Snapshots {
     /// A snapshot of `ingresses` (those being deleted left out) and everything from the caches;
     /// Secrets referenced by Ingresses are read on demand.
     pub async fn build(&self, ingresses: &[Arc<Ingress>]) -> Built {
-        let mut snap = self.empty();
-        snap.ingress_classes = clone_all(self.stores.classes.state());
-        if let Some(only) = &self.ingress_class {
-            snap.ingress_classes
-                .retain(|c| c.metadata.name.as_deref() == Some(only.as_str()));
-        }
-        snap.class_params = clone_all(self.stores.params.state());
-        snap.backend_configs = clone_all(self.stores.backend_configs.state());
-        snap.tke_service_configs = self
-            .stores
-            .tke_configs
-            .as_ref()
-            .map(|s| clone_all(s.state()));
+        let mut snap = self.classes_and_namespaces();
         snap.ingresses = ingresses
             .iter()
             .filter(|i| i.metadata.deletion_timestamp.is_none())
@@ -260,16 +250,6 @@ impl Snapshots {
         if let Some(n) = &self.stores.nodes {
             snap.nodes = clone_all(n.state());
         }
-        snap.namespaces = self
-            .stores
-            .namespaces
-            .state()
-            .into_iter()
-            .map(|m| Namespace {
-                metadata: m.metadata.clone(),
-                ..Default::default()
-            })
-            .collect();
         let (secrets, dropped, errors, unreadable) = self.referenced_secrets(&snap).await;
         snap.secrets = secrets;
         snap.dropped_keys = dropped;
@@ -280,6 +260,82 @@ impl Snapshots {
             errors,
             unreadable,
         }
+    }
+
+    /// An empty snapshot with the classes (as `--ingress-class` filters them), their parameters
+    /// and the Namespaces from the caches.
+    fn classes_and_namespaces(&self) -> Snapshot {
+        let mut snap = self.empty();
+        snap.ingress_classes = clone_all(self.stores.classes.state());
+        if let Some(only) = &self.ingress_class {
+            snap.ingress_classes
+                .retain(|c| c.metadata.name.as_deref() == Some(only.as_str()));
+        }
+        snap.class_params = clone_all(self.stores.params.state());
+        snap.backend_configs = clone_all(self.stores.backend_configs.state());
+        snap.tke_service_configs = self
+            .stores
+            .tke_configs
+            .as_ref()
+            .map(|s| clone_all(s.state()));
+        snap.namespaces = self
+            .stores
+            .namespaces
+            .state()
+            .into_iter()
+            .map(|m| Namespace {
+                metadata: m.metadata.clone(),
+                ..Default::default()
+            })
+            .collect();
+        snap
+    }
+
+    /// For admission: the cached cluster with `candidate` in place of the Ingress of its name,
+    /// the Services and EndpointSlices of its namespace, and no Secret data (the caller checks
+    /// that named Secrets exist). `None` when its namespace is not watched.
+    pub fn admission_snapshot(&self, candidate: &Ingress) -> Option<Snapshot> {
+        let ns = candidate.metadata.namespace.as_deref()?;
+        if self.watch_namespace.as_deref().is_some_and(|w| w != ns) {
+            return None;
+        }
+        let name = candidate.metadata.name.as_deref();
+        let mut snap = self.classes_and_namespaces();
+        snap.ingresses = self
+            .stores
+            .ingresses
+            .state()
+            .into_iter()
+            .filter(|i| i.metadata.deletion_timestamp.is_none())
+            .filter(|i| {
+                !(i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == name)
+            })
+            .map(|i| (*i).clone())
+            .collect();
+        snap.ingresses.push(candidate.clone());
+        let in_ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+            m.namespace.as_deref() == Some(ns)
+        };
+        snap.services = clone_all(self.stores.services.state())
+            .into_iter()
+            .filter(|s| in_ns(&s.metadata))
+            .collect();
+        snap.endpoint_slices = clone_all(self.stores.slices.state())
+            .into_iter()
+            .filter(|s| in_ns(&s.metadata))
+            .collect();
+        if let Some(n) = &self.stores.nodes {
+            snap.nodes = clone_all(n.state());
+        }
+        Some(snap)
+    }
+
+    /// Does Secret `ns/name` exist in the metadata watch cache?
+    pub fn secret_exists(&self, ns: &str, name: &str) -> bool {
+        self.stores
+            .secrets
+            .get(&ObjectRef::new(name).within(ns))
+            .is_some()
     }
 
     /// The slices the endpoint grace chose, as the model takes them; reports the grace to the

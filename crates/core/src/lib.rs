@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend_config;
+pub mod admission;
 pub mod crd;
 pub mod manifests;
 pub mod matching;

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -133,6 +133,29 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    serve_with(listener, router, limits, None, shutdown).await;
+}
+
+/// [`serve`] over TLS: each connection first completes a handshake with `tls` (within the
+/// header-read timeout; a client that stalls or fails it is dropped), then is served as
+/// [`serve`] serves plain connections.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: tokio_rustls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_with(listener, router, limits, Some(tls), shutdown).await;
+}
+
+async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let router = limits.apply(router);
     let cap = limits.connection_cap();
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -151,13 +174,28 @@ pub async fn serve(
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    conns.spawn(serve_connection(
-                        stream,
-                        peer,
-                        router.clone(),
-                        limits.header_read_timeout,
-                        stop_rx.clone(),
-                    ));
+                    let (router, stop) = (router.clone(), stop_rx.clone());
+                    let timeout = limits.header_read_timeout;
+                    match tls.clone() {
+                        None => {
+                            conns.spawn(serve_connection(stream, peer, router, timeout, stop));
+                        }
+                        Some(tls) => {
+                            conns.spawn(async move {
+                                match tokio::time::timeout(timeout, tls.accept(stream)).await {
+                                    Ok(Ok(stream)) => {
+                                        serve_connection(stream, peer, router, timeout, stop).await;
+                                    }
+                                    Ok(Err(err)) => {
+                                        tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                                    }
+                                    Err(_) => {
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                    }
+                                }
+                            });
+                        }
+                    }
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "accept failed");
@@ -186,13 +224,15 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: Router,
     header_read_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -218,6 +258,7 @@ mod tests {
     use axum::routing::{get, post};
     use std::net::{Ipv4Addr, SocketAddrV4};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
     use tokio::sync::oneshot;
     use tokio::task::JoinHandle;
     use tokio::time::Instant;

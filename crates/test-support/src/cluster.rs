@@ -31,6 +31,8 @@ pub struct Controller {
     pub child: Child,
     log: PathBuf,
     pub metrics: String,
+    /// The first line the controller printed (its listening addresses).
+    pub banner: String,
 }
 
 impl Controller {
@@ -227,6 +229,7 @@ impl Env {
             child,
             log,
             metrics,
+            banner: first,
         }
     }
 

@@ -414,8 +414,8 @@ impl<'a> Index<'a> {
     }
 }
 
-/// Is this a well-formed CLB id (`lb-` and 8 lowercase letters or digits)?
-pub(super) fn is_lb_id(id: &str) -> bool {
+/// Is `id` a CLB id (`lb-` and 8 lowercase letters or digits)?
+pub fn is_lb_id(id: &str) -> bool {
     id.strip_prefix("lb-").is_some_and(|rest| {
         rest.len() == 8
             && rest

@@ -976,6 +976,53 @@ async fn with_the_health_check_on_only_targets_that_passed_it_get_traffic() {
 }
 
 #[tokio::test]
+async fn when_every_target_failed_its_health_check_requests_go_to_all_of_them() {
+    let closed = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .expect("bind")
+        .local_addr()
+        .expect("addr");
+    let mut r = rule("loc-dead", "/", vec![backend(closed, 10)]);
+    r.health = Some(HealthPlane {
+        interval: Duration::from_millis(20),
+        timeout: Duration::from_millis(15),
+        healthy_threshold: 2,
+        unhealthy_threshold: 2,
+        http_codes: 31,
+        path: "/".into(),
+        host: None,
+        get: false,
+    });
+    let cfg = one_lb(
+        "lb-dead",
+        random_vip(),
+        vec![http_listener(
+            "lbl-dead",
+            80,
+            vec![domain("a.example.com", true, vec![r])],
+        )],
+    );
+    let plane = data_plane();
+    plane.apply(cfg).await.expect("apply");
+    let addr = plane.bound_addr("lb-dead", 80).expect("bound");
+    let client = client(&["a.example.com"], addr, None);
+    let url = format!("http://a.example.com:{}/", addr.port());
+    let health = plane.health_table();
+    let start = std::time::Instant::now();
+    while health.health("loc-dead", "127.0.0.1", closed.port(), true) != Health::Dead {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never marked dead"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // CLB forwards to every target when all are unhealthy: the refused connection is a 502.
+    let response = get(&client, &url).await;
+    assert_eq!(response.status(), 502);
+    assert_eq!(header(&response, "x-clb-target"), closed.to_string());
+}
+
+#[tokio::test]
 async fn https_request_is_routed_by_host_and_proxied_with_forwarded_proto_https() {
     let pki = TestPki::new();
     let a = pki.leaf("cert-a", &["a.example.com"]);

@@ -33,8 +33,8 @@ use clb_ingress::clb::retry::RetryPolicy;
 use clb_ingress::clb::types::{
     CertificateInput, CreateListenerRequest, CreateLoadBalancerRequest, CreateRuleRequest,
     DescribeCertificatesRequest, DescribeListenersRequest, DescribeLoadBalancersRequest,
-    ModifyLoadBalancerAttributesRequest, ModifyRuleRequest, RegisterTargetsRequest, RuleInput,
-    Target, UploadCertificateRequest,
+    DescribeTargetHealthRequest, ModifyLoadBalancerAttributesRequest, ModifyRuleRequest,
+    RegisterTargetsRequest, RuleInput, Target, UploadCertificateRequest,
 };
 use clb_ingress::clb::{ClbClient, ClbError, ClientConfig, Credentials, Endpoint};
 use clb_ingress::emulator::config::{DEFAULT_REGION, DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY};
@@ -58,6 +58,9 @@ const HTTPS_PORT: u16 = 443;
 /// The pod IP target (never connected to).
 const POD_IP: &str = "10.0.0.7";
 const POD_PORT: u16 = 8080;
+/// The emulator's health-check probe interval (CLB's is seconds): a new loopback target is
+/// healthy after 3 probes.
+const PROBE_INTERVAL_MS: u64 = 20;
 /// The admin token the emulator child is started with.
 const ADMIN_TOKEN: &str = "emulator-e2e-admin-token";
 
@@ -91,6 +94,7 @@ impl Emulator {
             .args(["--port-offset", &port_offset.to_string()])
             .args(["--task-delay-ms", &TASK_DELAY_MS.to_string()])
             .args(["--seed", "7"])
+            .args(["--health-check-interval-ms", &PROBE_INTERVAL_MS.to_string()])
             .arg("--config")
             .arg(&config_path)
             .env_remove("CLB_EMULATOR_SECRET_ID")
@@ -196,8 +200,56 @@ impl Emulator {
     }
 
     /// Wait until the data plane has applied the latest configuration (every API change before
-    /// this call) and return its report.
+    /// this call) and has health-checked every target it has (none is `Unknown`: the data plane
+    /// forwards only to healthy targets), and return its report.
     async fn data_plane_settled(&self) -> Value {
+        let report = self.data_plane_applied().await;
+        self.targets_probed().await;
+        report
+    }
+
+    /// Wait until no target of any CLB is `Unknown` to the health checks.
+    async fn targets_probed(&self) {
+        let clb = self.client(RetryPolicy::default());
+        let deadline = Instant::now() + DATA_PLANE_TIMEOUT;
+        loop {
+            let ids: Vec<String> = clb
+                .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+                .await
+                .expect("DescribeLoadBalancers")
+                .into_iter()
+                .map(|lb| lb.load_balancer_id)
+                .collect();
+            if ids.is_empty() {
+                return;
+            }
+            let health = clb
+                .describe_target_health(&DescribeTargetHealthRequest {
+                    load_balancer_ids: ids,
+                    ..Default::default()
+                })
+                .await
+                .expect("DescribeTargetHealth");
+            let unknown = health
+                .iter()
+                .flat_map(|lb| &lb.listeners)
+                .flat_map(|l| &l.rules)
+                .flat_map(|r| &r.targets)
+                .any(|t| t.health_status_detail.as_deref() == Some("Unknown"));
+            if !unknown {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "targets were not health-checked in time: {health:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Wait until the data plane has applied the latest configuration (every API change before
+    /// this call) and return its report.
+    async fn data_plane_applied(&self) -> Value {
         let deadline = Instant::now() + DATA_PLANE_TIMEOUT;
         loop {
             let report = self.admin(reqwest::Method::GET, "dataplane", None).await;

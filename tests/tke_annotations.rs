@@ -1012,7 +1012,7 @@ async fn tke_annotations_without_an_equivalent_get_a_warning_saying_what_to_use_
     .await;
     let text = state["problems"].to_string();
     assert!(text.contains("bandwidthMbps"), "{text}");
-    assert!(text.contains("being built"), "{text}");
+    assert!(text.contains("drainDelaySeconds"), "{text}");
     assert!(text.contains("UnsupportedAnnotation"), "{text}");
     assert_eq!(state["synced"], true, "{state}");
 }

@@ -6,8 +6,8 @@
 //! A Deployment-style rollout (surge, no unavailability) replaces the old pods with new ones
 //! while a client sends 200 requests/s through the data plane. New pods start their server
 //! only after a start delay; old pods keep serving through a `preStop` delay after they turn
-//! terminating, then stop. The emulator probes every 500 ms, so a new target is healthy about
-//! a second after it is registered (as CLB, whose default is 5 s x 3).
+//! terminating, then stop. The emulator probes every second, so a new target is healthy about
+//! two seconds after it is registered (CLB's default: every 5 s, 3 in a row).
 //!
 //! - With the readiness gate and the drain delay, the rollout waits for the CLB and no
 //!   request fails.
@@ -42,10 +42,11 @@ const START_DELAY: Duration = Duration::from_millis(200);
 const PRE_STOP: Duration = Duration::from_millis(1500);
 /// The class's `drainDelaySeconds` in the gate-and-drain variant.
 const DRAIN_DELAY_SECONDS: u64 = 1;
-/// The emulator's probe timing for this test: healthy after 3 probes ~ 1 s.
+/// The emulator's probe timing for this test: a new target is healthy after 3 probes, ~2 s
+/// after it is registered (CLB: 5 s x 3); longer than the rollout takes without the gate.
 const PROBES: HealthTiming = HealthTiming {
-    interval: Some(Duration::from_millis(500)),
-    timeout: Some(Duration::from_millis(400)),
+    interval: Some(Duration::from_millis(1000)),
+    timeout: Some(Duration::from_millis(800)),
 };
 
 /// One pod: its echo server (None while not started or after it stopped).
@@ -346,22 +347,20 @@ async fn rollout(pods: usize, surge: usize, gate_and_drain: bool) -> (u64, u64) 
     e.ingress("shop", HOST, &[("/", "Prefix", "web")]).await;
     // Every old pod healthy and routed before the rollout starts.
     let start = Instant::now();
+    let mut seen = std::collections::BTreeMap::<(u16, String), usize>::new();
     let vip = loop {
         if let Some(vip) = e.vip("shop").await {
-            let mut seen = std::collections::BTreeSet::new();
+            seen.clear();
             for _ in 0..(pods * 20) {
-                let (status, target) = e.request(&vip, HOST, "/").await;
-                if status == 200 {
-                    seen.insert(target);
-                }
+                *seen.entry(e.request(&vip, HOST, "/").await).or_default() += 1;
             }
-            if seen.len() == pods {
+            if seen.len() == pods && seen.keys().all(|(status, _)| *status == 200) {
                 break vip;
             }
         }
         assert!(
             start.elapsed() < SLOW,
-            "the old pods were not all routed within {SLOW:?}"
+            "the old pods were not all routed within {SLOW:?}: {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };

@@ -8,7 +8,8 @@
 //! `UnHealthNum` failures in a row (and `Alive` again after `HealthNum` successes). A probe
 //! succeeds when the target answers within `TimeOut` with a status whose class is in the
 //! `HttpCode` bitmask (1 = 1xx, 2 = 2xx, 4 = 3xx, 8 = 4xx, 16 = 5xx). A rule whose check is off
-//! reports `Close` and forwards to every target with weight > 0.
+//! reports `Close` and forwards to every target with weight > 0; when every weighted target of
+//! a rule is `Dead`, CLB forwards to all of them (see the data plane's target choice).
 //!
 //! The emulator never connects to a non-loopback address, so targets outside 127.0.0.0/8 are
 //! never probed and always count as `Alive` (routing tests with pod IPs such as 10.x keep

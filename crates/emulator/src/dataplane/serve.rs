@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::listener::ListenerState;
 use super::{PlaneProtocol, RulePlane, TargetPlane};
-use crate::health::HealthTable;
+use crate::health::{Health, HealthTable};
 use clb_ingress_core::matching::clb::{ClbRoute, normalize_host, normalize_path};
 
 /// Connect timeout towards a loopback target; a failure answers 502.
@@ -183,15 +183,30 @@ impl Handler {
     }
 
     /// A weighted random choice among the rule's targets with weight > 0 that its health
-    /// check lets through (all of them with the check off).
+    /// check lets through (all of them with the check off). As CLB (214/6097): when every
+    /// weighted target was found unhealthy (`Dead`), requests go to all of them; targets still
+    /// being checked (`Unknown`) get none.
     fn choose_target<'t>(&self, rule: &'t RulePlane) -> Option<&'t TargetPlane> {
         let check = rule.health.is_some();
-        let routable = |t: &TargetPlane| {
-            self.health
-                .health(&rule.location_id, &t.ip, t.port, check)
-                .routable()
+        let health: Vec<Health> = rule
+            .targets
+            .iter()
+            .map(|t| self.health.health(&rule.location_id, &t.ip, t.port, check))
+            .collect();
+        let mut weighted = rule
+            .targets
+            .iter()
+            .zip(&health)
+            .filter(|(t, _)| t.weight > 0)
+            .peekable();
+        let all_dead = weighted.peek().is_some() && weighted.all(|(_, h)| *h == Health::Dead);
+        let eligible = || {
+            rule.targets
+                .iter()
+                .zip(&health)
+                .filter(move |(_, h)| all_dead || h.routable())
+                .map(|(t, _)| t)
         };
-        let eligible = || rule.targets.iter().filter(|t| routable(t));
         let total = total_weight(eligible());
         if total == 0 {
             return None;

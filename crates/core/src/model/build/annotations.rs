@@ -561,11 +561,11 @@ pub const TKE_REFUSED_ANNOTATIONS: [(&str, &str); 16] = [
     ),
     (
         "ingress.cloud.tencent.com/enable-grace-shutdown",
-        "TKE's per-Ingress drain switch is being built in clb-ingress; today every removed target is drained for --endpoint-grace-seconds (weight 0 first)",
+        "drain is set per IngressClass in clb-ingress: drainDelaySeconds in its ClbClassParameters keeps a terminating or removed pod target at weight 0 before deregistering it (Direct mode, docs/zero-downtime.md)",
     ),
     (
         "ingress.cloud.tencent.com/enable-grace-deletion",
-        "TKE's per-Ingress drain switch is being built in clb-ingress; today every removed target is drained for --endpoint-grace-seconds (weight 0 first)",
+        "drain is set per IngressClass in clb-ingress: drainDelaySeconds in its ClbClassParameters keeps a terminating or removed pod target at weight 0 before deregistering it (Direct mode, docs/zero-downtime.md)",
     ),
     (
         "ingress.cloud.tencent.com/enable-group",

@@ -7,4 +7,5 @@ pub mod dataplane;
 pub mod error;
 pub mod server;
 pub mod state;
+pub mod sts;
 pub mod validate;

@@ -367,7 +367,7 @@ impl Metrics {
             IntCounterVec::new(
                 opts(
                     name::CREDENTIAL_RELOADS,
-                    "Re-reads of the credentials file by trigger (Watch, AuthFailure) and outcome (Changed, Unchanged, Failed, Skipped).",
+                    "Re-reads of the credentials file and fetches of role credentials by trigger (Watch, AuthFailure, Expiry) and outcome (Changed, Unchanged, Failed, Skipped).",
                 ),
                 &["trigger", "outcome"],
             )

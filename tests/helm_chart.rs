@@ -825,6 +825,104 @@ fn credentials_mounted_as_files_reach_the_controller_as_a_credentials_file_not_a
 }
 
 #[test]
+fn each_credentials_provider_renders_its_annotations_token_volume_and_flags() {
+    const ROLE: &str = "qcs::cam::uin/100000000001:roleName/clb-ingress";
+    // TKE pod identity through the webhook: ServiceAccount annotations, no key, no volume.
+    let r = render(json!({"credentials": {"provider": "webIdentity",
+        "webIdentity": {"roleArn": ROLE}}}));
+    assert_all_valid(&r);
+    assert_consistent(&r);
+    let sa: ServiceAccount = r.typed("ServiceAccount");
+    let ann = sa.metadata.annotations.expect("annotations");
+    assert_eq!(ann["tke.cloud.tencent.com/role-arn"], ROLE);
+    assert_eq!(
+        ann["tke.cloud.tencent.com/audience"],
+        "sts.cloud.tencent.com"
+    );
+    assert_eq!(ann["tke.cloud.tencent.com/token-expiration"], "86400");
+    let args = r.args();
+    assert!(
+        args.contains(&"--credentials-provider=web-identity".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        args.contains(&"--role-duration-seconds=7200".to_string()),
+        "{args:?}"
+    );
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let env = serde_json::to_string(&pod.containers[0].env).unwrap();
+    assert!(!env.contains("TENCENTCLOUD_SECRET"), "no key: {env}");
+    assert!(pod.volumes.is_none());
+
+    // Without the webhook: the chart projects the token and passes every setting as a flag.
+    let r = render(
+        json!({"credentials": {"provider": "webIdentity", "webIdentity": {
+        "roleArn": ROLE, "podIdentityWebhook": false, "providerId": "cls-oidc"}}}),
+    );
+    assert_all_valid(&r);
+    let args = r.args();
+    for want in [
+        format!("--role-arn={ROLE}"),
+        "--oidc-provider-id=cls-oidc".to_string(),
+        "--web-identity-token-file=/var/run/secrets/tke.cloud.tencent.com/serviceaccount/token"
+            .to_string(),
+        "--sts-region=ap-guangzhou".to_string(),
+    ] {
+        assert!(args.contains(&want), "{want} in {args:?}");
+    }
+    let d: Deployment = r.typed("Deployment");
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let volume = &pod.volumes.as_ref().expect("volumes")[0];
+    let token = volume
+        .projected
+        .as_ref()
+        .expect("projected")
+        .sources
+        .as_ref()
+        .unwrap()[0]
+        .service_account_token
+        .clone()
+        .expect("serviceAccountToken");
+    assert_eq!(token.audience.as_deref(), Some("sts.cloud.tencent.com"));
+    assert_eq!(token.path, "token");
+    let mount = &pod.containers[0].volume_mounts.as_ref().expect("mounts")[0];
+    assert_eq!(mount.name, volume.name);
+    let sa: ServiceAccount = r.typed("ServiceAccount");
+    assert!(sa.metadata.annotations.is_none(), "no webhook annotations");
+
+    // The instance role needs nothing but the flag.
+    let r = render(json!({"credentials": {"provider": "instanceRole"}}));
+    assert_all_valid(&r);
+    assert!(
+        r.args()
+            .contains(&"--credentials-provider=instance-role".to_string())
+    );
+
+    // Missing settings are refused when the chart renders.
+    for (values, want) in [
+        (
+            json!({"credentials": {"provider": "webIdentity"}}),
+            "needs credentials.webIdentity.roleArn",
+        ),
+        (
+            json!({"credentials": {"provider": "webIdentity", "webIdentity": {"roleArn": ROLE,
+                "podIdentityWebhook": false}}}),
+            "needs credentials.webIdentity.providerId",
+        ),
+    ] {
+        let out = try_render(values);
+        let err = out["renderError"].as_str().unwrap_or_default();
+        assert!(err.contains(want), "{err}");
+    }
+    let out = try_render(json!({"credentials": {"provider": "role"}}));
+    assert!(
+        !out["schemaError"].is_null(),
+        "an unknown provider is refused"
+    );
+}
+
+#[test]
 fn the_values_schema_and_the_templates_refuse_unsafe_or_mistyped_values() {
     for (values, why) in [
         (json!({"replicaCount": 0}), "replicaCount >= 1"),

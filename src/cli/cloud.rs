@@ -1,6 +1,7 @@
 //! Flags that connect a subcommand to a CLB API: real Tencent Cloud or the local emulator.
 
-use crate::clb::credentials::CredentialArgs;
+use crate::clb::credentials::{ChosenCredentials, CredentialArgs};
+use crate::clb::providers::RoleProvider;
 use crate::clb::{ClbClient, ClientConfig, Credentials, Endpoint};
 use crate::deploy::Deployer;
 use anyhow::Context;
@@ -49,33 +50,37 @@ impl CloudArgs {
             },
             url => Endpoint::parse(url).with_context(|| format!("--clb-endpoint {url:?}"))?,
         };
-        let none_given = self.credentials.secret_id.is_none()
-            && self.credentials.secret_key.is_none()
-            && self.credentials.credentials_file.is_none();
+        let none_given = self.credentials.nothing_given();
         let loopback = ["http://127.", "https://127.", "http://localhost", "127."]
             .iter()
             .any(|p| raw.starts_with(p));
-        let creds = if none_given && loopback {
-            Credentials::new(
+        let chosen = if none_given && loopback {
+            ChosenCredentials::Static(Credentials::new(
                 crate::clb::credentials::EMULATOR_SECRET_ID.to_string(),
                 crate::clb::credentials::SecretString::new(
                     crate::clb::credentials::EMULATOR_SECRET_KEY,
                 ),
                 None,
-            )?
+            )?)
         } else {
             self.credentials
-                .load()
+                .resolve(&self.region)
                 .context("loading Tencent Cloud credentials")?
         };
         let config = ClientConfig::new(&self.region, endpoint);
-        let mut b = ClbClient::builder(config.clone(), creds);
-        if !(none_given && loopback)
-            && let Some(file) = self.credentials.reloadable_file()
-        {
+        let mut b = match chosen {
+            ChosenCredentials::Static(creds) => ClbClient::builder(config.clone(), creds),
             // Re-read on credential errors (expired STS token) and by `watch_credentials`.
-            b = b.credentials_file(file);
-        }
+            ChosenCredentials::File(file, creds) => {
+                ClbClient::builder(config.clone(), creds).credentials_file(file)
+            }
+            // Fetched on the first call and refreshed before expiry (`watch_credentials`).
+            ChosenCredentials::Role(source) => {
+                let provider = RoleProvider::new(source)
+                    .context("setting up the Tencent Cloud credentials provider")?;
+                ClbClient::builder_with_role(config.clone(), provider)
+            }
+        };
         if loopback {
             // Never let a proxy variable send emulator traffic off this machine.
             b = b.http_client(

@@ -16,6 +16,7 @@ use super::clock::{Clock, Jitter, RngJitter, SystemClock};
 use super::credentials::{Credentials, SourceStamp};
 use super::error::{ClbError, ErrorCategory, snippet};
 use super::observe::{CallResult, ClbObserver, NoopObserver, ReloadOutcome, ReloadTrigger};
+use super::providers::{Issued, ProviderError, RoleProvider, describe_chain, retry_delay};
 use super::ratelimit::{RateLimitConfig, RateLimiter};
 use super::retry::{Backoff, RetryPolicy};
 use super::sign::{SigningInput, authorization, sign};
@@ -64,13 +65,13 @@ pub const AUTH_RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// inode look unchanged (a rewrite within one mtime tick that keeps the size).
 pub const CREDENTIALS_FULL_RELOAD: Duration = Duration::from_secs(30);
 
-const X_TC_ACTION: HeaderName = HeaderName::from_static("x-tc-action");
-const X_TC_VERSION: HeaderName = HeaderName::from_static("x-tc-version");
-const X_TC_TIMESTAMP: HeaderName = HeaderName::from_static("x-tc-timestamp");
-const X_TC_REGION: HeaderName = HeaderName::from_static("x-tc-region");
+pub(crate) const X_TC_ACTION: HeaderName = HeaderName::from_static("x-tc-action");
+pub(crate) const X_TC_VERSION: HeaderName = HeaderName::from_static("x-tc-version");
+pub(crate) const X_TC_TIMESTAMP: HeaderName = HeaderName::from_static("x-tc-timestamp");
+pub(crate) const X_TC_REGION: HeaderName = HeaderName::from_static("x-tc-region");
 const X_TC_TOKEN: HeaderName = HeaderName::from_static("x-tc-token");
 const X_TC_LANGUAGE: HeaderName = HeaderName::from_static("x-tc-language");
-const X_TC_REQUEST_CLIENT: HeaderName = HeaderName::from_static("x-tc-requestclient");
+pub(crate) const X_TC_REQUEST_CLIENT: HeaderName = HeaderName::from_static("x-tc-requestclient");
 
 /// The Tencent Cloud service an action belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -255,7 +256,7 @@ fn require_tls_off_loopback(url: &reqwest::Url) -> Result<(), ClbError> {
 }
 
 /// `host` (as in a URL, IPv6 in brackets) is a loopback address or `localhost`.
-fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let bare = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -332,9 +333,12 @@ pub struct ClbClient {
 struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
-    credentials: RwLock<Arc<Credentials>>,
+    /// None only before a role provider's first fetch.
+    credentials: RwLock<Option<Current>>,
     /// Where the credentials came from, re-read on change and on credential errors.
     credentials_file: Option<PathBuf>,
+    /// Role credentials (web identity, instance role), fetched again before they expire.
+    role: Option<RoleProvider>,
     reload: tokio::sync::Mutex<ReloadState>,
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Jitter>,
@@ -351,8 +355,9 @@ struct Inner {
 #[derive(Debug)]
 pub struct ClbClientBuilder {
     config: ClientConfig,
-    credentials: Credentials,
+    credentials: Option<Credentials>,
     credentials_file: Option<PathBuf>,
+    role: Option<RoleProvider>,
     clock: Arc<dyn Clock>,
     jitter: Arc<dyn Jitter>,
     limiter: Option<Arc<RateLimiter>>,
@@ -441,6 +446,11 @@ impl ClbClientBuilder {
         let limiter = self
             .limiter
             .unwrap_or_else(|| Arc::new(RateLimiter::new(self.config.rate_limits.clone())));
+        if self.credentials.is_none() && self.role.is_none() {
+            return Err(ClbError::Config(
+                "no credentials and no role provider".into(),
+            ));
+        }
         Ok(ClbClient {
             inner: Arc::new(Inner {
                 http,
@@ -449,9 +459,13 @@ impl ClbClientBuilder {
                     stamp: self.credentials_file.as_deref().map(SourceStamp::of),
                     last_read: Some(tokio::time::Instant::now()),
                     last_auth_reload: None,
+                    failures: 0,
+                    retry_at: None,
+                    last_error: None,
                 }),
-                credentials: RwLock::new(Arc::new(self.credentials)),
+                credentials: RwLock::new(self.credentials.map(Current::fixed)),
                 credentials_file: self.credentials_file,
+                role: self.role,
                 clock: self.clock,
                 jitter: self.jitter,
                 limiter,
@@ -466,13 +480,54 @@ impl ClbClientBuilder {
     }
 }
 
-/// When the credentials file was last looked at.
+/// When the credentials file was last looked at, and how role refreshes have been going.
 #[derive(Debug)]
 struct ReloadState {
     /// The file's fingerprint when it was last read.
     stamp: Option<SourceStamp>,
     last_read: Option<tokio::time::Instant>,
     last_auth_reload: Option<tokio::time::Instant>,
+    /// Role refreshes that failed in a row.
+    failures: u32,
+    /// No role refresh before this (backoff after failures).
+    retry_at: Option<tokio::time::Instant>,
+    /// Why the last role refresh failed.
+    last_error: Option<Arc<ProviderError>>,
+}
+
+/// The credentials in use and, for role credentials, when they expire and are refreshed.
+#[derive(Debug, Clone)]
+struct Current {
+    credentials: Arc<Credentials>,
+    /// Unix seconds; None: never expires (flags, environment, file).
+    expires_at: Option<i64>,
+    refresh_at: Option<i64>,
+}
+
+impl Current {
+    fn fixed(credentials: Credentials) -> Self {
+        Self {
+            credentials: Arc::new(credentials),
+            expires_at: None,
+            refresh_at: None,
+        }
+    }
+
+    fn issued(issued: Issued) -> Self {
+        Self {
+            refresh_at: Some(issued.refresh_at()),
+            expires_at: Some(issued.expires_at),
+            credentials: Arc::new(issued.credentials),
+        }
+    }
+
+    fn valid(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| now < t)
+    }
+
+    fn due(&self, now: i64) -> bool {
+        self.refresh_at.is_some_and(|t| now >= t)
+    }
 }
 
 /// What one attempt produced.
@@ -488,10 +543,26 @@ impl ClbClient {
     }
 
     pub fn builder(config: ClientConfig, credentials: Credentials) -> ClbClientBuilder {
+        let mut b = Self::builder_with_role_inner(config, None);
+        b.credentials = Some(credentials);
+        b
+    }
+
+    /// A client whose credentials come from a role provider: fetched on the first call (or by
+    /// [`ClbClient::watch_credentials`]) and again before they expire.
+    pub fn builder_with_role(config: ClientConfig, role: RoleProvider) -> ClbClientBuilder {
+        Self::builder_with_role_inner(config, Some(role))
+    }
+
+    fn builder_with_role_inner(
+        config: ClientConfig,
+        role: Option<RoleProvider>,
+    ) -> ClbClientBuilder {
         ClbClientBuilder {
             config,
-            credentials,
+            credentials: None,
             credentials_file: None,
+            role,
             clock: Arc::new(SystemClock),
             jitter: Arc::new(RngJitter::from_entropy()),
             limiter: None,
@@ -522,7 +593,18 @@ impl ClbClient {
             .credentials
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        *guard = Arc::new(credentials);
+        *guard = Some(Current::fixed(credentials));
+    }
+
+    /// When the credentials in use expire (Unix seconds); None for credentials that do not
+    /// (flags, environment, file) or before a role provider's first fetch.
+    pub fn credentials_expiry(&self) -> Option<i64> {
+        self.current().and_then(|c| c.expires_at)
+    }
+
+    /// The role provider, if the credentials come from one.
+    pub fn role_provider(&self) -> Option<&RoleProvider> {
+        self.inner.role.as_ref()
     }
 
     /// The credentials file given to the builder, if any.
@@ -530,12 +612,20 @@ impl ClbClient {
         self.inner.credentials_file.as_deref()
     }
 
-    /// Check the credentials file every `every` (a few `stat`s) and re-read it when its size,
-    /// mtime or inode changed (a rotated Kubernetes Secret, a refreshed STS token), or at least
-    /// every [`CREDENTIALS_FULL_RELOAD`]; changed credentials are used from the next call on. A
-    /// file that cannot be read or parsed keeps the current credentials (logged, never printed).
-    /// `None` when the client has no credentials file.
+    /// Keep the credentials fresh in the background.
+    ///
+    /// With a credentials file: check it every `every` (a few `stat`s) and re-read it when its
+    /// size, mtime or inode changed (a rotated Kubernetes Secret, a refreshed STS token), or at
+    /// least every [`CREDENTIALS_FULL_RELOAD`]. With a role provider: fetch credentials at once,
+    /// then again when a third of their lifetime (at most 5 minutes) remains, retrying with
+    /// backoff while the old ones are still valid. Changed credentials are used from the next
+    /// call on; a failure keeps the current ones (logged, never printed). `None` when the
+    /// credentials never change (flags, environment).
     pub fn watch_credentials(&self, every: Duration) -> Option<tokio::task::JoinHandle<()>> {
+        if self.inner.role.is_some() {
+            let client = self.clone();
+            return Some(tokio::spawn(async move { client.watch_role().await }));
+        }
         let path = self.inner.credentials_file.clone()?;
         let client = self.clone();
         Some(tokio::spawn(async move {
@@ -555,8 +645,48 @@ impl ClbClient {
         }))
     }
 
-    /// Re-read the credentials file now (no rate limit). `None` without a credentials file.
+    /// The role refresh loop: sleep until the credentials are due (or the backoff after a
+    /// failure ends), then fetch. Sleeps are capped so that a clock jump is noticed.
+    async fn watch_role(&self) {
+        /// Longest single sleep of the loop.
+        const MAX_SLEEP: Duration = Duration::from_secs(30);
+        let Some(role) = &self.inner.role else { return };
+        loop {
+            let wait = {
+                let state = self.inner.reload.lock().await;
+                let now = self.inner.clock.unix_seconds();
+                let until_due = match self.current() {
+                    Some(c) if !c.due(now) => {
+                        Duration::from_secs(c.refresh_at.map_or(0, |t| (t - now).max(0) as u64))
+                    }
+                    _ => Duration::ZERO,
+                };
+                let until_retry = state.retry_at.map_or(Duration::ZERO, |t| {
+                    t.saturating_duration_since(tokio::time::Instant::now())
+                });
+                until_due.max(until_retry)
+            };
+            if !wait.is_zero() {
+                // Whole seconds of the Unix clock: wake just after the second turns.
+                tokio::time::sleep(wait.min(MAX_SLEEP)).await;
+                continue;
+            }
+            let mut state = self.inner.reload.lock().await;
+            let now = self.inner.clock.unix_seconds();
+            if self.current().is_none_or(|c| c.due(now)) {
+                self.refresh_role_locked(role, &mut state, ReloadTrigger::Expiry)
+                    .await;
+            }
+        }
+    }
+
+    /// Re-read the credentials file, or fetch role credentials, now (no rate limit). `None`
+    /// when the credentials never change (flags, environment).
     pub async fn reload_credentials(&self, trigger: ReloadTrigger) -> Option<ReloadOutcome> {
+        if let Some(role) = &self.inner.role {
+            let mut state = self.inner.reload.lock().await;
+            return Some(self.refresh_role_locked(role, &mut state, trigger).await);
+        }
         let path = self.inner.credentials_file.as_deref()?;
         let mut state = self.inner.reload.lock().await;
         Some(self.reload_locked(path, &mut state, trigger))
@@ -572,7 +702,7 @@ impl ClbClient {
         state.stamp = Some(SourceStamp::of(path));
         state.last_read = Some(tokio::time::Instant::now());
         let outcome = match Credentials::from_path(path) {
-            Ok(fresh) if *self.credentials() != fresh => {
+            Ok(fresh) if self.current().is_none_or(|c| *c.credentials != fresh) => {
                 tracing::info!(
                     path = %path.display(),
                     trigger = trigger.as_str(),
@@ -605,15 +735,80 @@ impl ClbClient {
         outcome
     }
 
-    /// After a call signed with `used` failed with a credentials error: re-read the file (at
-    /// most once per [`AUTH_RELOAD_MIN_INTERVAL`]) and say whether the credentials in use now
-    /// differ from `used` (then the call is worth repeating).
-    async fn refresh_after_auth_failure(&self, used: &Credentials) -> bool {
-        let Some(path) = self.inner.credentials_file.as_deref() else {
-            return false;
+    /// Fetch role credentials (the reload lock held): on success they replace the current ones
+    /// (their expiry always, the keys if they differ); on failure the current ones stay and the
+    /// next attempt waits [`retry_delay`].
+    async fn refresh_role_locked(
+        &self,
+        role: &RoleProvider,
+        state: &mut ReloadState,
+        trigger: ReloadTrigger,
+    ) -> ReloadOutcome {
+        let now = self.inner.clock.unix_seconds();
+        let outcome = match role.fetch(now).await {
+            Ok(issued) => {
+                state.failures = 0;
+                state.retry_at = None;
+                state.last_error = None;
+                let changed = self
+                    .current()
+                    .is_none_or(|c| *c.credentials != issued.credentials);
+                if changed {
+                    tracing::info!(
+                        provider = role.name(),
+                        trigger = trigger.as_str(),
+                        secret_id = issued.credentials.secret_id(),
+                        expires_at = issued.expires_at,
+                        refresh_at = issued.refresh_at(),
+                        "credentials reloaded: using the new role credentials from the next call"
+                    );
+                }
+                let mut guard = self
+                    .inner
+                    .credentials
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner());
+                *guard = Some(Current::issued(issued));
+                if changed {
+                    ReloadOutcome::Changed
+                } else {
+                    ReloadOutcome::Unchanged
+                }
+            }
+            Err(e) => {
+                state.failures = state.failures.saturating_add(1);
+                let delay = retry_delay(state.failures);
+                state.retry_at = Some(tokio::time::Instant::now() + delay);
+                let valid_until = self
+                    .current()
+                    .filter(|c| c.valid(now))
+                    .and_then(|c| c.expires_at);
+                warn!(
+                    provider = role.name(),
+                    trigger = trigger.as_str(),
+                    failures = state.failures,
+                    retry_in_ms = delay.as_millis() as u64,
+                    current_valid_until = valid_until,
+                    error = %describe_chain(&e),
+                    "cannot fetch role credentials; keeping the current credentials"
+                );
+                state.last_error = Some(Arc::new(e));
+                ReloadOutcome::Failed
+            }
         };
+        self.inner.observer.credentials_reloaded(trigger, outcome);
+        outcome
+    }
+
+    /// After a call signed with `used` failed with a credentials error: re-read the file or
+    /// fetch role credentials (at most once per [`AUTH_RELOAD_MIN_INTERVAL`]) and say whether
+    /// the credentials in use now differ from `used` (then the call is worth repeating).
+    async fn refresh_after_auth_failure(&self, used: &Credentials) -> bool {
+        if self.inner.role.is_none() && self.inner.credentials_file.is_none() {
+            return false;
+        }
         let mut state = self.inner.reload.lock().await;
-        if *self.credentials() != *used {
+        if self.current().is_some_and(|c| *c.credentials != *used) {
             // Another call (or the watcher) already replaced them.
             return true;
         }
@@ -628,15 +823,80 @@ impl ClbClient {
             return false;
         }
         state.last_auth_reload = Some(now);
-        self.reload_locked(path, &mut state, ReloadTrigger::AuthFailure) == ReloadOutcome::Changed
+        let outcome = match (&self.inner.role, &self.inner.credentials_file) {
+            (Some(role), _) => {
+                self.refresh_role_locked(role, &mut state, ReloadTrigger::AuthFailure)
+                    .await
+            }
+            (None, Some(path)) => self.reload_locked(path, &mut state, ReloadTrigger::AuthFailure),
+            (None, None) => return false,
+        };
+        outcome == ReloadOutcome::Changed
     }
 
-    fn credentials(&self) -> Arc<Credentials> {
+    fn current(&self) -> Option<Current> {
         self.inner
             .credentials
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The credentials to sign a call of `action` with. Role credentials that are due are
+    /// fetched first (one fetch at a time; a call does not wait for a fetch already running
+    /// while the current credentials are still valid); without valid credentials the call
+    /// fails with [`ClbError::NoCredentials`] before anything is sent.
+    async fn credentials_for_call(
+        &self,
+        action: &'static str,
+    ) -> Result<Arc<Credentials>, ClbError> {
+        let now = self.inner.clock.unix_seconds();
+        let current = self.current();
+        if let Some(c) = &current
+            && !c.due(now)
+            && c.valid(now)
+        {
+            return Ok(c.credentials.clone());
+        }
+        let Some(role) = &self.inner.role else {
+            return current
+                .map(|c| c.credentials)
+                .ok_or_else(|| ClbError::Config("no credentials".into()));
+        };
+        let still_valid = current.filter(|c| c.valid(now)).map(|c| c.credentials);
+        let mut state = match (&still_valid, self.inner.reload.try_lock()) {
+            (_, Ok(state)) => state,
+            (Some(valid), Err(_)) => return Ok(valid.clone()),
+            (None, Err(_)) => self.inner.reload.lock().await,
+        };
+        // Someone else may have refreshed while this call waited for the lock.
+        let now = self.inner.clock.unix_seconds();
+        if let Some(c) = self.current().filter(|c| !c.due(now) && c.valid(now)) {
+            return Ok(c.credentials);
+        }
+        let backing_off = state
+            .retry_at
+            .is_some_and(|t| tokio::time::Instant::now() < t);
+        if !backing_off {
+            self.refresh_role_locked(role, &mut state, ReloadTrigger::Expiry)
+                .await;
+        }
+        let now = self.inner.clock.unix_seconds();
+        if let Some(c) = self.current().filter(|c| c.valid(now)) {
+            return Ok(c.credentials);
+        }
+        let source = state.last_error.clone().unwrap_or_else(|| {
+            Arc::new(ProviderError::Expired {
+                provider: role.name(),
+                expired_time: self.credentials_expiry().unwrap_or(now),
+                now,
+            })
+        });
+        Err(ClbError::NoCredentials {
+            action,
+            provider: role.name(),
+            source,
+        })
     }
 
     /// Call one action: serialise `request` once, then for each attempt take a token, sign the
@@ -676,7 +936,18 @@ impl ClbClient {
         let mut refreshed = false;
         loop {
             attempt += 1;
-            let credentials = self.credentials();
+            let credentials = match self.credentials_for_call(op.name).await {
+                Ok(credentials) => credentials,
+                Err(err) => {
+                    inner.observer.call_finished(
+                        op.name,
+                        CallResult::Failed(err.category()),
+                        None,
+                        Duration::ZERO,
+                    );
+                    return Err(err);
+                }
+            };
             let waited = inner.limiter.acquire(op.name).await;
             if !waited.is_zero() {
                 inner.observer.rate_limit_wait(op.name, waited);

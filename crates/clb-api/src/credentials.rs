@@ -7,6 +7,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::SystemTime;
 
+use crate::providers::{
+    DEFAULT_METADATA_ENDPOINT, DEFAULT_ROLE_DURATION_SECS, DEFAULT_ROLE_SESSION_NAME,
+    DEFAULT_STS_ENDPOINT, ENV_PROVIDER_ID, ENV_ROLE_ARN, ENV_TKE_REGION,
+    ENV_WEB_IDENTITY_TOKEN_FILE, InstanceRoleConfig, ProviderError, RoleSource, WebIdentityConfig,
+    parse_metadata_endpoint, parse_sts_endpoint,
+};
+
 /// Environment variable for the SecretId, as the official SDKs and tccli name it.
 pub const ENV_SECRET_ID: &str = "TENCENTCLOUD_SECRET_ID";
 /// Environment variable for the SecretKey.
@@ -84,9 +91,20 @@ impl From<String> for SecretString {
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error(
-        "no credentials: set --secret-id/--secret-key, {ENV_SECRET_ID}/{ENV_SECRET_KEY}, or --credentials-file"
+        "no credentials: set --secret-id/--secret-key ({ENV_SECRET_ID}/{ENV_SECRET_KEY}), --credentials-file, TKE pod identity ({ENV_ROLE_ARN}, {ENV_WEB_IDENTITY_TOKEN_FILE}, {ENV_PROVIDER_ID}), or --credentials-provider instance-role"
     )]
     Missing,
+    #[error("--credentials-provider {provider} needs {missing}")]
+    ProviderIncomplete {
+        provider: &'static str,
+        missing: &'static str,
+    },
+    #[error("cannot set up the {provider} credentials provider")]
+    Provider {
+        provider: &'static str,
+        #[source]
+        source: Box<ProviderError>,
+    },
     #[error("credentials are incomplete: {missing} is missing or empty")]
     Incomplete { missing: &'static str },
     #[error("cannot read credentials from {path}")]
@@ -376,9 +394,196 @@ pub struct CredentialArgs {
     /// A mounted credentials file or Secret directory (used when no --secret-id/--secret-key).
     #[arg(long, env = "TENCENTCLOUD_CREDENTIALS_FILE")]
     pub credentials_file: Option<PathBuf>,
+    /// Where credentials come from: `auto` takes the first configured of flags/environment,
+    /// credentials file, web identity (TKE pod identity); `instance-role` (the CVM's CAM role
+    /// from the metadata service) is used only when chosen here.
+    #[arg(
+        long,
+        env = "CLB_INGRESS_CREDENTIALS_PROVIDER",
+        value_enum,
+        default_value_t = ProviderChoice::Auto
+    )]
+    pub credentials_provider: ProviderChoice,
+    /// CAM role to assume with the OIDC token (TKE pod identity sets TKE_ROLE_ARN).
+    #[arg(long, env = ENV_ROLE_ARN)]
+    pub role_arn: Option<String>,
+    /// The projected service account token exchanged at STS, re-read on every exchange.
+    #[arg(long, env = ENV_WEB_IDENTITY_TOKEN_FILE)]
+    pub web_identity_token_file: Option<PathBuf>,
+    /// CAM OIDC identity provider id (TKE pod identity sets TKE_PROVIDER_ID).
+    #[arg(long, env = ENV_PROVIDER_ID)]
+    pub oidc_provider_id: Option<String>,
+    /// Region sent to STS (default: TKE_REGION, else --region).
+    #[arg(long, env = ENV_TKE_REGION)]
+    pub sts_region: Option<String>,
+    /// STS endpoint (default https://sts.tencentcloudapi.com; plain http only on loopback).
+    #[arg(long, env = "CLB_INGRESS_STS_ENDPOINT")]
+    pub sts_endpoint: Option<String>,
+    /// RoleSessionName of the web identity exchange (default clb-ingress).
+    #[arg(long)]
+    pub role_session_name: Option<String>,
+    /// Lifetime asked of STS in seconds (1-43200, default 7200).
+    #[arg(long)]
+    pub role_duration_seconds: Option<u32>,
+    /// CVM metadata service (default http://metadata.tencentyun.com).
+    #[arg(long, env = "CLB_INGRESS_METADATA_ENDPOINT")]
+    pub metadata_endpoint: Option<String>,
+}
+
+/// `--credentials-provider`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProviderChoice {
+    /// The chain: flags/environment, credentials file, web identity.
+    #[default]
+    Auto,
+    /// --secret-id/--secret-key or their environment variables.
+    Static,
+    /// --credentials-file.
+    File,
+    /// OIDC web identity (TKE pod identity): STS AssumeRoleWithWebIdentity.
+    WebIdentity,
+    /// The CVM instance role from the metadata service.
+    InstanceRole,
+}
+
+impl ProviderChoice {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Static => "static",
+            Self::File => "file",
+            Self::WebIdentity => "web-identity",
+            Self::InstanceRole => "instance-role",
+        }
+    }
+}
+
+/// Which credentials [`CredentialArgs::resolve`] chose.
+#[derive(Debug, Clone)]
+pub enum ChosenCredentials {
+    /// Flags or environment: fixed for the life of the process.
+    Static(Credentials),
+    /// Read from this file, re-read on change and after credential errors.
+    File(PathBuf, Credentials),
+    /// Fetched from a role provider and refreshed before they expire.
+    Role(RoleSource),
 }
 
 impl CredentialArgs {
+    /// Nothing about credentials was given (then a loopback endpoint gets the emulator's key).
+    pub fn nothing_given(&self) -> bool {
+        self.credentials_provider == ProviderChoice::Auto
+            && self.secret_id.is_none()
+            && self.secret_key.is_none()
+            && self.credentials_file.is_none()
+            && !self.web_identity_given()
+    }
+
+    fn web_identity_given(&self) -> bool {
+        let set = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        set(&self.role_arn) || set(&self.oidc_provider_id) || self.web_identity_token_file.is_some()
+    }
+
+    /// The provider chain. `auto`: flags/environment keys, else the credentials file, else web
+    /// identity when any of its settings is given; an explicit choice uses that provider only.
+    /// `region` is the CLB region (the STS region when none is given).
+    pub fn resolve(&self, region: &str) -> Result<ChosenCredentials, CredentialsError> {
+        let keys_given = self.secret_id.is_some() || self.secret_key.is_some();
+        match self.credentials_provider {
+            ProviderChoice::Auto if keys_given || self.credentials_file.is_some() => self.keys(),
+            ProviderChoice::Auto if self.web_identity_given() => self.web_identity(region),
+            ProviderChoice::Auto => Err(CredentialsError::Missing),
+            ProviderChoice::Static => match (&self.secret_id, &self.secret_key) {
+                (Some(id), Some(key)) => Ok(ChosenCredentials::Static(Credentials::new(
+                    id.clone(),
+                    key.clone(),
+                    self.session_token.clone(),
+                )?)),
+                _ => Err(CredentialsError::ProviderIncomplete {
+                    provider: "static",
+                    missing: "--secret-id and --secret-key (or TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY)",
+                }),
+            },
+            ProviderChoice::File => match &self.credentials_file {
+                Some(path) => Ok(ChosenCredentials::File(
+                    path.clone(),
+                    Credentials::from_path(path)?,
+                )),
+                None => Err(CredentialsError::ProviderIncomplete {
+                    provider: "file",
+                    missing: "--credentials-file",
+                }),
+            },
+            ProviderChoice::WebIdentity => self.web_identity(region),
+            ProviderChoice::InstanceRole => {
+                let text = self
+                    .metadata_endpoint
+                    .as_deref()
+                    .unwrap_or(DEFAULT_METADATA_ENDPOINT);
+                let endpoint =
+                    parse_metadata_endpoint(text).map_err(|source| CredentialsError::Provider {
+                        provider: "instance role",
+                        source: Box::new(source),
+                    })?;
+                Ok(ChosenCredentials::Role(RoleSource::InstanceRole(
+                    InstanceRoleConfig { endpoint },
+                )))
+            }
+        }
+    }
+
+    fn keys(&self) -> Result<ChosenCredentials, CredentialsError> {
+        let credentials = self.load()?;
+        Ok(match self.reloadable_file() {
+            Some(path) => ChosenCredentials::File(path.to_path_buf(), credentials),
+            None => ChosenCredentials::Static(credentials),
+        })
+    }
+
+    fn web_identity(&self, region: &str) -> Result<ChosenCredentials, CredentialsError> {
+        let incomplete = |missing| CredentialsError::ProviderIncomplete {
+            provider: "web-identity",
+            missing,
+        };
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let role_arn =
+            given(&self.role_arn).ok_or_else(|| incomplete("--role-arn (TKE_ROLE_ARN)"))?;
+        let provider_id = given(&self.oidc_provider_id)
+            .ok_or_else(|| incomplete("--oidc-provider-id (TKE_PROVIDER_ID)"))?;
+        let token_file = self
+            .web_identity_token_file
+            .clone()
+            .ok_or_else(|| incomplete("--web-identity-token-file (TKE_WEB_IDENTITY_TOKEN_FILE)"))?;
+        let provider_error = |source| CredentialsError::Provider {
+            provider: "web identity",
+            source: Box::new(source),
+        };
+        let endpoint =
+            parse_sts_endpoint(self.sts_endpoint.as_deref().unwrap_or(DEFAULT_STS_ENDPOINT))
+                .map_err(provider_error)?;
+        Ok(ChosenCredentials::Role(RoleSource::WebIdentity(
+            WebIdentityConfig {
+                role_arn,
+                token_file,
+                provider_id,
+                region: given(&self.sts_region).unwrap_or_else(|| region.to_string()),
+                endpoint,
+                session_name: self
+                    .role_session_name
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ROLE_SESSION_NAME.to_string()),
+                duration_secs: self
+                    .role_duration_seconds
+                    .unwrap_or(DEFAULT_ROLE_DURATION_SECS),
+            },
+        )))
+    }
+
     /// The credentials file [`CredentialArgs::load`] reads (none when flags or their
     /// environment variables give both id and key): the file to re-read for rotated credentials.
     pub fn reloadable_file(&self) -> Option<&Path> {
@@ -579,6 +784,7 @@ mod tests {
             secret_key: Some(SecretString::new(KEY)),
             session_token: None,
             credentials_file: Some(PathBuf::from("/nonexistent")),
+            ..CredentialArgs::default()
         };
         assert_eq!(args.load().unwrap().secret_id(), "AKIDflag");
         assert!(!format!("{args:?}").contains(KEY));
@@ -586,5 +792,81 @@ mod tests {
             CredentialArgs::default().load(),
             Err(CredentialsError::Missing)
         ));
+    }
+
+    fn web_identity_args() -> CredentialArgs {
+        CredentialArgs {
+            role_arn: Some("qcs::cam::uin/100000000001:roleName/clb-ingress".into()),
+            oidc_provider_id: Some("cls-abc123".into()),
+            web_identity_token_file: Some(PathBuf::from("/var/run/token")),
+            ..CredentialArgs::default()
+        }
+    }
+
+    #[test]
+    fn the_chain_takes_keys_then_the_file_then_web_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.json");
+        std::fs::write(
+            &file,
+            format!(r#"{{"SecretId":"AKIDfile","SecretKey":"{KEY}"}}"#),
+        )
+        .unwrap();
+        let mut args = web_identity_args();
+        args.credentials_file = Some(file.clone());
+        assert!(
+            matches!(args.resolve("ap-guangzhou"), Ok(ChosenCredentials::File(p, c)) if p == file && c.secret_id() == "AKIDfile")
+        );
+        args.secret_id = Some("AKIDflag".into());
+        args.secret_key = Some(SecretString::new(KEY));
+        assert!(
+            matches!(args.resolve("ap-guangzhou"), Ok(ChosenCredentials::Static(c)) if c.secret_id() == "AKIDflag")
+        );
+        match web_identity_args().resolve("ap-shanghai") {
+            Ok(ChosenCredentials::Role(RoleSource::WebIdentity(c))) => {
+                assert_eq!(c.region, "ap-shanghai", "the CLB region without TKE_REGION");
+                assert_eq!(c.endpoint.as_str(), "https://sts.tencentcloudapi.com/");
+                assert_eq!(c.duration_secs, DEFAULT_ROLE_DURATION_SECS);
+                assert_eq!(c.session_name, DEFAULT_ROLE_SESSION_NAME);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            CredentialArgs::default().resolve("ap-guangzhou"),
+            Err(CredentialsError::Missing)
+        ));
+    }
+
+    #[test]
+    fn an_incomplete_web_identity_names_what_is_missing() {
+        let mut args = web_identity_args();
+        args.oidc_provider_id = None;
+        let err = args.resolve("ap-guangzhou").unwrap_err();
+        assert!(err.to_string().contains("TKE_PROVIDER_ID"), "{err}");
+        let mut args = web_identity_args();
+        args.sts_endpoint = Some("http://sts.example.com".into());
+        let err = args.resolve("ap-guangzhou").unwrap_err();
+        assert!(matches!(err, CredentialsError::Provider { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn the_instance_role_is_used_only_when_chosen() {
+        let args = CredentialArgs {
+            credentials_provider: ProviderChoice::InstanceRole,
+            metadata_endpoint: Some("http://127.0.0.1:18181".into()),
+            ..CredentialArgs::default()
+        };
+        assert!(matches!(
+            args.resolve("ap-guangzhou"),
+            Ok(ChosenCredentials::Role(RoleSource::InstanceRole(c))) if c.endpoint.as_str() == "http://127.0.0.1:18181/"
+        ));
+        assert!(!args.nothing_given());
+        assert!(CredentialArgs::default().nothing_given());
+        let explicit_file = CredentialArgs {
+            credentials_provider: ProviderChoice::File,
+            ..web_identity_args()
+        };
+        let err = explicit_file.resolve("ap-guangzhou").unwrap_err();
+        assert!(err.to_string().contains("--credentials-file"), "{err}");
     }
 }

@@ -248,6 +248,15 @@ pub enum ClbError {
         action: &'static str,
         reason: String,
     },
+    /// The role provider (web identity, instance role) has no valid credentials to sign with.
+    /// Nothing was sent.
+    #[error("{action}: not sent: no valid {provider} credentials")]
+    NoCredentials {
+        action: &'static str,
+        provider: &'static str,
+        #[source]
+        source: std::sync::Arc<crate::providers::ProviderError>,
+    },
 }
 
 impl ClbError {
@@ -259,6 +268,7 @@ impl ClbError {
                 ErrorCategory::Transient
             }
             Self::TaskFailed { .. } => ErrorCategory::TaskFailed,
+            Self::NoCredentials { .. } => ErrorCategory::Auth,
             Self::InvalidRequest { .. } => ErrorCategory::InvalidInput,
             Self::BatchPartialFailure { .. } => ErrorCategory::Other,
             Self::Decode { .. }
@@ -301,7 +311,8 @@ impl ClbError {
             | Self::MissingInResponse { action, .. }
             | Self::InvalidRequest { action, .. }
             | Self::BatchPartialFailure { action, .. }
-            | Self::Fenced { action, .. } => Some(action),
+            | Self::Fenced { action, .. }
+            | Self::NoCredentials { action, .. } => Some(action),
             _ => None,
         }
     }
@@ -319,7 +330,7 @@ impl ClbError {
     /// it (it answered with an error envelope, or the connection was never made).
     pub fn request_was_rejected(&self) -> bool {
         match self {
-            Self::Api { .. } => true,
+            Self::Api { .. } | Self::NoCredentials { .. } => true,
             Self::Transport { not_sent, .. } => *not_sent,
             _ => false,
         }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod credentials;
 pub mod error;
 pub mod observe;
+pub mod providers;
 pub mod ratelimit;
 pub mod retry;
 pub mod sign;

@@ -29,23 +29,27 @@ impl CallResult {
     }
 }
 
-/// What made the client re-read its credentials file.
+/// What made the client re-read its credentials file or fetch role credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReloadTrigger {
     /// The periodic check saw the file change (or the full re-read interval passed).
     Watch,
     /// A call failed with a credentials error (`AuthFailure.TokenFailure`, ...).
     AuthFailure,
+    /// Role credentials (web identity, instance role) were due: none yet, or a third of their
+    /// lifetime (at most 5 minutes) left.
+    Expiry,
 }
 
 impl ReloadTrigger {
-    pub const ALL: [ReloadTrigger; 2] = [Self::Watch, Self::AuthFailure];
+    pub const ALL: [ReloadTrigger; 3] = [Self::Watch, Self::AuthFailure, Self::Expiry];
 
     /// Bounded PascalCase label.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Watch => "Watch",
             Self::AuthFailure => "AuthFailure",
+            Self::Expiry => "Expiry",
         }
     }
 }
@@ -53,11 +57,12 @@ impl ReloadTrigger {
 /// How a credentials reload ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ReloadOutcome {
-    /// The file held other credentials; they are used from the next call on.
+    /// The file (or the role provider) gave other credentials; they are used from the next call on.
     Changed,
-    /// The file held the credentials already in use.
+    /// The file (or the role provider) gave the credentials already in use.
     Unchanged,
-    /// The file could not be read or parsed; the current credentials stay.
+    /// The file could not be read or parsed, or the provider's answer was refused; the current
+    /// credentials stay.
     Failed,
     /// Not read: an auth-failure reload ran less than the minimum interval ago.
     Skipped,
@@ -105,7 +110,8 @@ pub trait ClbObserver: Send + Sync + std::fmt::Debug {
     fn rate_limit_wait(&self, _action: &'static str, _waited: Duration) {}
     /// A `wait_task` finished: `result` is Success, TaskFailed, or the error's category.
     fn task_finished(&self, _result: CallResult, _polls: u32, _elapsed: Duration) {}
-    /// The credentials file was re-read (or a re-read was skipped by the rate limit).
+    /// The credentials file was re-read or role credentials fetched (or a re-read was skipped
+    /// by the rate limit).
     fn credentials_reloaded(&self, _trigger: ReloadTrigger, _outcome: ReloadOutcome) {}
 }
 

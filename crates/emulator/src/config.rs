@@ -104,6 +104,38 @@ impl Credential {
     }
 }
 
+/// A role STS `AssumeRoleWithWebIdentity` lets a holder of `web_identity_token` (an OIDC token
+/// of the identity provider `provider_id`) assume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebIdentityRole {
+    pub role_arn: String,
+    pub provider_id: String,
+    /// The token a request must carry; shown redacted by the admin endpoint.
+    pub web_identity_token: String,
+}
+
+/// Temporary credentials the emulator issues: STS `AssumeRoleWithWebIdentity` (unsigned, the
+/// only action accepted with `Authorization: SKIP`) and a CVM instance role served on the
+/// metadata paths (`GET /latest/meta-data/cam/security-credentials/`). Issued keys are added to
+/// `credentials` as temporary keys with their token and expiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StsSettings {
+    /// Roles that web identity tokens may assume.
+    pub roles: Vec<WebIdentityRole>,
+    /// Lifetime of every issued credential in seconds, overriding `DurationSeconds` (tests
+    /// watch a refresh in seconds); None: `DurationSeconds` (STS) or
+    /// [`DEFAULT_INSTANCE_ROLE_LIFETIME_SECS`] (instance role).
+    pub lifetime_secs: Option<u64>,
+    /// The CAM role name bound to the emulated CVM instance; None: the metadata paths answer
+    /// 404, as on an instance without a role.
+    pub instance_role: Option<String>,
+}
+
+/// Lifetime of instance role credentials unless `sts.lifetime_secs` says otherwise.
+pub const DEFAULT_INSTANCE_ROLE_LIFETIME_SECS: u64 = 7200;
+
 /// Fault injection: probabilities are in [0, 1] and drawn from the seeded RNG.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -267,6 +299,8 @@ pub struct Settings {
     pub instances: BTreeMap<String, Ipv4Addr>,
     /// Subnet id -> VPC id, answered by VPC `DescribeSubnets`.
     pub subnets: BTreeMap<String, String>,
+    /// STS web identity roles and the instance role.
+    pub sts: StsSettings,
     pub state_file: Option<PathBuf>,
     pub seed: Option<u64>,
     /// Limits of the API server (start-only).
@@ -299,6 +333,7 @@ impl Default for Settings {
             faults: Faults::default(),
             instances: BTreeMap::new(),
             subnets: BTreeMap::new(),
+            sts: StsSettings::default(),
             state_file: None,
             seed: None,
             server: ServerLimits::default(),
@@ -371,6 +406,21 @@ impl Settings {
             return Err(ConfigError::Invalid(
                 "health_check.interval_ms and health_check.timeout_ms must be at least 1".into(),
             ));
+        }
+        if self.sts.lifetime_secs == Some(0) {
+            return Err(ConfigError::Invalid(
+                "sts.lifetime_secs must be at least 1".into(),
+            ));
+        }
+        if let Some(role) = &self.sts.instance_role
+            && (role.is_empty()
+                || !role
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b)))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "sts.instance_role {role:?} is not a CAM role name (A-Za-z0-9+=,.@_-)"
+            )));
         }
         if self.server.max_connections == 0 || self.server.header_read_timeout_ms == 0 {
             return Err(ConfigError::Invalid(

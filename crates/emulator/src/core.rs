@@ -186,6 +186,12 @@ impl Core {
             .collect()
     }
 
+    /// `len` random characters of `A-Za-z0-9` (issued temporary keys and tokens).
+    pub fn random_alphanumeric(&mut self, len: usize) -> String {
+        const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        self.random_string(CHARS, len)
+    }
+
     /// A new unused id `prefix-xxxxxxxx`.
     pub fn new_id(&mut self, prefix: &str) -> String {
         loop {

@@ -8,4 +8,5 @@ pub mod error;
 pub mod health;
 pub mod server;
 pub mod state;
+pub mod sts;
 pub mod validate;

@@ -31,6 +31,7 @@ use crate::core::{Clock, Core};
 use crate::dataplane::{BoundListener, DataPlane, DataPlaneConfig};
 use crate::error::{ApiFailure, codes};
 use crate::state::State;
+use crate::sts;
 use clb_api::sign;
 use clb_http_limits::Limits;
 
@@ -312,6 +313,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route_layer(middleware::from_fn_with_state(app.clone(), admin_guard));
     Router::new()
         .route("/", post(api).get(api))
+        .route(sts::METADATA_ROLE_PATH, get(metadata_roles))
+        .route(
+            &format!("{}{{role}}", sts::METADATA_ROLE_PATH),
+            get(metadata_role),
+        )
         .merge(admin)
         .with_state(app)
 }
@@ -411,6 +417,26 @@ pub fn authenticate_request(
     authenticate(settings, now_s, method, headers, body).map(|call| call.action)
 }
 
+/// `X-TC-Timestamp`, required within [`SIGNATURE_MAX_SKEW_SECS`] of the emulator's clock.
+pub(crate) fn fresh_timestamp(headers: &HeaderMap, now_s: i64) -> Result<i64, ApiFailure> {
+    let ts_text =
+        header(headers, "x-tc-timestamp").ok_or_else(|| ApiFailure::missing("X-TC-Timestamp"))?;
+    let ts: i64 = ts_text.trim().parse().map_err(|_| {
+        ApiFailure::invalid(format!(
+            "X-TC-Timestamp `{ts_text}` is not a Unix timestamp"
+        ))
+    })?;
+    if now_s.abs_diff(ts) > SIGNATURE_MAX_SKEW_SECS.unsigned_abs() {
+        return Err(ApiFailure::new(
+            codes::AUTH_SIGNATURE_EXPIRE,
+            format!(
+                "Signature expired. Timestamp: {ts}, server time: {now_s}, allowed skew: {SIGNATURE_MAX_SKEW_SECS}s."
+            ),
+        ));
+    }
+    Ok(ts)
+}
+
 /// TC3-HMAC-SHA256 verification (clb-api.md §1.4, §1.8, §9) and routing checks.
 fn authenticate(
     settings: &Settings,
@@ -449,21 +475,7 @@ fn authenticate(
             ),
         ));
     }
-    let ts_text =
-        header(headers, "x-tc-timestamp").ok_or_else(|| ApiFailure::missing("X-TC-Timestamp"))?;
-    let ts: i64 = ts_text.trim().parse().map_err(|_| {
-        ApiFailure::invalid(format!(
-            "X-TC-Timestamp `{ts_text}` is not a Unix timestamp"
-        ))
-    })?;
-    if now_s.abs_diff(ts) > SIGNATURE_MAX_SKEW_SECS.unsigned_abs() {
-        return Err(ApiFailure::new(
-            codes::AUTH_SIGNATURE_EXPIRE,
-            format!(
-                "Signature expired. Timestamp: {ts}, server time: {now_s}, allowed skew: {SIGNATURE_MAX_SKEW_SECS}s."
-            ),
-        ));
-    }
+    let ts = fresh_timestamp(headers, now_s)?;
     let credential = settings.credential(&parsed.secret_id).ok_or_else(|| {
         ApiFailure::new(
             codes::AUTH_SECRET_ID_NOT_FOUND,
@@ -601,6 +613,9 @@ async fn api(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if sts::is_skip_sign(&headers) {
+        return unsigned_api(&app, &method, &headers, &body);
+    }
     let (request_id, call, latency) = {
         let mut core = app.lock();
         core.settle();
@@ -641,6 +656,54 @@ async fn api(
             core.count_error(&call.action, &e.code);
             envelope(&request_id, Err(e))
         }
+    }
+}
+
+/// An `Authorization: SKIP` request: only STS `AssumeRoleWithWebIdentity` is served unsigned.
+fn unsigned_api(app: &App, method: &Method, headers: &HeaderMap, body: &[u8]) -> Response {
+    let mut core = app.lock();
+    core.settle();
+    let request_id = core.request_id();
+    let now_s = core.now_ms().div_euclid(1000);
+    let action = header(headers, "x-tc-action").unwrap_or("-").to_string();
+    let result = if method == Method::POST {
+        sts::check_unsigned(headers, now_s)
+    } else {
+        Err(ApiFailure::invalid(
+            "the emulator accepts POST requests with a JSON body only",
+        ))
+    }
+    .and_then(|()| {
+        core.count_call(sts::STS_ACTION);
+        core.check_rate(sts::STS_ACTION)?;
+        sts::assume_role_with_web_identity(&mut core, now_s, body)
+    });
+    if let Err(e) = &result {
+        core.count_error(&action, &e.code);
+    }
+    envelope(&request_id, result)
+}
+
+/// `GET /latest/meta-data/cam/security-credentials/`: the instance role's name.
+async fn metadata_roles(AxState(app): AxState<Arc<App>>) -> Response {
+    metadata_answer(&app, None)
+}
+
+/// `GET /latest/meta-data/cam/security-credentials/<role>`: its temporary credentials.
+async fn metadata_role(
+    AxState(app): AxState<Arc<App>>,
+    axum::extract::Path(role): axum::extract::Path<String>,
+) -> Response {
+    metadata_answer(&app, Some(&role))
+}
+
+fn metadata_answer(app: &App, role: Option<&str>) -> Response {
+    let mut core = app.lock();
+    core.settle();
+    let now_s = core.now_ms().div_euclid(1000);
+    match sts::metadata(&mut core, now_s, role) {
+        Some(text) => (StatusCode::OK, text).into_response(),
+        None => (StatusCode::NOT_FOUND, "Not Found").into_response(),
     }
 }
 
@@ -691,6 +754,11 @@ fn settings_view(settings: &Settings, show_secrets: bool) -> Value {
             }
         }
     }
+    if let Some(roles) = v.pointer_mut("/sts/roles").and_then(Value::as_array_mut) {
+        for r in roles {
+            r["web_identity_token"] = json!(REDACTED);
+        }
+    }
     v
 }
 
@@ -726,7 +794,21 @@ async fn patch_settings(AxState(app): AxState<Arc<App>>, body: Bytes) -> Respons
     core.settle();
     let mut current = to_value(&core.settings);
     let keys = core.settings.credentials.clone();
+    let roles = core.settings.sts.roles.clone();
     merge(&mut current, &patch);
+    // A web identity token sent back as shown (redacted) keeps its current value.
+    if let Some(sent) = current
+        .pointer_mut("/sts/roles")
+        .and_then(Value::as_array_mut)
+    {
+        for r in sent {
+            if r["web_identity_token"] == REDACTED
+                && let Some(known) = roles.iter().find(|k| r["role_arn"] == k.role_arn.as_str())
+            {
+                r["web_identity_token"] = json!(known.web_identity_token);
+            }
+        }
+    }
     // A SecretKey or token sent back as shown (redacted) keeps its current value.
     if let Some(creds) = current.get_mut("credentials").and_then(Value::as_array_mut) {
         for c in creds {

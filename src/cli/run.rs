@@ -32,9 +32,20 @@ pub struct RunArgs {
     /// Namespace, which no other cluster has.
     #[arg(long, env = "CLB_INGRESS_CLUSTER_ID")]
     pub cluster_id: Option<String>,
-    /// Drift resync period in seconds (each resync costs about 3-4 read calls per CLB).
+    /// Resync period in seconds: one listing of this cluster's CLBs (one read per 100 CLBs);
+    /// only stacks whose CLB's desired-state tag differs from their desired state are read
+    /// and repaired; CLBs no stack uses are deleted.
     #[arg(long, default_value_t = defaults::DEFAULT_RESYNC_SECS)]
     pub resync_seconds: u64,
+    /// Full drift sweep period in seconds: every CLB is read (2-3 reads each) and repaired, at
+    /// `--full-resync-stacks-per-second`; finds changes made to CLBs outside clb-ingress.
+    /// 0 turns it off.
+    #[arg(long, default_value_t = defaults::DEFAULT_FULL_RESYNC_SECS)]
+    pub full_resync_seconds: u64,
+    /// CLBs the full drift sweep reads per second (a budget left to user changes).
+    #[arg(long, default_value_t = defaults::DEFAULT_FULL_RESYNC_STACKS_PER_SECOND,
+          value_parser = positive_rate)]
+    pub full_resync_stacks_per_second: f64,
     /// Coalesce bursts of events for this long before reconciling.
     #[arg(long, default_value_t = defaults::DEFAULT_DEBOUNCE_MS)]
     pub debounce_ms: u64,
@@ -92,6 +103,8 @@ impl RunArgs {
             ingress_class: self.ingress_class.clone(),
             controller_name: self.controller_name.clone(),
             resync: Duration::from_secs(self.resync_seconds),
+            full_resync: Duration::from_secs(self.full_resync_seconds),
+            full_resync_stacks_per_second: self.full_resync_stacks_per_second,
             debounce: Duration::from_millis(self.debounce_ms),
             concurrency: self.concurrency,
             endpoint_grace: Duration::from_secs(self.endpoint_grace_seconds),
@@ -108,6 +121,18 @@ impl RunArgs {
             certificate_gc_grace: (!self.no_certificate_gc)
                 .then(|| Duration::from_secs(self.certificate_gc_grace_seconds)),
         }
+    }
+}
+
+/// A rate in (0, 10000] per second.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a number: {e}"))?;
+    if v.is_finite() && v > 0.0 && v <= 10_000.0 {
+        Ok(v)
+    } else {
+        Err(format!("{text} is not a rate in (0, 10000] per second"))
     }
 }
 

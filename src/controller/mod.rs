@@ -220,14 +220,35 @@ pub async fn run(
     // background so that user changes are never queued behind them.
     let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
     let start_sweep = |concurrency: usize| tokio::spawn(ctl.clone().sweep(concurrency));
+    // The full drift sweep (reads every CLB, paced) runs every `full_resync`, the first one a
+    // period after leadership starts: a restart reads only the CLBs whose desired state changed.
+    let mut full_resync = (!config.full_resync.is_zero()).then(|| {
+        let mut t = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.full_resync,
+            config.full_resync,
+        );
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut full_sweep: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         let leader = is_leader(&leader_rx);
         hooks.leader(leader);
         if leader && !was_leader {
             info!("leading: full sync");
-            pending.clear();
+            // The full sync reads every object from the caches after this point, so it covers
+            // every event so far (the watchers' initial lists above all): drop that backlog
+            // instead of reconciling every stack twice, once without the warm-restart listing.
+            let mut backlog = std::mem::take(&mut pending);
+            while let Ok(d) = rx.try_recv() {
+                backlog.insert(d);
+            }
+            ctl.snapshots.forget_secrets(&backlog).await;
             sweep = Some(start_sweep(config.concurrency));
             resync.reset();
+            if let Some(t) = full_resync.as_mut() {
+                t.reset();
+            }
         } else if !leader && was_leader {
             // The fence is already closed: no write leaves this replica any more. Stop every
             // writer and exit, so that the caches and memory are rebuilt from scratch before
@@ -263,6 +284,20 @@ pub async fn run(
                     sweep = Some(start_sweep(queue::RESYNC_CONCURRENCY));
                 }
             }
+            _ = async {
+                match full_resync.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let busy = full_sweep.as_ref().is_some_and(|s| !s.is_finished());
+                if leader && !busy {
+                    debug!("full drift sweep");
+                    full_sweep = Some(tokio::spawn(
+                        ctl.clone().full_sweep(config.full_resync_stacks_per_second),
+                    ));
+                }
+            }
             d = rx.recv() => {
                 let Some(d) = d else { break Ok(()) };
                 // Debounce: gather everything that arrives within the window. The pass is
@@ -288,7 +323,7 @@ pub async fn run(
     };
     // Every step is idempotent: work stopped mid-way is finished by the next leader.
     fence.close();
-    if let Some(s) = sweep.take() {
+    for s in [sweep.take(), full_sweep.take()].into_iter().flatten() {
         s.abort();
     }
     passes.abort_all();

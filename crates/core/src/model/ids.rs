@@ -15,6 +15,10 @@ pub const TAG_STACK: &str = "clb-ingress.io/stack";
 /// Tag on every CLB clb-ingress creates: [`CREATED_BY`].
 pub const TAG_CREATED_BY: &str = "clb-ingress.io/created-by";
 pub const CREATED_BY: &str = "clb-ingress";
+/// Tag written (Tag service ModifyResourceTags) on a CLB clb-ingress created, once its stack's
+/// desired state is fully applied: [`crate::model::DesiredLb::digest`]. A restarted controller
+/// skips reading the listeners of a CLB whose tag equals its stack's digest (warm restart).
+pub const TAG_DESIRED: &str = "clb-ingress.io/desired";
 /// Listener names start with this; the rest is the stack hash.
 pub const LISTENER_NAME_PREFIX: &str = "clb-ingress-";
 /// A CLB whose name starts with this is kept when its stack goes away, and never pruned.

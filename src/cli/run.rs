@@ -124,15 +124,18 @@ impl RunArgs {
     }
 }
 
-/// A rate in (0, 10000] per second.
+/// A full-sweep pace within the bounds the controller accepts (stacks per second).
 fn positive_rate(text: &str) -> Result<f64, String> {
+    use crate::controller::queue::{MAX_FULL_SWEEP_RATE, MIN_FULL_SWEEP_RATE};
     let v: f64 = text
         .parse()
         .map_err(|e| format!("{text:?} is not a number: {e}"))?;
-    if v.is_finite() && v > 0.0 && v <= 10_000.0 {
+    if (MIN_FULL_SWEEP_RATE..=MAX_FULL_SWEEP_RATE).contains(&v) {
         Ok(v)
     } else {
-        Err(format!("{text} is not a rate in (0, 10000] per second"))
+        Err(format!(
+            "{text} is not a rate in [{MIN_FULL_SWEEP_RATE}, {MAX_FULL_SWEEP_RATE}] per second"
+        ))
     }
 }
 

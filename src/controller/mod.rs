@@ -3,8 +3,10 @@
 //! per-Ingress sync state. Only this module speaks the Kubernetes API.
 //!
 //! Work is per stack: an event on any object requeues only the stacks that use it; bursts are
-//! coalesced by a short debounce; a periodic drift resync (with pruning of CLBs whose stack is
-//! gone) runs separately and never delays user changes.
+//! coalesced by a short debounce; a periodic resync (one listing of our CLBs: stacks whose CLB
+//! carries the digest of their desired state are not read; CLBs whose stack is gone are
+//! pruned) and a slow, paced full drift sweep (every CLB read) run separately and never delay
+//! user changes (see docs/operations.md "Warm restart").
 //!
 //! This file is the wiring ([`run`]: watchers, leader election, the event loop, shutdown). The
 //! parts: `config` (settings), `stores` (watch caches), `snapshot` (model input, Secret

@@ -28,6 +28,9 @@ pub const MAX_EVENT_PASSES: usize = 1;
 /// Stacks the full drift sweep prepares from one snapshot (it reads them one by one, slowly:
 /// a small batch keeps each job's desired state fresh and memory flat).
 pub const FULL_SWEEP_BATCH: usize = 32;
+/// Bounds of the full drift sweep's pace (stacks per second).
+pub const MIN_FULL_SWEEP_RATE: f64 = 0.001;
+pub const MAX_FULL_SWEEP_RATE: f64 = 10_000.0;
 /// Delay before retrying a stack whose reconcile failed (doubles up to the cap).
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);
@@ -485,7 +488,9 @@ impl Controller {
     pub async fn full_sweep(self: Arc<Self>, per_second: f64) {
         let ids = self.memory.lock().await.stack_ids();
         debug!(stacks = ids.len(), per_second, "full drift sweep");
-        let period = Duration::from_secs_f64(1.0 / per_second.max(f64::MIN_POSITIVE));
+        let period = Duration::from_secs_f64(
+            1.0 / per_second.clamp(MIN_FULL_SWEEP_RATE, MAX_FULL_SWEEP_RATE),
+        );
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let permits = Arc::new(tokio::sync::Semaphore::new(RESYNC_CONCURRENCY));

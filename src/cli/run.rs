@@ -33,13 +33,24 @@ pub struct RunArgs {
     /// Namespace, which no other cluster has.
     #[arg(long, env = "CLB_INGRESS_CLUSTER_ID")]
     pub cluster_id: Option<String>,
-    /// Drift resync period in seconds (each resync costs about 3-4 read calls per CLB).
+    /// Resync period in seconds: one listing of this cluster's CLBs (one read per 100 CLBs);
+    /// only stacks whose CLB's desired-state tag differs from their desired state are read
+    /// and repaired; CLBs no stack uses are deleted.
     #[arg(long, default_value_t = defaults::DEFAULT_RESYNC_SECS)]
     pub resync_seconds: u64,
     /// Read the account's CLB quotas (DescribeQuota: rules per listener, listeners per CLB,
     /// targets per rule) again this often, besides at the start of every resync.
     #[arg(long, default_value_t = defaults::DEFAULT_QUOTA_REFRESH_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub quota_refresh_seconds: u64,
+    /// Full drift sweep period in seconds: every CLB is read (2-3 reads each) and repaired, at
+    /// `--full-resync-stacks-per-second`; finds changes made to CLBs outside clb-ingress.
+    /// 0 turns it off.
+    #[arg(long, default_value_t = defaults::DEFAULT_FULL_RESYNC_SECS)]
+    pub full_resync_seconds: u64,
+    /// CLBs the full drift sweep reads per second (a budget left to user changes).
+    #[arg(long, default_value_t = defaults::DEFAULT_FULL_RESYNC_STACKS_PER_SECOND,
+          value_parser = positive_rate)]
+    pub full_resync_stacks_per_second: f64,
     /// Coalesce bursts of events for this long before reconciling.
     #[arg(long, default_value_t = defaults::DEFAULT_DEBOUNCE_MS)]
     pub debounce_ms: u64,
@@ -115,6 +126,8 @@ impl RunArgs {
             ingress_class: self.ingress_class.clone(),
             controller_name: self.controller_name.clone(),
             resync: Duration::from_secs(self.resync_seconds),
+            full_resync: Duration::from_secs(self.full_resync_seconds),
+            full_resync_stacks_per_second: self.full_resync_stacks_per_second,
             debounce: Duration::from_millis(self.debounce_ms),
             concurrency: self.concurrency,
             endpoint_grace: Duration::from_secs(self.endpoint_grace_seconds),
@@ -134,6 +147,21 @@ impl RunArgs {
             certificate_gc_grace: (!self.no_certificate_gc)
                 .then(|| Duration::from_secs(self.certificate_gc_grace_seconds)),
         }
+    }
+}
+
+/// A full-sweep pace within the bounds the controller accepts (stacks per second).
+fn positive_rate(text: &str) -> Result<f64, String> {
+    use crate::controller::queue::{MAX_FULL_SWEEP_RATE, MIN_FULL_SWEEP_RATE};
+    let v: f64 = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a number: {e}"))?;
+    if (MIN_FULL_SWEEP_RATE..=MAX_FULL_SWEEP_RATE).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!(
+            "{text} is not a rate in [{MIN_FULL_SWEEP_RATE}, {MAX_FULL_SWEEP_RATE}] per second"
+        ))
     }
 }
 

@@ -8,6 +8,10 @@ pub const DEFAULT_RESYNC_SECS: u64 = 300;
 /// How often the account's CLB quotas (DescribeQuota) are read again besides every resync.
 pub const DEFAULT_QUOTA_REFRESH_SECS: u64 = 600;
 pub const DEFAULT_CONCURRENCY: usize = 32;
+/// Period of the full drift sweep, which reads every CLB (6 hours).
+pub const DEFAULT_FULL_RESYNC_SECS: u64 = 6 * 3600;
+/// CLBs the full drift sweep reads per second (each costs 2-3 reads).
+pub const DEFAULT_FULL_RESYNC_STACKS_PER_SECOND: f64 = 1.0;
 /// Seconds a Service whose endpoints dropped to none keeps its last endpoints on the CLB.
 pub const DEFAULT_ENDPOINT_GRACE_SECS: u64 = 30;
 pub const DEFAULT_ENDPOINT_GRACE: Duration = Duration::from_secs(DEFAULT_ENDPOINT_GRACE_SECS);
@@ -32,8 +36,14 @@ pub struct ControllerConfig {
     pub ingress_class: Option<String>,
     /// The IngressClass `spec.controller` value this controller answers to.
     pub controller_name: String,
-    /// Drift resync period (a zero period is taken as one second).
+    /// Resync period (a zero period is taken as one second): one listing of this cluster's
+    /// CLBs; stacks whose CLB's desired-state tag differs from their digest (or whose CLB is
+    /// gone) are reconciled, the others are not read; CLBs no stack uses are pruned.
     pub resync: Duration,
+    /// Full drift sweep period: every CLB is read and repaired, paced (zero: never).
+    pub full_resync: Duration,
+    /// CLBs the full drift sweep reconciles per second.
+    pub full_resync_stacks_per_second: f64,
     /// Events arriving within this window are coalesced into one pass.
     pub debounce: Duration,
     /// Stacks (CLBs) reconciled in parallel; each stack always has a single writer.
@@ -90,6 +100,8 @@ impl ControllerConfig {
             ingress_class: None,
             controller_name: crate::model::build::DEFAULT_CONTROLLER_NAME.to_string(),
             resync: Duration::from_secs(DEFAULT_RESYNC_SECS),
+            full_resync: Duration::from_secs(DEFAULT_FULL_RESYNC_SECS),
+            full_resync_stacks_per_second: DEFAULT_FULL_RESYNC_STACKS_PER_SECOND,
             debounce: Duration::from_millis(DEFAULT_DEBOUNCE_MS),
             concurrency: DEFAULT_CONCURRENCY,
             watch_nodes: true,

@@ -102,6 +102,11 @@ pub fn may_be_cache_lag(p: &Problem) -> bool {
 }
 
 impl Memory {
+    /// Every stack remembered (reconciled at least once and not gone).
+    pub fn stack_ids(&self) -> Vec<StackId> {
+        self.stacks.keys().cloned().collect()
+    }
+
     /// Which stacks a batch of changes touches. `current` looks an Ingress up in the watch
     /// cache; `stack_of_deleted` works out the stack of an Ingress being deleted that was never
     /// seen alive.

@@ -3,8 +3,10 @@
 //! per-Ingress sync state. Only this module speaks the Kubernetes API.
 //!
 //! Work is per stack: an event on any object requeues only the stacks that use it; bursts are
-//! coalesced by a short debounce; a periodic drift resync (with pruning of CLBs whose stack is
-//! gone) runs separately and never delays user changes.
+//! coalesced by a short debounce; a periodic resync (one listing of our CLBs: stacks whose CLB
+//! carries the digest of their desired state are not read; CLBs whose stack is gone are
+//! pruned) and a slow, paced full drift sweep (every CLB read) run separately and never delay
+//! user changes (see docs/operations.md "Warm restart").
 //!
 //! This file is the wiring ([`run`]: watchers, leader election, the event loop, shutdown). The
 //! parts: `config` (settings), `stores` (watch caches), `snapshot` (model input, Secret
@@ -287,12 +289,30 @@ pub async fn run(
     let start_sweep = |concurrency: usize| tokio::spawn(ctl.clone().sweep(concurrency));
     // The readiness gate checker writes pod status: it runs on the leader only.
     let mut gate_task: Option<tokio::task::JoinHandle<()>> = None;
+    // The full drift sweep (reads every CLB, paced) runs every `full_resync`, the first one a
+    // period after leadership starts: a restart reads only the CLBs whose desired state changed.
+    let mut full_resync = (!config.full_resync.is_zero()).then(|| {
+        let mut t = tokio::time::interval_at(
+            tokio::time::Instant::now() + config.full_resync,
+            config.full_resync,
+        );
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
+    let mut full_sweep: Option<tokio::task::JoinHandle<()>> = None;
     let result = loop {
         let leader = is_leader(&leader_rx);
         hooks.leader(leader);
         if leader && !was_leader {
             info!("leading: full sync");
-            pending.clear();
+            // The full sync reads every object from the caches after this point, so it covers
+            // every event so far (the watchers' initial lists above all): drop that backlog
+            // instead of reconciling every stack twice, once without the warm-restart listing.
+            let mut backlog = std::mem::take(&mut pending);
+            while let Ok(d) = rx.try_recv() {
+                backlog.insert(d);
+            }
+            ctl.snapshots.forget_secrets(&backlog).await;
             sweep = Some(start_sweep(config.concurrency));
             resync.reset();
             gate_task = ctl.pods.clone().map(|pods| {
@@ -304,6 +324,9 @@ pub async fn run(
                     hooks.clone(),
                 ))
             });
+            if let Some(t) = full_resync.as_mut() {
+                t.reset();
+            }
         } else if !leader && was_leader {
             // The fence is already closed: no write leaves this replica any more. Stop every
             // writer and exit, so that the caches and memory are rebuilt from scratch before
@@ -350,6 +373,20 @@ pub async fn run(
                     });
                 }
             }
+            _ = async {
+                match full_resync.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let busy = full_sweep.as_ref().is_some_and(|s| !s.is_finished());
+                if leader && !busy {
+                    debug!("full drift sweep");
+                    full_sweep = Some(tokio::spawn(
+                        ctl.clone().full_sweep(config.full_resync_stacks_per_second),
+                    ));
+                }
+            }
             d = rx.recv() => {
                 let Some(d) = d else { break Ok(()) };
                 // Debounce: gather everything that arrives within the window. The pass is
@@ -376,7 +413,7 @@ pub async fn run(
     };
     // Every step is idempotent: work stopped mid-way is finished by the next leader.
     fence.close();
-    if let Some(s) = sweep.take() {
+    for s in [sweep.take(), full_sweep.take()].into_iter().flatten() {
         s.abort();
     }
     if let Some(g) = gate_task.take() {

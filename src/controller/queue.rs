@@ -25,6 +25,12 @@ pub const RESYNC_CONCURRENCY: usize = 2;
 /// leadership changes and shutdown never wait; its stack jobs then go to the per-stack
 /// [`Workers`]. One at a time, so that jobs reach the workers in snapshot order.
 pub const MAX_EVENT_PASSES: usize = 1;
+/// Stacks the full drift sweep prepares from one snapshot (it reads them one by one, slowly:
+/// a small batch keeps each job's desired state fresh and memory flat).
+pub const FULL_SWEEP_BATCH: usize = 32;
+/// Bounds of the full drift sweep's pace (stacks per second).
+pub const MIN_FULL_SWEEP_RATE: f64 = 0.001;
+pub const MAX_FULL_SWEEP_RATE: f64 = 10_000.0;
 /// Delay before retrying a stack whose reconcile failed (doubles up to the cap).
 pub const RETRY_BASE: Duration = Duration::from_secs(1);
 pub const RETRY_CAP: Duration = Duration::from_secs(60);
@@ -143,6 +149,9 @@ pub struct Job {
     pub desired: Option<model::DesiredLb>,
     pub problems: Vec<model::Problem>,
     pub view: Arc<View>,
+    /// This cluster's CLBs as listed at the start of a resync: a stack whose CLB carries the
+    /// digest of `desired` is not read (see `deploy::Listing`). None: read it.
+    pub listing: Option<Arc<crate::deploy::Listing>>,
     /// When the earliest watch event this job carries out arrived (`None` for resyncs and
     /// retries without one): measured to the moment its changes are live.
     pub since: Option<Instant>,
@@ -427,6 +436,7 @@ impl Controller {
                     desired,
                     problems: ps,
                     view: view.clone(),
+                    listing: None,
                 }
             })
             .collect();
@@ -526,7 +536,27 @@ impl Controller {
     pub async fn sweep(self: Arc<Self>, concurrency: usize) {
         // The account's quotas can be raised at any time: re-read them on every sweep.
         self.refresh_quotas().await;
-        let prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
+        // One listing of this cluster's CLBs (one read per page of 100): the stacks whose CLB
+        // carries their desired-state digest are not read at all.
+        let listing = match self.deployer.listing().await {
+            Ok(l) => Some(Arc::new(l)),
+            Err(e) => {
+                self.failed(&super::ControllerError::ListOwnedLbs(e));
+                None
+            }
+        };
+        let mut prepared = self.prepare(BTreeSet::from([Dirty::All]), true).await;
+        if let Some(listing) = &listing {
+            for job in &mut prepared.jobs {
+                job.listing = Some(listing.clone());
+            }
+            // Stacks that changed (also while no controller ran) go first.
+            prepared.jobs.sort_by_cached_key(|j| {
+                self.deployer
+                    .warm_outcome(&j.id, j.desired.as_ref(), listing)
+                    .is_some()
+            });
+        }
         // What the certificate GC needs, taken before the jobs are consumed (only when it runs).
         let cert_gc = self.config.certificate_gc_grace.map(|grace| {
             let facts = super::certgc::SweepFacts {
@@ -554,7 +584,7 @@ impl Controller {
             .await;
         self.hooks.problems(&prepared.problems);
         if let Some(full) = prepared.full {
-            self.prune(&full.wanted).await;
+            self.prune(&full.wanted, listing.as_deref()).await;
             debug!("pruned");
             self.release_unmanaged(&full.unmanaged, &prepared.view.deleted)
                 .await;
@@ -564,6 +594,40 @@ impl Controller {
         }
         self.hooks.queue_depth(0);
         debug!("swept");
+    }
+
+    /// The full drift sweep: every stack is read and repaired, `per_second` at most (and
+    /// [`RESYNC_CONCURRENCY`] at once), in batches of [`FULL_SWEEP_BATCH`] prepared from a
+    /// fresh snapshot each. Finds what the desired-state tag cannot: changes made to CLBs
+    /// outside clb-ingress. User changes never wait for it (one writer per stack).
+    pub async fn full_sweep(self: Arc<Self>, per_second: f64) {
+        let ids = self.memory.lock().await.stack_ids();
+        debug!(stacks = ids.len(), per_second, "full drift sweep");
+        let period = Duration::from_secs_f64(
+            1.0 / per_second.clamp(MIN_FULL_SWEEP_RATE, MAX_FULL_SWEEP_RATE),
+        );
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let permits = Arc::new(tokio::sync::Semaphore::new(RESYNC_CONCURRENCY));
+        let mut running = tokio::task::JoinSet::new();
+        for batch in ids.chunks(FULL_SWEEP_BATCH) {
+            let dirty = batch.iter().cloned().map(Dirty::Stack).collect();
+            let prepared = self.prepare(dirty, false).await;
+            for job in prepared.jobs {
+                tick.tick().await;
+                // The semaphore is never closed.
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    return;
+                };
+                let ctl = self.clone();
+                running.spawn(async move {
+                    ctl.reconcile_stack(job).await;
+                    drop(permit);
+                });
+            }
+        }
+        while running.join_next().await.is_some() {}
+        debug!("full drift sweep done");
     }
 }
 

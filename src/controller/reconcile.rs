@@ -229,11 +229,19 @@ impl Controller {
         }
         let result = match finalizer_missing {
             Some(e) => Err(e),
-            None => self
-                .deployer
-                .reconcile(id, desired.as_ref())
-                .await
-                .map_err(ControllerError::Deploy),
+            None => match job
+                .listing
+                .as_ref()
+                .and_then(|l| self.deployer.warm_outcome(id, desired.as_ref(), l))
+            {
+                // Its CLB's desired-state tag proves it is in sync: nothing is read.
+                Some(outcome) => Ok(outcome),
+                None => self
+                    .deployer
+                    .reconcile(id, desired.as_ref())
+                    .await
+                    .map_err(ControllerError::Deploy),
+            },
         };
         // The certificate must be uploaded again but its key left memory after the first
         // upload: read the Secret again (a Secret change does that) and retry; nothing to
@@ -442,13 +450,21 @@ impl Controller {
     }
 
     /// Delete CLBs clb-ingress created for this cluster whose stack hash is not `wanted`.
-    pub(super) async fn prune(&self, wanted: &BTreeSet<String>) {
-        let lbs = match self.deployer.owned_lbs().await {
-            Ok(l) => l,
-            Err(e) => {
-                self.failed(&ControllerError::ListOwnedLbs(e));
-                return;
-            }
+    /// `listing`: this cluster's CLBs as listed at the start of the pass (None: list them).
+    pub(super) async fn prune(
+        &self,
+        wanted: &BTreeSet<String>,
+        listing: Option<&crate::deploy::Listing>,
+    ) {
+        let lbs = match listing {
+            Some(l) => l.lbs().to_vec(),
+            None => match self.deployer.owned_lbs().await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.failed(&ControllerError::ListOwnedLbs(e));
+                    return;
+                }
+            },
         };
         for lb in lbs {
             let Some(tag) = lb

@@ -169,6 +169,10 @@ where
     let stream = reflector::reflector(writer, stream.modify(slim));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        // The first list is what the caches are ready with; the full sync that follows
+        // readiness covers it (a restart must not reconcile every stack again, without the
+        // warm-restart listing). Only a later re-list (after the watch lost track) needs a pass.
+        let mut listed = false;
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
@@ -177,7 +181,10 @@ where
                     let _ = intake.tx.send(d);
                 }
                 Ok(watcher::Event::InitDone) => {
-                    let _ = intake.tx.send(Dirty::All);
+                    if listed {
+                        let _ = intake.tx.send(Dirty::All);
+                    }
+                    listed = true;
                 }
                 Ok(_) => {}
                 Err(e) => errors.report(name, &e),

@@ -11,8 +11,10 @@ mod find;
 mod observe;
 pub mod quota;
 pub mod settings;
+mod warm;
 
 pub use certs::OwnCertificate;
+pub use warm::Listing;
 
 use crate::clb::types::*;
 use crate::clb::{ClbApi, ClbClient, ClbError};
@@ -88,6 +90,8 @@ pub struct Outcome {
     pub changes: usize,
     pub write_calls: usize,
     pub conflicts: Vec<String>,
+    /// The CLB was tagged with the digest of the desired state just applied (warm restart).
+    pub digest_recorded: bool,
 }
 
 /// Talks to one region's CLB API on behalf of the model and the plan, through the `ClbApi`
@@ -242,9 +246,19 @@ impl<A: ClbApi> Deployer<A> {
             changes: plan.changes.len(),
             write_calls: plan.api_calls(),
             conflicts: plan.conflicts.clone(),
+            digest_recorded: false,
         };
+        let digest_of = |o: &ObservedLb| o.tags.get(crate::model::ids::TAG_DESIRED).cloned();
+        let recorded_digest = observed.as_ref().and_then(digest_of);
+        // The digest is recorded only on a CLB that is ours whole and only when everything
+        // desired is in place (no conflict left anything out).
+        let record = desired.filter(|_| own.lb_owned && plan.conflicts.is_empty());
         if plan.is_empty() {
             debug!("in sync");
+            if let (Some(d), Some(id)) = (record, &outcome.lb_id) {
+                outcome.digest_recorded =
+                    self.record_digest(id, recorded_digest.as_deref(), d).await;
+            }
             return Ok(outcome);
         }
         // The controller logs one INFO line per reconcile with the outcome; this is detail.
@@ -258,6 +272,9 @@ impl<A: ClbApi> Deployer<A> {
             .await?;
         if outcome.lb_id.is_none() {
             outcome.lb_id = lb_id.clone();
+        }
+        if let (Some(d), Some(id)) = (record, &lb_id) {
+            outcome.digest_recorded = self.record_digest(id, recorded_digest.as_deref(), d).await;
         }
         if desired.is_none() {
             outcome.vips.clear();

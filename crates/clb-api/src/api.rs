@@ -14,6 +14,8 @@ pub type ApiResult<T> = Result<T, ClbError>;
 /// `ClbClient` method of the same name (pagination of Describe* done, batch actions chunked,
 /// `*_and_wait` waiting for the task).
 pub trait ClbApi: Send + Sync + 'static {
+    /// The region the calls go to (resource descriptions of the Tag service name it).
+    fn region(&self) -> &str;
     fn describe_load_balancers(
         &self,
         req: &DescribeLoadBalancersRequest,
@@ -126,6 +128,9 @@ pub trait ClbApi: Send + Sync + 'static {
 macro_rules! delegate {
     ($($name:ident($req:ty) -> $out:ty;)*) => {
         impl ClbApi for ClbClient {
+            fn region(&self) -> &str {
+                ClbClient::region(self)
+            }
             $(
                 fn $name(&self, req: &$req) -> impl Future<Output = ApiResult<$out>> + Send {
                     ClbClient::$name(self, req)

@@ -188,6 +188,32 @@ impl Env {
         &self.kubeconfig
     }
 
+    /// The emulator's call counters (`/_emulator/counters`: reads and writes by action).
+    pub async fn counters(&self) -> Value {
+        self.http
+            .get(format!("http://{}/_emulator/counters", self.emu.addr))
+            .bearer_auth(self.emu.admin_token())
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("emulator counters")
+            .json()
+            .await
+            .expect("counters JSON")
+    }
+
+    /// Zero the emulator's call counters.
+    pub async fn reset_counters(&self) {
+        self.http
+            .post(format!("http://{}/_emulator/counters/reset", self.emu.addr))
+            .bearer_auth(self.emu.admin_token())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .expect("reset emulator counters");
+    }
+
     /// The emulator's data-plane port offset (listener port P serves on VIP:P+offset).
     pub fn offset(&self) -> u16 {
         self.offset

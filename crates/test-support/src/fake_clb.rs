@@ -94,6 +94,10 @@ fn tag_matches(lb: &LoadBalancer, filter: &Filter) -> bool {
 }
 
 impl ClbApi for FakeClb {
+    fn region(&self) -> &str {
+        "ap-test"
+    }
+
     fn describe_load_balancers(
         &self,
         req: &DescribeLoadBalancersRequest,

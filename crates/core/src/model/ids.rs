@@ -19,6 +19,10 @@ pub const TAG_CLASS: &str = "clb-ingress.io/class";
 /// Tag on the CLBs of a shared class: the shard number (`0` is the class's first CLB).
 pub const TAG_SHARD: &str = "clb-ingress.io/shard";
 pub const CREATED_BY: &str = "clb-ingress";
+/// Tag written (Tag service ModifyResourceTags) on a CLB clb-ingress created, once its stack's
+/// desired state is fully applied: [`crate::model::DesiredLb::digest`]. A restarted controller
+/// skips reading the listeners of a CLB whose tag equals its stack's digest (warm restart).
+pub const TAG_DESIRED: &str = "clb-ingress.io/desired";
 /// Listener names start with this; the rest is the stack hash.
 pub const LISTENER_NAME_PREFIX: &str = "clb-ingress-";
 /// A CLB whose name starts with this is kept when its stack goes away, and never pruned.

@@ -408,6 +408,9 @@ pub struct Member {
     pub ports: Vec<(Protocol, u16)>,
 }
 
+/// Bytes of sha256 kept in [`DesiredLb::digest`] (128 bits, 32 hex digits).
+pub const DIGEST_BYTES: usize = 16;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DesiredLb {
     pub stack: StackId,
@@ -423,6 +426,22 @@ pub struct DesiredLb {
 }
 
 impl DesiredLb {
+    /// The value of the desired-state tag ([`crate::model::ids::TAG_DESIRED`]): a sha256 of
+    /// everything this desired state puts on the CLB (its JSON form: listeners, domains, rules,
+    /// certificates by fingerprint, targets, weights, members) and the version of clb-ingress
+    /// that applies it, so that an upgrade re-reads every CLB once.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        // Serializing plain data cannot fail; an empty digest would never match a tag.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let hash = Sha256::digest(&json);
+        format!(
+            "{}:{}",
+            hex::encode(&hash[..DIGEST_BYTES]),
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
     pub fn rule_count(&self) -> usize {
         self.listeners
             .iter()

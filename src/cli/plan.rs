@@ -27,6 +27,9 @@ pub struct PlanArgs {
     /// IngressClass `spec.controller` value handled by this controller.
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// `spec.controllerName` of the GatewayClasses handled (Gateway API).
+    #[arg(long, default_value = clb_ingress_core::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
     /// Treat Ingresses that name no IngressClass as of class NAME, and NAME as ours when the
     /// input does not define it (plan a single Ingress file without its IngressClass).
     #[arg(long, value_name = "NAME")]
@@ -193,6 +196,36 @@ pub fn unhandled(snap: &Snapshot, out: &model::BuildOutput) -> Vec<String> {
 pub struct Report<'a> {
     pub stacks: Vec<StackReport<'a>>,
     pub problems: &'a [model::Problem],
+    /// Computed status of the Gateway API objects (absent when the input has none).
+    #[serde(rename = "gatewayApi", skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<&'a clb_ingress_core::gateway::GatewayApiStatus>,
+}
+
+/// Notes for Gateways that are not handled (their class is not in the input or not ours).
+pub fn unhandled_gateways(snap: &Snapshot) -> Vec<String> {
+    snap.gateways
+        .iter()
+        .filter_map(|g| {
+            let class = &g.spec.gateway_class_name;
+            let why = match snap
+                .gateway_classes
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(class.as_str()))
+            {
+                None => format!("its GatewayClass {class:?} is not in the input"),
+                Some(c) if c.spec.controller_name != snap.gateway_controller_name => format!(
+                    "its GatewayClass {class:?} belongs to controller {:?}",
+                    c.spec.controller_name
+                ),
+                Some(_) => return None,
+            };
+            Some(format!(
+                "Gateway {}/{} is not handled: {why}",
+                g.metadata.namespace.as_deref().unwrap_or("default"),
+                g.metadata.name.as_deref().unwrap_or("")
+            ))
+        })
+        .collect()
 }
 
 /// Plan every stack against the CLBs as `observed` returns them (None: nothing exists yet).
@@ -339,6 +372,7 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
 pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     let mut snap = Snapshot::new(&args.cluster_id);
     snap.controller_name = args.controller_name.clone();
+    snap.gateway_controller_name = args.gateway_controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
     if let Some(class) = &args.assume_class {
         assume_class(&mut snap, class);
@@ -362,6 +396,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
                 &Report {
                     stacks: reports,
                     problems: &out.problems,
+                    gateway_api: (!snap.gateways.is_empty()).then_some(&out.gateway),
                 },
             )?;
             writeln!(w)?;
@@ -373,7 +408,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         refused |= p.effect != Effect::Degraded;
     }
     let unhandled = unhandled(&snap, &out);
-    for why in &unhandled {
+    for why in unhandled.iter().chain(&unhandled_gateways(&snap)) {
         eprintln!("note: {why}");
     }
     // Ingresses in the input and none of them handled: nothing was planned, say so by the code.

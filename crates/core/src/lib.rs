@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod crd;
+pub mod gateway;
 pub mod manifests;
 pub mod matching;
 pub mod model;

@@ -32,6 +32,8 @@ pub enum StackId {
     /// An existing CLB, adopted by id (the `existLbId` annotation or the class's
     /// `loadBalancerId`): clb-ingress only manages its own listeners on it.
     Adopted(String),
+    /// One CLB for one Gateway API Gateway, created by clb-ingress.
+    Gateway { namespace: String, name: String },
 }
 
 impl StackId {
@@ -87,6 +89,7 @@ impl StackId {
         let raw = match self {
             StackId::Class(class) => format!("{cluster_id}-class-{class}"),
             StackId::Ingress { namespace, name } => format!("{cluster_id}-{namespace}-{name}"),
+            StackId::Gateway { namespace, name } => format!("{cluster_id}-gw-{namespace}-{name}"),
             StackId::Adopted(_) => return None,
         };
         let clean: String = raw
@@ -108,13 +111,14 @@ impl StackId {
     }
 }
 
-/// `ing:<namespace>/<name>`, `class:<name>` or `lb:<id>`: the form in logs, metrics and the
+/// `ing:<namespace>/<name>`, `class:<name>`, `lb:<id>` or `gw:<namespace>/<name>`: the form in logs, metrics and the
 /// stack hash (so it must never change).
 impl fmt::Display for StackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StackId::Class(class) => write!(f, "class:{class}"),
             StackId::Ingress { namespace, name } => write!(f, "ing:{namespace}/{name}"),
+            StackId::Gateway { namespace, name } => write!(f, "gw:{namespace}/{name}"),
             StackId::Adopted(id) => write!(f, "lb:{id}"),
         }
     }

@@ -156,9 +156,16 @@ pub fn health_check_domain(domain: &str) -> Option<String> {
         Some(s) if !s.is_empty() && !s.contains('*') && !s.starts_with('.') => s.to_string(),
         Some(_) => return None,
         None => {
-            let escaped = domain.strip_prefix("~^[^.]+\\.")?.strip_suffix('$')?;
+            // `~^[^.]+\.suffix$` (an Ingress wildcard) or `~^.+\.suffix$` (a Gateway API
+            // wildcard that contains another one).
+            let (escaped, form): (&str, fn(&str) -> String) =
+                match domain.strip_prefix("~^[^.]+\\.") {
+                    Some(rest) => (rest, wildcard_domain),
+                    None => (domain.strip_prefix("~^.+\\.")?, deep_wildcard_domain),
+                };
+            let escaped = escaped.strip_suffix('$')?;
             let suffix = escaped.replace("\\.", ".");
-            if suffix.is_empty() || suffix.contains('\\') || wildcard_domain(&suffix) != domain {
+            if suffix.is_empty() || suffix.contains('\\') || form(&suffix) != domain {
                 return None;
             }
             suffix
@@ -166,6 +173,11 @@ pub fn health_check_domain(domain: &str) -> Option<String> {
     };
     let host = format!("{HEALTH_CHECK_LABEL}.{suffix}");
     (host.len() <= MAX_DOMAIN_LEN).then_some(host)
+}
+
+/// The regex domain of a wildcard over one or more labels (`*.suffix` in Gateway API).
+pub fn deep_wildcard_domain(suffix: &str) -> String {
+    format!("~^.+\\.{}$", suffix.replace('.', "\\."))
 }
 
 /// The length of `wildcard_domain(suffix)` without building it.
@@ -700,6 +712,10 @@ mod tests {
             health_check_domain("~^[^.]+\\.a\\.b.c$"),
             None,
             "not our syntax"
+        );
+        assert_eq!(
+            health_check_domain(&deep_wildcard_domain("a.example.com")).as_deref(),
+            Some("health-check.a.example.com")
         );
         let long = wildcard_domain(&format!("{}.com", "a".repeat(70)));
         assert_eq!(health_check_domain(&long), None, "over 80 characters");

@@ -95,6 +95,22 @@ pub enum Reason {
     CertificateNotAllowed,
     /// A class parameter that cannot be used (for example a malformed `loadBalancerId`).
     InvalidClassParameters,
+    /// Gateway API: a match, filter or field CLB cannot express (the rule is dropped).
+    UnsupportedValue,
+    /// Gateway API: no listener of the parent Gateway allows this route.
+    NotAllowedByListeners,
+    /// Gateway API: no route hostname intersects the listeners' hostnames.
+    NoMatchingListenerHostname,
+    /// Gateway API: the parentRef names no listener of the Gateway (or the Gateway is not valid).
+    NoMatchingParent,
+    /// Gateway API: a cross-namespace reference without a ReferenceGrant.
+    RefNotPermitted,
+    /// Gateway API: a reference to a kind clb-ingress does not support.
+    InvalidKind,
+    /// Gateway API: a listener that cannot be served (protocol, port, conflict, certificate).
+    InvalidListener,
+    /// Gateway API: a Gateway that cannot be served at all.
+    InvalidGateway,
 }
 
 impl Reason {
@@ -126,6 +142,14 @@ impl Reason {
             Reason::CatchAllNotAllowed => "CatchAllNotAllowed",
             Reason::CertificateNotAllowed => "CertificateNotAllowed",
             Reason::InvalidClassParameters => "InvalidClassParameters",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::NotAllowedByListeners => "NotAllowedByListeners",
+            Reason::NoMatchingListenerHostname => "NoMatchingListenerHostname",
+            Reason::NoMatchingParent => "NoMatchingParent",
+            Reason::RefNotPermitted => "RefNotPermitted",
+            Reason::InvalidKind => "InvalidKind",
+            Reason::InvalidListener => "InvalidListener",
+            Reason::InvalidGateway => "InvalidGateway",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod annotations;
 mod backends;
+mod gateway;
 mod index;
 mod stack;
 mod tls;
@@ -120,6 +121,13 @@ pub struct Snapshot {
     pub dropped_keys: BTreeMap<(String, String), String>,
     pub nodes: Vec<Node>,
     pub namespaces: Vec<Namespace>,
+    /// `spec.controllerName` of the GatewayClasses handled (empty: Gateway API off).
+    pub gateway_controller_name: String,
+    pub gateway_classes: Vec<crate::gateway::GatewayClass>,
+    pub gateways: Vec<crate::gateway::Gateway>,
+    pub http_routes: Vec<crate::gateway::HttpRoute>,
+    pub grpc_routes: Vec<crate::gateway::GrpcRoute>,
+    pub reference_grants: Vec<crate::gateway::ReferenceGrant>,
 }
 
 impl Snapshot {
@@ -127,6 +135,7 @@ impl Snapshot {
         Self {
             cluster_id: cluster_id.to_string(),
             controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+            gateway_controller_name: crate::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME.to_string(),
             ..Default::default()
         }
     }
@@ -136,6 +145,8 @@ impl Snapshot {
 pub struct BuildOutput {
     pub stacks: BTreeMap<StackId, DesiredLb>,
     pub problems: Vec<Problem>,
+    /// The status of every Gateway API object of the snapshot that clb-ingress handles.
+    pub gateway: crate::gateway::GatewayApiStatus,
 }
 
 /// Build every stack.
@@ -151,6 +162,12 @@ pub fn build(snap: &Snapshot) -> BuildOutput {
         if let Some(lb) = lb {
             out.stacks.insert(stack.clone(), lb);
         }
+    }
+    if !snap.gateways.is_empty() {
+        let gw = gateway::build(&index);
+        out.stacks.extend(gw.stacks);
+        out.problems.extend(gw.problems);
+        out.gateway = gw.status;
     }
     out.problems.sort();
     out

@@ -95,15 +95,10 @@ impl fmt::Display for HostPattern {
 /// lower-case DNS name, optionally `*.` before it, no IP address, at most 253 characters.
 pub fn check_hostname(h: &str) -> Result<(), String> {
     let bare = h.strip_prefix("*.").unwrap_or(h);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if h.len() > 253 || bare.is_empty() || !bare.split('.').all(label_ok) {
+    if h.len() > 253
+        || bare.is_empty()
+        || !bare.split('.').all(crate::model::translate::dns_label_ok)
+    {
         return Err(format!(
             "hostname {h:?} is not a lower-case DNS name (or `*.` followed by one)"
         ));

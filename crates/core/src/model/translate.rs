@@ -185,18 +185,20 @@ fn wildcard_domain_len(suffix: &str) -> usize {
     "~^[^.]+\\.$".len() + suffix.len() + suffix.bytes().filter(|&b| b == b'.').count()
 }
 
+/// A lower-case DNS label: 1-63 of `a-z 0-9 -`, not starting or ending with `-`.
+pub(crate) fn dns_label_ok(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
 /// `check_host` without building the key (no allocation unless the host is refused).
 pub(crate) fn check_host_syntax(host: &str) -> Result<(), SyntaxProblem> {
     let bare = host.strip_prefix("*.").unwrap_or(host);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if bare.is_empty() || !bare.split('.').all(label_ok) {
+    if bare.is_empty() || !bare.split('.').all(dns_label_ok) {
         return Err(SyntaxProblem::Host(format!(
             "host {host:?} is not a lower-case DNS name (or `*.` followed by one)"
         )));

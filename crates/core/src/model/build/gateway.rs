@@ -1472,20 +1472,7 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
     }
     // A redirect whose HTTPS listener is not served forwards nothing rather than redirecting
     // to a missing rule.
-    let https: Vec<(u16, String, String)> = listeners
-        .iter()
-        .filter(|l| l.protocol == Protocol::Https)
-        .flat_map(|l| {
-            l.domains
-                .iter()
-                .filter(|d| d.certificate.is_some())
-                .flat_map(move |d| {
-                    d.rules
-                        .iter()
-                        .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
-                })
-        })
-        .collect();
+    let https = https_rule_keys(&listeners);
     for l in listeners
         .iter_mut()
         .filter(|l| l.protocol == Protocol::Http)

@@ -438,3 +438,120 @@ async fn apply_programs_a_gateway_whose_routes_answer_through_the_data_plane() {
     let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
     assert!(stdout.contains("gw:infra/web: in sync"), "{stdout}");
 }
+
+/// The model alone (no CLB): the Gateway's status and its one stack.
+fn build(yaml: &str) -> clb_ingress::model::BuildOutput {
+    clb_ingress::model::build(&clb_test_support::snapshot(yaml))
+}
+
+const CLASS: &str = "apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: clb}
+spec: {controllerName: clb-ingress.io/gateway-controller}
+";
+
+#[test]
+fn listeners_sharing_a_port_conflict_by_protocol_or_hostname_and_are_not_served() {
+    let out = build(&format!(
+        "{CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: clb
+  listeners:
+  - {{name: a, port: 80, protocol: HTTP, hostname: a.example.com}}
+  - {{name: a-again, port: 80, protocol: HTTP, hostname: a.example.com}}
+  - {{name: b, port: 80, protocol: HTTP, hostname: b.example.com}}
+  - {{name: plain, port: 8080, protocol: HTTP}}
+  - {{name: tls-on-8080, port: 8080, protocol: HTTPS, tls: {{certificateRefs: [{{name: none}}]}}}}
+"
+    ));
+    let gw = &out.gateway.gateways[0];
+    let conflicted = |name: &str| {
+        let l = gw.listeners.iter().find(|l| l.name == name).unwrap();
+        let c = l
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Conflicted")
+            .unwrap();
+        (c.status, c.reason)
+    };
+    assert_eq!(conflicted("a"), ("True", "HostnameConflict"));
+    assert_eq!(conflicted("a-again"), ("True", "HostnameConflict"));
+    assert_eq!(conflicted("b"), ("False", "NoConflicts"));
+    assert_eq!(conflicted("plain"), ("True", "ProtocolConflict"));
+    assert_eq!(conflicted("tls-on-8080"), ("True", "ProtocolConflict"));
+    let accepted = gw
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Accepted")
+        .unwrap();
+    assert_eq!(
+        (accepted.status, accepted.reason),
+        ("True", "ListenersNotValid")
+    );
+    // Only listener b is served: one HTTP 80 CLB listener, no 8080.
+    let lb = out.stacks.values().next().expect("the Gateway's stack");
+    let ports: Vec<u16> = lb.listeners.iter().map(|l| l.port).collect();
+    assert_eq!(ports, [80]);
+}
+
+#[test]
+fn a_certificate_in_another_namespace_needs_a_reference_grant_there() {
+    let secret = TlsSecret::generate("tls", "a.example.com");
+    let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    let base = format!(
+        "{CLASS}---
+apiVersion: v1
+kind: Secret
+metadata: {{name: tls, namespace: certs}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: infra}}
+spec:
+  gatewayClassName: clb
+  listeners:
+  - name: https
+    port: 443
+    protocol: HTTPS
+    tls: {{certificateRefs: [{{name: tls, namespace: certs}}]}}
+",
+        indent(&secret.cert_pem),
+        indent(&secret.key_pem)
+    );
+    let refs = |out: &clb_ingress::model::BuildOutput| {
+        let c = out.gateway.gateways[0].listeners[0]
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "ResolvedRefs")
+            .unwrap()
+            .clone();
+        (c.status, c.reason)
+    };
+    let without = build(&base);
+    assert_eq!(refs(&without), ("False", "RefNotPermitted"));
+    assert!(without.stacks.is_empty(), "no listener is valid: no CLB");
+    let with = build(&format!(
+        "{base}---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {{name: gateways, namespace: certs}}
+spec:
+  from: [{{group: gateway.networking.k8s.io, kind: Gateway, namespace: infra}}]
+  to: [{{group: '', kind: Secret}}]
+"
+    ));
+    assert_eq!(refs(&with), ("True", "ResolvedRefs"));
+    let lb = with.stacks.values().next().expect("the Gateway's stack");
+    assert!(
+        lb.listeners[0].domains[0].certificate.is_some(),
+        "{:#?}",
+        lb.listeners[0]
+    );
+}

@@ -163,7 +163,7 @@ pub fn build(snap: &Snapshot) -> BuildOutput {
             out.stacks.insert(stack.clone(), lb);
         }
     }
-    if !snap.gateways.is_empty() {
+    if !snap.gateways.is_empty() || !snap.gateway_classes.is_empty() {
         let gw = gateway::build(&index);
         out.stacks.extend(gw.stacks);
         out.problems.extend(gw.problems);

@@ -555,3 +555,44 @@ spec:
         lb.listeners[0]
     );
 }
+
+#[test]
+fn a_hostname_longer_than_a_clb_domain_is_left_out_with_a_problem_naming_it() {
+    let long = format!("{}.{}.example.com", "a".repeat(40), "b".repeat(40));
+    let out = build(&format!(
+        "{CLASS}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {{name: gw, namespace: default}}
+spec:
+  gatewayClassName: clb
+  listeners:
+  - {{name: http, port: 80, protocol: HTTP}}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {{name: r, namespace: default}}
+spec:
+  parentRefs: [{{name: gw}}]
+  hostnames: [{long}, short.example.com]
+  rules:
+  - matches: [{{path: {{type: Exact, value: /x}}}}]
+"
+    ));
+    let p = out
+        .problems
+        .iter()
+        .find(|p| p.message.contains(&long))
+        .unwrap_or_else(|| panic!("{:#?}", out.problems));
+    assert!(p.message.contains("at most 80"), "{p}");
+    let lb = out.stacks.values().next().unwrap();
+    let domains: Vec<&str> = lb.listeners[0]
+        .domains
+        .iter()
+        .map(|d| d.domain.as_str())
+        .collect();
+    assert_eq!(
+        domains,
+        ["unmatched.clb-ingress.invalid", "short.example.com"]
+    );
+}

@@ -612,6 +612,15 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
             })
             .map(|h| HostPattern::of(Some(h)))
             .collect();
+        for m in &host_problems {
+            out.problems.push(Problem {
+                object: rkey.clone(),
+                field: "spec.hostnames".into(),
+                reason: Reason::InvalidHost,
+                effect: Effect::HostParked,
+                message: format!("{m}; this hostname is ignored"),
+            });
+        }
         for (pi, pref) in route.spec.parent_refs.iter().enumerate() {
             if !names_a_gateway(pref) {
                 continue;
@@ -1309,14 +1318,33 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
             ),
         });
     }
+    // A hostname whose CLB domain is longer than CLB allows is left out, with a problem.
+    let mut too_long: Vec<&HostPattern> = ctx
+        .entries
+        .iter()
+        .map(|e| &e.host)
+        .filter(|h| domain_of(h, regex.contains(h), catch_all).len() > translate::MAX_DOMAIN_LEN)
+        .collect();
+    too_long.sort();
+    too_long.dedup();
+    for h in &too_long {
+        let domain = domain_of(h, regex.contains(h), catch_all);
+        problems.push(Problem {
+            object: gkey.clone(),
+            field: "spec.listeners".into(),
+            reason: Reason::InvalidHost,
+            effect: Effect::HostParked,
+            message: format!(
+                "hostname {h} needs the CLB domain {domain:?} of {} characters; CLB allows at most {}, so {h} is not served",
+                domain.len(),
+                translate::MAX_DOMAIN_LEN
+            ),
+        });
+    }
     let entries: Vec<&Entry> = ctx
         .entries
         .iter()
-        .filter(|e| !too_deep.contains(&e.host))
-        .filter(|e| {
-            let d = domain_of(&e.host, regex.contains(&e.host), catch_all);
-            d.len() <= translate::MAX_DOMAIN_LEN
-        })
+        .filter(|e| !too_deep.contains(&e.host) && !too_long.contains(&&e.host))
         .collect();
     // CLB listeners: (port, protocol) of every usable listener.
     let mut ports: BTreeMap<(u16, Protocol), Vec<usize>> = BTreeMap::new();

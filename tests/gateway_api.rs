@@ -295,17 +295,16 @@ async fn start_emulator() -> Plane {
     }
 }
 
-/// (status, x-clb-target, location) of one request through the data plane.
+/// (status, x-clb-target, location) of one request through the data plane (the client
+/// resolves `host` to the VIP).
 async fn get(
     client: &reqwest::Client,
     scheme: &str,
-    vip: &str,
     port: u16,
     host: &str,
     path: &str,
 ) -> (u16, String, String) {
     let url = format!("{scheme}://{host}:{port}{path}");
-    let _ = vip;
     match client.get(&url).send().await {
         Ok(r) => {
             let h = |k: &str| {
@@ -378,7 +377,7 @@ async fn apply_programs_a_gateway_whose_routes_answer_through_the_data_plane() {
     // The data plane applies the configuration shortly after the tasks end.
     let started = Instant::now();
     loop {
-        let r = get(&client, "http", &vip, http_port, "api.example.com", "/v1").await;
+        let r = get(&client, "http", http_port, "api.example.com", "/v1").await;
         if r.0 == 200 {
             break;
         }
@@ -388,8 +387,7 @@ async fn apply_programs_a_gateway_whose_routes_answer_through_the_data_plane() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let http =
-        |host: &'static str, path: &'static str| get(&client, "http", &vip, http_port, host, path);
+    let http = |host: &'static str, path: &'static str| get(&client, "http", http_port, host, path);
     // Exact /v1 and the prefix / of the api route.
     assert_eq!(http("api.example.com", "/v1").await.1, V2);
     assert_eq!(http("api.example.com", "/v1/x").await.1, V1);
@@ -412,8 +410,7 @@ async fn apply_programs_a_gateway_whose_routes_answer_through_the_data_plane() {
     // HTTPS: the weighted split 90/10 between v1 and v2 (CLB weights 100 and 11).
     let mut seen = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..111 {
-        let (code, target, _) =
-            get(&client, "https", &vip, https_port, "shop.example.com", "/").await;
+        let (code, target, _) = get(&client, "https", https_port, "shop.example.com", "/").await;
         assert_eq!(code, 200, "{target}");
         *seen.entry(target).or_default() += 1;
     }
@@ -422,15 +419,7 @@ async fn apply_programs_a_gateway_whose_routes_answer_through_the_data_plane() {
     assert_eq!(v1 + v2, 111, "{seen:?}");
     assert!(v2 >= 1 && v1 > 5 * v2, "{seen:?}");
     // The dropped header rule does not take /admin: the split rule answers it.
-    let (code, target, _) = get(
-        &client,
-        "https",
-        &vip,
-        https_port,
-        "shop.example.com",
-        "/admin",
-    )
-    .await;
+    let (code, target, _) = get(&client, "https", https_port, "shop.example.com", "/admin").await;
     assert_eq!(code, 200);
     assert!(target == V1 || target == V2, "{target}");
     // A second apply writes nothing.
@@ -595,4 +584,128 @@ spec:
         domains,
         ["unmatched.clb-ingress.invalid", "short.example.com"]
     );
+}
+
+/// The manifests of the nested-wildcard check: `*.example.com` -> s1, `*.a.example.com` `/in` -> s2.
+const NESTED: &str = r#"
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: clb}
+spec: {controllerName: clb-ingress.io/gateway-controller, parametersRef: {group: clb-ingress.io, kind: ClbClassParameters, name: gw}}
+---
+apiVersion: clb-ingress.io/v1alpha1
+kind: ClbClassParameters
+metadata: {name: gw}
+spec: {targetMode: Direct}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s1, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s1-1, namespace: default, labels: {kubernetes.io/service-name: s1}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.0.0.1]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s2, namespace: default}
+spec: {ports: [{name: http, port: 80}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: s2-1, namespace: default, labels: {kubernetes.io/service-name: s2}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.0.0.2]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: gw, namespace: default}
+spec:
+  gatewayClassName: clb
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: outer, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ['*.example.com']
+  rules: [{backendRefs: [{name: s1, port: 80}]}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: inner, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: ['*.a.example.com']
+  rules: [{matches: [{path: {type: PathPrefix, value: /in}}], backendRefs: [{name: s2, port: 80}]}]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_wildcard_hostnames_route_through_the_data_plane_with_the_deeper_one_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("nested.yaml");
+    std::fs::write(&file, NESTED).unwrap();
+    let plane = start_emulator().await;
+    let out = tokio::task::block_in_place(|| {
+        command()
+            .arg("apply")
+            .arg("-f")
+            .arg(&file)
+            .args(["--clb-endpoint", &plane.endpoint, "--cluster-id", "nested"])
+            .output()
+            .expect("run apply")
+    });
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let vip: Ipv4Addr = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Gateway default/gw: address "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {stdout}"));
+    let port = 80 + plane.offset;
+    let hosts = [
+        "x.example.com",
+        "y.x.example.com",
+        "b.a.example.com",
+        "c.b.a.example.com",
+        "a.example.com",
+    ];
+    let mut builder = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10));
+    for h in hosts {
+        builder = builder.resolve(h, SocketAddr::from((vip, port)));
+    }
+    let client = builder.build().unwrap();
+    let started = Instant::now();
+    while get(&client, "http", port, "x.example.com", "/").await.0 != 200 {
+        assert!(started.elapsed() < Duration::from_secs(10), "not routed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s1 = "10.0.0.1:8080";
+    let s2 = "10.0.0.2:8080";
+    for (host, path, want) in [
+        ("x.example.com", "/in", s1),
+        ("y.x.example.com", "/in/x", s1),
+        // The deeper wildcard's rules first, the outer one's for the paths they do not match.
+        ("b.a.example.com", "/in", s2),
+        ("c.b.a.example.com", "/in/x", s2),
+        ("b.a.example.com", "/", s1),
+        // `*.a.example.com` does not match `a.example.com`.
+        ("a.example.com", "/in", s1),
+    ] {
+        let got = get(&client, "http", port, host, path).await;
+        assert_eq!((got.0, got.1.as_str()), (200, want), "{host}{path}");
+    }
 }

@@ -10,7 +10,7 @@
 pub use clb_api as clb;
 #[cfg(feature = "local-dev")]
 pub use clb_emulator as emulator;
-pub use clb_ingress_core::{admission, crd, matching, model, plan};
+pub use clb_ingress_core::{admission, crd, gateway, matching, model, plan};
 #[cfg(feature = "local-dev")]
 pub use clb_testapi as testapi;
 

@@ -134,6 +134,23 @@ pub fn load(paths: &[PathBuf], snap: &mut Snapshot) -> Result<usize, ManifestErr
             ing.metadata.namespace = Some("default".into());
         }
     }
+    // Gateway API objects alike: routes' "oldest wins" follows the file order.
+    let metas = snap
+        .gateways
+        .iter_mut()
+        .map(|g| &mut g.metadata)
+        .chain(snap.http_routes.iter_mut().map(|r| &mut r.metadata))
+        .chain(snap.grpc_routes.iter_mut().map(|r| &mut r.metadata))
+        .chain(snap.reference_grants.iter_mut().map(|r| &mut r.metadata));
+    for (i, m) in metas.enumerate() {
+        if m.creation_timestamp.is_none() {
+            let t = base + jiff::SignedDuration::from_secs(i as i64);
+            m.creation_timestamp = Some(Time(t));
+        }
+        if m.namespace.is_none() {
+            m.namespace = Some("default".into());
+        }
+    }
     Ok(count)
 }
 

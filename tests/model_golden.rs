@@ -110,6 +110,9 @@ fn limits(dir: &Path) -> Limits {
 struct Golden<'a> {
     stacks: BTreeMap<String, &'a DesiredLb>,
     problems: &'a [Problem],
+    /// Only in cases with Gateway API objects.
+    #[serde(rename = "gatewayApi", skip_serializing_if = "Option::is_none")]
+    gateway_api: Option<&'a clb_ingress::gateway::GatewayApiStatus>,
 }
 
 fn render(out: &BuildOutput) -> String {
@@ -120,6 +123,7 @@ fn render(out: &BuildOutput) -> String {
             .map(|(id, lb)| (id.to_string(), lb))
             .collect(),
         problems: &out.problems,
+        gateway_api: (!out.gateway.classes.is_empty()).then_some(&out.gateway),
     };
     serde_json::to_string_pretty(&golden).expect("serialize") + "\n"
 }
@@ -224,7 +228,7 @@ fn every_golden_case_matches_its_expected_model_output() {
 
 /// Every `Reason`. Adding a variant breaks the exhaustive match in `not_produced_by_build`
 /// below: list it here too, and add a golden case that produces it.
-const ALL_REASONS: [Reason; 27] = [
+const ALL_REASONS: [Reason; 35] = [
     Reason::InvalidHost,
     Reason::InvalidPath,
     Reason::InvalidPathType,
@@ -252,6 +256,14 @@ const ALL_REASONS: [Reason; 27] = [
     Reason::CertificateNotAllowed,
     Reason::InvalidClassParameters,
     Reason::InvalidBackendConfig,
+    Reason::UnsupportedValue,
+    Reason::NotAllowedByListeners,
+    Reason::NoMatchingListenerHostname,
+    Reason::NoMatchingParent,
+    Reason::RefNotPermitted,
+    Reason::InvalidKind,
+    Reason::InvalidListener,
+    Reason::InvalidGateway,
 ];
 
 /// Why a reason cannot appear in a golden: `model::build` never produces it. Exhaustive on
@@ -284,7 +296,15 @@ fn not_produced_by_build(r: Reason) -> Option<&'static str> {
         | Reason::CatchAllNotAllowed
         | Reason::CertificateNotAllowed
         | Reason::InvalidClassParameters
-        | Reason::InvalidBackendConfig => None,
+        | Reason::InvalidBackendConfig
+        | Reason::UnsupportedValue
+        | Reason::NotAllowedByListeners
+        | Reason::NoMatchingListenerHostname
+        | Reason::NoMatchingParent
+        | Reason::RefNotPermitted
+        | Reason::InvalidKind
+        | Reason::InvalidListener
+        | Reason::InvalidGateway => None,
     }
 }
 

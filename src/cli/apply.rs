@@ -29,6 +29,9 @@ pub struct ApplyArgs {
     pub cluster_id: Option<String>,
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// `spec.controllerName` of the GatewayClasses handled (Gateway API).
+    #[arg(long, default_value = clb_ingress_core::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
     /// Treat Ingresses that name no IngressClass as of class NAME, and NAME as ours when the
     /// input does not define it.
     #[arg(long, value_name = "NAME")]
@@ -160,6 +163,7 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
         .unwrap_or(DEFAULT_APPLY_CLUSTER_ID);
     let mut snap = Snapshot::new(cluster_id);
     snap.controller_name = args.controller_name.clone();
+    snap.gateway_controller_name = args.gateway_controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
     if let Some(class) = &args.assume_class {
         super::plan::assume_class(&mut snap, class);
@@ -225,7 +229,10 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
         }
     }
     let unhandled = super::plan::unhandled(&snap, &out);
-    for why in &unhandled {
+    for why in unhandled
+        .iter()
+        .chain(&super::plan::unhandled_gateways(&snap))
+    {
         eprintln!("note: {why}");
     }
     if !snap.ingresses.is_empty() && unhandled.len() == snap.ingresses.len() {

@@ -27,6 +27,9 @@ pub struct PlanArgs {
     /// IngressClass `spec.controller` value handled by this controller.
     #[arg(long, default_value = model::build::DEFAULT_CONTROLLER_NAME)]
     pub controller_name: String,
+    /// `spec.controllerName` of the GatewayClasses handled (Gateway API).
+    #[arg(long, default_value = clb_ingress_core::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
     /// Treat Ingresses that name no IngressClass as of class NAME, and NAME as ours when the
     /// input does not define it (plan a single Ingress file without its IngressClass).
     #[arg(long, value_name = "NAME")]
@@ -196,6 +199,9 @@ pub struct Report<'a> {
     /// Shared classes: which shard (CLB) each host's CLB domain is placed on.
     #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub placement: &'a model::Placement,
+    /// Computed status of the Gateway API objects (absent when the input has none).
+    #[serde(rename = "gatewayApi", skip_serializing_if = "Option::is_none")]
+    pub gateway_api: Option<&'a clb_ingress_core::gateway::GatewayApiStatus>,
 }
 
 /// Read where the hosts of shared classes live from the CLBs (see
@@ -220,6 +226,33 @@ pub fn read_placement(
             )
         })?;
     Ok(())
+}
+
+/// Notes for Gateways that are not handled (their class is not in the input or not ours).
+pub fn unhandled_gateways(snap: &Snapshot) -> Vec<String> {
+    snap.gateways
+        .iter()
+        .filter_map(|g| {
+            let class = &g.spec.gateway_class_name;
+            let why = match snap
+                .gateway_classes
+                .iter()
+                .find(|c| c.metadata.name.as_deref() == Some(class.as_str()))
+            {
+                None => format!("its GatewayClass {class:?} is not in the input"),
+                Some(c) if c.spec.controller_name != snap.gateway_controller_name => format!(
+                    "its GatewayClass {class:?} belongs to controller {:?}",
+                    c.spec.controller_name
+                ),
+                Some(_) => return None,
+            };
+            Some(format!(
+                "Gateway {}/{} is not handled: {why}",
+                g.metadata.namespace.as_deref().unwrap_or("default"),
+                g.metadata.name.as_deref().unwrap_or("")
+            ))
+        })
+        .collect()
 }
 
 /// Plan every stack against the CLBs as `observed` returns them (None: nothing exists yet).
@@ -381,6 +414,7 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
 pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
     let mut snap = Snapshot::new(&args.cluster_id);
     snap.controller_name = args.controller_name.clone();
+    snap.gateway_controller_name = args.gateway_controller_name.clone();
     crate::manifests::load(&args.files, &mut snap)?;
     if let Some(class) = &args.assume_class {
         assume_class(&mut snap, class);
@@ -414,6 +448,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
                     stacks: reports,
                     problems: &out.problems,
                     placement: &out.placement,
+                    gateway_api: (!snap.gateways.is_empty()).then_some(&out.gateway),
                 },
             )?;
             writeln!(w)?;
@@ -425,7 +460,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         refused |= p.effect != Effect::Degraded;
     }
     let unhandled = unhandled(&snap, &out);
-    for why in &unhandled {
+    for why in unhandled.iter().chain(&unhandled_gateways(&snap)) {
         eprintln!("note: {why}");
     }
     // Ingresses in the input and none of them handled: nothing was planned, say so by the code.

@@ -6,9 +6,10 @@
 //! `tests/core_purity.rs` fails the build if such a dependency is added.
 #![forbid(unsafe_code)]
 
-pub mod backend_config;
 pub mod admission;
+pub mod backend_config;
 pub mod crd;
+pub mod gateway;
 pub mod manifests;
 pub mod matching;
 pub mod model;

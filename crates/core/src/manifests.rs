@@ -95,6 +95,20 @@ pub fn add_object(snap: &mut Snapshot, obj: Value) -> Result<bool, String> {
             .tke_service_configs
             .get_or_insert_with(Vec::new)
             .push(de::<TkeServiceConfig>(obj)?),
+        ("gateway.networking.k8s.io/v1", "GatewayClass") => snap.gateway_classes.push(de(obj)?),
+        ("gateway.networking.k8s.io/v1", "Gateway") => snap.gateways.push(de(obj)?),
+        ("gateway.networking.k8s.io/v1", "HTTPRoute") => snap.http_routes.push(de(obj)?),
+        ("gateway.networking.k8s.io/v1", "GRPCRoute") => snap.grpc_routes.push(de(obj)?),
+        ("gateway.networking.k8s.io/v1beta1", "ReferenceGrant") => {
+            snap.reference_grants.push(de(obj)?)
+        }
+        (a, "GatewayClass" | "Gateway" | "HTTPRoute" | "GRPCRoute" | "ReferenceGrant")
+            if a.starts_with("gateway.networking.k8s.io/") =>
+        {
+            return Err(format!(
+                "apiVersion {api:?} is not served for {kind}; use gateway.networking.k8s.io/v1 (ReferenceGrant: v1beta1)"
+            ));
+        }
         (_, "Ingress") if api != "networking.k8s.io/v1" => {
             return Err(format!(
                 "apiVersion {api:?} is not served; use networking.k8s.io/v1"

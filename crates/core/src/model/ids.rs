@@ -44,6 +44,8 @@ pub enum StackId {
     /// An existing CLB, adopted by id (the `existLbId` annotation or the class's
     /// `loadBalancerId`): clb-ingress only manages its own listeners on it.
     Adopted(String),
+    /// One CLB for one Gateway API Gateway, created by clb-ingress.
+    Gateway { namespace: String, name: String },
 }
 
 impl StackId {
@@ -134,6 +136,7 @@ impl StackId {
             StackId::Class(class) => format!("{cluster_id}-class-{class}"),
             StackId::Shard { class, shard } => format!("{cluster_id}-class-{class}-{shard}"),
             StackId::Ingress { namespace, name } => format!("{cluster_id}-{namespace}-{name}"),
+            StackId::Gateway { namespace, name } => format!("{cluster_id}-gw-{namespace}-{name}"),
             StackId::Adopted(_) => return None,
         };
         let clean: String = raw
@@ -155,14 +158,16 @@ impl StackId {
     }
 }
 
-/// `ing:<namespace>/<name>`, `class:<name>`, `class:<name>#<shard>` or `lb:<id>`: the form in
-/// logs, metrics and the stack hash (so it must never change).
+/// `ing:<namespace>/<name>`, `class:<name>`, `class:<name>#<shard>`, `lb:<id>` or
+/// `gw:<namespace>/<name>`: the form in logs, metrics and the stack hash (so it must never
+/// change).
 impl fmt::Display for StackId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StackId::Class(class) => write!(f, "class:{class}"),
             StackId::Shard { class, shard } => write!(f, "class:{class}#{shard}"),
             StackId::Ingress { namespace, name } => write!(f, "ing:{namespace}/{name}"),
+            StackId::Gateway { namespace, name } => write!(f, "gw:{namespace}/{name}"),
             StackId::Adopted(id) => write!(f, "lb:{id}"),
         }
     }

@@ -156,9 +156,16 @@ pub fn health_check_domain(domain: &str) -> Option<String> {
         Some(s) if !s.is_empty() && !s.contains('*') && !s.starts_with('.') => s.to_string(),
         Some(_) => return None,
         None => {
-            let escaped = domain.strip_prefix("~^[^.]+\\.")?.strip_suffix('$')?;
+            // `~^[^.]+\.suffix$` (an Ingress wildcard) or `~^.+\.suffix$` (a Gateway API
+            // wildcard that contains another one).
+            let (escaped, form): (&str, fn(&str) -> String) =
+                match domain.strip_prefix("~^[^.]+\\.") {
+                    Some(rest) => (rest, wildcard_domain),
+                    None => (domain.strip_prefix("~^.+\\.")?, deep_wildcard_domain),
+                };
+            let escaped = escaped.strip_suffix('$')?;
             let suffix = escaped.replace("\\.", ".");
-            if suffix.is_empty() || suffix.contains('\\') || wildcard_domain(&suffix) != domain {
+            if suffix.is_empty() || suffix.contains('\\') || form(&suffix) != domain {
                 return None;
             }
             suffix
@@ -168,23 +175,30 @@ pub fn health_check_domain(domain: &str) -> Option<String> {
     (host.len() <= MAX_DOMAIN_LEN).then_some(host)
 }
 
+/// The regex domain of a wildcard over one or more labels (`*.suffix` in Gateway API).
+pub fn deep_wildcard_domain(suffix: &str) -> String {
+    format!("~^.+\\.{}$", suffix.replace('.', "\\."))
+}
+
 /// The length of `wildcard_domain(suffix)` without building it.
 fn wildcard_domain_len(suffix: &str) -> usize {
     "~^[^.]+\\.$".len() + suffix.len() + suffix.bytes().filter(|&b| b == b'.').count()
 }
 
+/// A lower-case DNS label: 1-63 of `a-z 0-9 -`, not starting or ending with `-`.
+pub(crate) fn dns_label_ok(l: &str) -> bool {
+    !l.is_empty()
+        && l.len() <= 63
+        && l.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
+}
+
 /// `check_host` without building the key (no allocation unless the host is refused).
 pub(crate) fn check_host_syntax(host: &str) -> Result<(), SyntaxProblem> {
     let bare = host.strip_prefix("*.").unwrap_or(host);
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && l.len() <= 63
-            && l.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-    };
-    if bare.is_empty() || !bare.split('.').all(label_ok) {
+    if bare.is_empty() || !bare.split('.').all(dns_label_ok) {
         return Err(SyntaxProblem::Host(format!(
             "host {host:?} is not a lower-case DNS name (or `*.` followed by one)"
         )));
@@ -700,6 +714,10 @@ mod tests {
             health_check_domain("~^[^.]+\\.a\\.b.c$"),
             None,
             "not our syntax"
+        );
+        assert_eq!(
+            health_check_domain(&deep_wildcard_domain("a.example.com")).as_deref(),
+            Some("health-check.a.example.com")
         );
         let long = wildcard_domain(&format!("{}.com", "a".repeat(70)));
         assert_eq!(health_check_domain(&long), None, "over 80 characters");

@@ -97,6 +97,22 @@ pub enum Reason {
     InvalidClassParameters,
     /// A `ClbBackendConfig` or `TkeServiceConfig` that is missing or has a value CLB refuses.
     InvalidBackendConfig,
+    /// Gateway API: a match, filter or field CLB cannot express (the rule is dropped).
+    UnsupportedValue,
+    /// Gateway API: no listener of the parent Gateway allows this route.
+    NotAllowedByListeners,
+    /// Gateway API: no route hostname intersects the listeners' hostnames.
+    NoMatchingListenerHostname,
+    /// Gateway API: the parentRef names no listener of the Gateway (or the Gateway is not valid).
+    NoMatchingParent,
+    /// Gateway API: a cross-namespace reference without a ReferenceGrant.
+    RefNotPermitted,
+    /// Gateway API: a reference to a kind clb-ingress does not support.
+    InvalidKind,
+    /// Gateway API: a listener that cannot be served (protocol, port, conflict, certificate).
+    InvalidListener,
+    /// Gateway API: a Gateway that cannot be served at all.
+    InvalidGateway,
 }
 
 impl Reason {
@@ -129,6 +145,14 @@ impl Reason {
             Reason::CertificateNotAllowed => "CertificateNotAllowed",
             Reason::InvalidClassParameters => "InvalidClassParameters",
             Reason::InvalidBackendConfig => "InvalidBackendConfig",
+            Reason::UnsupportedValue => "UnsupportedValue",
+            Reason::NotAllowedByListeners => "NotAllowedByListeners",
+            Reason::NoMatchingListenerHostname => "NoMatchingListenerHostname",
+            Reason::NoMatchingParent => "NoMatchingParent",
+            Reason::RefNotPermitted => "RefNotPermitted",
+            Reason::InvalidKind => "InvalidKind",
+            Reason::InvalidListener => "InvalidListener",
+            Reason::InvalidGateway => "InvalidGateway",
         }
     }
 }

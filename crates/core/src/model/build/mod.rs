@@ -7,9 +7,10 @@
 mod annotations;
 mod backends;
 pub mod canary;
+mod gateway;
 mod index;
-mod shard;
 pub mod settings;
+mod shard;
 mod stack;
 mod tls;
 
@@ -144,6 +145,13 @@ pub struct Snapshot {
     /// TKE's `TkeServiceConfig`s; `None`: not read (the controller runs without
     /// `--tke-service-configs`), and an Ingress naming one gets a Warning.
     pub tke_service_configs: Option<Vec<TkeServiceConfig>>,
+    /// `spec.controllerName` of the GatewayClasses handled (empty: Gateway API off).
+    pub gateway_controller_name: String,
+    pub gateway_classes: Vec<crate::gateway::GatewayClass>,
+    pub gateways: Vec<crate::gateway::Gateway>,
+    pub http_routes: Vec<crate::gateway::HttpRoute>,
+    pub grpc_routes: Vec<crate::gateway::GrpcRoute>,
+    pub reference_grants: Vec<crate::gateway::ReferenceGrant>,
 }
 
 impl Snapshot {
@@ -151,6 +159,7 @@ impl Snapshot {
         Self {
             cluster_id: cluster_id.to_string(),
             controller_name: DEFAULT_CONTROLLER_NAME.to_string(),
+            gateway_controller_name: crate::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME.to_string(),
             ..Default::default()
         }
     }
@@ -162,6 +171,8 @@ pub struct BuildOutput {
     pub problems: Vec<Problem>,
     /// Where the hosts of shared classes were placed (class -> CLB domain -> shard).
     pub placement: Placement,
+    /// The status of every Gateway API object of the snapshot that clb-ingress handles.
+    pub gateway: crate::gateway::GatewayApiStatus,
 }
 
 /// Build every stack.
@@ -178,6 +189,12 @@ pub fn build(snap: &Snapshot) -> BuildOutput {
         if let Some(lb) = lb {
             out.stacks.insert(stack.clone(), lb);
         }
+    }
+    if !snap.gateways.is_empty() || !snap.gateway_classes.is_empty() {
+        let gw = gateway::build(&index);
+        out.stacks.extend(gw.stacks);
+        out.problems.extend(gw.problems);
+        out.gateway = gw.status;
     }
     out.problems.sort();
     out

@@ -969,6 +969,27 @@ pub(super) fn tke_default_domains(
 /// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
 /// with the same domain and URL on the HTTPS listener (only where that rule exists).
 /// Only hosts the asking Ingress's namespace owns (`owns(namespace, host)`) are redirected.
+/// (port, domain, URL) of every HTTPS rule a redirect can target: the rules of domains that
+/// have a certificate.
+pub(super) fn https_rule_keys(
+    listeners: &[DesiredListener],
+) -> std::collections::HashSet<(u16, String, String)> {
+    listeners
+        .iter()
+        .filter(|l| l.protocol == Protocol::Https)
+        .flat_map(|l| {
+            l.domains
+                .iter()
+                .filter(|d| d.certificate.is_some())
+                .flat_map(move |d| {
+                    d.rules
+                        .iter()
+                        .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
+                })
+        })
+        .collect()
+}
+
 pub(super) fn apply_redirects(
     listeners: &mut [DesiredListener],
     contributions: &[Contribution],
@@ -1007,22 +1028,9 @@ pub(super) fn apply_redirects(
                 .filter(|(h, _)| owns(c.ns, h))
         })
         .collect();
-    let https: std::collections::HashSet<(u16, String, String)> = listeners
-        .iter()
-        .filter(|l| l.protocol == Protocol::Https)
-        .flat_map(|l| {
-            // A domain without a certificate has no HTTPS rules yet (the plan withholds them):
-            // its HTTP rules keep forwarding instead of redirecting to nothing.
-            l.domains
-                .iter()
-                .filter(|d| d.certificate.is_some())
-                .flat_map(move |d| {
-                    d.rules
-                        .iter()
-                        .map(move |r| (l.port, d.domain.clone(), r.url.clone()))
-                })
-        })
-        .collect();
+    // A domain without a certificate has no HTTPS rules yet (the plan withholds them): its
+    // HTTP rules keep forwarding instead of redirecting to nothing.
+    let https = https_rule_keys(listeners);
     for l in listeners
         .iter_mut()
         .filter(|l| l.protocol == Protocol::Http)

@@ -130,6 +130,10 @@ impl<A: ClbApi> Deployer<A> {
     /// two shards (an interrupted move) counts for the lower one.
     pub async fn shard_placement(&self, classes: &[String]) -> Result<Placement, DeployError> {
         let mut out = Placement::new();
+        if classes.is_empty() {
+            // No shared class: no shard CLB to read (and no listing spent on it).
+            return Ok(out);
+        }
         for lb in self.owned_lbs().await? {
             let Some((class, shard)) = shard_of(&lb, &self.cluster_id, classes) else {
                 continue;

@@ -1613,6 +1613,8 @@ mod tests {
                 mode: TargetMode::Direct,
             },
             targets,
+            settings: Default::default(),
+            path_settings: Default::default(),
         };
         // 90/10 with one target in the first and three in the second.
         let Action::Forward { targets, backend } = weighted(vec![

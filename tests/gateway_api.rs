@@ -417,7 +417,9 @@ async fn apply_programs_a_gateway_whose_routes_answer_through_the_data_plane() {
     let v1 = seen.get(V1).copied().unwrap_or(0);
     let v2 = seen.get(V2).copied().unwrap_or(0);
     assert_eq!(v1 + v2, 111, "{seen:?}");
-    assert!(v2 >= 1 && v1 > 5 * v2, "{seen:?}");
+    // v2's share is 11/111 (mean 11 of 111, sd ~3.1): v1 >= 3 * v2 fails only past v2 = 27,
+    // five standard deviations out, while an even split (55/56) still fails it.
+    assert!(v2 >= 1 && v1 >= 3 * v2, "{seen:?}");
     // The dropped header rule does not take /admin: the split rule answers it.
     let (code, target, _) = get(&client, "https", https_port, "shop.example.com", "/admin").await;
     assert_eq!(code, 200);

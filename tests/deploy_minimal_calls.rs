@@ -59,7 +59,7 @@ impl Env {
     async fn apply(&self, yaml: &str) -> Vec<clb_ingress::cli::apply::StackResult> {
         let out = model::build(&snapshot(yaml));
         assert!(out.problems.is_empty(), "{:?}", out.problems);
-        let results = apply_snapshot(&self.deployer, &out, true, 4).await;
+        let results = apply_snapshot(&self.deployer, &out, true, 4, None).await;
         for r in &results {
             assert!(r.error.is_none(), "{}: {:?}", r.stack, r.error);
         }

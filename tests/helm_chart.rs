@@ -1550,6 +1550,22 @@ fn replica(r: &Rendered, kubeconfig: &Path, endpoint: &str, pod: &str, log: &Pat
     child
 }
 
+/// On a failing test, print the tail of each replica's log (the temp dir goes with the test).
+struct DumpLogsOnPanic(Vec<PathBuf>);
+impl Drop for DumpLogsOnPanic {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for log in &self.0 {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(150)..].join("\n");
+            eprintln!("--- last lines of {} ---\n{tail}", log.display());
+        }
+    }
+}
+
 struct Kill(Vec<Child>);
 impl Drop for Kill {
     fn drop(&mut self) {
@@ -1654,6 +1670,11 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
     // From here on, every request without the test's User-Agent is the controller's.
     e.api.clear_audit();
     let endpoint = format!("http://{}", e.emu.addr);
+    let _dump = DumpLogsOnPanic(
+        (0..replicas)
+            .map(|i| dir.path().join(format!("clb-ingress-{i}.log")))
+            .collect(),
+    );
     let _replicas = Kill(
         (0..replicas)
             .map(|i| {

@@ -4,7 +4,7 @@ use super::cloud::CloudArgs;
 use super::plan::OutputFormat;
 use crate::clb::types::LoadBalancer;
 use crate::deploy::{Deployer, Outcome};
-use crate::model::{self, Effect, Snapshot};
+use crate::model::{self, Effect, Snapshot, StackId};
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -57,11 +57,15 @@ pub struct StackResult {
 }
 
 /// Reconcile every stack of a snapshot (and, with `prune`, delete CLBs of vanished stacks).
+/// `shared_held`: why the shared classes' stacks (shard CLBs) must not be touched this time
+/// (their placement could not be read back): they are reported failed with it, not written,
+/// and still count as wanted for `prune`.
 pub async fn apply_snapshot(
     deployer: &Deployer,
     out: &model::BuildOutput,
     prune: bool,
     concurrency: usize,
+    shared_held: Option<&str>,
 ) -> Vec<StackResult> {
     /// A stack to reconcile, or a CLB of a vanished stack to prune (by its stack tag).
     enum Job<'a> {
@@ -94,16 +98,33 @@ pub async fn apply_snapshot(
     }
     let mut results: Vec<StackResult> = futures::stream::iter(jobs)
         .map(|job| async move {
+            let describe = |e: crate::deploy::DeployError| {
+                format!(
+                    "{} [{}]",
+                    crate::controller::error::describe(&e),
+                    e.category()
+                )
+            };
             let (stack, desired, r) = match job {
-                Job::Stack(d) => (
-                    d.stack.to_string(),
-                    Some(d),
-                    deployer.reconcile(&d.stack, Some(d)).await,
-                ),
+                Job::Stack(d) => match shared_held {
+                    Some(why) if matches!(d.stack, StackId::Class(_) | StackId::Shard { .. }) => (
+                        d.stack.to_string(),
+                        Some(d),
+                        Err(format!("not applied: {why}")),
+                    ),
+                    _ => (
+                        d.stack.to_string(),
+                        Some(d),
+                        deployer
+                            .reconcile(&d.stack, Some(d))
+                            .await
+                            .map_err(describe),
+                    ),
+                },
                 Job::Prune(lb, hash) => (
                     format!("(gone) {}", lb.load_balancer_id),
                     None,
-                    deployer.prune(&lb, &hash).await,
+                    deployer.prune(&lb, &hash).await.map_err(describe),
                 ),
             };
             StackResult {
@@ -123,13 +144,7 @@ pub async fn apply_snapshot(
                     })
                     .unwrap_or_default(),
                 stack,
-                error: r.as_ref().err().map(|e| {
-                    format!(
-                        "{} [{}]",
-                        crate::controller::error::describe(e),
-                        e.category()
-                    )
-                }),
+                error: r.as_ref().err().cloned(),
                 outcome: r.ok(),
             }
         })
@@ -180,14 +195,19 @@ pub fn run(args: &ApplyArgs) -> anyhow::Result<i32> {
             "DescribeQuota failed; using the documented quotas"
         ),
     }
-    // Hosts of shared classes stay on the shard CLBs that serve them.
-    super::plan::read_placement(&rt, &deployer, &mut snap)?;
+    // Hosts of shared classes stay on the shard CLBs that serve them. Without that placement
+    // a shared class's hosts could be moved between its CLBs, so its stacks are held (and
+    // reported failed); every other stack is applied.
+    let shared_held = super::plan::read_placement(&rt, &deployer, &mut snap)
+        .err()
+        .map(|e| e.to_string());
     let out = model::build(&snap);
     let results = rt.block_on(apply_snapshot(
         &deployer,
         &out,
         args.prune,
         args.concurrency,
+        shared_held.as_deref(),
     ));
     match args.output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&results)?),

@@ -212,11 +212,8 @@ pub fn read_placement(
     deployer: &crate::deploy::Deployer,
     snap: &mut Snapshot,
 ) -> anyhow::Result<()> {
-    let classes: Vec<String> = snap
-        .ingress_classes
-        .iter()
-        .filter_map(|c| c.metadata.name.clone())
-        .collect();
+    // Only Shared classes have shard CLBs: with none, nothing is read.
+    let classes = crate::model::build::shared_class_names(snap);
     snap.placement = rt
         .block_on(deployer.shard_placement(&classes))
         .map_err(|e| {

@@ -153,19 +153,11 @@ impl Snapshots {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(placement);
     }
 
-    /// The names of every IngressClass in the watch cache.
     /// The IngressClasses whose parameters say `sharing: Shared`: only they have shard CLBs
     /// whose placement must be read back (none: nothing is read, so a warm restart of
     /// per-Ingress stacks reads no listener).
     pub fn class_names(&self) -> Vec<String> {
-        let snap = self.classes_and_namespaces();
-        snap.ingress_classes
-            .iter()
-            .filter(|c| {
-                class_parameters(&snap, c).is_some_and(|p| p.sharing == crate::crd::Sharing::Shared)
-            })
-            .filter_map(|c| c.metadata.name.clone())
-            .collect()
+        crate::model::build::shared_class_names(&self.classes_and_namespaces())
     }
 
     /// Use these quotas from now on; true when they changed.

@@ -441,6 +441,18 @@ pub fn class_parameters<'s>(
         .map(|cp| &cp.spec)
 }
 
+/// The names of the IngressClasses whose parameters say `sharing: Shared`: only they have
+/// shard CLBs whose placement is read back from the cloud.
+pub fn shared_class_names(snap: &Snapshot) -> Vec<String> {
+    snap.ingress_classes
+        .iter()
+        .filter(|c| {
+            class_parameters(snap, c).is_some_and(|p| p.sharing == crate::crd::Sharing::Shared)
+        })
+        .filter_map(|c| c.metadata.name.clone())
+        .collect()
+}
+
 pub struct OurClasses<'a> {
     ours: Vec<&'a IngressClass>,
     default_class: Option<&'a IngressClass>,

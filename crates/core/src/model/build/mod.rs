@@ -19,7 +19,7 @@ pub use annotations::{
     parse_certificates, parse_listen_ports, parse_mix_rules, parse_rewrite_codes, parse_rs_weights,
 };
 pub use backends::{endpoint_usable, instance_id};
-pub use index::{Index, OurClasses, class_parameters, is_lb_id};
+pub use index::{Index, OurClasses, class_parameters, is_lb_id, shared_class_names};
 pub use shard::{Placement, host_cost};
 pub use tls::{cert_from_secret, cert_from_secret_dropped};
 

@@ -1073,3 +1073,100 @@ async fn a_class_asking_for_tkes_unmatched_host_answer_sends_unknown_hosts_to_th
         (200, "10.1.0.1:8080".into())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tke_service_config_default_server_picks_the_host_unmatched_hosts_land_on() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::CustomResourceExt;
+    let e = env().await;
+    kube::Api::<CustomResourceDefinition>::all(e.kube.clone())
+        .create(
+            &kube::api::PostParams::default(),
+            &clb_ingress::crd::TkeServiceConfig::crd(),
+        )
+        .await
+        .expect("TkeServiceConfig CRD");
+    e.class_with(json!({"targetMode": "Direct", "unmatchedHosts": "ListenerDefaultDomain"}))
+        .await;
+    e.service("web", &["10.1.0.1"]).await;
+    e.service("api", &["10.1.0.2"]).await;
+    // TKE's form: the listener's defaultServer names the Ingress's second host.
+    e.apply(
+        json!({"apiVersion": "cloud.tencent.com/v1alpha1", "kind": "TkeServiceConfig",
+        "metadata": {"name": "shop-config", "namespace": "default"},
+        "spec": {"loadBalancer": {"l7Listeners": [
+            {"protocol": "HTTP", "port": 80, "defaultServer": "api.example.com"}]}}}),
+    )
+    .await;
+    e.apply(json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "shop", "namespace": "default",
+                     "annotations": {"ingress.cloud.tencent.com/tke-service-config": "shop-config"}},
+        "spec": {"rules": [
+            {"host": "www.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}},
+            {"host": "api.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]}}))
+    .await;
+    let _ctl = e.controller("c1", &["--tke-service-configs"]);
+    e.until_routed("shop", "www.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    // Without defaultServer the first host would answer; the config names api.example.com.
+    e.until_routed("shop", "nobody.example.org", "/x", "10.1.0.2:8080", SLOW)
+        .await;
+
+    // A defaultServer naming a host the Ingress does not serve is not applied, with a
+    // Warning: the oldest Ingress's first host answers, as without it.
+    e.apply(
+        json!({"apiVersion": "cloud.tencent.com/v1alpha1", "kind": "TkeServiceConfig",
+        "metadata": {"name": "shop-config", "namespace": "default"},
+        "spec": {"loadBalancer": {"l7Listeners": [
+            {"protocol": "HTTP", "port": 80, "defaultServer": "other.example.com"}]}}}),
+    )
+    .await;
+    e.until_routed("shop", "nobody.example.org", "/x", "10.1.0.1:8080", SLOW)
+        .await;
+    let evs = until("a Warning on defaultServer", || async {
+        let evs = e.events_for("shop").await;
+        evs.iter()
+            .any(|(t, _, n)| t == "Warning" && n.contains("\"other.example.com\""))
+            .then_some(evs)
+    })
+    .await;
+    assert!(
+        evs.iter()
+            .any(|(_, _, n)| n.contains("defaultServer") && n.contains("not applied")),
+        "{evs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tke_service_config_auto_is_refused_with_what_to_write_instead() {
+    let e = env().await;
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &["10.1.0.1"]).await;
+    ingress(
+        &e,
+        "auto",
+        "auto.example.com",
+        "web",
+        json!({"ingress.cloud.tencent.com/tke-service-config-auto": "true"}),
+        None,
+    )
+    .await;
+    e.until_routed("auto", "auto.example.com", "/", "10.1.0.1:8080", SLOW)
+        .await;
+    let evs = until("a Warning", || async {
+        let evs = e.events_for("auto").await;
+        evs.iter()
+            .any(|(t, _, n)| t == "Warning" && n.contains("tke-service-config-auto"))
+            .then_some(evs)
+    })
+    .await;
+    let (_, reason, note) = evs
+        .iter()
+        .find(|(_, _, n)| n.contains("tke-service-config-auto"))
+        .unwrap();
+    assert_ne!(reason, "UnknownAnnotation", "{note}");
+    assert!(note.contains("ClbBackendConfig"), "{note}");
+}

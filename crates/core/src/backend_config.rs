@@ -231,6 +231,11 @@ pub struct TkeL7Listener {
     pub protocol: String,
     #[serde(default)]
     pub port: i64,
+    /// The listener's default domain (TKE: it answers requests whose Host matches no rule).
+    /// Used when the class's `unmatchedHosts` is `ListenerDefaultDomain` and the Ingress serves
+    /// this host on the listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_server: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains: Vec<TkeDomain>,
 }

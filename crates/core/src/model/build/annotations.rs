@@ -522,7 +522,7 @@ pub fn parse_listen_ports(v: &str) -> Result<Vec<(Protocol, u16)>, String> {
 
 /// TKE annotations clb-ingress does not implement, each with what to use instead. An Ingress
 /// carrying one gets an `UnsupportedAnnotation` Warning with this text (the Ingress still syncs).
-pub const TKE_REFUSED_ANNOTATIONS: [(&str, &str); 16] = [
+pub const TKE_REFUSED_ANNOTATIONS: [(&str, &str); 17] = [
     (
         "kubernetes.io/ingress.extensiveParameters",
         "CreateLoadBalancer extras are not read per Ingress; set them in the class's ClbClassParameters spec.create (networkType, vpcId, subnetId, projectId, bandwidthMbps, tags), or create the CLB yourself and name it with kubernetes.io/ingress.existLbId",
@@ -582,6 +582,10 @@ pub const TKE_REFUSED_ANNOTATIONS: [(&str, &str); 16] = [
     (
         "ingress.cloud.tencent.com/cross-vpc-id",
         "cross-VPC binding is not supported; create the CLB in the cluster's VPC (ClbClassParameters spec.create.vpcId)",
+    ),
+    (
+        "ingress.cloud.tencent.com/tke-service-config-auto",
+        "clb-ingress does not create a TkeServiceConfig for the Ingress; write the settings yourself, in a ClbBackendConfig named by the Service annotation clb-ingress.io/backend-config or the Ingress annotation clb-ingress.io/path-backend-configs (docs/backend-settings.md) or in a TkeServiceConfig named by ingress.cloud.tencent.com/tke-service-config (read with --tke-service-configs)",
     ),
     (
         "ingress.cloud.tencent.com/rewrite-support",

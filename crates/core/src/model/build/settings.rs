@@ -572,6 +572,38 @@ impl<'a> StackBuilder<'_, 'a> {
         vec![(name.to_string(), rules)]
     }
 
+    /// The `defaultServer` hosts the Ingress's TkeServiceConfig gives per listener (malformed
+    /// listeners are left out; `tke_rules` reports them).
+    pub(super) fn tke_default_servers(&self, m: &Managed<'a>) -> Vec<((Protocol, u16), String)> {
+        let Some(name) = annotation(m.ing, ANN_TKE_SERVICE_CONFIG) else {
+            return Vec::new();
+        };
+        let ns = m.key.namespace.as_deref().unwrap_or_default();
+        let Some(cfg) = self
+            .index
+            .tke_configs
+            .as_ref()
+            .and_then(|c| c.get(&(ns, name)))
+        else {
+            return Vec::new();
+        };
+        cfg.spec
+            .load_balancer
+            .iter()
+            .flat_map(|l| &l.l7_listeners)
+            .filter_map(|l| {
+                let proto = match l.protocol.to_ascii_uppercase().as_str() {
+                    "HTTP" => Protocol::Http,
+                    "HTTPS" => Protocol::Https,
+                    _ => return None,
+                };
+                let port = u16::try_from(l.port).ok().filter(|p| *p != 0)?;
+                let host = l.default_server.as_deref().filter(|h| !h.is_empty())?;
+                Some(((proto, port), host.to_ascii_lowercase()))
+            })
+            .collect()
+    }
+
     /// Warnings for a malformed `clb-ingress.io/path-backend-configs`, and for entries that
     /// name no path of the Ingress.
     pub(super) fn check_path_backend_configs(&mut self, m: &Managed<'a>) {

@@ -42,6 +42,9 @@ pub(super) struct Contribution<'a> {
     pub(super) path_redirects: Vec<(Option<String>, Vec<String>, Redirect)>,
     /// `loadbalance-retain: "true"`.
     pub(super) retain: bool,
+    /// TkeServiceConfig `l7Listeners[].defaultServer`: per listener, the host to make the
+    /// listener's default domain (with `unmatchedHosts: ListenerDefaultDomain`).
+    pub(super) default_servers: Vec<((Protocol, u16), String)>,
 }
 
 pub(super) struct StackBuilder<'i, 'a> {
@@ -365,7 +368,36 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .params
             .is_some_and(|p| p.unmatched_hosts == crate::crd::UnmatchedHosts::ListenerDefaultDomain)
         {
-            tke_default_domains(&mut listeners, &contributions);
+            for (c, host) in tke_default_domains(&mut listeners, &contributions) {
+                self.problems.push(Problem {
+                    object: self.members[c.mi].key.clone(),
+                    field: format!(
+                        "metadata.annotations[{}]",
+                        super::settings::ANN_TKE_SERVICE_CONFIG
+                    ),
+                    reason: Reason::InvalidBackendConfig,
+                    effect: Effect::Degraded,
+                    message: format!(
+                        "TkeServiceConfig defaultServer {host:?} is not applied: this Ingress serves no such host on that listener, a host-less rule already answers unmatched hosts there, or another Ingress's defaultServer holds the listener; the listener's default domain is the oldest Ingress's first host"
+                    ),
+                });
+            }
+        } else {
+            for c in contributions
+                .iter()
+                .filter(|c| !c.default_servers.is_empty())
+            {
+                self.problems.push(Problem {
+                    object: self.members[c.mi].key.clone(),
+                    field: format!(
+                        "metadata.annotations[{}]",
+                        super::settings::ANN_TKE_SERVICE_CONFIG
+                    ),
+                    reason: Reason::InvalidBackendConfig,
+                    effect: Effect::Degraded,
+                    message: "TkeServiceConfig defaultServer is not applied: requests whose Host matches no rule are answered 404 (Ingress semantics); set unmatchedHosts: ListenerDefaultDomain in the class's ClbClassParameters for TKE's default domain".to_string(),
+                });
+            }
         }
         if contributions
             .iter()
@@ -436,6 +468,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
         self.check_unknown_annotations(m);
         let tke = self.tke_annotations(m)?;
         let tke_rules = self.tke_rules(m);
+        let default_servers = self.tke_default_servers(m);
         self.check_path_backend_configs(m);
         let direct = match annotation(ing, ANN_DIRECT_ACCESS) {
             None => None,
@@ -817,6 +850,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             redirect_hosts: tke.rewrite_hosts,
             path_redirects,
             retain: tke.retain,
+            default_servers,
         })
     }
 }
@@ -938,13 +972,25 @@ impl<'a> StackBuilder<'_, 'a> {
 
 /// `unmatchedHosts: ListenerDefaultDomain` (TKE's answer for an unmatched Host): on each
 /// listener where nothing catches unmatched hosts (the catch-all domain only holds its
-/// target-less placeholder), the first precise host of the oldest Ingress on the listener
-/// becomes the default domain and the placeholder goes.
-pub(super) fn tke_default_domains(
+/// target-less placeholder), the default domain becomes the first TkeServiceConfig
+/// `defaultServer` (oldest Ingress first) that names a host its own Ingress serves on that
+/// listener, else the first precise host of the oldest Ingress on the listener; the
+/// placeholder goes. Returns the `defaultServer`s that could not be applied, by Ingress.
+pub(super) fn tke_default_domains<'c, 'a>(
     listeners: &mut [DesiredListener],
-    contributions: &[Contribution],
-) {
+    contributions: &'c [Contribution<'a>],
+) -> Vec<(&'c Contribution<'a>, String)> {
+    let mut applied: Vec<(usize, &str)> = Vec::new();
     for l in listeners.iter_mut() {
+        let named = contributions.iter().find_map(|c| {
+            let (_, host) = c
+                .default_servers
+                .iter()
+                .find(|(key, _)| *key == (l.protocol, l.port))?;
+            let own = c.rules.iter().any(|(h, _)| *h == Some(host.as_str()));
+            let di = l.domains.iter().position(|d| d.host == *host)?;
+            own.then_some((c.mi, host.as_str(), di))
+        });
         let Some(ci) = l.domains.iter().position(|d| {
             d.default_server
                 && d.host == "*"
@@ -959,11 +1005,24 @@ pub(super) fn tke_default_domains(
             .flat_map(|c| c.rules.iter().filter_map(|(h, _)| *h))
             .filter(|h| !h.starts_with("*."))
             .find_map(|h| l.domains.iter().position(|d| d.host == h));
-        if let Some(di) = first_host {
+        let chosen = match named {
+            Some((mi, host, di)) => {
+                applied.push((mi, host));
+                Some(di)
+            }
+            None => first_host,
+        };
+        if let Some(di) = chosen {
             l.domains[di].default_server = true;
             l.domains.remove(ci);
         }
     }
+    contributions
+        .iter()
+        .flat_map(|c| c.default_servers.iter().map(move |(_, h)| (c, h)))
+        .filter(|(c, h)| !applied.contains(&(c.mi, h.as_str())))
+        .map(|(c, h)| (c, h.clone()))
+        .collect()
 }
 
 /// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule

@@ -364,40 +364,35 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 domains,
             });
         }
-        if first
+        // TkeServiceConfig `defaultServer`s that are not applied, by member, and why.
+        let unapplied: Vec<(usize, String)> = if first
             .params
             .is_some_and(|p| p.unmatched_hosts == crate::crd::UnmatchedHosts::ListenerDefaultDomain)
         {
-            for (c, host) in tke_default_domains(&mut listeners, &contributions) {
-                self.problems.push(Problem {
-                    object: self.members[c.mi].key.clone(),
-                    field: format!(
-                        "metadata.annotations[{}]",
-                        super::settings::ANN_TKE_SERVICE_CONFIG
-                    ),
-                    reason: Reason::InvalidBackendConfig,
-                    effect: Effect::Degraded,
-                    message: format!(
-                        "TkeServiceConfig defaultServer {host:?} is not applied: this Ingress serves no such host on that listener, a host-less rule already answers unmatched hosts there, or another Ingress's defaultServer holds the listener; the listener's default domain is the oldest Ingress's first host"
-                    ),
-                });
-            }
+            tke_default_domains(&mut listeners, &contributions)
+                .into_iter()
+                .map(|(c, host)| (c.mi, format!(
+                    "TkeServiceConfig defaultServer {host:?} is not applied: this Ingress serves no such host on that listener, a host-less rule already answers unmatched hosts there, or another Ingress's defaultServer holds the listener; the listener's default domain is the oldest Ingress's first host"
+                )))
+                .collect()
         } else {
-            for c in contributions
+            contributions
                 .iter()
                 .filter(|c| !c.default_servers.is_empty())
-            {
-                self.problems.push(Problem {
-                    object: self.members[c.mi].key.clone(),
-                    field: format!(
-                        "metadata.annotations[{}]",
-                        super::settings::ANN_TKE_SERVICE_CONFIG
-                    ),
-                    reason: Reason::InvalidBackendConfig,
-                    effect: Effect::Degraded,
-                    message: "TkeServiceConfig defaultServer is not applied: requests whose Host matches no rule are answered 404 (Ingress semantics); set unmatchedHosts: ListenerDefaultDomain in the class's ClbClassParameters for TKE's default domain".to_string(),
-                });
-            }
+                .map(|c| (c.mi, "TkeServiceConfig defaultServer is not applied: requests whose Host matches no rule are answered 404 (Ingress semantics); set unmatchedHosts: ListenerDefaultDomain in the class's ClbClassParameters for TKE's default domain".to_string()))
+                .collect()
+        };
+        for (mi, message) in unapplied {
+            self.problems.push(Problem {
+                object: self.members[mi].key.clone(),
+                field: format!(
+                    "metadata.annotations[{}]",
+                    super::settings::ANN_TKE_SERVICE_CONFIG
+                ),
+                reason: Reason::InvalidBackendConfig,
+                effect: Effect::Degraded,
+                message,
+            });
         }
         if contributions
             .iter()

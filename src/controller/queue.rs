@@ -315,10 +315,34 @@ impl Controller {
         self.snapshots.forget_secrets(&dirty).await;
         let times = self.event_times.take(&dirty);
         let mut since: HashMap<StackId, Instant> = HashMap::new();
+        // A changed Ingress is looked up in this pass's view, never in the live cache: the
+        // cache may already hold a newer version (it changed during the awaits above), and
+        // recording that version's fingerprint for a job built from the older one would make
+        // the newer version's own event look like nothing changed (a lost update).
+        let asked: HashSet<(&str, &str)> = dirty
+            .iter()
+            .filter_map(|d| match d {
+                Dirty::Ingress(ns, name) => Some((ns.as_str(), name.as_str())),
+                _ => None,
+            })
+            .collect();
+        let in_view: HashMap<(&str, &str), &Arc<Ingress>> = if asked.is_empty() {
+            HashMap::new()
+        } else {
+            seen.iter()
+                .filter_map(|i| {
+                    let key = (
+                        i.metadata.namespace.as_deref().unwrap_or_default(),
+                        i.metadata.name.as_deref().unwrap_or_default(),
+                    );
+                    asked.contains(&key).then_some((key, i))
+                })
+                .collect()
+        };
         let mut stacks = self.memory.lock().await.affected_by(
             &dirty,
             &index,
-            |ns, name| self.snapshots.ingress(ns, name),
+            |ns, name| in_view.get(&(ns, name)).map(|i| Arc::clone(i)),
             |ing| self.snapshots.stack_of_deleted(ing),
             |d, id| {
                 if let Some(t) = times.get(d) {

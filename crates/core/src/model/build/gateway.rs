@@ -909,11 +909,12 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                     .collect();
                 if allowed.is_empty() {
                     let why = if route.kind == KIND_GRPC_ROUTE
-                        && candidates
-                            .iter()
-                            .all(|&i| ctx.listeners[i].protocol == Protocol::Http)
+                        && !candidates.iter().any(|&i| {
+                            ctx.listeners[i].protocol == Protocol::Https
+                                && ctx.listeners[i].usable()
+                        })
                     {
-                        "; CLB forwards gRPC on HTTPS listeners only"
+                        "; no valid HTTPS listener is named, and CLB forwards gRPC on HTTPS listeners only"
                     } else {
                         ""
                     };

@@ -912,8 +912,7 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                         && !candidates.iter().any(|&i| {
                             ctx.listeners[i].protocol == Protocol::Https
                                 && ctx.listeners[i].usable()
-                        })
-                    {
+                        }) {
                         "; no valid HTTPS listener is named, and CLB forwards gRPC on HTTPS listeners only"
                     } else {
                         ""

@@ -9,18 +9,14 @@
 //! gRPC's shape (`content-type: application/grpc`, path `/pkg.Service/Method`) plus the URL
 //! rules and ForwardType the emulator holds (docs/gateway-api.md says so).
 
-use clb_ingress::emulator::config::Settings;
-use clb_ingress::emulator::core::SystemClock;
-use clb_ingress::emulator::dataplane::{DataPlane, DataPlaneSettings};
-use clb_ingress::emulator::server;
 use clb_ingress::model::{self, DesiredLb};
 use clb_ingress::plan::{self, Change};
 use clb_test_support::emulator::{TlsSecret, command};
+use clb_test_support::gateway::{Plane, cond, gateway_address};
 use clb_test_support::{observe, ownership, snapshot};
 use serde_json::Value;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SAY: &str = "10.3.0.1:9000";
@@ -123,19 +119,6 @@ spec:
     .join("---\n")
 }
 
-/// The condition of `type_` in a JSON conditions list, as (status, reason, message).
-fn cond<'a>(conditions: &'a Value, type_: &str) -> (&'a str, &'a str, &'a str) {
-    let c = conditions
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .unwrap_or_else(|| panic!("no {type_} condition in {conditions:#}"));
-    (
-        c["status"].as_str().unwrap(),
-        c["reason"].as_str().unwrap(),
-        c["message"].as_str().unwrap(),
-    )
-}
-
 fn write_manifests(dir: &Path) -> (std::path::PathBuf, TlsSecret) {
     let file = dir.join("grpc.yaml");
     let secret = TlsSecret::generate("grpc-tls", "grpc.example.com");
@@ -216,26 +199,6 @@ fn grpc_route_status_names_each_dropped_match_and_the_refused_listeners() {
     );
 }
 
-async fn start_emulator() -> (server::Running, u16) {
-    let offset: u16 = rand::random_range(20_000..50_000);
-    let vip = Ipv4Addr::new(127, rand::random_range(2..=254), rand::random(), 1);
-    let settings = Settings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        vip_base: vip,
-        port_offset: offset,
-        task_delay_ms: 0,
-        ..Settings::default()
-    };
-    let plane = Arc::new(DataPlane::new(DataPlaneSettings {
-        port_offset: offset,
-        ..DataPlaneSettings::default()
-    }));
-    let emu = server::start(settings, Arc::new(SystemClock), plane)
-        .await
-        .unwrap();
-    (emu, offset)
-}
-
 /// (status, x-clb-target) of a gRPC-shaped HTTP/1.1 POST through the data plane.
 async fn call(client: &reqwest::Client, url: &str) -> (u16, String) {
     match client
@@ -262,46 +225,15 @@ async fn call(client: &reqwest::Client, url: &str) -> (u16, String) {
 async fn grpc_route_methods_reach_their_backends_over_grpc_rules_of_the_https_listener() {
     let dir = tempfile::tempdir().unwrap();
     let (file, secret) = write_manifests(dir.path());
-    let (emu, offset) = start_emulator().await;
-    let endpoint = format!("http://{}", emu.addr);
-    let apply = || {
-        tokio::task::block_in_place(|| {
-            command()
-                .arg("apply")
-                .arg("-f")
-                .arg(&file)
-                .args(["--clb-endpoint", &endpoint, "--cluster-id", "grpc"])
-                .output()
-                .expect("run apply")
-        })
-    };
-    let out = apply();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "refusals exit 1\n{stdout}\n{stderr}"
-    );
-    let vip: Ipv4Addr = stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("Gateway app/edge: address "))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {stdout}\n{stderr}"))
-        .parse()
-        .unwrap();
+    let plane = Plane::start().await;
+    let (code, stdout, stderr) = plane.apply(&file, "grpc");
+    assert_eq!(code, 1, "refusals exit 1\n{stdout}\n{stderr}");
+    let vip = gateway_address(&stdout, "app/edge")
+        .unwrap_or_else(|| panic!("no address in {stdout}\n{stderr}"));
     // The CLB holds the gRPC rules: exact method URL, service prefix, catch-all, all GRPC,
     // on an HTTP/2 domain.
-    let state: Value = reqwest::Client::new()
-        .get(format!("{endpoint}/_emulator/state"))
-        .bearer_auth(emu.app.admin_token())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let rules: Vec<&Value> = state["state"]["lbs"]
+    let state = plane.state().await;
+    let rules: Vec<&Value> = state["lbs"]
         .as_array()
         .into_iter()
         .flatten()
@@ -333,8 +265,8 @@ async fn grpc_route_methods_reach_their_backends_over_grpc_rules_of_the_https_li
         ],
         "{state:#}"
     );
-    let https_port = 443 + offset;
-    let http_port = 80 + offset;
+    let https_port = 443 + plane.offset;
+    let http_port = 80 + plane.offset;
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
@@ -379,8 +311,7 @@ async fn grpc_route_methods_reach_their_backends_over_grpc_rules_of_the_https_li
     .await;
     assert_eq!(plain.0, 404, "{plain:?}");
     // A second apply writes nothing.
-    let again = apply();
-    let stdout = String::from_utf8_lossy(&again.stdout).into_owned();
+    let (_, stdout, _) = plane.apply(&file, "grpc");
     assert!(stdout.contains("gw:app/edge: in sync"), "{stdout}");
 }
 

@@ -12,7 +12,7 @@
 use clb_ingress::model::{self, DesiredLb};
 use clb_ingress::plan::{self, Change};
 use clb_test_support::emulator::{TlsSecret, command};
-use clb_test_support::gateway::{Plane, cond, gateway_address};
+use clb_test_support::gateway::{Plane, cond, gateway_address, service_with_pod};
 use clb_test_support::{observe, ownership, snapshot};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -24,21 +24,7 @@ const ECHO: &str = "10.3.0.2:9000";
 const ANY: &str = "10.3.0.3:9000";
 
 fn service(name: &str, ip: &str) -> String {
-    format!(
-        "apiVersion: v1
-kind: Service
-metadata: {{name: {name}, namespace: app}}
-spec: {{ports: [{{name: grpc, port: 9000}}]}}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {{name: {name}-1, namespace: app, labels: {{kubernetes.io/service-name: {name}}}}}
-addressType: IPv4
-ports: [{{name: grpc, port: 9000}}]
-endpoints:
-- {{addresses: [{ip}]}}
-"
-    )
+    service_with_pod("app", name, ("grpc", 9000), ip)
 }
 
 fn manifests(secret: &TlsSecret) -> String {

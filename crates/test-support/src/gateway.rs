@@ -103,3 +103,23 @@ pub fn cond<'a>(conditions: &'a Value, type_: &str) -> (&'a str, &'a str, &'a st
         c["message"].as_str().unwrap_or(""),
     )
 }
+
+/// Manifests of a Service `ns/name` with one named port and one ready pod `ip` serving it
+/// on the same port (a Service and its EndpointSlice).
+pub fn service_with_pod(ns: &str, name: &str, (port_name, port): (&str, u16), ip: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {{ports: [{{name: {port_name}, port: {port}}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-a, namespace: {ns}, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: {port_name}, port: {port}}}]
+endpoints:
+- {{addresses: [{ip}]}}
+"
+    )
+}

@@ -1,6 +1,6 @@
 //! Gateway API -> CLB stacks: each Gateway of a clb-ingress GatewayClass is one CLB it creates;
-//! its listeners are CLB listeners (one per port), the HTTPRoutes attached to them become
-//! domains and URL rules, and every object gets its computed status.
+//! its listeners are CLB listeners (one per port), the HTTPRoutes and GRPCRoutes attached to
+//! them become domains and URL rules, and every object gets its computed status.
 //!
 //! How Gateway API semantics map onto CLB (docs/gateway-api.md explains it for users):
 //! - Route hostnames are intersected with listener hostnames (the more specific wins; none in
@@ -20,6 +20,10 @@
 //!   `RequestRedirect`, `RegularExpression` paths, unknown rule fields) drops the rule, never a
 //!   part of it: the route's parent gets `PartiallyInvalid` (or `Accepted: False` when every
 //!   rule is dropped) with reason `UnsupportedValue` and a message naming the field.
+//! - GRPCRoutes attach to HTTPS listeners only (CLB forwards gRPC there only): service+method
+//!   is the exact URL `=/pkg.Service/Method`, a service alone the prefix `/pkg.Service/` (never
+//!   `/pkg.Service` itself), no method `/`; their rules get ForwardType GRPC on HTTP/2 domains.
+//!   An HTTPRoute and a GRPCRoute sharing a hostname on a listener: the older one wins there.
 
 use super::*;
 use crate::gateway::status::{

@@ -352,3 +352,148 @@ fn a_rule_that_must_become_grpcs_is_deleted_and_created_again_never_skipped() {
     let kinds: Vec<&str> = back.changes.iter().map(Change::kind).collect();
     assert_eq!(kinds, ["ModifyRuleSettings"]);
 }
+
+/// An Ingress on HTTPS whose Service's backend protocol is `protocol` (a ClbBackendConfig).
+fn backend_protocol_world(secret: &TlsSecret, protocol: &str) -> String {
+    let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
+    format!(
+        "apiVersion: networking.k8s.io/v1
+kind: IngressClass
+metadata: {{name: clb}}
+spec:
+  controller: clb-ingress.io/ingress-controller
+  parameters: {{apiGroup: clb-ingress.io, kind: ClbClassParameters, name: direct}}
+---
+apiVersion: clb-ingress.io/v1alpha1
+kind: ClbClassParameters
+metadata: {{name: direct}}
+spec: {{targetMode: Direct}}
+---
+apiVersion: clb-ingress.io/v1alpha1
+kind: ClbBackendConfig
+metadata: {{name: proto, namespace: app}}
+spec: {{backendProtocol: {protocol}}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: api
+  namespace: app
+  annotations: {{clb-ingress.io/backend-config: '{{\"ports\": {{\"80\": \"proto\"}}}}'}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: api-a, namespace: app, labels: {{kubernetes.io/service-name: api}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8443}}]
+endpoints:
+- {{addresses: [10.4.0.1]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: api-tls, namespace: app}}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+{}  tls.key: |
+{}---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {{name: api, namespace: app}}
+spec:
+  ingressClassName: clb
+  tls: [{{hosts: [api.example.com], secretName: api-tls}}]
+  rules:
+  - host: api.example.com
+    http:
+      paths:
+      - {{path: /, pathType: Prefix, backend: {{service: {{name: api, port: {{number: 80}}}}}}}}
+      - {{path: /v1, pathType: Exact, backend: {{service: {{name: api, port: {{number: 80}}}}}}}}
+",
+        indent(&secret.cert_pem),
+        indent(&secret.key_pem)
+    )
+}
+
+/// (url, ForwardType) of the HTTPS rules of `host` the emulator holds.
+fn forward_types(state: &Value, host: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = state["lbs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|lb| lb["listeners"].as_array().into_iter().flatten())
+        .filter(|l| l["protocol"] == "HTTPS")
+        .flat_map(|l| l["rules"].as_array().into_iter().flatten())
+        .filter(|r| r.to_string().contains(host))
+        .map(|r| {
+            (
+                r["url"].as_str().unwrap_or("").to_string(),
+                r["forward_type"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_every_rule_of_a_domain_to_grpcs_recreates_them_on_the_clb_and_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ingress.yaml");
+    let secret = TlsSecret::generate("api-tls", "api.example.com");
+    let plane = Plane::start().await;
+    std::fs::write(&file, backend_protocol_world(&secret, "HTTPS")).unwrap();
+    let (code, stdout, stderr) = plane.apply(&file, "proto");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let host = "api.example.com";
+    assert_eq!(
+        forward_types(&plane.state().await, host),
+        [
+            ("/".into(), "HTTPS".into()),
+            ("=/v1".into(), "HTTPS".into())
+        ]
+    );
+    std::fs::write(&file, backend_protocol_world(&secret, "GRPCS")).unwrap();
+    let (code, stdout, stderr) = plane.apply(&file, "proto");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        forward_types(&plane.state().await, host),
+        [
+            ("/".into(), "GRPCS".into()),
+            ("=/v1".into(), "GRPCS".into())
+        ],
+        "{stdout}"
+    );
+    // The remade domain kept its certificate and serves both paths to the pod.
+    let vip: std::net::Ipv4Addr = stdout
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {stdout}"));
+    let port = 443 + plane.offset;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .add_root_certificate(reqwest::Certificate::from_pem(secret.cert_pem.as_bytes()).unwrap())
+        .resolve(host, SocketAddr::from((vip, port)))
+        .build()
+        .unwrap();
+    for path in ["/v1", "/echo.v1.Echo/Say"] {
+        let url = format!("https://{host}:{port}{path}");
+        let started = Instant::now();
+        loop {
+            let got = call(&client, &url).await;
+            if got == (200, "10.4.0.1:8443".to_string()) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{path}: {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // And it is in sync afterwards.
+    let (_, stdout, _) = plane.apply(&file, "proto");
+    assert!(stdout.contains("in sync"), "{stdout}");
+}

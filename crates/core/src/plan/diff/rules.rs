@@ -55,24 +55,40 @@ pub(super) fn diff_rules<'d>(
         // (a Problem of the model): its new rules are withheld until the certificate is known,
         // when the Secret's arrival requeues the stack. Its rules that exist are kept.
         let withheld = dl.protocol == Protocol::Https && cert.is_none();
+        // Rules whose backend protocol ModifyRule cannot set, and whether they are all the
+        // domain keeps (then the domain is made again, which needs its certificate: without it
+        // they wait).
+        let mut recreate_here: Vec<&ObservedRule> = d
+            .rules
+            .iter()
+            .filter_map(|r| {
+                obs_by_key
+                    .get(&(d.domain.as_str(), r.url.as_str()))
+                    .copied()
+                    .filter(|o| needs_recreate(r, o))
+            })
+            .collect();
+        let domain_recreated = !recreate_here.is_empty()
+            && !obs_domain.iter().any(|x| {
+                want_keys.contains(&(x.domain.as_str(), x.url.as_str()))
+                    && !recreate_here.iter().any(|o| o.location_id == x.location_id)
+            });
+        if domain_recreated && withheld {
+            recreate_here.clear();
+        }
         for r in &d.rules {
             let mut existing_rule = obs_by_key
                 .get(&(d.domain.as_str(), r.url.as_str()))
                 .copied();
-            // The rule is recreated in the same place: its domain keeps only the attributes
-            // the new rule carries when no other rule of the domain stays.
+            // The rule is recreated in the same place; when no other rule of its domain
+            // stays, the domain itself is made again and the new rules carry its attributes.
             let mut recreate_alone = false;
-            if let Some(o) = existing_rule.filter(|o| needs_recreate(r, o)) {
-                let alone = !obs_domain.iter().any(|x| {
-                    x.location_id != o.location_id
-                        && want_keys.contains(&(x.domain.as_str(), x.url.as_str()))
-                });
-                // Without its certificate the domain could not be created again: wait for it.
-                if !(alone && withheld) {
-                    recreate_alone = alone;
-                    recreated.push(o);
-                    existing_rule = None;
-                }
+            if let Some(o) = existing_rule
+                .filter(|o| recreate_here.iter().any(|x| x.location_id == o.location_id))
+            {
+                recreate_alone = domain_recreated;
+                recreated.push(o);
+                existing_rule = None;
             }
             let reused = if existing_rule.is_none() && !recreate_alone {
                 // A stale rule of this domain with exactly these targets: rename it.

@@ -3,7 +3,9 @@
 //! `/pkg.Service/`, a rule without matches `/`; the rules forward over gRPC (ForwardType GRPC)
 //! on an HTTP/2 domain of the HTTPS listener; header and RegularExpression matches are dropped
 //! with `UnsupportedValue`; an HTTP listener does not take GRPCRoutes; an HTTPRoute sharing a
-//! hostname with an older GRPCRoute on a listener is not accepted there.
+//! hostname with an older GRPCRoute on a listener is not accepted there. And a rule whose
+//! backend protocol must become GRPCS (which `ModifyRule` cannot set) is deleted and created
+//! again, never skipped: in the plan, and on the emulator through `apply -f`.
 //!
 //! The emulator's data plane speaks HTTP/1.1 only, so routing is proven with HTTP/1.1 POSTs of
 //! gRPC's shape (`content-type: application/grpc`, path `/pkg.Service/Method`) plus the URL

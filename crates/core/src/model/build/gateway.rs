@@ -1906,6 +1906,83 @@ mod tests {
         );
     }
 
+    fn grpc_rule(yaml: &str) -> gwapi::GrpcRouteRule {
+        serde_json::from_value(yaml_value(yaml)).expect("rule")
+    }
+
+    fn yaml_value(yaml: &str) -> Value {
+        crate::manifests::parse_documents("rule.yaml", yaml)
+            .expect("yaml")
+            .remove(0)
+    }
+
+    #[test]
+    fn grpc_service_and_method_become_an_exact_path_and_a_service_alone_a_slash_prefix() {
+        let m = grpc_matches(&grpc_rule(
+            "matches: [{method: {service: a.b.Svc, method: Get}}, {method: {service: a.b.Svc}}, {}]",
+        ))
+        .expect("expressible");
+        let got: Vec<(PathKind, &str, bool)> =
+            m.iter().map(|p| (p.kind, p.key.as_str(), p.bare)).collect();
+        assert_eq!(
+            got,
+            [
+                (PathKind::Exact, "/a.b.Svc/Get", true),
+                (PathKind::Prefix, "/a.b.Svc", false),
+                (PathKind::Prefix, "", true),
+            ]
+        );
+        // The service prefix covers its methods, never the bare service path or a longer name.
+        let e = Entry {
+            listener: 0,
+            host: HostPattern::Any,
+            kind: PathKind::Prefix,
+            key: "/a.b.Svc".into(),
+            written: 8,
+            bare: false,
+            rank: (0, 0, 0),
+            action: 1,
+        };
+        let layers = vec![vec![&e]];
+        assert_eq!(resolve(&layers, "/a.b.Svc/Get"), Some(1));
+        assert_eq!(resolve(&layers, "/a.b.Svc"), None);
+        assert_eq!(resolve(&layers, "/a.b.SvcX/Get"), None);
+    }
+
+    #[test]
+    fn grpc_matches_clb_cannot_express_are_refused_naming_the_field() {
+        for (yaml, needle) in [
+            (
+                "matches: [{headers: [{name: x, value: y}]}]",
+                "matches[0].headers",
+            ),
+            (
+                "matches: [{method: {type: RegularExpression, service: a.S, method: M}}]",
+                "RegularExpression",
+            ),
+            (
+                "matches: [{method: {method: Get}}]",
+                "a method without a service",
+            ),
+            (
+                "matches: [{method: {service: 'a/b'}}]",
+                "not a gRPC service",
+            ),
+            (
+                "matches: [{method: {service: a.S, method: 'G-t'}}]",
+                "not a gRPC method",
+            ),
+            (
+                "filters: [{type: RequestHeaderModifier}]",
+                "filters[0]: RequestHeaderModifier",
+            ),
+            ("sessionPersistence: {}", "sessionPersistence"),
+        ] {
+            let err = grpc_matches(&grpc_rule(yaml)).err().unwrap_or_default();
+            assert!(err.contains(needle), "{yaml}: {err:?}");
+        }
+    }
+
     #[test]
     fn a_wildcard_domain_is_native_unless_it_contains_another_wildcard() {
         let w = HostPattern::of(Some("*.a.com"));

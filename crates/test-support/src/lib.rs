@@ -34,4 +34,5 @@ pub fn ownership(d: &DesiredLb) -> Ownership {
 pub mod cluster;
 pub mod emulator;
 pub mod fake_clb;
+pub mod gateway;
 pub mod worlds;

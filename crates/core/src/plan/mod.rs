@@ -402,8 +402,8 @@ pub fn settings_delta(want: &RuleSettings, have: &RuleSettings) -> Option<RuleSe
     {
         out.session_expire_time = Some(w);
     }
-    // ModifyRule takes ForwardType HTTP, HTTPS or GRPC (api.json): GRPCS is set only when a
-    // rule is created (docs/backend-settings.md).
+    // ModifyRule takes ForwardType HTTP, HTTPS or GRPC (api.json): a rule that must become
+    // GRPCS is deleted and created again by the rules diff (`needs_recreate`).
     if let Some(w) = &want.forward_type
         && have.forward_type.as_deref().unwrap_or("HTTP") != w
         && MODIFY_RULE_FORWARD_TYPES.contains(&w.as_str())

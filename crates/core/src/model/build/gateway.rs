@@ -1,6 +1,6 @@
 //! Gateway API -> CLB stacks: each Gateway of a clb-ingress GatewayClass is one CLB it creates;
-//! its listeners are CLB listeners (one per port), the HTTPRoutes attached to them become
-//! domains and URL rules, and every object gets its computed status.
+//! its listeners are CLB listeners (one per port), the HTTPRoutes and GRPCRoutes attached to
+//! them become domains and URL rules, and every object gets its computed status.
 //!
 //! How Gateway API semantics map onto CLB (docs/gateway-api.md explains it for users):
 //! - Route hostnames are intersected with listener hostnames (the more specific wins; none in
@@ -20,6 +20,10 @@
 //!   `RequestRedirect`, `RegularExpression` paths, unknown rule fields) drops the rule, never a
 //!   part of it: the route's parent gets `PartiallyInvalid` (or `Accepted: False` when every
 //!   rule is dropped) with reason `UnsupportedValue` and a message naming the field.
+//! - GRPCRoutes attach to HTTPS listeners only (CLB forwards gRPC there only): service+method
+//!   is the exact URL `=/pkg.Service/Method`, a service alone the prefix `/pkg.Service/` (never
+//!   `/pkg.Service` itself), no method `/`; their rules get ForwardType GRPC on HTTP/2 domains.
+//!   An HTTPRoute and a GRPCRoute sharing a hostname on a listener: the older one wins there.
 
 use super::*;
 use crate::gateway::status::{
@@ -28,9 +32,13 @@ use crate::gateway::status::{
 };
 use crate::gateway::{self as gwapi, HostPattern};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::Value;
 
 const KIND_GATEWAY: &str = "Gateway";
 const KIND_HTTP_ROUTE: &str = "HTTPRoute";
+const KIND_GRPC_ROUTE: &str = "GRPCRoute";
+/// The CLB backend protocol of GRPCRoute rules.
+const FORWARD_GRPC: &str = "GRPC";
 /// Redirect status codes of the v1 standard channel that CLB's rewrite can send.
 const REDIRECT_CODES: [i32; 2] = [301, 302];
 const DEFAULT_REDIRECT_CODE: u16 = 302;
@@ -68,6 +76,8 @@ enum Action {
     Forward {
         backend: Option<BackendRef>,
         targets: Vec<Target>,
+        /// A GRPCRoute rule: CLB forwards to the targets over gRPC.
+        grpc: bool,
     },
     /// Redirect to the same host and URL on the HTTPS listener of this port.
     Redirect { https_port: u16, code: u16 },
@@ -83,6 +93,9 @@ struct Entry {
     key: String,
     /// Length of the prefix as written (the longer one wins a tie on the key).
     written: usize,
+    /// Does a prefix match its key itself (`/p` for `PathPrefix /p`)? A GRPCRoute service
+    /// match covers only the paths under `/pkg.Service/`.
+    bare: bool,
     /// (route rank, rule, match): lower wins ties.
     rank: (usize, usize, usize),
     action: usize,
@@ -195,7 +208,6 @@ pub(super) fn build(index: &Index<'_>) -> GatewayBuild {
         .map(|g| gateway_ctx(index, g, &classes[g.spec.gateway_class_name.as_str()]))
         .collect();
     attach_routes(index, &mut ctxs, &mut out);
-    refuse_grpc_routes(&ctxs, &mut out, snap);
     // A rule refused for each of a route's parents is one problem.
     out.problems.sort();
     out.problems.dedup();
@@ -307,20 +319,26 @@ fn gateway_ctx<'a>(
         // Route kinds.
         let mut supported = Vec::new();
         let mut bad_kinds = Vec::new();
+        // CLB forwards gRPC (ForwardType GRPC) on HTTPS listeners only.
+        let kinds_here: &[&str] = if protocol == Some(Protocol::Https) {
+            &[KIND_HTTP_ROUTE, KIND_GRPC_ROUTE]
+        } else {
+            &[KIND_HTTP_ROUTE]
+        };
         match l
             .allowed_routes
             .as_ref()
             .map(|a| a.kinds.as_slice())
             .unwrap_or_default()
         {
-            [] => supported.push(gwapi::RouteGroupKind {
+            [] => supported.extend(kinds_here.iter().map(|k| gwapi::RouteGroupKind {
                 group: Some(gwapi::GROUP.into()),
-                kind: KIND_HTTP_ROUTE.into(),
-            }),
+                kind: (*k).into(),
+            })),
             kinds => {
                 for k in kinds {
                     if k.group.as_deref().unwrap_or(gwapi::GROUP) == gwapi::GROUP
-                        && k.kind == KIND_HTTP_ROUTE
+                        && kinds_here.contains(&k.kind.as_str())
                     {
                         supported.push(k.clone());
                     } else {
@@ -347,8 +365,9 @@ fn gateway_ctx<'a>(
                 false,
                 "InvalidRouteKinds",
                 format!(
-                    "route kinds {} are not supported (only HTTPRoute)",
-                    bad_kinds.join(", ")
+                    "route kinds {} are not supported on this listener ({}): CLB serves GRPCRoutes on HTTPS listeners only, as it forwards gRPC (ForwardType GRPC) on HTTPS listeners only",
+                    bad_kinds.join(", "),
+                    kinds_here.join(" and ")
                 ),
             );
         }
@@ -563,9 +582,14 @@ fn check_tls(
         .map_err(|p| ("InvalidCertificateRef", p.message))
 }
 
-/// Does listener `l` of the Gateway in `gw_ns` admit an HTTPRoute of namespace `route_ns`?
-fn admits(index: &Index<'_>, l: &ListenerCtx<'_>, gw_ns: &str, route_ns: &str) -> bool {
-    let kind_ok = l.supported.iter().any(|k| k.kind == KIND_HTTP_ROUTE);
+/// Does listener `l` of the Gateway in `gw_ns` admit a route of this kind and namespace?
+fn admits(
+    index: &Index<'_>,
+    l: &ListenerCtx<'_>,
+    gw_ns: &str,
+    (kind, route_ns): (&str, &str),
+) -> bool {
+    let kind_ok = l.supported.iter().any(|k| k.kind == kind);
     let ns_ok = match l.allowed.and_then(|a| a.namespaces.as_ref()) {
         None => route_ns == gw_ns,
         Some(n) => match n.from.as_deref().unwrap_or("Same") {
@@ -585,22 +609,245 @@ fn default_rules() -> Vec<gwapi::HttpRouteRule> {
     vec![gwapi::HttpRouteRule::default()]
 }
 
-/// Attach every HTTPRoute to the listeners of its parents and write the route statuses.
+/// A route of either kind, as `attach_routes` reads it.
+struct RouteIn<'a> {
+    kind: &'static str,
+    meta: &'a ObjectMeta,
+    parent_refs: &'a [gwapi::ParentReference],
+    hostnames: &'a [String],
+    rules: Vec<RuleIn<'a>>,
+}
+
+/// One rule of a route: its HTTPRoute form (redirects depend on the listeners) or its gRPC
+/// path matches, checked once.
+struct RuleIn<'a> {
+    name: Option<&'a str>,
+    backend_refs: &'a [gwapi::BackendRef],
+    form: RuleForm<'a>,
+}
+
+enum RuleForm<'a> {
+    Http(&'a gwapi::HttpRouteRule),
+    Grpc(Result<Vec<PathMatch>, String>),
+}
+
+/// One path match of a rule, in the form `Entry` keeps.
+struct PathMatch {
+    kind: PathKind,
+    key: String,
+    written: usize,
+    bare: bool,
+}
+
+impl<'a> RouteIn<'a> {
+    fn http(r: &'a gwapi::HttpRoute, defaults: &'a [gwapi::HttpRouteRule]) -> Self {
+        RouteIn {
+            kind: KIND_HTTP_ROUTE,
+            meta: &r.metadata,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: r
+                .spec
+                .rules
+                .as_deref()
+                .unwrap_or(defaults)
+                .iter()
+                .map(|rule| RuleIn {
+                    name: rule.name.as_deref(),
+                    backend_refs: &rule.backend_refs,
+                    form: RuleForm::Http(rule),
+                })
+                .collect(),
+        }
+    }
+
+    fn grpc(r: &'a gwapi::GrpcRoute) -> Self {
+        // An absent rules list matches every gRPC request of the hostnames.
+        static NO_RULES: [gwapi::GrpcRouteRule; 1] = [gwapi::GrpcRouteRule {
+            name: None,
+            matches: Vec::new(),
+            filters: Vec::new(),
+            backend_refs: Vec::new(),
+            other: BTreeMap::new(),
+        }];
+        let rules = if r.spec.rules.is_empty() {
+            &NO_RULES[..]
+        } else {
+            &r.spec.rules[..]
+        };
+        RouteIn {
+            kind: KIND_GRPC_ROUTE,
+            meta: &r.metadata,
+            parent_refs: &r.spec.parent_refs,
+            hostnames: &r.spec.hostnames,
+            rules: rules
+                .iter()
+                .map(|rule| RuleIn {
+                    name: rule.name.as_deref(),
+                    backend_refs: &rule.backend_refs,
+                    form: RuleForm::Grpc(grpc_matches(rule)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Is `s` a gRPC service name as GRPCRoute allows it (`^(?i)\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*$`)?
+fn valid_grpc_service(s: &str) -> bool {
+    let s = s.strip_prefix('.').unwrap_or(s);
+    !s.is_empty() && s.split('.').all(valid_grpc_ident)
+}
+
+/// Is `s` an identifier (`^[A-Za-z_][A-Za-z_0-9]*$`), as gRPC method names are?
+fn valid_grpc_ident(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+/// The CLB path matches of a GRPCRoute rule: `service` + `method` is the exact path
+/// `/service/method`, `service` alone the paths under `/service/` (never `/service` itself),
+/// no method match every path. What CLB cannot express is refused with the field named.
+fn grpc_matches(rule: &gwapi::GrpcRouteRule) -> Result<Vec<PathMatch>, String> {
+    if let Some(field) = rule.other.keys().next() {
+        return Err(format!("{field} is not supported by clb-ingress"));
+    }
+    if let Some((fi, f)) = rule.filters.iter().enumerate().next() {
+        let ty = f.get("type").and_then(Value::as_str).unwrap_or("");
+        return Err(format!(
+            "filters[{fi}]: {ty} is not supported (CLB cannot change headers or mirror requests)"
+        ));
+    }
+    for (bi, b) in rule.backend_refs.iter().enumerate() {
+        if !b.filters.is_empty() {
+            return Err(format!("backendRefs[{bi}].filters are not supported"));
+        }
+    }
+    let all = || PathMatch {
+        kind: PathKind::Prefix,
+        key: String::new(),
+        written: 1,
+        bare: true,
+    };
+    if rule.matches.is_empty() {
+        return Ok(vec![all()]);
+    }
+    let mut out = Vec::new();
+    for (mi, m) in rule.matches.iter().enumerate() {
+        if !m.headers.is_empty() {
+            return Err(format!(
+                "matches[{mi}].headers: CLB cannot match on request headers (gRPC metadata)"
+            ));
+        }
+        let Some(mm) = &m.method else {
+            out.push(all());
+            continue;
+        };
+        match mm.type_.as_deref().unwrap_or("Exact") {
+            "Exact" => {}
+            "RegularExpression" => {
+                return Err(format!(
+                    "matches[{mi}].method: RegularExpression is not supported (CLB matches gRPC paths by exact URL or prefix only)"
+                ));
+            }
+            other => return Err(format!("matches[{mi}].method.type {other:?} is not known")),
+        }
+        let service = mm.service.as_deref().filter(|s| !s.is_empty());
+        let method = mm.method.as_deref().filter(|s| !s.is_empty());
+        if let Some(s) = service.filter(|s| !valid_grpc_service(s)) {
+            return Err(format!(
+                "matches[{mi}].method.service {s:?} is not a gRPC service name"
+            ));
+        }
+        if let Some(x) = method.filter(|x| !valid_grpc_ident(x)) {
+            return Err(format!(
+                "matches[{mi}].method.method {x:?} is not a gRPC method name"
+            ));
+        }
+        let (kind, path) = match (service, method) {
+            (Some(s), Some(x)) => (PathKind::Exact, format!("/{s}/{x}")),
+            (Some(s), None) => (PathKind::Prefix, format!("/{s}")),
+            (None, Some(_)) => {
+                return Err(format!(
+                    "matches[{mi}].method: a method without a service matches /*/Method, which CLB's exact and prefix URLs cannot express"
+                ));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "matches[{mi}].method: one or both of service and method must be set"
+                ));
+            }
+        };
+        if let Err(SyntaxProblem::Path(e) | SyntaxProblem::Host(e)) =
+            translate::clb_urls(&format!("{path}/"), kind)
+        {
+            return Err(format!("matches[{mi}].method: {e}"));
+        }
+        out.push(PathMatch {
+            kind,
+            written: path.len(),
+            key: path,
+            bare: kind == PathKind::Exact,
+        });
+    }
+    Ok(out)
+}
+
+/// The path matches of an HTTPRoute rule (checked by `check_rule`).
+fn http_matches(rule: &gwapi::HttpRouteRule) -> Vec<PathMatch> {
+    let defaults = [gwapi::HttpRouteMatch::default()];
+    let matches = if rule.matches.is_empty() {
+        &defaults[..]
+    } else {
+        &rule.matches[..]
+    };
+    matches
+        .iter()
+        .map(|m| {
+            let (kind, path) = path_of(m);
+            let key = match kind {
+                PathKind::Exact => path.to_string(),
+                PathKind::Prefix => translate::prefix_key(path).to_string(),
+            };
+            PathMatch {
+                kind,
+                key,
+                written: path.len(),
+                bare: true,
+            }
+        })
+        .collect()
+}
+
+/// Attach every HTTPRoute and GRPCRoute to the listeners of its parents and write the route
+/// statuses. Routes go oldest first: on a listener, a route whose hostnames meet those of an
+/// older route of the other kind is not attached there (Gateway API: exactly one of them).
 fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut GatewayBuild) {
     let snap = index.snap;
-    let mut routes: Vec<&gwapi::HttpRoute> = snap.http_routes.iter().collect();
-    routes.sort_by(|a, b| age_order(&a.metadata, &b.metadata));
     let defaults = default_rules();
-    for (rank, route) in routes.into_iter().enumerate() {
-        let (rns, rname) = meta_name(&route.metadata);
-        let rkey = ObjectRef::namespaced(KIND_HTTP_ROUTE, rns, rname);
-        let generation = route.metadata.generation;
-        let rules = route.spec.rules.as_deref().unwrap_or(&defaults);
+    let mut routes: Vec<RouteIn<'_>> = snap
+        .http_routes
+        .iter()
+        .map(|r| RouteIn::http(r, &defaults))
+        .chain(snap.grpc_routes.iter().map(RouteIn::grpc))
+        .collect();
+    routes.sort_by(|a, b| age_order(a.meta, b.meta).then(a.kind.cmp(b.kind)));
+    // (gateway index, listener, route kind) -> hostnames attached so far.
+    let mut taken: BTreeMap<(usize, usize, &'static str), Vec<HostPattern>> = BTreeMap::new();
+    for (rank, route) in routes.iter().enumerate() {
+        let (rns, rname) = meta_name(route.meta);
+        let rkey = ObjectRef::namespaced(route.kind, rns, rname);
+        let generation = route.meta.generation;
+        let other_kind = if route.kind == KIND_HTTP_ROUTE {
+            KIND_GRPC_ROUTE
+        } else {
+            KIND_HTTP_ROUTE
+        };
         let mut parents = Vec::new();
         // Route hostnames that are not valid names are ignored with a message.
         let mut host_problems = Vec::new();
         let route_hosts: Vec<HostPattern> = route
-            .spec
             .hostnames
             .iter()
             .filter(|h| match gwapi::hosts::check_hostname(h) {
@@ -621,14 +868,15 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                 message: format!("{m}; this hostname is ignored"),
             });
         }
-        for (pi, pref) in route.spec.parent_refs.iter().enumerate() {
+        for (pi, pref) in route.parent_refs.iter().enumerate() {
             if !names_a_gateway(pref) {
                 continue;
             }
             let pns = pref.namespace.as_deref().unwrap_or(rns);
-            let Some(ctx) = ctxs.iter_mut().find(|c| c.ns == pns && c.name == pref.name) else {
+            let Some(gi) = ctxs.iter().position(|c| c.ns == pns && c.name == pref.name) else {
                 continue;
             };
+            let ctx = &mut ctxs[gi];
             let cond = |t, ok, r, m: String| Condition::new(t, ok, r, m, generation);
             let mut conditions = Vec::new();
             let candidates: Vec<usize> = (0..ctx.listeners.len())
@@ -640,6 +888,7 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                 .collect();
             // (listener, effective hostnames)
             let mut attached: Vec<(usize, Vec<HostPattern>)> = Vec::new();
+            let mut clashes = 0usize;
             let accepted = if !ctx.accepted.0 {
                 Err((
                     "NoMatchingParent",
@@ -658,38 +907,63 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                     .iter()
                     .copied()
                     .filter(|&i| {
-                        ctx.listeners[i].usable() && admits(index, &ctx.listeners[i], ctx.ns, rns)
+                        ctx.listeners[i].usable()
+                            && admits(index, &ctx.listeners[i], ctx.ns, (route.kind, rns))
                     })
                     .collect();
                 if allowed.is_empty() {
+                    let why = if route.kind == KIND_GRPC_ROUTE
+                        && !candidates.iter().any(|&i| {
+                            ctx.listeners[i].protocol == Protocol::Https
+                                && ctx.listeners[i].usable()
+                        }) {
+                        "; no valid HTTPS listener is named, and CLB forwards gRPC on HTTPS listeners only"
+                    } else {
+                        ""
+                    };
                     Err((
                         "NotAllowedByListeners",
                         format!(
-                            "no valid listener of Gateway {pns}/{} allows HTTPRoutes from namespace {rns} (allowedRoutes)",
-                            pref.name
+                            "no valid listener of Gateway {pns}/{} allows {}s from namespace {rns} (allowedRoutes, supportedKinds){why}",
+                            pref.name, route.kind
                         ),
                     ))
                 } else {
                     for i in allowed {
                         let lp = &ctx.listeners[i].pattern;
-                        let mut hosts: Vec<HostPattern> = if route.spec.hostnames.is_empty() {
+                        let mut hosts: Vec<HostPattern> = if route.hostnames.is_empty() {
                             vec![lp.clone()]
                         } else {
                             route_hosts.iter().filter_map(|h| lp.intersect(h)).collect()
                         };
                         hosts.sort();
                         hosts.dedup();
-                        if !hosts.is_empty() {
+                        if hosts.is_empty() {
+                            continue;
+                        }
+                        let clash = taken
+                            .get(&(gi, i, other_kind))
+                            .is_some_and(|o| hosts.iter().any(|h| o.iter().any(|x| meets(h, x))));
+                        if clash {
+                            clashes += 1;
+                        } else {
                             attached.push((i, hosts));
                         }
                     }
-                    if attached.is_empty() {
+                    if !attached.is_empty() {
+                        Ok(())
+                    } else if clashes > 0 {
+                        Err((
+                            "NotAllowedByListeners",
+                            format!(
+                                "an older {other_kind} on the same listener serves a hostname this route shares; Gateway API accepts only the older route of the two kinds"
+                            ),
+                        ))
+                    } else {
                         Err((
                             "NoMatchingListenerHostname",
                             "no hostname of the route matches a listener's hostname".to_string(),
                         ))
-                    } else {
-                        Ok(())
                     }
                 }
             };
@@ -720,23 +994,39 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                 });
                 continue;
             }
-            for (i, _) in &attached {
+            for (i, hosts) in &attached {
                 ctx.listeners[*i].attached += 1;
+                taken
+                    .entry((gi, *i, route.kind))
+                    .or_default()
+                    .extend(hosts.iter().cloned());
             }
             // Rules.
             let mut dropped: Vec<String> = Vec::new();
             let mut unresolved: Option<(&'static str, String)> = None;
             let mut kept = 0usize;
             let mode = ctx.params.map(|p| p.target_mode).unwrap_or_default();
-            for (ri, rule) in rules.iter().enumerate() {
+            for (ri, rule) in route.rules.iter().enumerate() {
                 let rule_field = format!("spec.rules[{ri}]");
-                let name = rule
-                    .name
-                    .as_deref()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default();
+                let name = rule.name.map(|n| format!(" ({n})")).unwrap_or_default();
                 let listeners_of_rule: Vec<&(usize, Vec<HostPattern>)> = attached.iter().collect();
-                match check_rule(rule, &listeners_of_rule, &ctx.listeners) {
+                let checked = match &rule.form {
+                    RuleForm::Http(r) => check_rule(r, &listeners_of_rule, &ctx.listeners)
+                        .map(|redirect| (redirect, http_matches(r))),
+                    RuleForm::Grpc(m) => m.as_ref().map_err(Clone::clone).map(|m| {
+                        let m = m
+                            .iter()
+                            .map(|p| PathMatch {
+                                kind: p.kind,
+                                key: p.key.clone(),
+                                written: p.written,
+                                bare: p.bare,
+                            })
+                            .collect();
+                        (None, m)
+                    }),
+                };
+                let (redirect, matches) = match checked {
                     Err(why) => {
                         out.problems.push(Problem {
                             object: rkey.clone(),
@@ -748,53 +1038,44 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
                         dropped.push(format!("rules[{ri}]{name}: {why}"));
                         continue;
                     }
-                    Ok(redirect) => {
-                        kept += 1;
-                        let action = match redirect {
-                            Some(r) => r,
-                            None => {
-                                let (a, bad) = forward(index, rule, rns, &rkey, &rule_field, mode);
-                                for p in bad {
-                                    if unresolved.is_none() {
-                                        unresolved = Some((p.0, p.1.clone()));
-                                    }
-                                    out.problems.push(Problem {
-                                        object: rkey.clone(),
-                                        field: p.2,
-                                        reason: p.3,
-                                        effect: Effect::PathUnserved,
-                                        message: p.1,
-                                    });
-                                }
-                                a
+                    Ok(x) => x,
+                };
+                kept += 1;
+                let action = match redirect {
+                    Some(r) => r,
+                    None => {
+                        let from = (route.kind, rns, &rkey);
+                        let (a, bad) = forward(index, rule.backend_refs, from, &rule_field, mode);
+                        for p in bad {
+                            if unresolved.is_none() {
+                                unresolved = Some((p.0, p.1.clone()));
                             }
-                        };
-                        ctx.actions.push(action);
-                        let ai = ctx.actions.len() - 1;
-                        let matches: Vec<gwapi::HttpRouteMatch> = if rule.matches.is_empty() {
-                            vec![gwapi::HttpRouteMatch::default()]
-                        } else {
-                            rule.matches.clone()
-                        };
-                        for (mi, m) in matches.iter().enumerate() {
-                            let (kind, path) = path_of(m);
-                            let key = match kind {
-                                PathKind::Exact => path.to_string(),
-                                PathKind::Prefix => translate::prefix_key(path).to_string(),
-                            };
-                            for (li, hosts) in &attached {
-                                for h in hosts {
-                                    ctx.entries.push(Entry {
-                                        listener: *li,
-                                        host: h.clone(),
-                                        kind,
-                                        key: key.clone(),
-                                        written: path.len(),
-                                        rank: (rank, ri, mi),
-                                        action: ai,
-                                    });
-                                }
-                            }
+                            out.problems.push(Problem {
+                                object: rkey.clone(),
+                                field: p.2,
+                                reason: p.3,
+                                effect: Effect::PathUnserved,
+                                message: p.1,
+                            });
+                        }
+                        a
+                    }
+                };
+                ctx.actions.push(action);
+                let ai = ctx.actions.len() - 1;
+                for (mi, m) in matches.into_iter().enumerate() {
+                    for (li, hosts) in &attached {
+                        for h in hosts {
+                            ctx.entries.push(Entry {
+                                listener: *li,
+                                host: h.clone(),
+                                kind: m.kind,
+                                key: m.key.clone(),
+                                written: m.written,
+                                bare: m.bare,
+                                rank: (rank, ri, mi),
+                                action: ai,
+                            });
                         }
                     }
                 }
@@ -839,72 +1120,24 @@ fn attach_routes(index: &Index<'_>, ctxs: &mut [GatewayCtx<'_>], out: &mut Gatew
         }
         if !parents.is_empty() {
             out.status.routes.push(RouteStatus {
-                kind: KIND_HTTP_ROUTE,
+                kind: route.kind,
                 namespace: rns.to_string(),
                 name: rname.to_string(),
                 parents,
             });
         }
     }
+}
+
+/// Do two hostname patterns have a hostname in common?
+fn meets(a: &HostPattern, b: &HostPattern) -> bool {
+    a.intersect(b).is_some()
 }
 
 /// Is this parentRef a Gateway (the only parent kind clb-ingress serves)?
 fn names_a_gateway(pref: &gwapi::ParentReference) -> bool {
     pref.group.as_deref().unwrap_or(gwapi::GROUP) == gwapi::GROUP
         && pref.kind.as_deref().unwrap_or(KIND_GATEWAY) == KIND_GATEWAY
-}
-
-/// GRPCRoutes are not routed yet: each parent that is a Gateway of ours says so (its listeners
-/// list HTTPRoute alone in `supportedKinds`), never silently.
-fn refuse_grpc_routes(ctxs: &[GatewayCtx<'_>], out: &mut GatewayBuild, snap: &Snapshot) {
-    const KIND_GRPC_ROUTE: &str = "GRPCRoute";
-    for route in &snap.grpc_routes {
-        let (rns, rname) = meta_name(&route.metadata);
-        let generation = route.metadata.generation;
-        let mut parents = Vec::new();
-        for (pi, pref) in route.spec.parent_refs.iter().enumerate() {
-            let pns = pref.namespace.as_deref().unwrap_or(rns);
-            if !names_a_gateway(pref) || !ctxs.iter().any(|c| c.ns == pns && c.name == pref.name) {
-                continue;
-            }
-            let message = "GRPCRoute is not supported by clb-ingress yet: its listeners accept HTTPRoutes only".to_string();
-            out.problems.push(Problem {
-                object: ObjectRef::namespaced(KIND_GRPC_ROUTE, rns, rname),
-                field: format!("spec.parentRefs[{pi}]"),
-                reason: Reason::NotAllowedByListeners,
-                effect: Effect::Parked,
-                message: message.clone(),
-            });
-            parents.push(RouteParentStatus {
-                parent_ref: pref.clone(),
-                controller_name: snap.gateway_controller_name.clone(),
-                conditions: vec![
-                    Condition::new(
-                        "Accepted",
-                        false,
-                        "NotAllowedByListeners",
-                        message,
-                        generation,
-                    ),
-                    Condition::new(
-                        "ResolvedRefs",
-                        true,
-                        "ResolvedRefs",
-                        "all references resolved",
-                        generation,
-                    ),
-                ],
-            });
-        }
-        if !parents.is_empty() {
-            out.status.routes.push(RouteStatus {
-                kind: KIND_GRPC_ROUTE,
-                namespace: rns.to_string(),
-                name: rname.to_string(),
-                parents,
-            });
-        }
-    }
 }
 
 /// The path match of a route match (absent: `PathPrefix /`).
@@ -1051,15 +1284,15 @@ type BadRef = (&'static str, String, String, Reason);
 /// an error on CLB, and giving it to the other backends would send traffic they were not given).
 fn forward(
     index: &Index<'_>,
-    rule: &gwapi::HttpRouteRule,
-    rns: &str,
-    rkey: &ObjectRef,
+    backend_refs: &[gwapi::BackendRef],
+    (route_kind, rns, rkey): (&'static str, &str, &ObjectRef),
     field: &str,
     mode: TargetMode,
 ) -> (Action, Vec<BadRef>) {
     let mut bad = Vec::new();
     let mut parts: Vec<(u32, Resolved)> = Vec::new();
-    for (bi, b) in rule.backend_refs.iter().enumerate() {
+    let grpc = route_kind == KIND_GRPC_ROUTE;
+    for (bi, b) in backend_refs.iter().enumerate() {
         let bfield = format!("{field}.backendRefs[{bi}]");
         let weight = u32::try_from(b.weight.unwrap_or(1)).unwrap_or(0);
         if !b.group.as_deref().unwrap_or("").is_empty()
@@ -1081,7 +1314,7 @@ fn forward(
         if bns != rns
             && !gwapi::reference_granted(
                 &index.snap.reference_grants,
-                (gwapi::GROUP, KIND_HTTP_ROUTE, rns),
+                (gwapi::GROUP, route_kind, rns),
                 ("", "Service", bns, &b.name),
             )
         {
@@ -1130,15 +1363,16 @@ fn forward(
             Action::Forward {
                 backend: None,
                 targets: Vec::new(),
+                grpc,
             },
             bad,
         );
     }
-    (weighted(parts), bad)
+    (weighted(parts, grpc), bad)
 }
 
 /// Combine weighted backends into one target list with CLB weights (0-100).
-fn weighted(parts: Vec<(u32, Resolved)>) -> Action {
+fn weighted(parts: Vec<(u32, Resolved)>, grpc: bool) -> Action {
     let backend = parts
         .iter()
         .filter(|(w, _)| *w > 0)
@@ -1154,7 +1388,11 @@ fn weighted(parts: Vec<(u32, Resolved)>) -> Action {
         } else {
             r.targets
         };
-        return Action::Forward { backend, targets };
+        return Action::Forward {
+            backend,
+            targets,
+            grpc,
+        };
     }
     // Each target's share of the rule's requests: weight / total * own / sum of own.
     let total: f64 = parts.iter().map(|(w, _)| f64::from(*w)).sum();
@@ -1189,7 +1427,11 @@ fn weighted(parts: Vec<(u32, Resolved)>) -> Action {
         })
         .collect();
     targets.sort_unstable();
-    Action::Forward { backend, targets }
+    Action::Forward {
+        backend,
+        targets,
+        grpc,
+    }
 }
 
 /// The CLB domain of a hostname pattern (`regex`: a wildcard containing another one).
@@ -1217,7 +1459,7 @@ fn resolve(layers: &[Vec<&Entry>], path: &str) -> Option<usize> {
             .filter(|e| {
                 e.kind == PathKind::Prefix
                     && (e.key.is_empty()
-                        || path == e.key
+                        || (e.bare && path == e.key)
                         || (path.len() > e.key.len()
                             && path.starts_with(e.key.as_str())
                             && path.as_bytes()[e.key.len()] == b'/'))
@@ -1447,12 +1689,19 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
                             settings: Default::default(),
                         }
                     }
-                    Some(Action::Forward { backend, targets }) => DesiredRule {
+                    Some(Action::Forward {
+                        backend,
+                        targets,
+                        grpc,
+                    }) => DesiredRule {
                         url,
                         backend: backend.clone(),
                         targets: targets.clone(),
                         redirect: None,
-                        settings: Default::default(),
+                        settings: RuleSettings {
+                            forward_type: grpc.then(|| FORWARD_GRPC.to_string()),
+                            ..Default::default()
+                        },
                     },
                     None => DesiredRule {
                         url,
@@ -1473,13 +1722,18 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
                         .and_then(|l| l.cert.clone())
                 })
                 .flatten();
+            // gRPC rides on HTTP/2: a domain with gRPC rules turns CLB's HTTP/2 on.
+            let http2 = rules
+                .iter()
+                .any(|r| r.settings.forward_type.as_deref() == Some(FORWARD_GRPC))
+                .then_some(true);
             domains.push(DesiredDomain {
                 domain,
                 host: p.to_string(),
                 default_server: *p == HostPattern::Any,
                 certificate,
                 rules,
-                http2: None,
+                http2,
                 quic: None,
             });
         }
@@ -1554,6 +1808,7 @@ mod tests {
             kind,
             key: key.to_string(),
             written: key.len(),
+            bare: true,
             rank: (rank, 0, 0),
             action,
         }
@@ -1617,29 +1872,115 @@ mod tests {
             path_settings: Default::default(),
         };
         // 90/10 with one target in the first and three in the second.
-        let Action::Forward { targets, backend } = weighted(vec![
-            (90, r("a", vec![t("10.0.0.1")])),
-            (
-                10,
-                r("b", vec![t("10.0.0.2"), t("10.0.0.3"), t("10.0.0.4")]),
-            ),
-        ]) else {
+        let Action::Forward {
+            targets, backend, ..
+        } = weighted(
+            vec![
+                (90, r("a", vec![t("10.0.0.1")])),
+                (
+                    10,
+                    r("b", vec![t("10.0.0.2"), t("10.0.0.3"), t("10.0.0.4")]),
+                ),
+            ],
+            false,
+        )
+        else {
             panic!("forward")
         };
         assert_eq!(backend.unwrap().service, "a");
         let w: Vec<u32> = targets.iter().map(|t| t.weight).collect();
         assert_eq!(w, vec![100, 4, 4, 4]);
         // A zero weight sends nothing.
-        let Action::Forward { targets, .. } = weighted(vec![
-            (1, r("a", vec![t("10.0.0.1")])),
-            (0, r("b", vec![t("10.0.0.2")])),
-        ]) else {
+        let Action::Forward { targets, .. } = weighted(
+            vec![
+                (1, r("a", vec![t("10.0.0.1")])),
+                (0, r("b", vec![t("10.0.0.2")])),
+            ],
+            false,
+        ) else {
             panic!("forward")
         };
         assert_eq!(
             targets.iter().map(|t| t.weight).collect::<Vec<_>>(),
             vec![100, 0]
         );
+    }
+
+    fn grpc_rule(yaml: &str) -> gwapi::GrpcRouteRule {
+        serde_json::from_value(yaml_value(yaml)).expect("rule")
+    }
+
+    fn yaml_value(yaml: &str) -> Value {
+        crate::manifests::parse_documents("rule.yaml", yaml)
+            .expect("yaml")
+            .remove(0)
+    }
+
+    #[test]
+    fn grpc_service_and_method_become_an_exact_path_and_a_service_alone_a_slash_prefix() {
+        let m = grpc_matches(&grpc_rule(
+            "matches: [{method: {service: a.b.Svc, method: Get}}, {method: {service: a.b.Svc}}, {}]",
+        ))
+        .expect("expressible");
+        let got: Vec<(PathKind, &str, bool)> =
+            m.iter().map(|p| (p.kind, p.key.as_str(), p.bare)).collect();
+        assert_eq!(
+            got,
+            [
+                (PathKind::Exact, "/a.b.Svc/Get", true),
+                (PathKind::Prefix, "/a.b.Svc", false),
+                (PathKind::Prefix, "", true),
+            ]
+        );
+        // The service prefix covers its methods, never the bare service path or a longer name.
+        let e = Entry {
+            listener: 0,
+            host: HostPattern::Any,
+            kind: PathKind::Prefix,
+            key: "/a.b.Svc".into(),
+            written: 8,
+            bare: false,
+            rank: (0, 0, 0),
+            action: 1,
+        };
+        let layers = vec![vec![&e]];
+        assert_eq!(resolve(&layers, "/a.b.Svc/Get"), Some(1));
+        assert_eq!(resolve(&layers, "/a.b.Svc"), None);
+        assert_eq!(resolve(&layers, "/a.b.SvcX/Get"), None);
+    }
+
+    #[test]
+    fn grpc_matches_clb_cannot_express_are_refused_naming_the_field() {
+        for (yaml, needle) in [
+            (
+                "matches: [{headers: [{name: x, value: y}]}]",
+                "matches[0].headers",
+            ),
+            (
+                "matches: [{method: {type: RegularExpression, service: a.S, method: M}}]",
+                "RegularExpression",
+            ),
+            (
+                "matches: [{method: {method: Get}}]",
+                "a method without a service",
+            ),
+            (
+                "matches: [{method: {service: 'a/b'}}]",
+                "not a gRPC service",
+            ),
+            (
+                "matches: [{method: {service: a.S, method: 'G-t'}}]",
+                "not a gRPC method",
+            ),
+            (
+                "filters: [{type: RequestHeaderModifier}]",
+                "filters[0]: RequestHeaderModifier",
+            ),
+            ("sessionPersistence: {}", "sessionPersistence"),
+        ] {
+            let err = grpc_matches(&grpc_rule(yaml)).err().unwrap_or_default();
+            assert!(err.contains(needle), "{yaml}: {err:?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub(super) fn diff_rules<'d>(
     }
     let has_default = obs_rules.iter().any(|r| r.default_server);
     let mut new_rules = Vec::new();
+    // Rules whose backend protocol ModifyRule cannot set: deleted, then created anew.
+    let mut recreated: Vec<&ObservedRule> = Vec::new();
     for d in &dl.domains {
         let cert = d.certificate.as_ref().map(|c| resolve_cert(c, observed));
         let obs_domain: Vec<&ObservedRule> =
@@ -53,15 +55,48 @@ pub(super) fn diff_rules<'d>(
         // (a Problem of the model): its new rules are withheld until the certificate is known,
         // when the Secret's arrival requeues the stack. Its rules that exist are kept.
         let withheld = dl.protocol == Protocol::Https && cert.is_none();
+        // Rules whose backend protocol ModifyRule cannot set, and whether they are all the
+        // domain keeps (then the domain is made again, which needs its certificate: without it
+        // they wait).
+        let mut recreate_here: Vec<&ObservedRule> = d
+            .rules
+            .iter()
+            .filter_map(|r| {
+                obs_by_key
+                    .get(&(d.domain.as_str(), r.url.as_str()))
+                    .copied()
+                    .filter(|o| needs_recreate(r, o))
+            })
+            .collect();
+        let domain_recreated = !recreate_here.is_empty()
+            && !obs_domain.iter().any(|x| {
+                want_keys.contains(&(x.domain.as_str(), x.url.as_str()))
+                    && !recreate_here.iter().any(|o| o.location_id == x.location_id)
+            });
+        if domain_recreated && withheld {
+            recreate_here.clear();
+        }
         for r in &d.rules {
-            let existing_rule = obs_by_key
+            let mut existing_rule = obs_by_key
                 .get(&(d.domain.as_str(), r.url.as_str()))
                 .copied();
-            let reused = if existing_rule.is_none() {
+            // The rule is recreated in the same place; when no other rule of its domain
+            // stays, the domain itself is made again and the new rules carry its attributes.
+            let mut recreate_alone = false;
+            if let Some(o) = existing_rule
+                .filter(|o| recreate_here.iter().any(|x| x.location_id == o.location_id))
+            {
+                recreate_alone = domain_recreated;
+                recreated.push(o);
+                existing_rule = None;
+            }
+            let reused = if existing_rule.is_none() && !recreate_alone {
                 // A stale rule of this domain with exactly these targets: rename it.
                 stale.get_mut(d.domain.as_str()).and_then(|cands| {
                     let pos = cands.iter().position(|o| {
-                        !r.targets.is_empty() && same_targets(&o.targets, &r.targets)
+                        !r.targets.is_empty()
+                            && same_targets(&o.targets, &r.targets)
+                            && !needs_recreate(r, o)
                     })?;
                     Some(cands.remove(pos))
                 })
@@ -103,13 +138,18 @@ pub(super) fn diff_rules<'d>(
                 None if withheld && domain_is_new => {}
                 None => {
                     // A new domain's first rule carries the domain's HTTP/2 and QUIC.
-                    let first_of_domain =
-                        domain_is_new && !new_rules.iter().any(|n: &NewRule| n.domain == d.domain);
+                    let first_of_domain = (domain_is_new || recreate_alone)
+                        && !new_rules.iter().any(|n: &NewRule| n.domain == d.domain);
                     new_rules.push(NewRule {
                         domain: d.domain.clone(),
                         url: r.url.clone(),
-                        default_server: false,
-                        certificate: if domain_is_new { cert.clone() } else { None },
+                        default_server: recreate_alone
+                            && obs_domain.iter().any(|x| x.default_server),
+                        certificate: if domain_is_new || recreate_alone {
+                            cert.clone()
+                        } else {
+                            None
+                        },
                         settings: RuleSettings {
                             http2: d.http2.filter(|_| first_of_domain),
                             quic: d.quic.filter(|_| first_of_domain),
@@ -217,8 +257,20 @@ pub(super) fn diff_rules<'d>(
                 .collect(),
         })
     };
-    phases.early_rule_deletes.extend(as_change(early));
+    // A recreated rule must be gone before its replacement (same domain and URL) is created.
+    phases
+        .early_rule_deletes
+        .extend(as_change(early.into_iter().chain(recreated).collect()));
     phases.rule_deletes.extend(as_change(late));
+}
+
+/// Must rule `have` be deleted and created again to get `want`'s backend protocol? ModifyRule
+/// sets ForwardType HTTP, HTTPS or GRPC only (api.json 2018-03-17); GRPCS is given at creation.
+fn needs_recreate(want: &crate::model::DesiredRule, have: &ObservedRule) -> bool {
+    want.settings.forward_type.as_deref().is_some_and(|w| {
+        have.settings.forward_type.as_deref().unwrap_or("HTTP") != w
+            && !MODIFY_RULE_FORWARD_TYPES.contains(&w)
+    })
 }
 
 /// One `ModifyRule` when an existing rule's backend settings differ from the wanted ones.

@@ -147,6 +147,34 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .unwrap_or(translate::CATCH_ALL_DOMAIN)
     }
 
+    /// The rule economy of this stack's listeners by protocol. Off where redirects are at
+    /// work (`auto-rewrite`, `rule-mix`: a redirect belongs to one rule, and a left-out rule
+    /// would hand its requests to a rule that may forward instead). Host domains are left to
+    /// the catch-all on HTTP listeners only (an HTTPS domain carries its certificate), and
+    /// only while the catch-all is the default domain (`unmatchedHosts: NotFound`), and not
+    /// on a shared class's CLBs.
+    fn economy(&self) -> impl Fn(Protocol) -> translate::Economy + use<> {
+        let redirects = self.members.iter().any(|m| {
+            m.ing.metadata.annotations.as_ref().is_some_and(|a| {
+                a.contains_key(super::ANN_AUTO_REWRITE) || a.contains_key(super::ANN_RULE_MIX)
+            })
+        });
+        let tke_default = self
+            .members
+            .first()
+            .and_then(|m| m.params)
+            .is_some_and(|p| {
+                p.unmatched_hosts == crate::crd::UnmatchedHosts::ListenerDefaultDomain
+            });
+        // A shared class's placement is read back from the hosts' domains on its CLBs: every
+        // host there keeps its domain, so a restart finds where it lives.
+        let sharded = matches!(self.id, StackId::Class(_) | StackId::Shard { .. });
+        move |proto| translate::Economy {
+            redundant_paths: !redirects,
+            catch_all_copies: !redirects && !tke_default && !sharded && proto == Protocol::Http,
+        }
+    }
+
     /// May namespace `ns` use `host` (and its certificates, redirects) on this stack's CLB?
     /// Always on a CLB of its own; on a shared one, when `ns` owns the host.
     pub(super) fn owns_host(&self, ns: &str, host: &str) -> bool {
@@ -169,6 +197,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
 
     pub(super) fn run(mut self) -> (Option<DesiredLb>, Vec<Problem>) {
         let limits = self.index.snap.limits;
+        let economy = self.economy();
         let mut accs: BTreeMap<(u16, Protocol), ListenerAcc<'a>> = BTreeMap::new();
         let mut contributions: Vec<Contribution<'a>> = Vec::new();
         for (mi, m) in self.members.iter().enumerate() {
@@ -213,18 +242,19 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             } else {
                 c.listeners.iter().find_map(|&(proto, port)| {
                     let acc = trial.get_mut(&(port, proto))?;
-                    acc.translated = translate::translate_rules(
+                    acc.translated = translate::translate_rules_with(
                         acc.view
                             .iter()
                             .map(|(h, ps)| (*h, ps.iter().map(|(p, k, b)| (*p, *k, b)))),
                         acc.default_backend.as_ref().map(|d| &d.0),
+                        economy(proto),
                     );
                     let n: usize = acc.translated.iter().map(|d| d.rules.len()).sum();
                     (n > limits.rules_per_listener).then(|| {
                         (
                             Reason::TooManyRules,
                             format!(
-                                "listener {} {port} would need {n} CLB rules; at most {} are allowed (each Prefix path takes two)",
+                                "listener {} {port} would need {n} CLB rules; at most {} are allowed (a Prefix path other than / takes two; `plan -f` shows what each path costs)",
                                 proto.as_str(),
                                 limits.rules_per_listener
                             ),

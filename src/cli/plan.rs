@@ -52,6 +52,10 @@ pub struct StackReport<'a> {
     /// `domain url`), used by the table.
     #[serde(skip)]
     pub names: Vec<(String, String)>,
+    /// Rules per listener against the account's rules-per-listener quota.
+    pub rules: Vec<model::ListenerRules>,
+    #[serde(rename = "rulesPerListenerQuota")]
+    pub rules_quota: usize,
 }
 
 /// Readable names for the ids of an observed CLB: listeners as `PROTO:PORT`, rules as
@@ -256,6 +260,7 @@ pub fn unhandled_gateways(snap: &Snapshot) -> Vec<String> {
 pub fn plan_all<'a>(
     out: &'a model::BuildOutput,
     cluster_id: &str,
+    limits: &model::Limits,
     observed: impl Fn(&DesiredLb) -> Option<ObservedLb>,
 ) -> Vec<StackReport<'a>> {
     out.stacks
@@ -276,6 +281,8 @@ pub fn plan_all<'a>(
                 plan,
                 observed_lb: obs.as_ref().map(|o| o.id.clone()),
                 names: obs.as_ref().map(readable_names).unwrap_or_default(),
+                rules: d.rule_counts(),
+                rules_quota: limits.rules_per_listener,
             }
         })
         .collect()
@@ -336,6 +343,16 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
         }
         let members: Vec<String> = d.members.iter().map(|m| m.ingress.to_string()).collect();
         writeln!(w, "   ingresses: {}", members.join(", "))?;
+        for l in &r.rules {
+            writeln!(
+                w,
+                "   rules {}/{} on {}:{}",
+                l.rules,
+                r.rules_quota,
+                l.protocol.as_str(),
+                l.port
+            )?;
+        }
         writeln!(
             w,
             "   {:<6} {:<5} {:<34} {:<28} {:<28} TARGETS",
@@ -431,7 +448,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         Some(deployer) => observe_all(deployer, &out)?,
         None => Default::default(),
     };
-    let reports = plan_all(&out, &args.cluster_id, |d| {
+    let reports = plan_all(&out, &args.cluster_id, &snap.limits, |d| {
         observed.get(&d.stack).cloned().flatten()
     });
     let stdout = std::io::stdout();

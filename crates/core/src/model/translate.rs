@@ -912,6 +912,81 @@ mod tests {
     }
 
     #[test]
+    fn a_prefix_path_with_its_parents_backend_makes_no_rules_and_one_with_another_keeps_two() {
+        let v = view(
+            vec![(
+                Some("a.com"),
+                vec![
+                    ("/", PathKind::Prefix, "root"),
+                    ("/static", PathKind::Prefix, "root"),
+                    ("/static/v2", PathKind::Prefix, "v2"),
+                    ("/static/v2/old", PathKind::Prefix, "root"),
+                ],
+            )],
+            None,
+        );
+        let full = translate_with(&v, Economy::FULL);
+        assert_eq!(
+            urls(&full[1]),
+            vec![
+                ("/".to_string(), Some("root")),
+                ("/static/v2/".to_string(), Some("v2")),
+                ("/static/v2/old/".to_string(), Some("root")),
+                ("=/static/v2".to_string(), Some("v2")),
+                ("=/static/v2/old".to_string(), Some("root")),
+            ]
+        );
+        assert_eq!(translate_with(&v, Economy::NONE)[1].rules.len(), 7);
+    }
+
+    #[test]
+    fn an_exact_path_its_prefix_answers_alike_makes_no_rule_but_its_filler_stays_needed() {
+        let out = translate(&view(
+            vec![(
+                Some("a.com"),
+                vec![
+                    ("/api", PathKind::Prefix, "api"),
+                    ("/api/health", PathKind::Exact, "api"),
+                    ("/x/", PathKind::Exact, "x"),
+                ],
+            )],
+            Some("d"),
+        ));
+        assert_eq!(
+            urls(&out[1]),
+            vec![
+                ("/".to_string(), Some("d")),
+                ("/api/".to_string(), Some("api")),
+                ("=/api".to_string(), Some("api")),
+                ("=/x".to_string(), Some("d")),
+                ("=/x/".to_string(), Some("x")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pathless_host_is_left_to_the_catch_all_unless_a_wildcard_host_covers_it() {
+        let out = translate(&view(
+            vec![
+                (Some("a.com"), vec![]),
+                (Some("b.x.com"), vec![]),
+                (Some("*.x.com"), vec![("/", PathKind::Prefix, "w")]),
+            ],
+            Some("d"),
+        ));
+        let domains: Vec<&str> = out.iter().map(|d| d.domain.as_str()).collect();
+        assert_eq!(
+            domains,
+            vec![CATCH_ALL_DOMAIN, "b.x.com", "~^[^.]+\\.x\\.com$"]
+        );
+        let none = translate_with(
+            &view(vec![(Some("a.com"), vec![])], Some("d")),
+            Economy::NONE,
+        );
+        assert_eq!(none.len(), 2, "without the economy a.com keeps its copy");
+    }
+
+    #[test]
     fn wildcard_host_becomes_a_single_label_regex_domain() {
         assert_eq!(
             HostKey::from_host(Some("*.foo.com")).clb_domain(),

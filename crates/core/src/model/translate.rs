@@ -652,7 +652,7 @@ pub fn translate_with<B: Clone + PartialEq>(
 }
 
 /// What one Ingress path (or the default backend, or a placeholder) costs in CLB rules.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PathCost {
     /// The Ingress host (`*` for host-less rules and the catch-all domain).
     pub host: String,
@@ -676,16 +676,16 @@ pub struct CostReport {
     pub rules_without_economy: usize,
 }
 
-/// What each path of `view` costs on one listener with `economy`, and why. The rules of all
-/// entries add up to `rules`, the rules the translation makes.
-pub fn cost_report<B: Clone + PartialEq>(view: &IngressView<B>, economy: Economy) -> CostReport {
-    let domains = translate_with(view, economy);
-    let rules = domains.iter().map(|d| d.rules.len()).sum();
-    let rules_without_economy = translate_with(view, Economy::NONE)
-        .iter()
-        .map(|d| d.rules.len())
-        .sum();
-    // URLs not yet attributed, per CLB domain.
+/// The URLs of one path: its own rules (first claim of a URL wins) and its filler.
+type Claimed = (Vec<String>, Option<String>);
+
+/// Which URLs of `domains` each path of `view` makes (`[rule][path]`, None for paths outside
+/// CLB syntax), and the URLs no path claimed, per domain.
+#[allow(clippy::type_complexity)]
+fn attribute<B>(
+    view: &IngressView<B>,
+    domains: &[TDomain<B>],
+) -> (Vec<Vec<Option<Claimed>>>, Vec<(String, Vec<String>)>) {
     let mut left: Vec<(String, Vec<String>)> = domains
         .iter()
         .map(|d| {
@@ -701,41 +701,76 @@ pub fn cost_report<B: Clone + PartialEq>(view: &IngressView<B>, economy: Economy
             .and_then(|(_, urls)| urls.iter().position(|u| u == url).map(|i| urls.remove(i)))
             .is_some()
     };
+    let claimed = view
+        .rules
+        .iter()
+        .map(|r| {
+            let domain = match r.host.as_deref() {
+                Some(h) if check_host_syntax(h).is_err() => None,
+                h => Some(HostKey::from_host(h).clb_domain()),
+            };
+            r.paths
+                .iter()
+                .map(|p| {
+                    let domain = domain.as_deref()?;
+                    let wanted = clb_urls(&p.path, p.kind).ok()?;
+                    let urls = wanted.into_iter().filter(|u| take(domain, u)).collect();
+                    let filler =
+                        (p.kind == PathKind::Exact && p.path.len() > 1 && p.path.ends_with('/'))
+                            .then(|| format!("={}", &p.path[..p.path.len() - 1]))
+                            .filter(|f| take(domain, f));
+                    Some((urls, filler))
+                })
+                .collect()
+        })
+        .collect();
+    (claimed, left)
+}
+
+/// What each path of `view` costs on one listener with `economy`, and why. The rules of all
+/// entries add up to `rules`, the rules the translation makes.
+pub fn cost_report<B: Clone + PartialEq>(view: &IngressView<B>, economy: Economy) -> CostReport {
+    let domains = translate_with(view, economy);
+    let plain = translate_with(view, Economy::NONE);
+    let rules = domains.iter().map(|d| d.rules.len()).sum();
+    let rules_without_economy = plain.iter().map(|d| d.rules.len()).sum();
+    let (claimed, left) = attribute(view, &domains);
+    let (claimed_plain, _) = attribute(view, &plain);
     let mut paths = Vec::new();
-    for r in &view.rules {
-        let key = match r.host.as_deref() {
-            Some(h) if check_host_syntax(h).is_err() => continue,
-            h => HostKey::from_host(h),
-        };
-        let domain = key.clb_domain();
-        let has_domain = domains.iter().any(|d| d.domain == domain);
-        for p in &r.paths {
-            let Ok(wanted) = clb_urls(&p.path, p.kind) else {
+    for (ri, r) in view.rules.iter().enumerate() {
+        let key = HostKey::from_host(r.host.as_deref());
+        let has_domain = domains.iter().any(|d| d.domain == key.clb_domain());
+        if r.paths.is_empty() && !has_domain && r.host.is_some() {
+            paths.push(PathCost {
+                host: key.display(),
+                path: "(no path)".to_string(),
+                kind: "",
+                urls: Vec::new(),
+                why: "no domain: it would only copy the catch-all domain's rule, and the catch-all (the listener's default domain) answers the host alike".to_string(),
+            });
+        }
+        for (pi, p) in r.paths.iter().enumerate() {
+            let Some((urls, filler)) = claimed[ri][pi].clone() else {
                 continue;
             };
-            let mut urls: Vec<String> = wanted.into_iter().filter(|u| take(&domain, u)).collect();
-            let filler = (p.kind == PathKind::Exact && p.path.len() > 1 && p.path.ends_with('/'))
-                .then(|| format!("={}", &p.path[..p.path.len() - 1]))
-                .filter(|f| take(&domain, f));
-            let why = if !has_domain {
-                "the host's domain is left out: it would only copy the catch-all domain's rule, which answers the host alike".to_string()
-            } else {
-                match (p.kind, urls.len(), &filler) {
-                    (PathKind::Exact, 1, None) => "one exact rule".to_string(),
-                    (PathKind::Exact, 1, Some(f)) => format!(
-                        "the exact rule plus the filler {f} (CLB would answer the path without the slash with a 301)"
-                    ),
-                    (PathKind::Prefix, 1, _) if urls[0] == "/" => "one prefix rule `/`".to_string(),
-                    (PathKind::Prefix, 2, _) => format!(
-                        "{} for the path itself (CLB would answer it with a 301 to {} otherwise) and {} for everything under it",
-                        urls[0], urls[1], urls[1]
-                    ),
-                    (_, 0, _) if economy.redundant_paths => "no rule of its own: an older definition of the same path, an Exact path of the same URL, or a shorter path with the same backend answers its requests".to_string(),
-                    (_, 0, _) => "no rule of its own: an older definition of the same path or an Exact path of the same URL makes them".to_string(),
-                    _ => "shares its URLs with another path of the host".to_string(),
-                }
+            let had_rules = claimed_plain[ri][pi]
+                .as_ref()
+                .is_some_and(|(u, f)| !u.is_empty() || f.is_some());
+            let why = match (p.kind, urls.len(), &filler) {
+                _ if !has_domain => "no domain: the host's rules would only copy the catch-all domain's rule, which answers the host alike".to_string(),
+                (PathKind::Exact, 1, None) => "one exact rule".to_string(),
+                (PathKind::Exact, 1, Some(f)) => format!(
+                    "the exact rule plus the filler {f} (CLB would answer the path without the slash with a 301)"
+                ),
+                (PathKind::Prefix, 1, _) if urls[0] == "/" => "one prefix rule `/`".to_string(),
+                (PathKind::Prefix, 2, _) => format!(
+                    "{} for the path itself (CLB would answer it with a 301 to {} otherwise) and {} for everything under it",
+                    urls[0], urls[1], urls[1]
+                ),
+                (_, 0, None) if had_rules => "no rule (rule economy): the rest of the host (a shorter Prefix path or the default backend) answers all its requests with the same backend".to_string(),
+                (_, 0, None) => "no rule of its own: an older or longer definition of the same path, or an Exact path of the same URL, makes its URLs".to_string(),
+                _ => "shares its URLs with another path of the host".to_string(),
             };
-            urls.extend(filler);
             paths.push(PathCost {
                 host: key.display(),
                 path: p.path.clone(),
@@ -743,7 +778,7 @@ pub fn cost_report<B: Clone + PartialEq>(view: &IngressView<B>, economy: Economy
                     PathKind::Exact => "Exact",
                     PathKind::Prefix => "Prefix",
                 },
-                urls,
+                urls: urls.into_iter().chain(filler).collect(),
                 why,
             });
         }

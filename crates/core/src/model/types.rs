@@ -458,6 +458,19 @@ pub struct ListenerRules {
     pub rules: usize,
 }
 
+/// What the Ingress paths on one listener cost in CLB rules ([`crate::model::rule_costs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerCost {
+    pub protocol: Protocol,
+    pub port: u16,
+    pub paths: Vec<crate::model::translate::PathCost>,
+    /// Rules the listener holds.
+    pub rules: usize,
+    /// Rules it would hold without the rule economy.
+    #[serde(rename = "rulesWithoutEconomy")]
+    pub rules_without_economy: usize,
+}
+
 impl DesiredLb {
     /// The rules each listener holds, in listener order.
     pub fn rule_counts(&self) -> Vec<ListenerRules> {

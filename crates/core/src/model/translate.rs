@@ -588,8 +588,8 @@ fn drop_catch_all_copies<B: Clone>(out: &mut Vec<TDomainRef<'_, B>>, eq: fn(&B, 
         return;
     };
     let only = (only.url.clone(), only.backend.clone());
-    // An exact host under a wildcard host would fall to the wildcard's domain, not the
-    // catch-all (also at any depth, for native CLB wildcards).
+    // A host under a wildcard host would fall to the wildcard's domain, not the catch-all
+    // (checked at any depth, for native CLB wildcards).
     let suffixes: Vec<String> = out
         .iter()
         .filter_map(|d| match d.host {
@@ -612,7 +612,11 @@ fn drop_catch_all_copies<B: Clone>(out: &mut Vec<TDomainRef<'_, B>>, eq: fn(&B, 
         let covered = match d.host {
             HostRef::CatchAll => return true,
             HostRef::Exact(h) => suffixes.iter().any(|s| h.ends_with(s.as_str())),
-            HostRef::Wildcard(_) => false,
+            // With native CLB wildcards (`wildcardHosts: Native`, any depth), `*.b.a.com`
+            // left out would send `x.b.a.com` to `*.a.com`'s domain.
+            HostRef::Wildcard(h) => suffixes
+                .iter()
+                .any(|s| h.len() - 1 > s.len() && h[1..].ends_with(s.as_str())),
         };
         !copy || covered
     });

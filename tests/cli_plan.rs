@@ -328,3 +328,37 @@ fn bind_errors_name_the_address_once() {
         assert!(err.contains("in use"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn plan_shows_each_listeners_rules_against_the_quota_after_the_rule_economy() {
+    // a.example.com: `/` and `=/foo` + `/foo/`; /static and the Exact /foo/health make no
+    // rule; b.example.com's copy of the default backend is left to the catch-all's `/`.
+    let input =
+        "tests/golden/model/rule-economy-leaves-out-paths-and-domains-that-answer-alike/input.yaml";
+    let (code, out, err) = plan(&["-f", input]);
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        out.contains("   rules 4/50 on HTTP:80 (8 without rule economy)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("      a.example.com Prefix /foo: =/foo /foo/ - "),
+        "{out}"
+    );
+    assert!(
+        out.contains("      a.example.com Prefix /static: no rule - no rule (rule economy)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("      b.example.com (no path): no rule - no domain"),
+        "{out}"
+    );
+    let (code, out, err) = plan(&["-f", input, "-o", "json"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let stack = &v["stacks"][0];
+    assert_eq!(stack["rulesPerListenerQuota"], 50, "{stack}");
+    assert_eq!(stack["rules"][0]["rules"], 4, "{stack}");
+    assert_eq!(stack["rules"][0]["protocol"], "HTTP", "{stack}");
+    assert_eq!(stack["ruleCosts"][0]["rulesWithoutEconomy"], 8, "{stack}");
+}

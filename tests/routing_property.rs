@@ -157,9 +157,48 @@ fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
             kind,
             backend,
         });
+    // Families: a path and paths under it, often with its backend (the rule economy leaves
+    // those out) and sometimes with another one.
+    let family = (
+        path_strategy(SEGMENTS[..6].to_vec()),
+        prop_oneof![Just(PathKind::Exact), Just(PathKind::Prefix)],
+        0u8..6,
+        proptest::collection::vec(
+            (
+                proptest::sample::select(&SEGMENTS[..6]),
+                any::<bool>(),
+                prop_oneof![Just(PathKind::Exact), Just(PathKind::Prefix)],
+                proptest::option::weighted(0.3, 0u8..6),
+            ),
+            0..4,
+        ),
+    )
+        .prop_map(|(base, kind, backend, children)| {
+            let mut out = vec![PathRule {
+                path: base.clone(),
+                kind,
+                backend,
+            }];
+            let stem = base.trim_end_matches('/');
+            for (seg, trailing, kind, other) in children {
+                out.push(PathRule {
+                    path: format!("{stem}/{seg}{}", if trailing { "/" } else { "" }),
+                    kind,
+                    backend: other.unwrap_or(backend),
+                });
+            }
+            out
+        });
+    // Hosts without paths copy the catch-all's one rule (the rule economy leaves their domain
+    // out unless a wildcard host covers them).
+    let paths = prop_oneof![
+        Just(Vec::new()),
+        proptest::collection::vec(path, 0..5),
+        proptest::collection::vec(family, 1..3).prop_map(|f| f.concat()),
+    ];
     let host_rule = (
         proptest::option::weighted(0.8, proptest::sample::select(HOSTS)),
-        proptest::collection::vec(path, 0..5),
+        paths,
         any::<u8>(),
     )
         .prop_map(|(host, paths, twins)| HostRules {
@@ -172,7 +211,8 @@ fn view_strategy() -> impl Strategy<Value = IngressView<B>> {
         });
     (
         proptest::collection::vec(host_rule, 0..6),
-        proptest::option::weighted(0.4, 100u8..103),
+        // The default backend is sometimes a path's backend too (paths equal to it are cut).
+        proptest::option::weighted(0.4, prop_oneof![100u8..103, 0u8..6]),
     )
         .prop_map(|(rules, default_backend)| IngressView {
             rules,
@@ -281,6 +321,49 @@ proptest! {
         requests in proptest::collection::vec((host_strategy(), request_strategy()), 1..10),
     ) {
         check_all(&view, &requests)?;
+    }
+}
+
+#[test]
+fn the_generator_often_makes_views_the_rule_economy_shrinks() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = view_strategy();
+    let (mut paths_cut, mut domains_cut, total) = (0, 0, 2_000);
+    for _ in 0..total {
+        let view = strategy.new_tree(&mut runner).unwrap().current();
+        let full = translate::translate_with(&view, translate::Economy::FULL);
+        let none = translate::translate_with(&view, translate::Economy::NONE);
+        let count = |d: &[TDomain<B>]| d.iter().map(|d| d.rules.len()).sum::<usize>();
+        if full.len() < none.len() {
+            domains_cut += 1;
+        }
+        if count(&full) + (none.len() - full.len()) < count(&none) {
+            paths_cut += 1;
+        }
+    }
+    println!("of {total} views: {paths_cut} lose path rules, {domains_cut} lose a domain");
+    assert!(paths_cut * 5 > total, "{paths_cut} of {total}");
+    assert!(domains_cut * 20 > total, "{domains_cut} of {total}");
+}
+
+#[test]
+fn the_translation_before_rule_economy_still_equals_the_ingress_answer() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let (views, requests) = (view_strategy(), (host_strategy(), request_strategy()));
+    for _ in 0..1_000 {
+        let view = views.new_tree(&mut runner).unwrap().current();
+        let domains = translate::translate_with(&view, translate::Economy::NONE);
+        let listener = compile(&domains);
+        for _ in 0..5 {
+            let (host, path) = requests.new_tree(&mut runner).unwrap().current();
+            assert_eq!(
+                clb_route(&domains, &listener, &host, &path),
+                ingress_answer(&view, &host, &path),
+                "{host} {path} {view:#?}"
+            );
+        }
     }
 }
 

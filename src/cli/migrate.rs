@@ -244,7 +244,7 @@ pub fn run(args: &MigrateArgs) -> anyhow::Result<i32> {
         } else {
             Default::default()
         };
-    let stacks = plan_all(&out, &args.cluster_id, |d| {
+    let stacks = plan_all(&out, &args.cluster_id, &snap.limits, |d| {
         observed.get(&d.stack).cloned().flatten()
     });
     let ingresses = ingress_reports(&snap, &out, &args.class);

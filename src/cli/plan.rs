@@ -52,6 +52,13 @@ pub struct StackReport<'a> {
     /// `domain url`), used by the table.
     #[serde(skip)]
     pub names: Vec<(String, String)>,
+    /// Rules per listener against the account's rules-per-listener quota.
+    pub rules: Vec<model::ListenerRules>,
+    #[serde(rename = "rulesPerListenerQuota")]
+    pub rules_quota: usize,
+    /// What each Ingress path costs on each listener ([`model::rule_costs`]); `plan` fills it.
+    #[serde(rename = "ruleCosts", skip_serializing_if = "Vec::is_empty")]
+    pub costs: Vec<model::ListenerCost>,
 }
 
 /// Readable names for the ids of an observed CLB: listeners as `PROTO:PORT`, rules as
@@ -256,6 +263,7 @@ pub fn unhandled_gateways(snap: &Snapshot) -> Vec<String> {
 pub fn plan_all<'a>(
     out: &'a model::BuildOutput,
     cluster_id: &str,
+    limits: &model::Limits,
     observed: impl Fn(&DesiredLb) -> Option<ObservedLb>,
 ) -> Vec<StackReport<'a>> {
     out.stacks
@@ -276,6 +284,9 @@ pub fn plan_all<'a>(
                 plan,
                 observed_lb: obs.as_ref().map(|o| o.id.clone()),
                 names: obs.as_ref().map(readable_names).unwrap_or_default(),
+                rules: d.rule_counts(),
+                rules_quota: limits.rules_per_listener,
+                costs: Vec::new(),
             }
         })
         .collect()
@@ -336,6 +347,37 @@ pub fn render_table(w: &mut impl Write, reports: &[StackReport<'_>]) -> std::io:
         }
         let members: Vec<String> = d.members.iter().map(|m| m.ingress.to_string()).collect();
         writeln!(w, "   ingresses: {}", members.join(", "))?;
+        for l in &r.rules {
+            let cost = r
+                .costs
+                .iter()
+                .find(|c| c.protocol == l.protocol && c.port == l.port);
+            let saved = cost
+                .filter(|c| c.rules_without_economy > c.rules)
+                .map(|c| format!(" ({} without rule economy)", c.rules_without_economy))
+                .unwrap_or_default();
+            writeln!(
+                w,
+                "   rules {}/{} on {}:{}{saved}",
+                l.rules,
+                r.rules_quota,
+                l.protocol.as_str(),
+                l.port
+            )?;
+            for p in cost.iter().flat_map(|c| &c.paths) {
+                let urls = if p.urls.is_empty() {
+                    "no rule".to_string()
+                } else {
+                    p.urls.join(" ")
+                };
+                let kind = if p.kind.is_empty() { "" } else { " " };
+                writeln!(
+                    w,
+                    "      {} {}{kind}{}: {urls} - {}",
+                    p.host, p.kind, p.path, p.why
+                )?;
+            }
+        }
         writeln!(
             w,
             "   {:<6} {:<5} {:<34} {:<28} {:<28} TARGETS",
@@ -431,9 +473,13 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<i32> {
         Some(deployer) => observe_all(deployer, &out)?,
         None => Default::default(),
     };
-    let reports = plan_all(&out, &args.cluster_id, |d| {
+    let mut reports = plan_all(&out, &args.cluster_id, &snap.limits, |d| {
         observed.get(&d.stack).cloned().flatten()
     });
+    let mut costs = model::rule_costs(&snap);
+    for r in &mut reports {
+        r.costs = costs.remove(&r.desired.stack).unwrap_or_default();
+    }
     let stdout = std::io::stdout();
     let mut w = stdout.lock();
     match args.output {

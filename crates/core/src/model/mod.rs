@@ -4,5 +4,5 @@ pub mod ids;
 pub mod translate;
 pub mod types;
 
-pub use build::{BuildOutput, Index, Limits, Placement, Snapshot, build};
+pub use build::{BuildOutput, Index, Limits, Placement, Snapshot, build, rule_costs};
 pub use types::*;

@@ -17,6 +17,12 @@
 //! - Two Prefix paths differing only by trailing slashes (`/foo`, `/foo/`) make the same CLB
 //!   rules; the longer string's backend serves them (it has priority for every request both
 //!   match), then the older definition's.
+//!
+//! Rule economy ([`Economy`], used by the model and by [`translate`]): a path whose every
+//! request the rest of its host already answers with the same backend makes no rules, and a
+//! one-rule host domain identical to the catch-all is left to the catch-all. Both keep every
+//! Ingress answer (the dual-matcher property test checks it); [`cost_report`] says what each
+//! path costs and why.
 
 use crate::matching::ingress::{IngressView, PathKind};
 
@@ -335,11 +341,69 @@ fn resolve_in_host<B: Clone>(
     best.map(|(_, b)| b.clone()).or_else(|| default.cloned())
 }
 
+/// Which redundant CLB rules a translation leaves out. Each cut keeps CLB's answer equal to
+/// the Ingress answer for every request (docs/routing.md, "What each path costs").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Economy {
+    /// Leave out a path when the rest of its host answers all its requests with the same
+    /// backend: a `Prefix` whose parent (the longest shorter `Prefix` containing it, else the
+    /// default backend) has its backend, an `Exact` whose path the rest answers alike.
+    pub redundant_paths: bool,
+    /// Leave out a host's domain when it holds exactly one rule, identical (URL and backend)
+    /// to the catch-all domain's only rule, and no wildcard host covers the host: its requests
+    /// then reach the catch-all (the listener's default domain) and get the same answer.
+    /// Only for listeners where a domain carries nothing else (HTTP: no certificate).
+    pub catch_all_copies: bool,
+}
+
+impl Economy {
+    /// No cut: every path and host makes its rules (an upper bound of the cost).
+    pub const NONE: Economy = Economy {
+        redundant_paths: false,
+        catch_all_copies: false,
+    };
+    /// Every cut (HTTP listeners).
+    pub const FULL: Economy = Economy {
+        redundant_paths: true,
+        catch_all_copies: true,
+    };
+}
+
 /// Translate rules given as (host, [(path, kind, backend)]), oldest first; hosts and paths
-/// outside CLB syntax are skipped (as `translate` does).
+/// outside CLB syntax are skipped (as `translate` does). No rule economy: the upper bound.
 pub(crate) fn translate_rules<'s, 'b, B, R, P>(
     rules: R,
     default: Option<&B>,
+) -> Vec<TDomainRef<'s, B>>
+where
+    B: Clone + 'b,
+    R: IntoIterator<Item = (Option<&'s str>, P)>,
+    P: IntoIterator<Item = (&'s str, PathKind, &'b B)>,
+{
+    translate_rules_impl(rules, default, None)
+}
+
+/// `translate_rules` with the cuts of `economy`; backends are compared with `==`.
+pub(crate) fn translate_rules_with<'s, 'b, B, R, P>(
+    rules: R,
+    default: Option<&B>,
+    economy: Economy,
+) -> Vec<TDomainRef<'s, B>>
+where
+    B: Clone + PartialEq + 'b,
+    R: IntoIterator<Item = (Option<&'s str>, P)>,
+    P: IntoIterator<Item = (&'s str, PathKind, &'b B)>,
+{
+    translate_rules_impl(rules, default, Some((economy, B::eq as fn(&B, &B) -> bool)))
+}
+
+/// How a translation with rule economy compares backends.
+type SameBackend<B> = fn(&B, &B) -> bool;
+
+fn translate_rules_impl<'s, 'b, B, R, P>(
+    rules: R,
+    default: Option<&B>,
+    economy: Option<(Economy, SameBackend<B>)>,
 ) -> Vec<TDomainRef<'s, B>>
 where
     B: Clone + 'b,
@@ -400,6 +464,9 @@ where
             }
             at += 1;
         }
+        if let Some((_, eq)) = economy.filter(|(e, _)| e.redundant_paths) {
+            drop_redundant_paths(&mut exact, &mut prefix, default, eq);
+        }
         // (url, precedence, backend): for one URL the lowest precedence wins. Exact beats
         // Prefix at equal length (the `=p` of a Prefix p); fillers and the default backend's
         // `/` only fill URLs nothing else has.
@@ -447,13 +514,126 @@ where
                 .collect(),
         });
     }
+    if let Some((_, eq)) = economy.filter(|(e, _)| e.catch_all_copies) {
+        drop_catch_all_copies(&mut out, eq);
+    }
     out
+}
+
+/// The host's answer for `path` from its Prefix paths and the default backend alone.
+fn prefix_answer<'b, B>(
+    prefix: &[(&str, &'b B)],
+    path: &str,
+    default: Option<&'b B>,
+) -> Option<&'b B> {
+    prefix
+        .iter()
+        .filter(|(p, _)| {
+            p.is_empty()
+                || path == *p
+                || (path.len() > p.len() && path.starts_with(p) && path.as_bytes()[p.len()] == b'/')
+        })
+        .max_by_key(|(p, _)| p.len())
+        .map(|(_, b)| *b)
+        .or(default)
+}
+
+/// Remove the paths of one host whose requests the rest of the host answers alike (see
+/// [`Economy::redundant_paths`]). Each removal keeps the host's Ingress answer for every
+/// request, so removing them one after the other (each judged against what is left) is safe.
+fn drop_redundant_paths<B>(
+    exact: &mut Vec<(&str, &B)>,
+    prefix: &mut Vec<(&str, &B)>,
+    default: Option<&B>,
+    eq: fn(&B, &B) -> bool,
+) {
+    // A Prefix `/p` wins only requests under `/p` that no longer Prefix wins; without it they
+    // go to its parent, the longest remaining Prefix that contains `/p` (or the default).
+    let mut order: Vec<usize> = (0..prefix.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prefix[i].0.len()));
+    let mut keep = vec![true; prefix.len()];
+    for i in order {
+        let (p, b) = prefix[i];
+        if p.is_empty() {
+            // `Prefix /` and a default backend make the same one `/` rule anyway.
+            continue;
+        }
+        let parent = prefix
+            .iter()
+            .zip(&keep)
+            .filter(|&(&(q, _), &k)| {
+                k && q.len() < p.len()
+                    && (q.is_empty() || (p.starts_with(q) && p.as_bytes()[q.len()] == b'/'))
+            })
+            .max_by_key(|&(&(q, _), _)| q.len())
+            .map(|(&(_, pb), _)| pb)
+            .or(default);
+        if parent.is_some_and(|a| eq(a, b)) {
+            keep[i] = false;
+        }
+    }
+    let mut k = keep.into_iter();
+    prefix.retain(|_| k.next().unwrap_or(true));
+    // An Exact path wins only its own path; the rest answers it with the longest Prefix.
+    exact.retain(|&(e, b)| !prefix_answer(prefix, e, default).is_some_and(|a| eq(a, b)));
+}
+
+/// Remove host domains that only copy the catch-all's single rule (see
+/// [`Economy::catch_all_copies`]).
+fn drop_catch_all_copies<B: Clone>(out: &mut Vec<TDomainRef<'_, B>>, eq: fn(&B, &B) -> bool) {
+    let Some(catch_all) = out.iter().position(|d| d.host == HostRef::CatchAll) else {
+        return;
+    };
+    let [only] = out[catch_all].rules.as_slice() else {
+        return;
+    };
+    let only = (only.url.clone(), only.backend.clone());
+    // A host under a wildcard host would fall to the wildcard's domain, not the catch-all
+    // (checked at any depth, for native CLB wildcards).
+    let suffixes: Vec<String> = out
+        .iter()
+        .filter_map(|d| match d.host {
+            HostRef::Wildcard(h) => Some(h[1..].to_string()),
+            _ => None,
+        })
+        .collect();
+    out.retain(|d| {
+        let copy = match d.rules.as_slice() {
+            [r] => {
+                r.url == only.0
+                    && match (&r.backend, &only.1) {
+                        (Some(a), Some(b)) => eq(a, b),
+                        (None, None) => true,
+                        _ => false,
+                    }
+            }
+            _ => false,
+        };
+        let covered = match d.host {
+            HostRef::CatchAll => return true,
+            HostRef::Exact(h) => suffixes.iter().any(|s| h.ends_with(s.as_str())),
+            // With native CLB wildcards (`wildcardHosts: Native`, any depth), `*.b.a.com`
+            // left out would send `x.b.a.com` to `*.a.com`'s domain.
+            HostRef::Wildcard(h) => suffixes
+                .iter()
+                .any(|s| h.len() - 1 > s.len() && h[1..].ends_with(s.as_str())),
+        };
+        !copy || covered
+    });
 }
 
 /// Translate the Ingress rules of one listener into CLB domains. The input must already be
 /// valid (`check_host`, `clb_urls`); invalid hosts/paths are skipped defensively.
-pub fn translate<B: Clone>(view: &IngressView<B>) -> Vec<TDomain<B>> {
-    translate_rules(
+pub fn translate<B: Clone + PartialEq>(view: &IngressView<B>) -> Vec<TDomain<B>> {
+    translate_with(view, Economy::FULL)
+}
+
+/// [`translate`] with the chosen cuts ([`Economy::NONE`]: the translation before rule economy).
+pub fn translate_with<B: Clone + PartialEq>(
+    view: &IngressView<B>,
+    economy: Economy,
+) -> Vec<TDomain<B>> {
+    translate_rules_with(
         view.rules.iter().map(|r| {
             (
                 r.host.as_deref(),
@@ -463,6 +643,7 @@ pub fn translate<B: Clone>(view: &IngressView<B>) -> Vec<TDomain<B>> {
             )
         }),
         view.default_backend.as_ref(),
+        economy,
     )
     .into_iter()
     .map(|d| TDomain {
@@ -472,6 +653,179 @@ pub fn translate<B: Clone>(view: &IngressView<B>) -> Vec<TDomain<B>> {
         rules: d.rules,
     })
     .collect()
+}
+
+/// What one Ingress path (or the default backend, or a placeholder) costs in CLB rules.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PathCost {
+    /// The Ingress host (`*` for host-less rules and the catch-all domain).
+    pub host: String,
+    /// The path as written, `defaultBackend`, or `(no path)` for a placeholder rule.
+    pub path: String,
+    /// `Exact`, `Prefix`, or empty for the default backend and placeholders.
+    pub kind: &'static str,
+    /// The CLB URLs this entry makes (each a rule).
+    pub urls: Vec<String>,
+    /// Why it costs that many rules.
+    pub why: String,
+}
+
+/// The CLB rules a translation costs, per path, with and without rule economy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CostReport {
+    pub paths: Vec<PathCost>,
+    /// Rules with the economy (what is created).
+    pub rules: usize,
+    /// Rules of the same view without any cut ([`Economy::NONE`]).
+    pub rules_without_economy: usize,
+}
+
+/// The URLs of one path: its own rules (first claim of a URL wins) and its filler.
+type Claimed = (Vec<String>, Option<String>);
+
+/// Which URLs of `domains` each path of `view` makes (`[rule][path]`, None for paths outside
+/// CLB syntax), and the URLs no path claimed, per domain.
+#[allow(clippy::type_complexity)]
+fn attribute<B>(
+    view: &IngressView<B>,
+    domains: &[TDomain<B>],
+) -> (Vec<Vec<Option<Claimed>>>, Vec<(String, Vec<String>)>) {
+    let mut left: Vec<(String, Vec<String>)> = domains
+        .iter()
+        .map(|d| {
+            (
+                d.domain.clone(),
+                d.rules.iter().map(|r| r.url.clone()).collect(),
+            )
+        })
+        .collect();
+    let mut take = |domain: &str, url: &str| -> bool {
+        left.iter_mut()
+            .find(|(d, _)| d == domain)
+            .and_then(|(_, urls)| urls.iter().position(|u| u == url).map(|i| urls.remove(i)))
+            .is_some()
+    };
+    let claimed = view
+        .rules
+        .iter()
+        .map(|r| {
+            let domain = match r.host.as_deref() {
+                Some(h) if check_host_syntax(h).is_err() => None,
+                h => Some(HostKey::from_host(h).clb_domain()),
+            };
+            r.paths
+                .iter()
+                .map(|p| {
+                    let domain = domain.as_deref()?;
+                    let wanted = clb_urls(&p.path, p.kind).ok()?;
+                    let urls = wanted.into_iter().filter(|u| take(domain, u)).collect();
+                    let filler =
+                        (p.kind == PathKind::Exact && p.path.len() > 1 && p.path.ends_with('/'))
+                            .then(|| format!("={}", &p.path[..p.path.len() - 1]))
+                            .filter(|f| take(domain, f));
+                    Some((urls, filler))
+                })
+                .collect()
+        })
+        .collect();
+    (claimed, left)
+}
+
+/// What each path of `view` costs on one listener with `economy`, and why. The rules of all
+/// entries add up to `rules`, the rules the translation makes.
+pub fn cost_report<B: Clone + PartialEq>(view: &IngressView<B>, economy: Economy) -> CostReport {
+    let domains = translate_with(view, economy);
+    let plain = translate_with(view, Economy::NONE);
+    let rules = domains.iter().map(|d| d.rules.len()).sum();
+    let rules_without_economy = plain.iter().map(|d| d.rules.len()).sum();
+    let (claimed, left) = attribute(view, &domains);
+    let (claimed_plain, _) = attribute(view, &plain);
+    let mut paths = Vec::new();
+    for (ri, r) in view.rules.iter().enumerate() {
+        let key = HostKey::from_host(r.host.as_deref());
+        let has_domain = domains.iter().any(|d| d.domain == key.clb_domain());
+        if r.paths.is_empty() && !has_domain && r.host.is_some() {
+            paths.push(PathCost {
+                host: key.display(),
+                path: "(no path)".to_string(),
+                kind: "",
+                urls: Vec::new(),
+                why: "no domain: it would only copy the catch-all domain's rule, and the catch-all (the listener's default domain) answers the host alike".to_string(),
+            });
+        }
+        for (pi, p) in r.paths.iter().enumerate() {
+            let Some((urls, filler)) = claimed[ri][pi].clone() else {
+                continue;
+            };
+            let had_rules = claimed_plain[ri][pi]
+                .as_ref()
+                .is_some_and(|(u, f)| !u.is_empty() || f.is_some());
+            let why = match (p.kind, urls.len(), &filler) {
+                _ if !has_domain => "no domain: the host's rules would only copy the catch-all domain's rule, which answers the host alike".to_string(),
+                (PathKind::Exact, 1, None) => "one exact rule".to_string(),
+                (PathKind::Exact, 1, Some(f)) => format!(
+                    "the exact rule plus the filler {f} (CLB would answer the path without the slash with a 301)"
+                ),
+                (PathKind::Prefix, 1, _) if urls[0] == "/" => "one prefix rule `/`".to_string(),
+                (PathKind::Prefix, 2, _) => format!(
+                    "{} for the path itself (CLB would answer it with a 301 to {} otherwise) and {} for everything under it",
+                    urls[0], urls[1], urls[1]
+                ),
+                (_, 0, None) if had_rules => "no rule (rule economy): the rest of the host (a shorter Prefix path or the default backend) answers all its requests with the same backend".to_string(),
+                (_, 0, None) => "no rule of its own: an older or longer definition of the same path, or an Exact path of the same URL, makes its URLs".to_string(),
+                _ => "shares its URLs with another path of the host".to_string(),
+            };
+            paths.push(PathCost {
+                host: key.display(),
+                path: p.path.clone(),
+                kind: match p.kind {
+                    PathKind::Exact => "Exact",
+                    PathKind::Prefix => "Prefix",
+                },
+                urls: urls.into_iter().chain(filler).collect(),
+                why,
+            });
+        }
+    }
+    // What is left: fillers whose Exact path lost its own rule, the default backend's `/`
+    // copies and placeholders.
+    for (domain, urls) in left {
+        let host = domains
+            .iter()
+            .find(|d| d.domain == domain)
+            .map(|d| d.host.display())
+            .unwrap_or_default();
+        for url in urls {
+            let (path, why) = if url == NO_ROUTE_URL {
+                (
+                    "(no path)",
+                    "placeholder: the domain must exist so that its requests get 404 instead of another host's backend",
+                )
+            } else if url == "/" && view.default_backend.is_some() {
+                (
+                    "defaultBackend",
+                    "the default backend's `/` (CLB never falls back from a host's domain to the default domain)",
+                )
+            } else {
+                (
+                    "(filler)",
+                    "carries the Ingress answer where CLB would otherwise answer a 301",
+                )
+            };
+            paths.push(PathCost {
+                host: host.clone(),
+                path: path.to_string(),
+                kind: "",
+                urls: vec![url],
+                why: why.to_string(),
+            });
+        }
+    }
+    CostReport {
+        paths,
+        rules,
+        rules_without_economy,
+    }
 }
 
 fn catch_all_without_rules<'s, B: Clone>(default: Option<&B>) -> TDomainRef<'s, B> {
@@ -594,6 +948,81 @@ mod tests {
                 assert_eq!(check_path(&slash, kind).is_ok(), built, "{n} {kind:?} //");
             }
         }
+    }
+
+    #[test]
+    fn a_prefix_path_with_its_parents_backend_makes_no_rules_and_one_with_another_keeps_two() {
+        let v = view(
+            vec![(
+                Some("a.com"),
+                vec![
+                    ("/", PathKind::Prefix, "root"),
+                    ("/static", PathKind::Prefix, "root"),
+                    ("/static/v2", PathKind::Prefix, "v2"),
+                    ("/static/v2/old", PathKind::Prefix, "root"),
+                ],
+            )],
+            None,
+        );
+        let full = translate_with(&v, Economy::FULL);
+        assert_eq!(
+            urls(&full[1]),
+            vec![
+                ("/".to_string(), Some("root")),
+                ("/static/v2/".to_string(), Some("v2")),
+                ("/static/v2/old/".to_string(), Some("root")),
+                ("=/static/v2".to_string(), Some("v2")),
+                ("=/static/v2/old".to_string(), Some("root")),
+            ]
+        );
+        assert_eq!(translate_with(&v, Economy::NONE)[1].rules.len(), 7);
+    }
+
+    #[test]
+    fn an_exact_path_its_prefix_answers_alike_makes_no_rule_but_its_filler_stays_needed() {
+        let out = translate(&view(
+            vec![(
+                Some("a.com"),
+                vec![
+                    ("/api", PathKind::Prefix, "api"),
+                    ("/api/health", PathKind::Exact, "api"),
+                    ("/x/", PathKind::Exact, "x"),
+                ],
+            )],
+            Some("d"),
+        ));
+        assert_eq!(
+            urls(&out[1]),
+            vec![
+                ("/".to_string(), Some("d")),
+                ("/api/".to_string(), Some("api")),
+                ("=/api".to_string(), Some("api")),
+                ("=/x".to_string(), Some("d")),
+                ("=/x/".to_string(), Some("x")),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_pathless_host_is_left_to_the_catch_all_unless_a_wildcard_host_covers_it() {
+        let out = translate(&view(
+            vec![
+                (Some("a.com"), vec![]),
+                (Some("b.x.com"), vec![]),
+                (Some("*.x.com"), vec![("/", PathKind::Prefix, "w")]),
+            ],
+            Some("d"),
+        ));
+        let domains: Vec<&str> = out.iter().map(|d| d.domain.as_str()).collect();
+        assert_eq!(
+            domains,
+            vec![CATCH_ALL_DOMAIN, "b.x.com", "~^[^.]+\\.x\\.com$"]
+        );
+        let none = translate_with(
+            &view(vec![(Some("a.com"), vec![])], Some("d")),
+            Economy::NONE,
+        );
+        assert_eq!(none.len(), 2, "without the economy a.com keeps its copy");
     }
 
     #[test]

@@ -449,7 +449,41 @@ pub struct DesiredLb {
     pub retain: bool,
 }
 
+/// The CLB rules one listener of a stack holds (what counts against the account's rules per
+/// listener quota).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerRules {
+    pub protocol: Protocol,
+    pub port: u16,
+    pub rules: usize,
+}
+
+/// What the Ingress paths on one listener cost in CLB rules ([`crate::model::rule_costs`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListenerCost {
+    pub protocol: Protocol,
+    pub port: u16,
+    pub paths: Vec<crate::model::translate::PathCost>,
+    /// Rules the listener holds.
+    pub rules: usize,
+    /// Rules it would hold without the rule economy.
+    #[serde(rename = "rulesWithoutEconomy")]
+    pub rules_without_economy: usize,
+}
+
 impl DesiredLb {
+    /// The rules each listener holds, in listener order.
+    pub fn rule_counts(&self) -> Vec<ListenerRules> {
+        self.listeners
+            .iter()
+            .map(|l| ListenerRules {
+                protocol: l.protocol,
+                port: l.port,
+                rules: l.domains.iter().map(|d| d.rules.len()).sum(),
+            })
+            .collect()
+    }
+
     /// The value of the desired-state tag ([`crate::model::ids::TAG_DESIRED`]): a sha256 of
     /// everything this desired state puts on the CLB (its JSON form: listeners, domains, rules,
     /// certificates by fingerprint, targets, weights, members) and the version of clb-ingress

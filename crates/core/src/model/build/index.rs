@@ -412,6 +412,17 @@ impl<'a> Index<'a> {
         };
         StackBuilder::new(self, id, members).run()
     }
+
+    /// What each Ingress path of one stack costs in CLB rules on each of its listeners, and
+    /// why (the rules the stack's build makes; parked Ingresses are not counted).
+    pub fn stack_rule_costs(&self, id: &StackId) -> Vec<crate::model::ListenerCost> {
+        let Some(members) = self.stacks.get(id) else {
+            return Vec::new();
+        };
+        let mut b = StackBuilder::new(self, id, members);
+        b.costs = Some(Vec::new());
+        b.run_with_costs().2
+    }
 }
 
 /// Is `id` a CLB id (`lb-` and 8 lowercase letters or digits)?

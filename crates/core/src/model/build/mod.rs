@@ -175,6 +175,16 @@ pub struct BuildOutput {
     pub gateway: crate::gateway::GatewayApiStatus,
 }
 
+/// What each Ingress path costs in CLB rules, per stack and listener (`plan -f` prints it).
+pub fn rule_costs(snap: &Snapshot) -> BTreeMap<StackId, Vec<crate::model::ListenerCost>> {
+    let index = Index::new(snap);
+    index
+        .stack_ids()
+        .map(|id| (id.clone(), index.stack_rule_costs(id)))
+        .filter(|(_, c)| !c.is_empty())
+        .collect()
+}
+
 /// Build every stack.
 pub fn build(snap: &Snapshot) -> BuildOutput {
     let index = Index::new(snap);

@@ -60,6 +60,8 @@ pub(super) struct StackBuilder<'i, 'a> {
     pub(super) shared: bool,
     /// On a shared CLB, host -> namespace of the oldest Ingress that names it in a rule.
     pub(super) host_owner: HashMap<&'a str, &'a str>,
+    /// Some: also report what each path costs (`Index::stack_rule_costs`).
+    pub(super) costs: Option<Vec<crate::model::ListenerCost>>,
 }
 
 /// (path, kind, backend slot) of the merged view.
@@ -126,6 +128,7 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             problems: Vec::new(),
             shared,
             host_owner,
+            costs: None,
         }
     }
 
@@ -145,6 +148,34 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             .and_then(|m| m.params)
             .and_then(|p| p.catch_all_domain.as_deref())
             .unwrap_or(translate::CATCH_ALL_DOMAIN)
+    }
+
+    /// The rule economy of this stack's listeners by protocol. Off where redirects are at
+    /// work (`auto-rewrite`, `rule-mix`: a redirect belongs to one rule, and a left-out rule
+    /// would hand its requests to a rule that may forward instead). Host domains are left to
+    /// the catch-all on HTTP listeners only (an HTTPS domain carries its certificate), and
+    /// only while the catch-all is the default domain (`unmatchedHosts: NotFound`), and not
+    /// on a shared class's CLBs.
+    fn economy(&self) -> impl Fn(Protocol) -> translate::Economy + use<> {
+        let redirects = self.members.iter().any(|m| {
+            m.ing.metadata.annotations.as_ref().is_some_and(|a| {
+                a.contains_key(super::ANN_AUTO_REWRITE) || a.contains_key(super::ANN_RULE_MIX)
+            })
+        });
+        let tke_default = self
+            .members
+            .first()
+            .and_then(|m| m.params)
+            .is_some_and(|p| {
+                p.unmatched_hosts == crate::crd::UnmatchedHosts::ListenerDefaultDomain
+            });
+        // A shared class's placement is read back from the hosts' domains on its CLBs: every
+        // host there keeps its domain, so a restart finds where it lives.
+        let sharded = matches!(self.id, StackId::Class(_) | StackId::Shard { .. });
+        move |proto| translate::Economy {
+            redundant_paths: !redirects,
+            catch_all_copies: !redirects && !tke_default && !sharded && proto == Protocol::Http,
+        }
     }
 
     /// May namespace `ns` use `host` (and its certificates, redirects) on this stack's CLB?
@@ -167,8 +198,21 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 .is_some_and(|t| self.index.scope_allows(&t.catch_all, ns))
     }
 
-    pub(super) fn run(mut self) -> (Option<DesiredLb>, Vec<Problem>) {
+    pub(super) fn run(self) -> (Option<DesiredLb>, Vec<Problem>) {
+        let (lb, problems, _) = self.run_with_costs();
+        (lb, problems)
+    }
+
+    /// `run`, plus what each path costs when `self.costs` asks for it.
+    pub(super) fn run_with_costs(
+        mut self,
+    ) -> (
+        Option<DesiredLb>,
+        Vec<Problem>,
+        Vec<crate::model::ListenerCost>,
+    ) {
         let limits = self.index.snap.limits;
+        let economy = self.economy();
         let mut accs: BTreeMap<(u16, Protocol), ListenerAcc<'a>> = BTreeMap::new();
         let mut contributions: Vec<Contribution<'a>> = Vec::new();
         for (mi, m) in self.members.iter().enumerate() {
@@ -213,18 +257,19 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             } else {
                 c.listeners.iter().find_map(|&(proto, port)| {
                     let acc = trial.get_mut(&(port, proto))?;
-                    acc.translated = translate::translate_rules(
+                    acc.translated = translate::translate_rules_with(
                         acc.view
                             .iter()
                             .map(|(h, ps)| (*h, ps.iter().map(|(p, k, b)| (*p, *k, b)))),
                         acc.default_backend.as_ref().map(|d| &d.0),
+                        economy(proto),
                     );
                     let n: usize = acc.translated.iter().map(|d| d.rules.len()).sum();
                     (n > limits.rules_per_listener).then(|| {
                         (
                             Reason::TooManyRules,
                             format!(
-                                "listener {} {port} would need {n} CLB rules; at most {} are allowed (each Prefix path takes two)",
+                                "listener {} {port} would need {n} CLB rules; at most {} are allowed (a Prefix path other than / takes two; `plan -f` shows what each path costs)",
                                 proto.as_str(),
                                 limits.rules_per_listener
                             ),
@@ -247,7 +292,12 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
             contributions.push(c);
         }
         if accs.is_empty() {
-            return (None, std::mem::take(&mut self.problems));
+            return (None, std::mem::take(&mut self.problems), Vec::new());
+        }
+        if let Some(costs) = self.costs.as_mut() {
+            for (&(port, proto), acc) in &accs {
+                costs.push(listener_cost(proto, port, acc, economy(proto)));
+            }
         }
         let first = &self.members[0];
         let cluster_id = &self.index.snap.cluster_id;
@@ -418,7 +468,8 @@ impl<'i, 'a> StackBuilder<'i, 'a> {
                 })
                 .collect(),
         };
-        (Some(lb), std::mem::take(&mut self.problems))
+        let costs = self.costs.take().unwrap_or_default();
+        (Some(lb), std::mem::take(&mut self.problems), costs)
     }
 
     /// One host of an Ingress cannot be served as written: its rules are left out.
@@ -1025,6 +1076,42 @@ pub(super) fn tke_default_domains<'c, 'a>(
 /// Only hosts the asking Ingress's namespace owns (`owns(namespace, host)`) are redirected.
 /// (port, domain, URL) of every HTTPS rule a redirect can target: the rules of domains that
 /// have a certificate.
+/// What each path of a merged listener costs, from the same view the translation used.
+fn listener_cost(
+    protocol: Protocol,
+    port: u16,
+    acc: &ListenerAcc<'_>,
+    economy: translate::Economy,
+) -> crate::model::ListenerCost {
+    use crate::matching::ingress::{HostRules, IngressView, PathRule};
+    let view = IngressView {
+        rules: acc
+            .view
+            .iter()
+            .map(|(host, paths)| HostRules {
+                host: host.map(str::to_string),
+                paths: paths
+                    .iter()
+                    .map(|&(path, kind, backend)| PathRule {
+                        path: path.to_string(),
+                        kind,
+                        backend,
+                    })
+                    .collect(),
+            })
+            .collect(),
+        default_backend: acc.default_backend.map(|d| d.0),
+    };
+    let report = translate::cost_report(&view, economy);
+    crate::model::ListenerCost {
+        protocol,
+        port,
+        paths: report.paths,
+        rules: report.rules,
+        rules_without_economy: report.rules_without_economy,
+    }
+}
+
 pub(super) fn https_rule_keys(
     listeners: &[DesiredListener],
 ) -> std::collections::HashSet<(u16, String, String)> {

@@ -125,6 +125,64 @@ fn the_issue_workloads_cost_two_rules_per_prefix_path_when_every_path_has_its_ow
     );
 }
 
+/// 60 Ingresses x 3 Prefix paths (each its own host) on a Shared class, through the model:
+/// (CLBs, most rules on one listener); with `root`, each host also has `Prefix /` on the
+/// Service of its three paths.
+fn shared_class_60_by_3(root: bool) -> (usize, usize) {
+    use clb_test_support::worlds::service;
+    let mut yaml = clb_test_support::worlds::CLASS.replace(
+        "spec: {targetMode: Direct}",
+        "spec: {targetMode: Direct, sharing: Shared}",
+    );
+    yaml.push_str(&service("svc", &["10.0.0.1"]));
+    for j in 0..3 {
+        yaml.push_str(&service(&format!("p{j}"), &[&format!("10.0.1.{}", j + 1)]));
+    }
+    for i in 0..60 {
+        let mut paths: Vec<String> = (0..3)
+            .map(|j| {
+                let svc = if root { "svc".to_string() } else { format!("p{j}") };
+                format!("      - {{path: /p{j}, pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n")
+            })
+            .collect();
+        if root {
+            paths.push("      - {path: /, pathType: Prefix, backend: {service: {name: svc, port: {number: 80}}}}\n".into());
+        }
+        yaml.push_str(&format!(
+            "---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: i{i}, namespace: default}}\nspec:\n  rules:\n  - host: i{i}.example.com\n    http:\n      paths:\n{}",
+            paths.concat()
+        ));
+    }
+    let out = model::build(&clb_test_support::snapshot(&yaml));
+    assert!(out.problems.is_empty(), "{:?}", out.problems);
+    let most = out
+        .stacks
+        .values()
+        .flat_map(|lb| lb.rule_counts())
+        .map(|l| l.rules)
+        .max()
+        .unwrap_or(0);
+    (out.stacks.len(), most)
+}
+
+#[test]
+fn sixty_ingresses_of_three_prefix_paths_on_a_shared_class_need_eight_clbs_unless_paths_share_a_service()
+ {
+    let (clbs, most) = shared_class_60_by_3(false);
+    println!(
+        "Shared class, 60 Ingresses x 3 Prefix paths, 3 Services: {clbs} CLBs, at most {most} rules on a listener"
+    );
+    assert_eq!((clbs, most), (8, 49));
+    // With `Prefix /` on the same Service, the three paths make no rules: 1 rule a host, but
+    // shard placement counts hosts without the economy (7 rules), so placement is unchanged.
+    let (clbs, most) = shared_class_60_by_3(true);
+    println!(
+        "Shared class, 60 Ingresses x (/ and 3 Prefix paths) on one Service: {clbs} CLBs, at most {most} rules on a listener"
+    );
+    assert_eq!(clbs, 9);
+    assert!(most <= 8, "{most}");
+}
+
 #[test]
 fn paths_that_share_their_parents_service_make_no_rules_so_the_issue_workloads_then_fit() {
     assert_eq!(

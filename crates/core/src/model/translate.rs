@@ -683,13 +683,12 @@ pub struct CostReport {
 /// The URLs of one path: its own rules (first claim of a URL wins) and its filler.
 type Claimed = (Vec<String>, Option<String>);
 
-/// Which URLs of `domains` each path of `view` makes (`[rule][path]`, None for paths outside
-/// CLB syntax), and the URLs no path claimed, per domain.
-#[allow(clippy::type_complexity)]
-fn attribute<B>(
-    view: &IngressView<B>,
-    domains: &[TDomain<B>],
-) -> (Vec<Vec<Option<Claimed>>>, Vec<(String, Vec<String>)>) {
+/// The URLs each path claimed (`[rule][path]`, None for paths outside CLB syntax), and the
+/// URLs no path claimed, per domain.
+type Attribution = (Vec<Vec<Option<Claimed>>>, Vec<(String, Vec<String>)>);
+
+/// Which URLs of `domains` each path of `view` makes.
+fn attribute<B>(view: &IngressView<B>, domains: &[TDomain<B>]) -> Attribution {
     let mut left: Vec<(String, Vec<String>)> = domains
         .iter()
         .map(|d| {

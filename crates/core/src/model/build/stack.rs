@@ -1071,11 +1071,6 @@ pub(super) fn tke_default_domains<'c, 'a>(
         .collect()
 }
 
-/// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
-/// with the same domain and URL on the HTTPS listener (only where that rule exists).
-/// Only hosts the asking Ingress's namespace owns (`owns(namespace, host)`) are redirected.
-/// (port, domain, URL) of every HTTPS rule a redirect can target: the rules of domains that
-/// have a certificate.
 /// What each path of a merged listener costs, from the same view the translation used.
 fn listener_cost(
     protocol: Protocol,
@@ -1112,6 +1107,11 @@ fn listener_cost(
     }
 }
 
+/// `auto-rewrite`: the HTTP rules of the hosts of Ingresses asking for it redirect to the rule
+/// with the same domain and URL on the HTTPS listener (only where that rule exists).
+/// Only hosts the asking Ingress's namespace owns (`owns(namespace, host)`) are redirected.
+/// (port, domain, URL) of every HTTPS rule a redirect can target: the rules of domains that
+/// have a certificate.
 pub(super) fn https_rule_keys(
     listeners: &[DesiredListener],
 ) -> std::collections::HashSet<(u16, String, String)> {

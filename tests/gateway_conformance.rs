@@ -1147,3 +1147,58 @@ async fn an_ungranted_backend_leaves_the_other_rules_served() {
     })
     .await;
 }
+
+// ---- Spec rules the upstream scenarios do not isolate. ----
+
+/// Listeners distinct only by hostname: a request goes to the most specific matching listener
+/// and to its routes only (GatewaySpec.listeners), never to a broader listener's routes, even
+/// when the specific listener's routes do not match the path or it has no routes at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_specific_listener_takes_its_hosts_even_where_its_routes_do_not_match() {
+    let gw = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: nested, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: clb
+  listeners:
+  - {name: wide, port: 80, protocol: HTTP, hostname: '*.example.com'}
+  - {name: narrow, port: 80, protocol: HTTP, hostname: foo.example.com}
+  - {name: empty, port: 80, protocol: HTTP, hostname: '*.a.example.com'}
+";
+    let yaml = [
+        gw.to_string(),
+        route(
+            INFRA,
+            "wide",
+            "{name: nested, sectionName: wide}",
+            "  rules:\n  - backendRefs: [{name: infra-backend-v1, port: 8080}]\n",
+        ),
+        route(
+            INFRA,
+            "narrow",
+            "{name: nested, sectionName: narrow}",
+            "  rules:
+  - matches: [{path: {type: Exact, value: /only}}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+",
+        ),
+    ]
+    .join("---\n");
+    let mut checks = served("gateway-conformance-infra/wide").to_vec();
+    checks.extend(served("gateway-conformance-infra/narrow"));
+    let g = "nested";
+    run(Scenario {
+        id: "c-nested",
+        yaml,
+        checks,
+        requests: vec![
+            req(g, "bar.example.com", "/other", Backend("infra-backend-v1")),
+            req(g, "foo.example.com", "/only", Backend("infra-backend-v2")),
+            req(g, "foo.example.com", "/other", Status(404)),
+            req(g, "x.a.example.com", "/", Status(404)),
+            req(g, "x.y.a.example.com", "/", Status(404)),
+        ],
+        tls: None,
+    })
+    .await;
+}

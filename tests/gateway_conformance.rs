@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 /// How long a request may take to get its expected answer after `apply` (upstream waits for
 /// eventual consistency too).
 const SETTLE: Duration = Duration::from_secs(5);
+/// Requests repeated after a request got its expected answer: all must get it too.
+const CONFIRM: usize = 8;
 /// Requests sampled by the weight scenario.
 const WEIGHT_SAMPLES: usize = 300;
 
@@ -40,6 +42,12 @@ const BACKENDS: [(&str, &str, &str); 6] = [
         "10.9.2.2",
     ),
     ("gateway-conformance-web-backend", "web-backend", "10.9.3.1"),
+];
+
+/// The Services of the service-types scenario and the IPv4 target each must reach.
+const SERVICE_TYPE_TARGETS: [(&str, &str); 2] = [
+    ("manual-endpointslices", "10.9.4.1:3000"),
+    ("headless-manual-endpointslices", "10.9.4.2:3000"),
 ];
 
 /// The shared world: class, namespaces, Services with one pod each.
@@ -191,7 +199,14 @@ async fn send(client: &reqwest::Client, url: &str) -> (u16, String) {
             let backend = BACKENDS
                 .iter()
                 .find(|b| target == format!("{}:8080", b.2))
-                .map_or_else(|| format!("target {target:?}"), |b| b.1.to_string());
+                .map(|b| b.1)
+                .or_else(|| {
+                    SERVICE_TYPE_TARGETS
+                        .iter()
+                        .find(|t| t.1 == target)
+                        .map(|t| t.0)
+                })
+                .map_or_else(|| format!("target {target:?}"), str::to_string);
             (r.status().as_u16(), backend)
         }
         Err(e) => (0, e.to_string()),
@@ -250,6 +265,11 @@ async fn run(s: Scenario) {
         loop {
             let got = send(&c, &url).await;
             if got == want {
+                // Settled: the answer must now be stable (no other target shares the rule).
+                for _ in 0..CONFIRM {
+                    let again = send(&c, &url).await;
+                    assert_eq!(again, want, "{} {}{}", r.scheme, r.host, r.path);
+                }
                 break;
             }
             assert!(
@@ -1142,6 +1162,137 @@ async fn an_ungranted_backend_leaves_the_other_rules_served() {
                 Backend("infra-backend-v1"),
             ),
             req("same-namespace", "p.example", "/v2", Status(503)),
+        ],
+        tls: None,
+    })
+    .await;
+}
+
+// ---- Spec rules the upstream scenarios do not isolate. ----
+
+/// Listeners distinct only by hostname: a request goes to the most specific matching listener
+/// and to its routes only (GatewaySpec.listeners), never to a broader listener's routes, even
+/// when the specific listener's routes do not match the path or it has no routes at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_specific_listener_takes_its_hosts_even_where_its_routes_do_not_match() {
+    let gw = "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: nested, namespace: gateway-conformance-infra}
+spec:
+  gatewayClassName: clb
+  listeners:
+  - {name: wide, port: 80, protocol: HTTP, hostname: '*.example.com'}
+  - {name: narrow, port: 80, protocol: HTTP, hostname: foo.example.com}
+  - {name: empty, port: 80, protocol: HTTP, hostname: '*.a.example.com'}
+";
+    let yaml = [
+        gw.to_string(),
+        route(
+            INFRA,
+            "wide",
+            "{name: nested, sectionName: wide}",
+            "  rules:\n  - backendRefs: [{name: infra-backend-v1, port: 8080}]\n",
+        ),
+        route(
+            INFRA,
+            "narrow",
+            "{name: nested, sectionName: narrow}",
+            "  rules:
+  - matches: [{path: {type: Exact, value: /only}}]
+    backendRefs: [{name: infra-backend-v2, port: 8080}]
+",
+        ),
+    ]
+    .join("---\n");
+    let mut checks = served("gateway-conformance-infra/wide").to_vec();
+    checks.extend(served("gateway-conformance-infra/narrow"));
+    let g = "nested";
+    run(Scenario {
+        id: "c-nested",
+        yaml,
+        checks,
+        requests: vec![
+            req(g, "bar.example.com", "/other", Backend("infra-backend-v1")),
+            req(g, "foo.example.com", "/only", Backend("infra-backend-v2")),
+            req(g, "foo.example.com", "/other", Status(404)),
+            req(g, "x.a.example.com", "/", Status(404)),
+            req(g, "x.y.a.example.com", "/", Status(404)),
+        ],
+        tls: None,
+    })
+    .await;
+}
+
+/// HTTPRouteServiceTypes: a ClusterIP and a headless Service whose EndpointSlices were written
+/// by hand (an IPv4 and an IPv6 slice each, target port 3000 behind Service port 8080).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hand_written_endpoint_slices_of_cluster_ip_and_headless_services_are_served() {
+    let service = |name: &str, cluster_ip: &str, v4: &str, v6: &str| {
+        format!(
+            "apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {INFRA}}}
+spec:{cluster_ip}
+  ports: [{{name: first-port, port: 8080, targetPort: 3000}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-ip4, namespace: {INFRA}, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{name: first-port, port: 3000}}]
+endpoints:
+- {{addresses: [{v4}], conditions: {{ready: true}}}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-ip6, namespace: {INFRA}, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv6
+ports: [{{name: first-port, port: 3000}}]
+endpoints:
+- {{addresses: ['{v6}'], conditions: {{ready: true}}}}
+"
+        )
+    };
+    let yaml = [
+        gateway("same-namespace", "Same"),
+        service("manual-endpointslices", "", "10.9.4.1", "fd00::1"),
+        service(
+            "headless-manual-endpointslices",
+            "\n  clusterIP: None",
+            "10.9.4.2",
+            "fd00::2",
+        ),
+        route(
+            INFRA,
+            "service-types",
+            "{name: same-namespace}",
+            "  rules:
+  - matches: [{path: {type: Exact, value: /manual-endpointslices}}]
+    backendRefs: [{name: manual-endpointslices, port: 8080}]
+  - matches: [{path: {type: Exact, value: /headless-manual-endpointslices}}]
+    backendRefs: [{name: headless-manual-endpointslices, port: 8080}]
+",
+        ),
+    ]
+    .join("---\n");
+    let g = "same-namespace";
+    run(Scenario {
+        id: "c-svctypes",
+        yaml,
+        checks: served("gateway-conformance-infra/service-types").to_vec(),
+        requests: vec![
+            req(
+                g,
+                "s.example",
+                "/manual-endpointslices",
+                Backend("manual-endpointslices"),
+            ),
+            req(
+                g,
+                "s.example",
+                "/headless-manual-endpointslices",
+                Backend("headless-manual-endpointslices"),
+            ),
         ],
         tls: None,
     })

@@ -1528,12 +1528,32 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
         .params
         .and_then(|p| p.catch_all_domain.as_deref())
         .unwrap_or(translate::CATCH_ALL_DOMAIN);
+    // Gateway API sends a request to the most specific listener hostname that matches it, and
+    // to that listener's routes only. A listener whose hostname lies inside another's on the
+    // same CLB listener therefore claims its hosts with a domain of its own, routes or not.
+    let claims: Vec<(usize, HostPattern)> = ctx
+        .listeners
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            l.usable()
+                && ctx.listeners.iter().enumerate().any(|(j, o)| {
+                    j != *i
+                        && o.usable()
+                        && (o.port, o.protocol) == (l.port, l.protocol)
+                        && o.pattern != l.pattern
+                        && o.pattern.covers(&l.pattern)
+                })
+        })
+        .map(|(i, l)| (i, l.pattern.clone()))
+        .collect();
     // Wildcards that contain another wildcard of this Gateway become regex domains; a regex
     // that contains another regex could not be ordered on CLB: its hostname is left out.
     let mut wildcards: Vec<&HostPattern> = ctx
         .entries
         .iter()
         .map(|e| &e.host)
+        .chain(claims.iter().map(|(_, p)| p))
         .filter(|h| matches!(h, HostPattern::Wildcard(_)))
         .collect();
     wildcards.sort();
@@ -1565,6 +1585,7 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
         .entries
         .iter()
         .map(|e| &e.host)
+        .chain(claims.iter().map(|(_, p)| p))
         .filter(|h| domain_of(h, regex.contains(h), catch_all).len() > translate::MAX_DOMAIN_LEN)
         .collect();
     too_long.sort();
@@ -1628,6 +1649,14 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
             .iter()
             .map(|e| e.host.clone())
             .chain(extra.iter().map(|(h, _)| h.clone()))
+            .chain(
+                claims
+                    .iter()
+                    .filter(|(i, p)| {
+                        members.contains(i) && !too_deep.contains(p) && !too_long.contains(&p)
+                    })
+                    .map(|(_, p)| p.clone()),
+            )
             .collect();
         patterns.sort();
         patterns.dedup();
@@ -1656,9 +1685,24 @@ fn stack_of(index: &Index<'_>, ctx: GatewayCtx<'_>) -> (Option<DesiredLb>, Vec<P
         for p in &patterns {
             let mut covering: Vec<&HostPattern> = patterns.iter().filter(|q| q.covers(p)).collect();
             covering.sort_by(|a, b| b.specificity(a));
+            // The listener this domain's requests belong to: the most specific one covering it.
+            let selected = members
+                .iter()
+                .copied()
+                .filter(|&i| ctx.listeners[i].pattern.covers(p))
+                .max_by(|&a, &b| {
+                    ctx.listeners[a]
+                        .pattern
+                        .specificity(&ctx.listeners[b].pattern)
+                });
             let layers: Vec<Vec<&Entry>> = covering
                 .iter()
-                .map(|q| here.iter().copied().filter(|e| &e.host == *q).collect())
+                .map(|q| {
+                    here.iter()
+                        .copied()
+                        .filter(|e| &e.host == *q && Some(e.listener) == selected)
+                        .collect()
+                })
                 .collect();
             let extra_urls: Vec<String> = extra
                 .iter()

@@ -23,8 +23,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// The served version of the pinned standard channel.
+/// The version read of every kind of the pinned standard channel but ReferenceGrant.
 pub const VERSION: &str = "v1";
+/// ReferenceGrant's version (v1.3.0 serves it as v1beta1 only).
+pub const REFERENCE_GRANT_VERSION: &str = "v1beta1";
 /// `status.addresses[].type` of a CLB VIP.
 const ADDRESS_TYPE: &str = "IPAddress";
 
@@ -74,12 +76,21 @@ pub const KINDS: [GatewayKind; 5] = [
 
 impl GatewayKind {
     pub fn api_resource(&self) -> ApiResource {
+        let version = self.version();
         ApiResource {
             group: GROUP.into(),
-            version: VERSION.into(),
-            api_version: format!("{GROUP}/{VERSION}"),
+            version: version.into(),
+            api_version: format!("{GROUP}/{version}"),
             kind: self.kind.into(),
             plural: self.plural.into(),
+        }
+    }
+
+    pub fn version(&self) -> &'static str {
+        if self.kind == "ReferenceGrant" {
+            REFERENCE_GRANT_VERSION
+        } else {
+            VERSION
         }
     }
 

@@ -163,6 +163,7 @@ pub fn api_resource(doc: &Value) -> kube::discovery::ApiResource {
         "Ingress" => "ingresses".to_string(),
         "IngressClass" => "ingressclasses".to_string(),
         "ClbClassParameters" => "clbclassparameters".to_string(),
+        "GatewayClass" => "gatewayclasses".to_string(),
         k => format!("{}s", k.to_lowercase()),
     };
     kube::discovery::ApiResource {

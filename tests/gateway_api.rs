@@ -8,6 +8,7 @@ use clb_ingress::emulator::config::Settings;
 use clb_ingress::emulator::core::SystemClock;
 use clb_ingress::emulator::dataplane::{DataPlane, DataPlaneSettings};
 use clb_ingress::emulator::server;
+use clb_test_support::cluster::get;
 use clb_test_support::emulator::{TlsSecret, command};
 use serde_json::Value;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -292,31 +293,6 @@ async fn start_emulator() -> Plane {
         endpoint: format!("http://{}", emu.addr),
         offset,
         _emu: emu,
-    }
-}
-
-/// (status, x-clb-target, location) of one request through the data plane (the client
-/// resolves `host` to the VIP).
-async fn get(
-    client: &reqwest::Client,
-    scheme: &str,
-    port: u16,
-    host: &str,
-    path: &str,
-) -> (u16, String, String) {
-    let url = format!("{scheme}://{host}:{port}{path}");
-    match client.get(&url).send().await {
-        Ok(r) => {
-            let h = |k: &str| {
-                r.headers()
-                    .get(k)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            (r.status().as_u16(), h("x-clb-target"), h("location"))
-        }
-        Err(e) => (0, e.to_string(), String::new()),
     }
 }
 

@@ -1650,6 +1650,18 @@ async fn with_one_watched_namespace_the_rbac_still_grants_exactly_the_calls_made
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_gateway_api_enabled_the_rbac_still_grants_exactly_the_calls_made() {
+    // The chart's Gateway API CRDs installed; a Gateway, an HTTPRoute and a GRPCRoute get
+    // their status written besides the Ingress flow.
+    rbac_equals_calls(
+        json!({"replicaCount": 1, "leaderElection": {"enabled": false},
+               "gatewayAPI": {"enabled": true, "installCRDs": true}}),
+        1,
+    )
+    .await;
+}
+
 /// Render with `values`, run `replicas` copies of the chart's Deployment against the test API
 /// server and the emulator, drive an Ingress with TLS through create, two edits and delete, and
 /// compare the controller's calls from the audit log with what the rendered roles grant.
@@ -1667,6 +1679,14 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}),
     )
     .await;
+    let gateway_api = r.args().iter().any(|a| a == "--gateway-api");
+    if gateway_api {
+        let crds = r.all("CustomResourceDefinition");
+        assert_eq!(crds.len(), 5, "the pinned standard-channel CRDs");
+        for crd in crds {
+            apply(&kube, crd).await;
+        }
+    }
     // From here on, every request without the test's User-Agent is the controller's.
     e.api.clear_audit();
     let endpoint = format!("http://{}", e.emu.addr);
@@ -1802,6 +1822,9 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         async move { ings.get_opt("shop").await.unwrap().is_none() }
     })
     .await;
+    if gateway_api {
+        gateway_flow(&kube, &r).await;
+    }
     // Leases are renewed every few seconds: wait for a renewal by the leader.
     let renewals = || {
         e.api
@@ -1861,6 +1884,96 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         denied.is_empty() && unused.is_empty(),
         "calls the chart's RBAC does not allow: {denied:#?}\ngrants never used: {unused:#?}"
     );
+}
+
+/// A GatewayClass of the chart's controllerName, a Gateway, an HTTPRoute and a GRPCRoute
+/// attached to it, until each has the status the controller writes.
+async fn gateway_flow(kube: &kube::Client, r: &Rendered) {
+    let params = r.one("ClbClassParameters")["metadata"]["name"].clone();
+    let gw = "gateway.networking.k8s.io/v1";
+    apply(kube, &json!({"apiVersion": gw, "kind": "GatewayClass", "metadata": {"name": "clb-gw"},
+        "spec": {"controllerName": "clb-ingress.io/gateway-controller",
+                 "parametersRef": {"group": "clb-ingress.io", "kind": "ClbClassParameters", "name": params}}}))
+    .await;
+    apply(
+        kube,
+        &json!({"apiVersion": gw, "kind": "Gateway",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"gatewayClassName": "clb-gw",
+                 "listeners": [{"name": "http", "port": 80, "protocol": "HTTP"}]}}),
+    )
+    .await;
+    apply(
+        kube,
+        &json!({"apiVersion": gw, "kind": "HTTPRoute",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "web"}], "hostnames": ["gw.example.com"],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}),
+    )
+    .await;
+    apply(
+        kube,
+        &json!({"apiVersion": gw, "kind": "GRPCRoute",
+        "metadata": {"name": "rpc", "namespace": "default"},
+        "spec": {"parentRefs": [{"name": "web"}],
+                 "rules": [{"backendRefs": [{"name": "web", "port": 80}]}]}}),
+    )
+    .await;
+    let get =
+        |kind: &'static str, plural: &'static str, ns: Option<&'static str>, name: &'static str| {
+            let ar = kube::discovery::ApiResource {
+                group: "gateway.networking.k8s.io".into(),
+                version: "v1".into(),
+                api_version: "gateway.networking.k8s.io/v1".into(),
+                kind: kind.into(),
+                plural: plural.into(),
+            };
+            let api: kube::Api<kube::api::DynamicObject> = match ns {
+                Some(ns) => kube::Api::namespaced_with(kube.clone(), ns, &ar),
+                None => kube::Api::all_with(kube.clone(), &ar),
+            };
+            async move {
+                api.get_opt(name)
+                    .await
+                    .unwrap()
+                    .map(|o| o.data["status"].clone())
+            }
+        };
+    until(
+        "the GatewayClass accepted",
+        Duration::from_secs(30),
+        || async {
+            get("GatewayClass", "gatewayclasses", None, "clb-gw")
+                .await
+                .is_some_and(|s| s["conditions"].is_array())
+        },
+    )
+    .await;
+    until(
+        "the Gateway programmed with an address",
+        Duration::from_secs(30),
+        || async {
+            get("Gateway", "gateways", Some("default"), "web")
+                .await
+                .is_some_and(|s| s["addresses"][0]["value"].is_string())
+        },
+    )
+    .await;
+    for (kind, plural, name) in [
+        ("HTTPRoute", "httproutes", "web"),
+        ("GRPCRoute", "grpcroutes", "rpc"),
+    ] {
+        until(
+            "a route's parents status",
+            Duration::from_secs(30),
+            || async move {
+                get(kind, plural, Some("default"), name)
+                    .await
+                    .is_some_and(|s| s["parents"][0]["controllerName"].is_string())
+            },
+        )
+        .await;
+    }
 }
 
 #[test]

@@ -112,6 +112,14 @@ pub struct RunArgs {
     /// PEM private key of the webhook; re-read when it changes.
     #[arg(long, requires = "webhook_addr")]
     pub webhook_key_file: Option<PathBuf>,
+    /// Also handle Gateway API (GatewayClass, Gateway, HTTPRoute, GRPCRoute, ReferenceGrant of
+    /// the v1 standard channel): watch them and write their status (docs/gateway-api.md).
+    /// Without the CRDs installed, one error is logged and Ingresses are served as usual.
+    #[arg(long, env = "CLB_INGRESS_GATEWAY_API")]
+    pub gateway_api: bool,
+    /// The GatewayClass `spec.controllerName` this controller answers to (with --gateway-api).
+    #[arg(long, default_value = clb_ingress_core::gateway::DEFAULT_GATEWAY_CONTROLLER_NAME)]
+    pub gateway_controller_name: String,
     #[command(flatten)]
     pub cloud: CloudArgs,
 }
@@ -125,6 +133,9 @@ impl RunArgs {
             watch_namespace: self.watch_namespace.clone(),
             ingress_class: self.ingress_class.clone(),
             controller_name: self.controller_name.clone(),
+            gateway_api: self
+                .gateway_api
+                .then(|| self.gateway_controller_name.clone()),
             resync: Duration::from_secs(self.resync_seconds),
             full_resync: Duration::from_secs(self.full_resync_seconds),
             full_resync_stacks_per_second: self.full_resync_stacks_per_second,

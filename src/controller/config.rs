@@ -68,6 +68,9 @@ pub struct ControllerConfig {
     /// How often the account's CLB quotas are read again (DescribeQuota); a change requeues
     /// every stack. They are also read at the start of every resync.
     pub quota_refresh: Duration,
+    /// Gateway API (`--gateway-api`): the `spec.controllerName` of the GatewayClasses
+    /// handled; `None` when off (no Gateway API kind is watched).
+    pub gateway_api: Option<String>,
 }
 
 /// Where and how the leader-election Lease is held.
@@ -112,6 +115,7 @@ impl ControllerConfig {
             endpoint_grace: DEFAULT_ENDPOINT_GRACE,
             readiness_gates: true,
             quota_refresh: Duration::from_secs(DEFAULT_QUOTA_REFRESH_SECS),
+            gateway_api: None,
         }
     }
 }

@@ -135,6 +135,15 @@ pub enum ControllerError {
         #[source]
         source: kube::Error,
     },
+    /// Writing the status of a Gateway API object failed.
+    #[error("cannot write the status of {kind} {namespace}/{name}")]
+    GatewayStatus {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
     /// The watch caches never got their initial listing.
     #[error("the watch caches did not sync")]
     CacheSync(#[source] kube::runtime::reflector::store::WriterDropped),
@@ -180,6 +189,7 @@ impl ControllerError {
                 ..
             } => (write.category(), Retry::Backoff),
             Self::Kube { write, .. } => (write.category(), Retry::NextResync),
+            Self::GatewayStatus { .. } => (KubeWrite::Status.category(), Retry::Backoff),
             Self::ReadSecret { .. } => ("SecretRead", Retry::NextResync),
             Self::CacheSync(_) => ("CacheSync", Retry::NextResync),
             Self::LeaseLost => ("LeaderElection", Retry::NextResync),
@@ -246,6 +256,10 @@ impl ControllerError {
             } => {
                 warn!(secret = %format!("{namespace}/{name}"), error = %describe(source), "cannot read Secret")
             }
+            Self::GatewayStatus { source, .. } if is_kube_not_found(source) => {
+                tracing::debug!(error = %describe(source), "{self} (it is gone)")
+            }
+            Self::GatewayStatus { source, .. } => warn!(error = %describe(source), "{self}"),
             Self::CacheSync(e) => warn!(error = %e, "{self}"),
             Self::LeaseLost => warn!("{self}"),
         }

@@ -179,7 +179,7 @@ impl Memory {
                 Dirty::Stack(id) => {
                     hit.insert(id.clone());
                 }
-                Dirty::Nodes | Dirty::All => {}
+                Dirty::Nodes | Dirty::All | Dirty::GatewayApi => {}
             }
             for s in hit {
                 caused(d, &s);

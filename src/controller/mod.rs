@@ -18,6 +18,7 @@ pub mod certgc;
 pub mod config;
 pub mod error;
 pub mod gate;
+pub mod gateway;
 pub mod lease;
 pub mod memory;
 pub mod queue;
@@ -64,6 +65,10 @@ pub struct Controller {
     unused_certs: certgc::Unused,
     /// Problems by reason of each stack as last prepared (the problems gauge is their sum plus
     /// the stack assignment's, set after every pass).
+    /// The Gateway stacks of the last pass (those gone since are reconciled as gone).
+    gateway_stacks: std::sync::Mutex<BTreeSet<StackId>>,
+    /// Gateway API status and Events (`--gateway-api`).
+    gateway_reporter: Option<gateway::GatewayReporter>,
     stack_problems: std::sync::Mutex<BTreeMap<StackId, BTreeMap<&'static str, usize>>>,
     /// When pending watch events arrived (event-to-live latency).
     event_times: Arc<queue::EventTimes>,
@@ -156,6 +161,14 @@ impl Controller {
             },
             errors.clone(),
         );
+        stores.gateway = config.gateway_api.as_ref().map(|_| {
+            gateway::start(
+                &client,
+                config.watch_namespace.as_deref(),
+                tx.clone(),
+                errors.clone(),
+            )
+        });
         let gates = Arc::new(gate::Gates::default());
         stores.pods = config.readiness_gates.then(|| {
             gate::watch_pods(
@@ -169,6 +182,10 @@ impl Controller {
         });
         let pods = stores.pods.clone();
         let reporter = report::Reporter::new(client.clone(), config.identity.clone());
+        let gateway_reporter = config
+            .gateway_api
+            .as_ref()
+            .map(|name| gateway::GatewayReporter::new(client.clone(), &config.identity, name));
         Self {
             snapshots: snapshot::Snapshots::new(client, stores, &config, tx.clone(), hooks.clone()),
             config,
@@ -182,6 +199,8 @@ impl Controller {
             done: Default::default(),
             unused_certs: Default::default(),
             stack_problems: Default::default(),
+            gateway_stacks: Default::default(),
+            gateway_reporter,
             event_times,
             unapplied_events: Default::default(),
             gates,

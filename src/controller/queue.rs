@@ -43,6 +43,9 @@ pub enum Dirty {
     Secret(String, String),
     Nodes,
     Stack(StackId),
+    /// A Gateway API object changed (spec, labels or deletion; not status): the Gateway
+    /// stacks are built again.
+    GatewayApi,
     All,
 }
 
@@ -152,6 +155,8 @@ pub struct Job {
     /// This cluster's CLBs as listed at the start of a resync: a stack whose CLB carries the
     /// digest of `desired` is not read (see `deploy::Listing`). None: read it.
     pub listing: Option<Arc<crate::deploy::Listing>>,
+    /// A Gateway stack: the Gateway's computed status (written once its CLB is known).
+    pub gateway: Option<clb_ingress_core::gateway::status::GatewayStatus>,
     /// When the earliest watch event this job carries out arrived (`None` for resyncs and
     /// retries without one): measured to the moment its changes are live.
     pub since: Option<Instant>,
@@ -187,6 +192,9 @@ impl View {
 pub struct FullWork {
     /// Stack hashes whose CLBs must stay (every stack, frozen ones included).
     pub wanted: BTreeSet<String>,
+    /// CLBs named with this prefix are kept although not wanted: Gateway stacks while the
+    /// Gateway API caches have not listed (their Gateways are unknown, not gone).
+    pub keep_prefix: Option<String>,
     /// Ingresses with our finalizer that no stack manages any more.
     pub unmanaged: Vec<Arc<Ingress>>,
     /// A stack is frozen (`mode: skip`) on an adopted CLB.
@@ -312,6 +320,14 @@ impl Controller {
         let snap = built.snap;
         let index = Index::new(&snap);
         self.snapshots.remember_placement(index.placement());
+        // Gateway API: built only once its caches listed (see `Snapshots::gateway_stores`).
+        let gw_ready = self.snapshots.gateway_stores().is_some();
+        let (mut gw_stacks, gw_problems, gw_status) = if gw_ready {
+            model::build::build_gateways(&index)
+        } else {
+            Default::default()
+        };
+        let (gw_secrets, gw_services) = super::gateway::referenced(&snap);
         self.snapshots.forget_secrets(&dirty).await;
         let times = self.event_times.take(&dirty);
         let mut since: HashMap<StackId, Instant> = HashMap::new();
@@ -370,6 +386,29 @@ impl Controller {
         if full {
             stacks.extend(index.stack_ids().cloned());
         }
+        let gw_dirty = full
+            || dirty.iter().any(|d| match d {
+                Dirty::All | Dirty::Nodes | Dirty::GatewayApi => true,
+                Dirty::Service(ns, n) => gw_services.contains(&(ns.clone(), n.clone())),
+                Dirty::Secret(ns, n) => gw_secrets.contains(&(ns.clone(), n.clone())),
+                _ => false,
+            });
+        if gw_ready {
+            let built: BTreeSet<StackId> = gw_stacks.keys().cloned().collect();
+            let mut known = self
+                .gateway_stacks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if gw_dirty {
+                // Gateways gone since the last pass are reconciled as gone (CLB deleted).
+                stacks.extend(known.iter().cloned());
+                stacks.extend(built.iter().cloned());
+            }
+            *known = built;
+        } else {
+            // Unknown, not gone: a Gateway stack is not touched before the caches list.
+            stacks.retain(|id| !matches!(id, StackId::Gateway { .. }));
+        }
         // A stack that needs a Secret that could not be read waits (and is retried) instead of
         // being planned as if the Secret were gone.
         for ing in snap
@@ -405,9 +444,12 @@ impl Controller {
         }
         let mut problems: BTreeMap<&'static str, usize> = BTreeMap::new();
         let mut global: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for p in index.global_problems() {
+        for p in index.global_problems().iter().chain(&gw_problems) {
             *problems.entry(p.reason.as_str()).or_default() += 1;
             *global.entry(p.reason.as_str()).or_default() += 1;
+        }
+        if let Some(gw) = self.snapshots.gateway_stores() {
+            self.report_gateway_api(gw, &gw_status, &gw_problems).await;
         }
         let placed: HashSet<Key> = index
             .placed()
@@ -416,8 +458,11 @@ impl Controller {
         // Pruning needs every stack the cluster wants: without the shard placement, the shard
         // stacks this build made may not be the ones the CLBs are, so nothing is pruned then.
         let full_work = (full && placement_known).then(|| FullWork {
+            keep_prefix: (self.snapshots.gateway_api() && !gw_ready)
+                .then(|| super::gateway::clb_name_prefix(&self.config.cluster_id)),
             wanted: index
                 .stack_ids()
+                .chain(gw_stacks.keys())
                 .chain(index.frozen_ids())
                 .chain(
                     deleted
@@ -448,7 +493,21 @@ impl Controller {
         let jobs: Vec<Job> = stacks
             .into_iter()
             .map(|id| {
-                let (desired, ps) = index.build_stack(&id);
+                let (desired, ps, gateway) = match &id {
+                    StackId::Gateway { namespace, name } => (
+                        gw_stacks.remove(&id),
+                        Vec::new(),
+                        gw_status
+                            .gateways
+                            .iter()
+                            .find(|g| g.namespace == *namespace && g.name == *name)
+                            .cloned(),
+                    ),
+                    _ => {
+                        let (d, ps) = index.build_stack(&id);
+                        (d, ps, None)
+                    }
+                };
                 for p in &ps {
                     *problems.entry(p.reason.as_str()).or_default() += 1;
                 }
@@ -461,6 +520,7 @@ impl Controller {
                     problems: ps,
                     view: view.clone(),
                     listing: None,
+                    gateway,
                 }
             })
             .collect();
@@ -582,7 +642,15 @@ impl Controller {
             });
         }
         // What the certificate GC needs, taken before the jobs are consumed (only when it runs).
-        let cert_gc = self.config.certificate_gc_grace.map(|grace| {
+        // Certificates of Gateway CLBs are in use although no job names them while the Gateway
+        // API caches have not listed: no collection then.
+        let gateways_unknown =
+            self.snapshots.gateway_api() && self.snapshots.gateway_stores().is_none();
+        let grace = self
+            .config
+            .certificate_gc_grace
+            .filter(|_| !gateways_unknown);
+        let cert_gc = grace.map(|grace| {
             let facts = super::certgc::SweepFacts {
                 in_use: prepared
                     .jobs
@@ -608,7 +676,12 @@ impl Controller {
             .await;
         self.hooks.problems(&prepared.problems);
         if let Some(full) = prepared.full {
-            self.prune(&full.wanted, listing.as_deref()).await;
+            self.prune(
+                &full.wanted,
+                full.keep_prefix.as_deref(),
+                listing.as_deref(),
+            )
+            .await;
             debug!("pruned");
             self.release_unmanaged(&full.unmanaged, &prepared.view.deleted)
                 .await;

@@ -204,9 +204,11 @@ impl Controller {
         let (desired, problems) = (job.desired, job.problems);
         let memo = self.memory.lock().await.stack(id);
         let find = |ns: &str, name: &str| view.find(ns, name);
+        // A Gateway stack's member is its Gateway, no Ingress.
         let members: BTreeSet<Key> = desired
             .iter()
             .flat_map(|d| &d.members)
+            .filter(|m| m.ingress.kind == "Ingress")
             .map(|m| {
                 (
                     m.ingress.namespace.clone().unwrap_or_default(),
@@ -335,6 +337,9 @@ impl Controller {
                 self.failed(&e);
             }
         }
+        if let Some(gs) = &job.gateway {
+            report_failed |= !self.report_gateway(gs, &result).await;
+        }
         // Ingresses that left the stack (deleted, moved, unmanaged): release them.
         if ok {
             for (ns, name) in memo.members.difference(&members) {
@@ -454,6 +459,7 @@ impl Controller {
     pub(super) async fn prune(
         &self,
         wanted: &BTreeSet<String>,
+        keep_prefix: Option<&str>,
         listing: Option<&crate::deploy::Listing>,
     ) {
         let lbs = match listing {
@@ -475,7 +481,10 @@ impl Controller {
             else {
                 continue;
             };
-            if wanted.contains(&tag) || model::ids::is_retained_name(&lb.load_balancer_name) {
+            if wanted.contains(&tag)
+                || model::ids::is_retained_name(&lb.load_balancer_name)
+                || keep_prefix.is_some_and(|p| lb.load_balancer_name.starts_with(p))
+            {
                 // Retained CLBs (loadbalance-retain) are the user's now.
                 continue;
             }

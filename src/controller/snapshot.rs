@@ -43,6 +43,8 @@ pub struct Snapshots {
     controller_name: String,
     ingress_class: Option<String>,
     watch_namespace: Option<String>,
+    /// `--gateway-api`: the GatewayClass `spec.controllerName` handled.
+    gateway_controller_name: Option<String>,
     /// Secret data keyed by (namespace, name) (see [`CachedSecret`]).
     secrets: Mutex<HashMap<Key, CachedSecret>>,
     /// The last non-empty endpoints of each Service.
@@ -115,6 +117,7 @@ impl Snapshots {
             controller_name: config.controller_name.clone(),
             ingress_class: config.ingress_class.clone(),
             watch_namespace: config.watch_namespace.clone(),
+            gateway_controller_name: config.gateway_api.clone(),
             secrets: Mutex::default(),
             grace: std::sync::Mutex::new(EndpointGrace::new(config.endpoint_grace)),
             drain: std::sync::Mutex::default(),
@@ -124,6 +127,17 @@ impl Snapshots {
             placement: Default::default(),
             placement_read: Mutex::default(),
         }
+    }
+
+    /// The Gateway API watch caches, when `--gateway-api` is on and all of them have listed
+    /// (a missing CRD keeps them unlisted: Gateway stacks are then neither built nor pruned).
+    pub fn gateway_stores(&self) -> Option<&super::gateway::GatewayStores> {
+        self.stores.gateway.as_ref().filter(|s| s.ready())
+    }
+
+    /// Is `--gateway-api` on?
+    pub fn gateway_api(&self) -> bool {
+        self.stores.gateway.is_some()
     }
 
     /// Has the shard placement been read from the CLBs yet?
@@ -269,6 +283,11 @@ impl Snapshots {
                 .retain(|c| c.metadata.name.as_deref() == Some(only.as_str()));
         }
         snap.class_params = clone_all(self.stores.params.state());
+        snap.gateway_controller_name = String::new();
+        if let (Some(name), Some(gw)) = (&self.gateway_controller_name, self.gateway_stores()) {
+            snap.gateway_controller_name = name.clone();
+            gw.fill(&mut snap);
+        }
         snap.backend_configs = clone_all(self.stores.backend_configs.state());
         snap.tke_service_configs = self
             .stores
@@ -426,6 +445,7 @@ impl Snapshots {
                 }
             }
         }
+        wanted.extend(super::gateway::referenced(snap).0);
         for p in &snap.class_params {
             if let Some((ns, n)) = p
                 .spec

@@ -40,6 +40,8 @@ pub struct Stores {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Pods carrying the readiness gate label (None: readiness gates off).
     pub pods: Option<Store<k8s_openapi::api::core::v1::Pod>>,
+    /// The Gateway API kinds (`--gateway-api`); not waited for (their CRDs may be missing).
+    pub gateway: Option<super::gateway::GatewayStores>,
 }
 
 impl Stores {
@@ -62,7 +64,7 @@ impl Stores {
     }
 }
 
-pub(super) fn slim<K: Resource>(o: &mut K) {
+pub fn slim<K: Resource>(o: &mut K) {
     let meta = o.meta_mut();
     meta.managed_fields = None;
     if let Some(a) = meta.annotations.as_mut() {
@@ -306,6 +308,7 @@ pub fn start(
         secrets,
         namespaces,
         pods: None,
+        gateway: None,
     }
 }
 

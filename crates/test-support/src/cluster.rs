@@ -259,6 +259,24 @@ impl Env {
         }
     }
 
+    /// Install the pinned Gateway API standard-channel CRDs the chart ships
+    /// ([`GATEWAY_API_CRDS`]); the test API server then serves their kinds, with `/status`.
+    pub async fn install_gateway_api_crds(&self) {
+        let api = Api::<CustomResourceDefinition>::all(self.kube.clone());
+        for file in gateway_api_crd_files() {
+            let text = std::fs::read_to_string(&file).expect("read a Gateway API CRD");
+            for doc in clb_ingress::manifests::parse_documents(&file.display().to_string(), &text)
+                .expect("parse a Gateway API CRD")
+            {
+                let crd: CustomResourceDefinition =
+                    serde_json::from_value(doc).expect("a CustomResourceDefinition");
+                api.create(&PostParams::default(), &crd)
+                    .await
+                    .unwrap_or_else(|e| panic!("create CRD {}: {e}", file.display()));
+            }
+        }
+    }
+
     pub async fn apply_value(&self, obj: Value) {
         self.apply(obj).await
     }
@@ -450,6 +468,50 @@ impl Env {
                 )
             })
             .collect()
+    }
+}
+
+/// The directory of the pinned Gateway API standard-channel CRDs (v1.3.0) in the chart.
+pub const GATEWAY_API_CRDS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../helm/clb-ingress/files/gateway-api-v1.3.0"
+);
+
+/// The CRD files of [`GATEWAY_API_CRDS`], sorted.
+pub fn gateway_api_crd_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(GATEWAY_API_CRDS)
+        .expect("the chart's Gateway API CRDs")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// (status, x-clb-target, location) of one request through the emulator's data plane to
+/// `scheme://host:port/path` (the client resolves `host` to the VIP; an error gives status 0
+/// and the error text).
+pub async fn get(
+    client: &reqwest::Client,
+    scheme: &str,
+    port: u16,
+    host: &str,
+    path: &str,
+) -> (u16, String, String) {
+    let url = format!("{scheme}://{host}:{port}{path}");
+    match client.get(&url).send().await {
+        Ok(r) => {
+            let h = |k: &str| {
+                r.headers()
+                    .get(k)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (r.status().as_u16(), h("x-clb-target"), h("location"))
+        }
+        Err(e) => (0, e.to_string(), String::new()),
     }
 }
 

@@ -96,7 +96,17 @@ app.kubernetes.io/component: controller
   resources: ["tkeserviceconfigs"]
   verbs: ["list", "watch"]
 {{- end }}
-# Events about Ingresses (a repeated Event is patched to count up).
+{{- if .Values.gatewayAPI.enabled }}
+# Gateway API (--gateway-api): Gateways, routes and ReferenceGrants watched; the status of
+# Gateways and of routes attached to them written (status patch).
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways", "httproutes", "grpcroutes", "referencegrants"]
+  verbs: ["list", "watch"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["gateways/status", "httproutes/status", "grpcroutes/status"]
+  verbs: ["patch"]
+{{- end }}
+# Events about Ingresses, Gateways and routes (a repeated Event is patched to count up).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]

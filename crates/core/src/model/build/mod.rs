@@ -210,6 +210,19 @@ pub fn build(snap: &Snapshot) -> BuildOutput {
     out
 }
 
+/// The Gateway API part of [`build`] alone: the Gateway stacks, their Problems and the
+/// computed status (the controller builds Ingress stacks one at a time and these beside them).
+pub fn build_gateways(
+    index: &Index<'_>,
+) -> (
+    BTreeMap<StackId, DesiredLb>,
+    Vec<Problem>,
+    crate::gateway::GatewayApiStatus,
+) {
+    let gw = gateway::build(index);
+    (gw.stacks.into_iter().collect(), gw.problems, gw.status)
+}
+
 fn meta_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
     (
         m.namespace.as_deref().unwrap_or("default"),

@@ -81,7 +81,7 @@ fn snapshot() -> Snapshot {
         snap.ingresses.push(ingress(i, 0));
         for p in 0..PATHS {
             let name = format!("s{i}-{p}");
-            snap.services.push(Service {
+            snap.services.push(std::sync::Arc::new(Service {
                 metadata: meta("bench", &name),
                 spec: Some(ServiceSpec {
                     ports: Some(vec![ServicePort {
@@ -93,33 +93,34 @@ fn snapshot() -> Snapshot {
                     ..Default::default()
                 }),
                 status: None,
-            });
+            }));
             let mut m = meta("bench", &format!("{name}-x"));
             m.labels = Some(BTreeMap::from([(
                 "kubernetes.io/service-name".to_string(),
                 name.clone(),
             )]));
-            snap.endpoint_slices.push(EndpointSlice {
-                metadata: m,
-                address_type: "IPv4".into(),
-                ports: Some(vec![EndpointPort {
-                    name: Some("http".into()),
-                    port: Some(8080),
-                    protocol: Some("TCP".into()),
-                    app_protocol: None,
-                }]),
-                endpoints: (0..PODS)
-                    .map(|k| Endpoint {
-                        addresses: vec![format!("10.{}.{}.{}", i / 250, i % 250, p * PODS + k)],
-                        conditions: Some(EndpointConditions {
-                            ready: Some(true),
-                            serving: Some(true),
-                            terminating: None,
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-            });
+            snap.endpoint_slices
+                .push(std::sync::Arc::new(EndpointSlice {
+                    metadata: m,
+                    address_type: "IPv4".into(),
+                    ports: Some(vec![EndpointPort {
+                        name: Some("http".into()),
+                        port: Some(8080),
+                        protocol: Some("TCP".into()),
+                        app_protocol: None,
+                    }]),
+                    endpoints: (0..PODS)
+                        .map(|k| Endpoint {
+                            addresses: vec![format!("10.{}.{}.{}", i / 250, i % 250, p * PODS + k)],
+                            conditions: Some(EndpointConditions {
+                                ready: Some(true),
+                                serving: Some(true),
+                                terminating: None,
+                            }),
+                            ..Default::default()
+                        })
+                        .collect(),
+                }));
         }
     }
     // Direct mode so every path has pod targets.

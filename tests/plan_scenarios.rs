@@ -353,7 +353,7 @@ fn plan_with_endpoint(
     for ep in snap
         .endpoint_slices
         .iter_mut()
-        .flat_map(|s| s.endpoints.iter_mut())
+        .flat_map(|s| std::sync::Arc::make_mut(s).endpoints.iter_mut())
         .filter(|e| e.addresses == ["10.0.0.10"])
     {
         ep.conditions = Some(conditions.clone());

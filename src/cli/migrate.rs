@@ -398,7 +398,7 @@ mod cluster {
         for ns in &namespaces {
             let services = list(Api::<Service>::namespaced(client.clone(), ns), "Services").await?;
             match services {
-                Ok(s) => snap.services.extend(s),
+                Ok(s) => snap.services.extend(s.into_iter().map(std::sync::Arc::new)),
                 Err(code) => notes.push(refused(&format!("Services in {ns}"), code)),
             }
             let slices = list(
@@ -407,7 +407,9 @@ mod cluster {
             )
             .await?;
             match slices {
-                Ok(s) => snap.endpoint_slices.extend(s),
+                Ok(s) => snap
+                    .endpoint_slices
+                    .extend(s.into_iter().map(std::sync::Arc::new)),
                 Err(code) => notes.push(refused(&format!("EndpointSlices in {ns}"), code)),
             }
         }

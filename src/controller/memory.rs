@@ -76,8 +76,9 @@ impl StackMemo {
 pub struct Memory {
     stacks: BTreeMap<StackId, StackMemo>,
     ingress_stack: HashMap<Key, StackId>,
-    /// Last processed fingerprint of each Ingress (skips our own status/annotation writes).
-    fingerprints: HashMap<Key, String>,
+    /// Last processed fingerprint of each Ingress (skips our own status/annotation writes): a
+    /// SHA-256 digest, 32 bytes per Ingress whatever the size of its spec.
+    fingerprints: HashMap<Key, Fingerprint>,
     /// Warnings already published per Ingress (so a resync does not repeat them).
     warned: HashMap<Key, BTreeSet<String>>,
     /// Problems that may only be watch-cache lag (see [`may_be_cache_lag`]), not published
@@ -320,16 +321,21 @@ pub fn referenced_services(ing: &Ingress) -> Vec<Key> {
         .collect()
 }
 
+/// The SHA-256 digest of what of an Ingress matters to its CLB (see [`fingerprint`]).
+pub type Fingerprint = [u8; 32];
+
 /// What of an Ingress matters to its CLB: a change of anything else (our own sync-state and
-/// `qcloud-loadbalance-id` annotations, its status) is not worth a reconcile.
-pub fn fingerprint(ing: &Ingress) -> String {
+/// `qcloud-loadbalance-id` annotations, its status) is not worth a reconcile. Kept as a digest
+/// so memory does not hold a second copy of every spec.
+pub fn fingerprint(ing: &Ingress) -> Fingerprint {
+    use sha2::Digest;
     let mut anns: Vec<(&String, &String)> = ing
         .annotations()
         .iter()
         .filter(|(k, _)| k.as_str() != ANN_SYNC_STATE && k.as_str() != ANN_QCLOUD_LB_ID)
         .collect();
     anns.sort();
-    format!(
+    let text = format!(
         "{:?}|{:?}|{:?}|{:?}|{}",
         ing.metadata.generation,
         ing.metadata
@@ -339,7 +345,8 @@ pub fn fingerprint(ing: &Ingress) -> String {
         ing.finalizers().iter().any(|f| f == FINALIZER),
         anns,
         serde_json::to_string(&ing.spec).unwrap_or_default()
-    )
+    );
+    sha2::Sha256::digest(text.as_bytes()).into()
 }
 
 #[cfg(test)]

@@ -239,7 +239,7 @@ impl Snapshots {
                 self.stores.slices.state(),
                 |k| routed.contains(k),
             );
-        snap.services = clone_all(services);
+        snap.services = services;
         let graced = self.graced(applied);
         snap.gated = self.gated_pods();
         let delays = self.drain_delays(&snap);
@@ -257,7 +257,7 @@ impl Snapshots {
             });
         }
         snap.draining = drained.draining;
-        snap.endpoint_slices = clone_all(drained.slices);
+        snap.endpoint_slices = drained.slices;
         if let Some(n) = &self.stores.nodes {
             snap.nodes = clone_all(n.state());
         }
@@ -332,11 +332,17 @@ impl Snapshots {
         let in_ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             m.namespace.as_deref() == Some(ns)
         };
-        snap.services = clone_all(self.stores.services.state())
+        snap.services = self
+            .stores
+            .services
+            .state()
             .into_iter()
             .filter(|s| in_ns(&s.metadata))
             .collect();
-        snap.endpoint_slices = clone_all(self.stores.slices.state())
+        snap.endpoint_slices = self
+            .stores
+            .slices
+            .state()
             .into_iter()
             .filter(|s| in_ns(&s.metadata))
             .collect();

@@ -1,6 +1,8 @@
 //! Watchers and reflector stores for the kinds the controller reads. Stores keep slim objects
-//! (no managedFields, no last-applied annotation). Secrets are watched as metadata only; their
-//! data is fetched on demand for the Secrets Ingresses reference.
+//! (no managedFields, no last-applied annotation; see [`slim`], and for the large kinds
+//! [`slim_slice`] and [`slim_secret`]). Secrets are watched as metadata only and keep only their
+//! identity and resourceVersion; their data is fetched on demand for the Secrets Ingresses
+//! reference.
 
 use super::queue::{Dirty, EventTimes};
 use super::throttle::LogLimiter;
@@ -70,6 +72,39 @@ pub fn slim<K: Resource>(o: &mut K) {
     if let Some(a) = meta.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
+}
+
+/// An EndpointSlice as the model reads it: per endpoint, its addresses, conditions, node and
+/// the kind and name of its target (the pod). Hints, zones, hostnames and the rest of the
+/// target reference are dropped: with 100,000 endpoints they are most of the cache.
+pub(super) fn slim_slice(s: &mut EndpointSlice) {
+    slim(s);
+    for ep in &mut s.endpoints {
+        ep.hints = None;
+        ep.zone = None;
+        ep.hostname = None;
+        ep.deprecated_topology = None;
+        if let Some(r) = ep.target_ref.as_mut() {
+            *r = k8s_openapi::api::core::v1::ObjectReference {
+                kind: r.kind.take(),
+                name: r.name.take(),
+                ..Default::default()
+            };
+        }
+    }
+}
+
+/// A Secret's metadata as the controller reads it: whether it exists and its resourceVersion
+/// (its data is read on demand). Labels, annotations and owners are dropped.
+pub(super) fn slim_secret(s: &mut PartialObjectMeta<Secret>) {
+    let m = &mut s.metadata;
+    *m = kube::api::ObjectMeta {
+        name: m.name.take(),
+        namespace: m.namespace.take(),
+        resource_version: m.resource_version.take(),
+        uid: m.uid.take(),
+        ..Default::default()
+    };
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -167,8 +202,25 @@ where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
+    run_trimmed(name, stream, intake, errors, to_dirty, slim)
+}
+
+/// [`run`], keeping of each object only what `trim` leaves (it must also do what [`slim`]
+/// does).
+fn run_trimmed<K>(
+    name: &'static str,
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    intake: Intake,
+    errors: WatchErrors,
+    to_dirty: fn(&K) -> Dirty,
+    trim: fn(&mut K),
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, stream.modify(slim));
+    let stream = reflector::reflector(writer, stream.modify(trim));
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         // The first list is what the caches are ready with; the full sync that follows
@@ -262,7 +314,7 @@ pub fn start(
         errors.clone(),
         |o| Dirty::Service(o.namespace().unwrap_or_default(), o.name_any()),
     );
-    let slices = run(
+    let slices = run_trimmed(
         "EndpointSlice",
         backoff(watcher(api::<EndpointSlice>(client, namespace), cfg())),
         intake.clone(),
@@ -275,6 +327,7 @@ pub fn start(
                 .unwrap_or_default();
             Dirty::Service(o.namespace().unwrap_or_default(), svc)
         },
+        slim_slice,
     );
     let nodes = watch_nodes.then(|| {
         run(
@@ -285,7 +338,7 @@ pub fn start(
             |_| Dirty::Nodes,
         )
     });
-    let secrets = run(
+    let secrets = run_trimmed(
         "Secret",
         backoff(watcher(
             api::<PartialObjectMeta<Secret>>(client, namespace),
@@ -294,6 +347,7 @@ pub fn start(
         intake.clone(),
         errors.clone(),
         |o| Dirty::Secret(o.namespace().unwrap_or_default(), o.name_any()),
+        slim_secret,
     );
     let namespaces = namespaces(client, intake, errors);
     Stores {

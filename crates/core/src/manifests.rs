@@ -78,11 +78,13 @@ pub fn add_object(snap: &mut Snapshot, obj: Value) -> Result<bool, String> {
     match (api.as_str(), kind.as_str()) {
         ("networking.k8s.io/v1", "Ingress") => snap.ingresses.push(de(obj)?),
         ("networking.k8s.io/v1", "IngressClass") => snap.ingress_classes.push(de(obj)?),
-        ("v1", "Service") => snap.services.push(de(obj)?),
+        ("v1", "Service") => snap.services.push(std::sync::Arc::new(de(obj)?)),
         ("v1", "Secret") => snap.secrets.push(de(obj)?),
         ("v1", "Node") => snap.nodes.push(de(obj)?),
         ("v1", "Namespace") => snap.namespaces.push(de(obj)?),
-        ("discovery.k8s.io/v1", "EndpointSlice") => snap.endpoint_slices.push(de(obj)?),
+        ("discovery.k8s.io/v1", "EndpointSlice") => {
+            snap.endpoint_slices.push(std::sync::Arc::new(de(obj)?))
+        }
         (a, "ClbClassParameters") if a.starts_with("clb-ingress.io/") => {
             snap.class_params.push(de::<ClbClassParameters>(obj)?)
         }

@@ -155,8 +155,9 @@ fn snapshot(annotations: &BTreeMap<String, String>) -> Snapshot {
         .push(serde_json::from_value(class).unwrap_or_default());
     snap.ingresses
         .push(serde_json::from_value(ingress).unwrap_or_default());
-    snap.services
-        .push(serde_json::from_value(service).unwrap_or_default());
+    snap.services.push(std::sync::Arc::new(
+        serde_json::from_value(service).unwrap_or_default(),
+    ));
     snap
 }
 

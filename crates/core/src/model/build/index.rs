@@ -40,7 +40,7 @@ impl<'a> Index<'a> {
         let mut services = ServiceIndex::with_capacity(snap.services.len());
         for s in &snap.services {
             let (ns, name) = meta_name(&s.metadata);
-            services.entry(ns, name).service = Some(s);
+            services.entry(ns, name).service = Some(&**s);
         }
         for s in &snap.endpoint_slices {
             let ns = s.metadata.namespace.as_deref().unwrap_or("default");

@@ -117,8 +117,10 @@ pub struct Snapshot {
     pub ingress_classes: Vec<IngressClass>,
     pub class_params: Vec<ClbClassParameters>,
     pub ingresses: Vec<Ingress>,
-    pub services: Vec<Service>,
-    pub endpoint_slices: Vec<EndpointSlice>,
+    /// Shared with the controller's watch cache (a snapshot per reconcile costs one pointer per
+    /// object, not a deep copy of every Service and endpoint).
+    pub services: Vec<std::sync::Arc<Service>>,
+    pub endpoint_slices: Vec<std::sync::Arc<EndpointSlice>>,
     pub secrets: Vec<Secret>,
     /// TLS Secrets (namespace, name) whose private key the controller dropped from memory after
     /// its certificate reached the account, with the fingerprint of the certificate and key it

@@ -355,7 +355,8 @@ fn a_rule_that_must_become_grpcs_is_deleted_and_created_again_never_skipped() {
     assert_eq!(kinds, ["ModifyRuleSettings"]);
 }
 
-/// An Ingress on HTTPS whose Service's backend protocol is `protocol` (a ClbBackendConfig).
+/// An Ingress on HTTPS whose Services' backend protocol is `protocol` (a ClbBackendConfig); `/v1`
+/// goes to a second Service so the rule economy keeps its rule.
 fn backend_protocol_world(secret: &TlsSecret, protocol: &str) -> String {
     let indent = |t: &str| t.lines().map(|l| format!("    {l}\n")).collect::<String>();
     format!(
@@ -393,6 +394,22 @@ endpoints:
 - {{addresses: [10.4.0.1]}}
 ---
 apiVersion: v1
+kind: Service
+metadata:
+  name: api-v1
+  namespace: app
+  annotations: {{clb-ingress.io/backend-config: '{{\"ports\": {{\"80\": \"proto\"}}}}'}}
+spec: {{ports: [{{name: http, port: 80}}]}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: api-v1-a, namespace: app, labels: {{kubernetes.io/service-name: api-v1}}}}
+addressType: IPv4
+ports: [{{name: http, port: 8443}}]
+endpoints:
+- {{addresses: [10.4.0.2]}}
+---
+apiVersion: v1
 kind: Secret
 metadata: {{name: api-tls, namespace: app}}
 type: kubernetes.io/tls
@@ -411,7 +428,7 @@ spec:
     http:
       paths:
       - {{path: /, pathType: Prefix, backend: {{service: {{name: api, port: {{number: 80}}}}}}}}
-      - {{path: /v1, pathType: Exact, backend: {{service: {{name: api, port: {{number: 80}}}}}}}}
+      - {{path: /v1, pathType: Exact, backend: {{service: {{name: api-v1, port: {{number: 80}}}}}}}}
 ",
         indent(&secret.cert_pem),
         indent(&secret.key_pem)
@@ -467,7 +484,7 @@ async fn switching_every_rule_of_a_domain_to_grpcs_recreates_them_on_the_clb_and
         ],
         "{stdout}"
     );
-    // The remade domain kept its certificate and serves both paths to the pod.
+    // The remade domain kept its certificate and serves each path from its pod.
     let vip: std::net::Ipv4Addr = stdout
         .split_whitespace()
         .find_map(|w| w.parse().ok())
@@ -480,12 +497,15 @@ async fn switching_every_rule_of_a_domain_to_grpcs_recreates_them_on_the_clb_and
         .resolve(host, SocketAddr::from((vip, port)))
         .build()
         .unwrap();
-    for path in ["/v1", "/echo.v1.Echo/Say"] {
+    for (path, pod) in [
+        ("/v1", "10.4.0.2:8443"),
+        ("/echo.v1.Echo/Say", "10.4.0.1:8443"),
+    ] {
         let url = format!("https://{host}:{port}{path}");
         let started = Instant::now();
         loop {
             let got = call(&client, &url).await;
-            if got == (200, "10.4.0.1:8443".to_string()) {
+            if got == (200, pod.to_string()) {
                 break;
             }
             assert!(

@@ -102,24 +102,7 @@ fn syncing_200_ingresses_of_10_paths_onto_50_shared_clbs_takes_at_most_1_2x_the_
     let wall = run.elapsed;
     let counters = emu.counters();
 
-    // Forced time: each action gets RATE calls per second, independently, so the calls of the
-    // busiest action alone need calls/RATE seconds. Calls the emulator refused as throttled are
-    // left out (they are waste, not work the limit forces).
-    eprintln!("calls per action (made / refused as throttled):");
-    let mut forced = Duration::ZERO;
-    let mut busiest = String::new();
-    let mut total = 0;
-    for (action, calls) in counters.per_action() {
-        let throttled = counters.errors_of(&action, "RequestLimitExceeded");
-        let useful = calls - throttled;
-        total += calls;
-        eprintln!("  {action:<24} {calls:>5} / {throttled}");
-        let t = Duration::from_secs_f64(useful as f64 / RATE as f64);
-        if t > forced {
-            forced = t;
-            busiest = action;
-        }
-    }
+    let (forced, busiest, total) = forced_time(&counters);
     let ratio = wall.as_secs_f64() / forced.as_secs_f64();
     let bound = forced.mul_f64(SLACK) + STARTUP_ALLOWANCE;
     eprintln!(
@@ -156,6 +139,115 @@ fn syncing_200_ingresses_of_10_paths_onto_50_shared_clbs_takes_at_most_1_2x_the_
 
     let state = emu.state();
     assert_eq!(state["lbs"].as_array().map_or(0, Vec::len), 50);
+}
+
+/// The time the rate limit alone forces for the calls `counters` saw, the busiest action and the
+/// total calls: each action gets RATE calls per second, independently, so the calls of the
+/// busiest action alone need calls/RATE seconds. Calls the emulator refused as throttled are
+/// left out (they are waste, not work the limit forces). Prints the calls per action.
+fn forced_time(counters: &emulator::Counters) -> (Duration, String, u64) {
+    eprintln!("calls per action (made / refused as throttled):");
+    let mut forced = Duration::ZERO;
+    let mut busiest = String::new();
+    let mut total = 0;
+    for (action, calls) in counters.per_action() {
+        let throttled = counters.errors_of(&action, "RequestLimitExceeded");
+        let useful = calls - throttled;
+        total += calls;
+        eprintln!("  {action:<24} {calls:>5} / {throttled}");
+        let t = Duration::from_secs_f64(useful as f64 / RATE as f64);
+        if t > forced {
+            forced = t;
+            busiest = action;
+        }
+    }
+    (forced, busiest, total)
+}
+
+/// 10,000 Ingresses, each its own host with one `Prefix /` path, on 25 Shared classes: each
+/// class spreads its 400 hosts over 8 shard CLBs of 50 rules (200 CLBs; the account's CLB quota
+/// is raised to 1,000 as it would be for such a cluster).
+fn sharded_world(ingresses: usize, classes: usize) -> World {
+    World {
+        classes: (0..classes)
+            .map(|c| Class {
+                name: format!("shard-{c:02}"),
+                sharing: "Shared",
+            })
+            .collect(),
+        services: (0..10u8)
+            .map(|s| Service {
+                name: format!("svc{s}"),
+                pods: pods(s, 0, 3),
+            })
+            .collect(),
+        ingresses: (0..ingresses)
+            .map(|i| Ingress {
+                name: format!("ing{i:05}"),
+                class: format!("shard-{:02}", i % classes),
+                host: format!("h{i:05}.example.com"),
+                paths: vec![IngressPath {
+                    path: "/".into(),
+                    kind: "Prefix",
+                    service: format!("svc{}", i % 10),
+                }],
+                tls: None,
+                exist_lb: None,
+            })
+            .collect(),
+        secrets: vec![],
+    }
+}
+
+/// Issue 14's cold-sync figure: `cargo test --release --test deploy_throughput cold_sync -- \
+/// --ignored --nocapture` (`COLD_INGRESSES` overrides the 10,000).
+#[test]
+#[ignore = "figure (minutes); run with --release --ignored --nocapture"]
+fn cold_sync_of_ten_thousand_ingresses_on_sharded_clbs_against_the_rate_limit() {
+    let n: usize = std::env::var("COLD_INGRESSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let classes = n.div_ceil(400);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("world.yaml");
+    sharded_world(n, classes).write(&file);
+    let config = dir.path().join("emulator.yaml");
+    std::fs::write(&config, "quotas: {open_clb: 1000}\n").expect("config");
+    let emu = Emulator::start(&[
+        "--rate-limit",
+        "20",
+        "--task-delay-ms",
+        "0",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+    ]);
+    let run = emu.apply(&[&file], &["--cluster-id", "cold"]);
+    run.expect_ok("apply from scratch");
+    let wall = run.elapsed;
+    let counters = emu.counters();
+    let (forced, busiest, total) = forced_time(&counters);
+    let lbs = emu.state()["lbs"].as_array().map_or(0, Vec::len);
+    eprintln!(
+        "{n} Ingresses on {classes} Shared classes: {lbs} CLBs; total calls {total}, writes {}, \
+         reads {}; forced by the rate limit: {:.2} s ({busiest}); wall {:.2} s; ratio {:.3} \
+         (goal <= 1.05)",
+        counters.total_writes,
+        counters.total_reads,
+        forced.as_secs_f64(),
+        wall.as_secs_f64(),
+        wall.as_secs_f64() / forced.as_secs_f64()
+    );
+    assert!(
+        counters.errors.is_empty(),
+        "errors during the sync: {:?}",
+        counters.action_errors
+    );
+    assert_eq!(lbs, n.div_ceil(50), "one shard CLB per 50 hosts");
+    // A second apply finds everything in sync.
+    let again = emu.apply(&[&file], &["--cluster-id", "cold"]);
+    again.expect_ok("second apply");
+    assert!(again.stdout.contains("in sync"), "{}", again.stdout);
 }
 
 /// 2 Shared classes (one with a TLS host from a Secret) and a PerIngress class with 2

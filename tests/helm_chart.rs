@@ -1598,6 +1598,7 @@ async fn apply(kube: &kube::Client, obj: &Value) {
         "IngressClass" => "ingressclasses".to_string(),
         "Ingress" => "ingresses".to_string(),
         "ClbClassParameters" => "clbclassparameters".to_string(),
+        k if k.ends_with('s') => format!("{}es", k.to_lowercase()),
         k => format!("{}s", k.to_lowercase()),
     };
     let ar = ApiResource {

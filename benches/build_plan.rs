@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use std::hint::black_box;
 
 /// The same allocator as the `clb-ingress` binary.
+#[cfg(not(target_env = "msvc"))]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const INGRESSES: usize = 10_000;
 const PATHS: usize = 10;

@@ -87,6 +87,30 @@ fn rss(pid: u32) -> Rss {
     }
 }
 
+/// With `SCALE_SMAPS=1`: the controller's ten largest mappings by resident size, from
+/// `/proc/PID/smaps` (heap arenas, thread stacks, the binary).
+fn print_biggest_mappings(pid: u32) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut maps: Vec<(u64, String)> = Vec::new();
+    let mut head = String::new();
+    for line in smaps.lines() {
+        if let Some(v) = line.strip_prefix("Rss:") {
+            let kib = v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0);
+            maps.push((kib, head.clone()));
+        } else if line
+            .split_whitespace()
+            .next()
+            .is_some_and(|w| w.contains('-'))
+        {
+            head = line.to_string();
+        }
+    }
+    maps.sort_by_key(|m| std::cmp::Reverse(m.0));
+    for (kib, head) in maps.iter().take(10) {
+        eprintln!("  {:>8.1} MiB  {head}", mib(*kib));
+    }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -172,11 +196,21 @@ async fn measure(size: Size) -> u64 {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let converged = started.elapsed();
+    // Steady state: the controller has made no CLB call for 5 s (every stack synced, its
+    // Events and statuses written), then the figures.
+    let (mut last, mut since) = (serde_json::Value::Null, Instant::now());
+    while since.elapsed() < Duration::from_secs(5) {
+        let c = e.counters().await;
+        if c != last {
+            (last, since) = (c, Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let r = rss(ctl.child.id());
     eprintln!(
         "{total} Ingresses, {} endpoints, {} Secrets ({} named by Ingresses), {} CLBs: \
-         converged in {:?}; controller RSS {} KiB ({:.1} MiB): anonymous {:.1} MiB, \
+         converged in {:?}; quiet controller RSS {} KiB ({:.1} MiB): anonymous {:.1} MiB, \
          file-backed {:.1} MiB, peak {:.1} MiB, {} threads",
         size.services * size.pods,
         size.secrets,
@@ -186,7 +220,7 @@ async fn measure(size: Size) -> u64 {
             0
         },
         e.lb_count().await,
-        started.elapsed(),
+        converged,
         r.total,
         mib(r.total),
         mib(r.anon),
@@ -194,6 +228,9 @@ async fn measure(size: Size) -> u64 {
         mib(r.peak),
         r.threads
     );
+    if std::env::var_os("SCALE_SMAPS").is_some() {
+        print_biggest_mappings(ctl.child.id());
+    }
     assert!(r.total > 0 && r.anon > 0, "no RSS read for the controller");
     r.total
 }

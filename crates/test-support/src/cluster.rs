@@ -18,7 +18,7 @@ use kube::{Api, Client, CustomResourceExt};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -227,7 +227,18 @@ impl Env {
     /// A controller logging with this `--log` filter (extra flags may add `--log-format`).
     pub fn controller_logging(&self, name: &str, filter: &str, extra: &[&str]) -> Controller {
         let log = self.dir.path().join(format!("{name}.log"));
-        let mut child = emu_support::command()
+        // `E2E_CONTROLLER_WRAPPER=heaptrack` (or `strace -f`, ...) runs the controller under a
+        // profiler: the first word is the program, the rest its flags before the binary.
+        let mut command = match std::env::var("E2E_CONTROLLER_WRAPPER") {
+            Ok(w) if !w.trim().is_empty() => {
+                let mut words = w.split_whitespace();
+                let mut c = Command::new(words.next().unwrap_or_default());
+                c.args(words).arg(emu_support::bin()).env("NO_PROXY", "*");
+                c
+            }
+            _ => emu_support::command(),
+        };
+        let mut child = command
             .args(["run", "--kubeconfig"])
             .arg(&self.kubeconfig)
             .args(["--clb-endpoint", &format!("http://{}", self.emu.addr)])
@@ -241,10 +252,12 @@ impl Env {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn controller");
+        // The banner (a wrapper may print lines of its own first).
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        while stdout.read_line(&mut first).unwrap_or(0) > 0 && !first.contains("http://") {
+            first.clear();
+        }
         let metrics = first
             .split("http://")
             .nth(1)

@@ -165,8 +165,8 @@ fn forced_time(counters: &emulator::Counters) -> (Duration, String, u64) {
 }
 
 /// 10,000 Ingresses, each its own host with one `Prefix /` path, on 25 Shared classes: each
-/// class spreads its 400 hosts over 8 shard CLBs of 50 rules (200 CLBs; the account's CLB quota
-/// is raised to 1,000 as it would be for such a cluster).
+/// class spreads its 400 hosts over 9 shard CLBs of 49 hosts and the catch-all domain's rule
+/// (225 CLBs; the account's CLB quota is raised to 1,000 as it would be for such a cluster).
 fn sharded_world(ingresses: usize, classes: usize) -> World {
     World {
         classes: (0..classes)
@@ -210,8 +210,22 @@ fn cold_sync_of_ten_thousand_ingresses_on_sharded_clbs_against_the_rate_limit() 
         .unwrap_or(10_000);
     let classes = n.div_ceil(400);
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("world.yaml");
-    sharded_world(n, classes).write(&file);
+    // A manifest file holds at most 1,024 documents (the parser's budget): 1,000 per file.
+    let docs: Vec<String> = sharded_world(n, classes)
+        .render()
+        .split("---\n")
+        .map(str::to_string)
+        .collect();
+    let files: Vec<std::path::PathBuf> = docs
+        .chunks(1000)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let f = dir.path().join(format!("world-{i:02}.yaml"));
+            std::fs::write(&f, chunk.join("---\n")).expect("write manifests");
+            f
+        })
+        .collect();
+    let files: Vec<&Path> = files.iter().map(|f| f.as_path()).collect();
     let config = dir.path().join("emulator.yaml");
     std::fs::write(&config, "quotas: {open_clb: 1000}\n").expect("config");
     let emu = Emulator::start(&[
@@ -222,7 +236,7 @@ fn cold_sync_of_ten_thousand_ingresses_on_sharded_clbs_against_the_rate_limit() 
         "--config",
         config.to_str().expect("utf-8 path"),
     ]);
-    let run = emu.apply(&[&file], &["--cluster-id", "cold"]);
+    let run = emu.apply(&files, &["--cluster-id", "cold"]);
     run.expect_ok("apply from scratch");
     let wall = run.elapsed;
     let counters = emu.counters();
@@ -243,9 +257,16 @@ fn cold_sync_of_ten_thousand_ingresses_on_sharded_clbs_against_the_rate_limit() 
         "errors during the sync: {:?}",
         counters.action_errors
     );
-    assert_eq!(lbs, n.div_ceil(50), "one shard CLB per 50 hosts");
+    // A shard holds 49 hosts of one rule each and its catch-all domain's rule.
+    assert_eq!(
+        lbs,
+        (0..classes)
+            .map(|c| (n / classes + usize::from(c < n % classes)).div_ceil(49))
+            .sum::<usize>(),
+        "one shard CLB per 49 hosts of a class"
+    );
     // A second apply finds everything in sync.
-    let again = emu.apply(&[&file], &["--cluster-id", "cold"]);
+    let again = emu.apply(&files, &["--cluster-id", "cold"]);
     again.expect_ok("second apply");
     assert!(again.stdout.contains("in sync"), "{}", again.stdout);
 }

@@ -139,6 +139,53 @@ async fn a_restart_makes_no_write_and_reads_no_listener_of_an_unchanged_clb() {
     assert_eq!(digests(&before), digests(&after));
 }
 
+/// The restarted controller's report rewrites an Ingress's status (here: a status emptied while
+/// it was down, as a crash between the CLB write and the status write leaves it). That write's
+/// own watch event is not a change: the stack is not reconciled again, so its CLB is still not
+/// read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_own_status_write_after_a_restart_does_not_make_the_clb_be_read() {
+    use k8s_openapi::api::networking::v1::Ingress;
+    use kube::api::{Api, Patch, PatchParams};
+    let e = env().await;
+    let mut first = e.controller("c1", &[]);
+    three_routed_ingresses(&e).await;
+    until_all_tagged(&e, 3, || first.log()).await;
+    let vip = e.vip("a").await.unwrap();
+    first.kill();
+    Api::<Ingress>::namespaced(e.kube.clone(), "default")
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"status": {"loadBalancer": {"ingress": null}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.vip("a").await, None);
+    e.reset_counters().await;
+    let second = e.controller("c2", &[]);
+    let start = Instant::now();
+    while e.vip("a").await.as_deref() != Some(vip.as_str()) {
+        assert!(
+            start.elapsed() < SLOW,
+            "status not written again\n{}",
+            second.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let c = until_quiet(&e).await;
+    assert_eq!(c["total_writes"], 0, "{c}\n{}", second.log());
+    for action in ["DescribeListeners", "DescribeTargets"] {
+        assert_eq!(reads(&c, action), 0, "{action}: {c}\n{}", second.log());
+    }
+    assert_eq!(
+        reads(&c, "DescribeLoadBalancers"),
+        1,
+        "{c}\n{}",
+        second.log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_made_while_the_controller_was_down_is_applied_first_and_alone() {
     let e = env().await;

@@ -6,6 +6,10 @@
 //!   10,000);
 //! - edit -> live p50/p99 of one Ingress while the full drift sweep reads every CLB;
 //! - controller RSS after each phase.
+//!
+//! The first sync only builds the world to restart into: it runs with neither the emulator's
+//! nor the controller's rate limit (10,000 CLBs at 20 requests/s per action would take half an
+//! hour); the restart and the sweep run with both at their defaults.
 
 use clb_test_support::cluster::{Env, SLOW, env};
 use serde_json::{Value, json};
@@ -50,6 +54,19 @@ async fn until_quiet(e: &Env, still: Duration, limit: Duration) -> (Value, Durat
     }
 }
 
+/// Patch the emulator's settings; the settings after the patch.
+async fn settings(e: &Env, patch: Value) -> Value {
+    let r = reqwest::Client::new()
+        .patch(format!("http://{}/_emulator/settings", e.emu.addr))
+        .bearer_auth(e.emu.admin_token())
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{patch}: {}", r.status());
+    r.json().await.unwrap()
+}
+
 fn ingress(i: usize, svc: usize) -> Value {
     json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
         "metadata": {"name": format!("ing{i}"), "namespace": "default"},
@@ -65,15 +82,16 @@ async fn restart_with_unchanged_stacks_and_edits_during_a_full_sweep() {
     let n = stacks();
     let e = env().await;
     // Room for one CLB per Ingress (the emulator's default is the account default, 100).
-    let r = reqwest::Client::new()
-        .patch(format!("http://{}/_emulator/settings", e.emu.addr))
-        .bearer_auth(e.emu.admin_token())
-        .json(&json!({"quotas": {"open_clb": n + 10}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    let mut first = e.controller("c1", &[]);
+    let before = settings(&e, json!({})).await;
+    settings(
+        &e,
+        json!({"quotas": {"open_clb": n + 10}, "rate_limit": 0, "task_delay_ms": 0}),
+    )
+    .await;
+    let mut first = e.controller(
+        "c1",
+        &["--clb-requests-per-second", "0", "--concurrency", "32"],
+    );
     e.class("PerIngress").await;
     for s in 0..SERVICES {
         let ips: Vec<String> = (0..10)
@@ -113,6 +131,16 @@ async fn restart_with_unchanged_stacks_and_edits_during_a_full_sweep() {
         rss_mib(first.child.id())
     );
     first.kill();
+    // Back to the test emulator's settings (CLB's 20 requests/s per action).
+    settings(
+        &e,
+        json!({"rate_limit": before["rate_limit"], "task_delay_ms": before["task_delay_ms"]}),
+    )
+    .await;
+    eprintln!(
+        "restart against {} requests/s per action, tasks of {} ms",
+        before["rate_limit"], before["task_delay_ms"]
+    );
 
     // Restart with nothing changed.
     e.reset_counters().await;
@@ -133,6 +161,15 @@ async fn restart_with_unchanged_stacks_and_edits_during_a_full_sweep() {
         .lines()
         .filter(|l| l.contains("desired state changed"))
         .take(3)
+    {
+        eprintln!("  {line}");
+    }
+    // Passes other than the first full one (E2E_LOG=...,clb_ingress::controller::queue=debug).
+    for line in second
+        .log()
+        .lines()
+        .filter(|l| l.contains("preparing a pass") && !l.contains("full=true"))
+        .take(5)
     {
         eprintln!("  {line}");
     }

@@ -18,8 +18,29 @@ pub struct CloudArgs {
     /// Tencent Cloud region.
     #[arg(long, env = "TENCENTCLOUD_REGION", default_value = DEFAULT_REGION)]
     pub region: String,
+    /// CLB API requests per second per action, for all of this process's calls (CLB allows 20
+    /// per action per account, shared with every other tool using the account: lower it to
+    /// leave them room). `0` removes the limit (only for an emulator without one).
+    #[arg(long = "clb-requests-per-second", env = "CLB_INGRESS_REQUESTS_PER_SECOND",
+          default_value_t = crate::clb::ratelimit::DEFAULT_RATE_PER_SECOND,
+          value_parser = requests_per_second)]
+    pub requests_per_second: f64,
     #[command(flatten)]
     pub credentials: CredentialArgs,
+}
+
+/// A rate: finite, >= 0 (0: unlimited), at most 1,000 (no CLB action allows more).
+fn requests_per_second(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of requests per second"))?;
+    if !v.is_finite() || !(0.0..=1000.0).contains(&v) {
+        return Err(format!(
+            "{s:?}: requests per second must be between 0 (unlimited) and 1000"
+        ));
+    }
+    Ok(v)
 }
 
 impl CloudArgs {
@@ -67,7 +88,17 @@ impl CloudArgs {
                 .resolve(&self.region)
                 .context("loading Tencent Cloud credentials")?
         };
-        let config = ClientConfig::new(&self.region, endpoint);
+        let mut config = ClientConfig::new(&self.region, endpoint);
+        if self.requests_per_second != crate::clb::ratelimit::DEFAULT_RATE_PER_SECOND {
+            config.rate_limits.default = if self.requests_per_second == 0.0 {
+                crate::clb::ratelimit::RateLimit::unlimited()
+            } else {
+                crate::clb::ratelimit::RateLimit::new(
+                    self.requests_per_second,
+                    crate::clb::ratelimit::DEFAULT_BURST,
+                )
+            };
+        }
         let mut b = match chosen {
             ChosenCredentials::Static(creds) => ClbClient::builder(config.clone(), creds),
             // Re-read on credential errors (expired STS token) and by `watch_credentials`.
@@ -100,5 +131,45 @@ impl CloudArgs {
 
     pub fn deployer(&self, cluster_id: &str) -> anyhow::Result<Deployer> {
         Ok(Deployer::new(self.client()?, cluster_id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        cloud: CloudArgs,
+    }
+
+    fn rate_of(args: &[&str]) -> Result<crate::clb::ratelimit::RateLimit, String> {
+        let cli = Cli::try_parse_from(std::iter::once("x").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let mut c = cli.cloud;
+        c.endpoint = Some("http://127.0.0.1:1".into());
+        let client = c.client().map_err(|e| e.to_string())?;
+        Ok(client.config().rate_limits.default)
+    }
+
+    #[test]
+    fn the_request_rate_defaults_to_just_under_the_clb_limit_and_can_be_lowered_or_lifted() {
+        let d = rate_of(&[]).unwrap();
+        assert_eq!(d.per_second, 19.0);
+        let low = rate_of(&["--clb-requests-per-second", "5"]).unwrap();
+        assert_eq!(low.per_second, 5.0);
+        let none = rate_of(&["--clb-requests-per-second", "0"]).unwrap();
+        assert!(none.per_second.is_infinite(), "{none:?}");
+    }
+
+    #[test]
+    fn a_request_rate_that_is_not_a_sane_number_is_refused_naming_the_flag() {
+        for bad in ["-1", "NaN", "inf", "1e9", "fast"] {
+            let arg = format!("--clb-requests-per-second={bad}");
+            let e = rate_of(&[&arg]).unwrap_err();
+            assert!(e.contains("--clb-requests-per-second"), "{bad}: {e}");
+        }
     }
 }

@@ -190,6 +190,20 @@ impl Memory {
         out
     }
 
+    /// Record the fingerprint of every Ingress a full pass builds its jobs from: its watch
+    /// events that change nothing that matters (our own status and sync-state writes after a
+    /// restart above all) are then skipped instead of reconciling their stacks again (without
+    /// the warm-restart listing, reading their CLBs in full).
+    pub fn seen_in_full_pass<'a>(&mut self, ingresses: impl IntoIterator<Item = &'a Arc<Ingress>>) {
+        for ing in ingresses {
+            let key = (
+                ing.metadata.namespace.clone().unwrap_or_default(),
+                ing.metadata.name.clone().unwrap_or_default(),
+            );
+            self.fingerprints.insert(key, fingerprint(ing));
+        }
+    }
+
     /// The stacks whose memo `uses` contains `key`.
     fn users<'a>(
         &'a self,

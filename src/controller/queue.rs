@@ -355,18 +355,26 @@ impl Controller {
                 })
                 .collect()
         };
-        let mut stacks = self.memory.lock().await.affected_by(
-            &dirty,
-            &index,
-            |ns, name| in_view.get(&(ns, name)).map(|i| Arc::clone(i)),
-            |ing| self.snapshots.stack_of_deleted(ing),
-            |d, id| {
-                if let Some(t) = times.get(d) {
-                    let at = since.entry(id.clone()).or_insert(*t);
-                    *at = (*at).min(*t);
-                }
-            },
-        );
+        let mut stacks = {
+            let mut memory = self.memory.lock().await;
+            if full {
+                // Every stack is built from this view: later events of these versions are not
+                // changes.
+                memory.seen_in_full_pass(seen.iter());
+            }
+            memory.affected_by(
+                &dirty,
+                &index,
+                |ns, name| in_view.get(&(ns, name)).map(|i| Arc::clone(i)),
+                |ing| self.snapshots.stack_of_deleted(ing),
+                |d, id| {
+                    if let Some(t) = times.get(d) {
+                        let at = since.entry(id.clone()).or_insert(*t);
+                        *at = (*at).min(*t);
+                    }
+                },
+            )
+        };
         // A class's default certificate serves the HTTPS hosts of every stack of the class,
         // also when it arrives after them: that Secret requeues every stack.
         let default_certs: HashSet<Key> = snap

@@ -208,7 +208,10 @@ fn listed(problems: &[&Problem]) -> Vec<String> {
 
 pub struct Reporter {
     client: Client,
+    /// Warnings: repeats of one within kube's cache TTL (6 minutes) become a series.
     recorder: Recorder,
+    /// Who Normal Events are from; each goes through a recorder of its own (see [`Reporter::event`]).
+    source: kube::runtime::events::Reporter,
     identity: String,
 }
 
@@ -225,16 +228,15 @@ fn truncate_note(s: String) -> String {
 
 impl Reporter {
     pub fn new(client: Client, identity: String) -> Self {
-        let recorder = Recorder::new(
-            client.clone(),
-            kube::runtime::events::Reporter {
-                controller: REPORTER.into(),
-                instance: Some(identity.clone()),
-            },
-        );
+        let source = kube::runtime::events::Reporter {
+            controller: REPORTER.into(),
+            instance: Some(identity.clone()),
+        };
+        let recorder = Recorder::new(client.clone(), source.clone());
         Self {
             client,
             recorder,
+            source,
             identity,
         }
     }
@@ -311,7 +313,20 @@ impl Reporter {
             action: action.to_string(),
             secondary: None,
         };
-        self.recorder
+        // A recorder keeps every Event it published for 6 minutes (to count repeats) and only
+        // evicts them on its next publish: after the first sync of 10,000 Ingresses that is one
+        // "Synced" Event each, ~30 MB held by a quiet controller. A Normal Event says what one
+        // sync applied (each its own note), so it goes through a recorder that is dropped with
+        // it; Warnings keep the shared one, whose repeats become a series.
+        let own;
+        let recorder = match ev.type_ {
+            EventType::Normal => {
+                own = Recorder::new(self.client.clone(), self.source.clone());
+                &own
+            }
+            EventType::Warning => &self.recorder,
+        };
+        recorder
             .publish(&ev, &ing.object_ref(&()))
             .await
             .map_err(|e| ControllerError::kube(KubeWrite::Event, ing, e))

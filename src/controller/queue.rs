@@ -174,17 +174,27 @@ pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 pub struct View {
     pub seen: Vec<Arc<Ingress>>,
     pub deleted: Vec<Deleted>,
-    /// Ingresses that are on some stack.
-    pub placed: HashSet<Key>,
+    /// Whether each Ingress of `seen` (same order) is on some stack. One byte each, not a
+    /// copy of its key: a pass's view lives until its last job has run, and under a burst of
+    /// events (10,000 Ingresses applied at once) hundreds of passes wait for the workers.
+    placed: Vec<bool>,
 }
 
 impl View {
+    fn position(&self, ns: &str, name: &str) -> Option<usize> {
+        self.seen.iter().position(|i| {
+            i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == Some(name)
+        })
+    }
+
     /// The Ingress `ns/name` as this snapshot saw it.
     pub fn find(&self, ns: &str, name: &str) -> Option<Arc<Ingress>> {
-        self.seen
-            .iter()
-            .find(|i| i.metadata.namespace.as_deref() == Some(ns) && i.name_any() == name)
-            .cloned()
+        self.position(ns, name).map(|i| self.seen[i].clone())
+    }
+
+    /// Whether this snapshot saw Ingress `ns/name` on some stack.
+    pub fn is_placed(&self, ns: &str, name: &str) -> bool {
+        self.position(ns, name).is_some_and(|i| self.placed[i])
     }
 }
 
@@ -459,10 +469,13 @@ impl Controller {
         if let Some(gw) = self.snapshots.gateway_stores() {
             self.report_gateway_api(gw, &gw_status, &gw_problems).await;
         }
-        let placed: HashSet<Key> = index
-            .placed()
-            .map(|((ns, name), _)| (ns.to_string(), name.to_string()))
-            .collect();
+        let placed: HashSet<(&str, &str)> = index.placed().map(|(key, _)| key).collect();
+        fn key_of(ing: &Ingress) -> (&str, &str) {
+            (
+                ing.metadata.namespace.as_deref().unwrap_or_default(),
+                ing.metadata.name.as_deref().unwrap_or_default(),
+            )
+        }
         // Pruning needs every stack the cluster wants: without the shard placement, the shard
         // stacks this build made may not be the ones the CLBs are, so nothing is pruned then.
         let full_work = (full && placement_known).then(|| FullWork {
@@ -483,8 +496,8 @@ impl Controller {
             unmanaged: seen
                 .iter()
                 .filter(|ing| {
-                    let (ns, name) = (ing.namespace().unwrap_or_default(), ing.name_any());
-                    let frozen = index.is_frozen(&StackId::ingress(&ns, &name));
+                    let (ns, name) = key_of(ing);
+                    let frozen = index.is_frozen(&StackId::ingress(ns, name));
                     let managed = ing.metadata.deletion_timestamp.is_none()
                         && (placed.contains(&(ns, name)) || frozen);
                     !managed && ing.finalizers().iter().any(|f| f == super::FINALIZER)
@@ -493,6 +506,10 @@ impl Controller {
                 .collect(),
             frozen_adopted: index.frozen_ids().any(|id| id.adopted_lb().is_some()),
         });
+        let placed: Vec<bool> = seen
+            .iter()
+            .map(|ing| placed.contains(&key_of(ing)))
+            .collect();
         let view = Arc::new(View {
             seen,
             deleted,

@@ -344,8 +344,7 @@ impl Controller {
         if ok {
             for (ns, name) in memo.members.difference(&members) {
                 if let Some(ing) = find(ns, name)
-                    && (ing.metadata.deletion_timestamp.is_some()
-                        || !view.placed.contains(&(ns.clone(), name.clone())))
+                    && (ing.metadata.deletion_timestamp.is_some() || !view.is_placed(ns, name))
                 {
                     self.release(&ing).await;
                 }

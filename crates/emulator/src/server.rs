@@ -123,8 +123,10 @@ struct Applied {
 /// Shared state of a running emulator.
 pub struct App {
     core: Mutex<Core>,
-    /// The latest data plane configuration and its generation (counting from 1).
-    plane: watch::Sender<(u64, DataPlaneConfig)>,
+    /// The generation of the state (counting from 1, bumped by every change): the data plane
+    /// task builds the configuration of the latest state when it is ready for one, so a burst
+    /// of writes costs one build, not one per write (a build reads every CLB).
+    plane: watch::Sender<u64>,
     sink: Arc<dyn PlaneSink>,
     applied: Arc<Mutex<Applied>>,
     state_file: Option<PathBuf>,
@@ -152,11 +154,7 @@ impl App {
 
     /// After a state change: push the data plane config and persist.
     fn publish(&self, core: &Core) {
-        let cfg = core.state.to_plane();
-        self.plane.send_modify(|(generation, current)| {
-            *generation += 1;
-            *current = cfg;
-        });
+        self.plane.send_modify(|generation| *generation += 1);
         if let Some(path) = &self.state_file
             && let Err(e) = core.state.save(path)
         {
@@ -208,6 +206,9 @@ pub enum StartError {
     },
 }
 
+/// Data plane builds that took longer than this are followed by a rest as long (see `start`).
+const PLANE_BUILD_REST_ABOVE: Duration = Duration::from_millis(10);
+
 /// Start the API server on `settings.listen` (port 0 = ephemeral) with the given clock and
 /// data plane. Loads `settings.state_file` if set.
 pub async fn start(
@@ -230,7 +231,6 @@ pub async fn start(
         addr: settings.listen,
         source,
     })?;
-    let initial = state.to_plane();
     let state_file = settings.state_file.clone();
     let admin_token = match &settings.admin_token {
         Some(token) => token.expose().to_string(),
@@ -238,7 +238,7 @@ pub async fn start(
     };
     let show_secrets = settings.admin_show_secrets;
     let limits = limits(&settings);
-    let (tx, mut rx) = watch::channel((1, initial));
+    let (tx, mut rx) = watch::channel(1u64);
     let applied = Arc::new(Mutex::new(Applied::default()));
     let mut core = Core::new(settings, state, clock);
     core.health = plane.health();
@@ -251,13 +251,26 @@ pub async fn start(
         admin_token,
         show_secrets,
     });
-    // The data plane follows the latest config; intermediate ones may be skipped.
+    // The data plane follows the latest state; intermediate ones are skipped. The generation
+    // is read before the state: the configuration built holds at least that generation.
+    let weak = Arc::downgrade(&app);
     tokio::spawn(async move {
         loop {
-            let (generation, cfg) = rx.borrow_and_update().clone();
+            let generation = *rx.borrow_and_update();
+            let Some(app) = weak.upgrade() else { break };
+            let started = std::time::Instant::now();
+            let cfg = app.lock().state.to_plane();
+            drop(app);
             let errors = plane.apply(cfg).await;
             *applied.lock().unwrap_or_else(PoisonError::into_inner) =
                 Applied { generation, errors };
+            // A build reads every CLB: with thousands of them, back-to-back builds during a
+            // burst of writes would take a whole core from the API. Rest as long as the build
+            // took (at most half the time building; nothing when it is quick).
+            let took = started.elapsed();
+            if took > PLANE_BUILD_REST_ABOVE {
+                tokio::time::sleep(took.min(Duration::from_millis(500))).await;
+            }
             if rx.changed().await.is_err() {
                 break;
             }
@@ -918,7 +931,7 @@ async fn reset(AxState(app): AxState<Arc<App>>) -> Response {
 /// configuration (`generation`, bumped by every change) has been applied (`applied_generation`,
 /// with the failures of that apply in `errors`).
 async fn get_dataplane(AxState(app): AxState<Arc<App>>) -> Response {
-    let generation = app.plane.borrow().0;
+    let generation = *app.plane.borrow();
     let (applied, errors) = {
         let a = app.applied.lock().unwrap_or_else(PoisonError::into_inner);
         (a.generation, a.errors.clone())

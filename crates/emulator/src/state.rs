@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -214,7 +215,9 @@ impl Lb {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
-    pub lbs: Vec<Lb>,
+    /// Shared with the copy a write keeps to undo itself (see `actions::dispatch`): a write
+    /// copies only the CLB it changes, not every CLB.
+    pub lbs: Vec<Arc<Lb>>,
     pub certs: BTreeMap<String, Cert>,
     pub seq: u64,
 }
@@ -228,11 +231,11 @@ impl State {
     }
 
     pub fn lb(&self, id: &str) -> Option<&Lb> {
-        self.lbs.iter().find(|l| l.id == id)
+        self.lbs.iter().find(|l| l.id == id).map(Arc::as_ref)
     }
 
     pub fn lb_mut(&mut self, id: &str) -> Option<&mut Lb> {
-        self.lbs.iter_mut().find(|l| l.id == id)
+        self.lbs.iter_mut().find(|l| l.id == id).map(Arc::make_mut)
     }
 
     /// Whether an id (of any kind) is already used.
@@ -472,7 +475,7 @@ mod tests {
         tcp.protocol = "TCP".into();
         tcp.id = "lbl-2".into();
         let state = State {
-            lbs: vec![Lb {
+            lbs: vec![Arc::new(Lb {
                 id: "lb-1".into(),
                 name: "x".into(),
                 lb_type: "OPEN".into(),
@@ -496,7 +499,7 @@ mod tests {
                     ]),
                     tcp,
                 ],
-            }],
+            })],
             ..State::new()
         };
         let plane = state.to_plane();

@@ -157,7 +157,7 @@ pub fn create_load_balancer(
             create_task: Some(request_id.to_string()),
             listeners: vec![],
         };
-        core.state.lbs.push(lb);
+        core.state.lbs.push(std::sync::Arc::new(lb));
         ids.push(id);
     }
     if let Some(token) = &r.client_token {
@@ -278,6 +278,7 @@ pub fn describe_load_balancers(core: &mut Core, r: DescribeLoadBalancersRequest)
         .state
         .lbs
         .iter()
+        .map(std::sync::Arc::as_ref)
         .filter(|lb| r.load_balancer_ids.is_empty() || r.load_balancer_ids.contains(&lb.id))
         .filter(|lb| {
             r.load_balancer_type

@@ -1811,11 +1811,88 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
         synced_generation(2)
     })
     .await;
-    // The same change twice produces the same Event: the Recorder patches it (series).
     apply(&kube, &ingress("/")).await;
     until("re-edited Ingress synced", Duration::from_secs(30), || {
         synced_generation(3)
     })
+    .await;
+    // A Warning that comes back within 6 minutes adds to its first Event's series (a patch;
+    // each Synced Event is its own): an unknown annotation of ours, removed, then added again.
+    let unknown_annotation_count = || {
+        let events: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
+            kube.clone(),
+            "default",
+            &kube::discovery::ApiResource {
+                group: "events.k8s.io".into(),
+                version: "v1".into(),
+                api_version: "events.k8s.io/v1".into(),
+                kind: "Event".into(),
+                plural: "events".into(),
+            },
+        );
+        async move {
+            events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|e| {
+                    e.data["regarding"]["name"] == "shop" && e.data["reason"] == "UnknownAnnotation"
+                })
+                .map(|e| e.data["series"]["count"].as_u64().unwrap_or(1))
+                .sum::<u64>()
+        }
+    };
+    // Annotations do not bump the generation: wait on the sync state's Problems.
+    let names_the_annotation = || {
+        let ings = ings.clone();
+        async move {
+            let i = ings.get("shop").await.unwrap();
+            let st = i
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .get("clb-ingress.io/sync-state")
+                .cloned()
+                .unwrap_or_default();
+            (!st.is_empty()).then(|| st.contains("no-such-setting"))
+        }
+    };
+    let set_annotation = |v: Value| {
+        let ings = ings.clone();
+        async move {
+            ings.patch(
+                "shop",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(
+                    json!({"metadata": {"annotations": {"clb-ingress.io/no-such-setting": v}}}),
+                ),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    set_annotation(json!("x")).await;
+    until(
+        "the UnknownAnnotation Warning",
+        Duration::from_secs(30),
+        || async { unknown_annotation_count().await >= 1 },
+    )
+    .await;
+    set_annotation(Value::Null).await;
+    until(
+        "annotation removed, its Problem gone",
+        Duration::from_secs(30),
+        || async { names_the_annotation().await == Some(false) },
+    )
+    .await;
+    set_annotation(json!("x")).await;
+    until(
+        "the UnknownAnnotation Warning again, in its series",
+        Duration::from_secs(30),
+        || async { unknown_annotation_count().await >= 2 },
+    )
     .await;
     ings.delete("shop", &Default::default()).await.unwrap();
     until("deleted Ingress released", Duration::from_secs(30), || {

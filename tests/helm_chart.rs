@@ -1818,6 +1818,8 @@ async fn rbac_equals_calls(values: Value, replicas: usize) {
     .await;
     // A Warning that comes back within 6 minutes adds to its first Event's series (a patch;
     // each Synced Event is its own): an unknown annotation of ours, removed, then added again.
+    // Listed with this test's own client, not `Env::events_in`: the audit log counts the
+    // environment's client as the controller (its Event list is no call the chart grants).
     let unknown_annotation_count = || {
         let events: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
             kube.clone(),

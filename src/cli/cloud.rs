@@ -89,16 +89,14 @@ impl CloudArgs {
                 .context("loading Tencent Cloud credentials")?
         };
         let mut config = ClientConfig::new(&self.region, endpoint);
-        if self.requests_per_second != crate::clb::ratelimit::DEFAULT_RATE_PER_SECOND {
-            config.rate_limits.default = if self.requests_per_second == 0.0 {
-                crate::clb::ratelimit::RateLimit::unlimited()
-            } else {
-                crate::clb::ratelimit::RateLimit::new(
-                    self.requests_per_second,
-                    crate::clb::ratelimit::DEFAULT_BURST,
-                )
-            };
-        }
+        config.rate_limits.default = if self.requests_per_second == 0.0 {
+            crate::clb::ratelimit::RateLimit::unlimited()
+        } else {
+            crate::clb::ratelimit::RateLimit::new(
+                self.requests_per_second,
+                crate::clb::ratelimit::DEFAULT_BURST,
+            )
+        };
         let mut b = match chosen {
             ChosenCredentials::Static(creds) => ClbClient::builder(config.clone(), creds),
             // Re-read on credential errors (expired STS token) and by `watch_credentials`.

@@ -236,8 +236,8 @@ fn cold_sync_of_ten_thousand_ingresses_on_sharded_clbs_against_the_rate_limit() 
         "--config",
         config.to_str().expect("utf-8 path"),
     ]);
-    // The client's own pace per action (default 19/s, just under the server's 20: see
-    // `--clb-requests-per-second`); COLD_CLIENT_RATE=20 runs it at the server's limit.
+    // The client's own pace per action (default 20/s, the server's limit: see
+    // `--clb-requests-per-second`); COLD_CLIENT_RATE=19 runs it just under.
     let client_rate: Option<String> = std::env::var("COLD_CLIENT_RATE").ok();
     let mut args = vec!["--cluster-id", "cold"];
     if let Some(r) = &client_rate {

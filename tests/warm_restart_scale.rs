@@ -37,17 +37,22 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Until the emulator's counters stop moving for `still` (after at least one call).
-async fn until_quiet(e: &Env, still: Duration, limit: Duration) -> (Value, Duration) {
+/// Until the emulator's counters stop moving for `still` (after at least one call): the
+/// counters, when they last moved and when the first call was seen (both from the start).
+async fn until_quiet(e: &Env, still: Duration, limit: Duration) -> (Value, Duration, Duration) {
     let start = Instant::now();
     let (mut last, mut since) = (Value::Null, Instant::now());
+    let mut first = None;
     loop {
         let c = e.counters().await;
+        if first.is_none() && c["total_reads"].as_u64().unwrap_or(0) > 0 {
+            first = Some(start.elapsed());
+        }
         if c != last {
             last = c;
             since = Instant::now();
         } else if last["total_reads"].as_u64().unwrap_or(0) > 0 && since.elapsed() >= still {
-            return (last, since.duration_since(start));
+            return (last, since.duration_since(start), first.unwrap_or_default());
         }
         assert!(start.elapsed() < limit, "never quiet: {last}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -145,12 +150,14 @@ async fn restart_with_unchanged_stacks_and_edits_during_a_full_sweep() {
     // Restart with nothing changed.
     e.reset_counters().await;
     let second = e.controller("c2", &[]);
-    let (c, busy) = until_quiet(&e, Duration::from_secs(2), Duration::from_secs(600)).await;
+    let (c, busy, first_call) =
+        until_quiet(&e, Duration::from_secs(2), Duration::from_secs(600)).await;
     eprintln!(
-        "restart with {n} unchanged stacks: reads {} ({}), writes {}; calls done {:.2} s after start; controller RSS {:.1} MiB",
+        "restart with {n} unchanged stacks: reads {} ({}), writes {}; first call {:.2} s, calls done {:.2} s after start; controller RSS {:.1} MiB",
         c["total_reads"],
         c["reads"],
         c["total_writes"],
+        first_call.as_secs_f64(),
         busy.as_secs_f64(),
         rss_mib(second.child.id())
     );

@@ -20,7 +20,8 @@ pub struct CloudArgs {
     pub region: String,
     /// CLB API requests per second per action, for all of this process's calls (CLB allows 20
     /// per action per account, shared with every other tool using the account: lower it to
-    /// leave them room). `0` removes the limit (only for an emulator without one).
+    /// leave them room). Up to this many calls go out at once; each call's slot is free again
+    /// one second after its answer. `0` removes the limit (only for an emulator without one).
     #[arg(long = "clb-requests-per-second", env = "CLB_INGRESS_REQUESTS_PER_SECOND",
           default_value_t = crate::clb::ratelimit::DEFAULT_RATE_PER_SECOND,
           value_parser = requests_per_second)]
@@ -92,10 +93,7 @@ impl CloudArgs {
         config.rate_limits.default = if self.requests_per_second == 0.0 {
             crate::clb::ratelimit::RateLimit::unlimited()
         } else {
-            crate::clb::ratelimit::RateLimit::new(
-                self.requests_per_second,
-                crate::clb::ratelimit::DEFAULT_BURST,
-            )
+            crate::clb::ratelimit::RateLimit::new(self.requests_per_second)
         };
         let mut b = match chosen {
             ChosenCredentials::Static(creds) => ClbClient::builder(config.clone(), creds),
@@ -153,9 +151,9 @@ mod tests {
     }
 
     #[test]
-    fn the_request_rate_defaults_to_just_under_the_clb_limit_and_can_be_lowered_or_lifted() {
+    fn the_request_rate_defaults_to_the_clb_limit_and_can_be_lowered_or_lifted() {
         let d = rate_of(&[]).unwrap();
-        assert_eq!(d.per_second, 19.0);
+        assert_eq!(d.per_second, 20.0);
         let low = rate_of(&["--clb-requests-per-second", "5"]).unwrap();
         assert_eq!(low.per_second, 5.0);
         let none = rate_of(&["--clb-requests-per-second", "0"]).unwrap();

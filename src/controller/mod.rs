@@ -278,6 +278,9 @@ pub async fn run(
     let is_leader =
         |rx: &Option<tokio::sync::watch::Receiver<bool>>| rx.as_ref().is_none_or(|r| *r.borrow());
 
+    // Once leading, the first full pass's cloud reads (quotas, CLB listing) are made while
+    // the caches sync: a restart does not wait for one, then the other.
+    let mut early = Some(queue::early_reads(ctl.clone(), leader_rx.clone()));
     tokio::select! {
         r = ctl.wait_ready() => r?,
         _ = &mut shutdown => return Ok(()),
@@ -305,7 +308,9 @@ pub async fn run(
     // Full sweeps (the first one when leadership starts, then the drift resyncs) run in the
     // background so that user changes are never queued behind them.
     let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
-    let start_sweep = |concurrency: usize| tokio::spawn(ctl.clone().sweep(concurrency));
+    let start_sweep = |concurrency: usize, collect: bool, early: Option<queue::EarlyReads>| {
+        tokio::spawn(ctl.clone().sweep(concurrency, collect, early))
+    };
     // The readiness gate checker writes pod status: it runs on the leader only.
     let mut gate_task: Option<tokio::task::JoinHandle<()>> = None;
     // The full drift sweep (reads every CLB, paced) runs every `full_resync`, the first one a
@@ -332,7 +337,7 @@ pub async fn run(
                 backlog.insert(d);
             }
             ctl.snapshots.forget_secrets(&backlog).await;
-            sweep = Some(start_sweep(config.concurrency));
+            sweep = Some(start_sweep(config.concurrency, false, early.take()));
             resync.reset();
             gate_task = ctl.pods.clone().map(|pods| {
                 tokio::spawn(gate::run(
@@ -378,7 +383,7 @@ pub async fn run(
                 let busy = sweep.as_ref().is_some_and(|s| !s.is_finished());
                 if leader && !busy {
                     debug!("drift resync");
-                    sweep = Some(start_sweep(queue::RESYNC_CONCURRENCY));
+                    sweep = Some(start_sweep(queue::RESYNC_CONCURRENCY, true, None));
                 }
             }
             _ = quota_refresh.tick() => {

@@ -306,6 +306,37 @@ impl Workers {
     }
 }
 
+/// The first full pass's cloud reads (the quotas, then this cluster's CLB listing), made as
+/// soon as leadership is held, while the caches still sync; with the leadership receiver they
+/// waited on (None without election).
+pub type EarlyReads = tokio::task::JoinHandle<
+    Option<(
+        Result<crate::deploy::Listing, crate::deploy::DeployError>,
+        Option<tokio::sync::watch::Receiver<bool>>,
+    )>,
+>;
+
+/// Start the first full pass's cloud reads once `leader` says this replica leads.
+pub fn early_reads(
+    ctl: Arc<Controller>,
+    mut leader: Option<tokio::sync::watch::Receiver<bool>>,
+) -> EarlyReads {
+    tokio::spawn(async move {
+        if let Some(rx) = leader.as_mut() {
+            rx.wait_for(|leading| *leading).await.ok()?;
+        }
+        let (_, listing) = tokio::join!(ctl.refresh_quotas(), ctl.deployer.listing());
+        Some((listing, leader))
+    })
+}
+
+/// Leadership has not changed since `rx` last saw it held (always, without election): what
+/// was read from the cloud then is still only ours to change.
+fn leading_since(rx: &Option<tokio::sync::watch::Receiver<bool>>) -> bool {
+    rx.as_ref()
+        .is_none_or(|r| matches!(r.has_changed(), Ok(false)) && *r.borrow())
+}
+
 impl Controller {
     /// Prepare a pass: one snapshot, the stacks `dirty` touches (all of them when `full`),
     /// each as a [`Job`]. Reports Ingresses that are on no stack because of a Problem.
@@ -641,13 +672,34 @@ impl Controller {
     }
 
     /// A full pass (the first one when leading, then the drift resyncs): every stack,
-    /// `concurrency` at a time, then pruning and finalizer release.
-    pub async fn sweep(self: Arc<Self>, concurrency: usize) {
-        // The account's quotas can be raised at any time: re-read them on every sweep.
-        self.refresh_quotas().await;
-        // One listing of this cluster's CLBs (one read per page of 100): the stacks whose CLB
-        // carries their desired-state digest are not read at all.
-        let listing = match self.deployer.listing().await {
+    /// `concurrency` at a time, then pruning and finalizer release, and the certificate GC
+    /// when `collect` (not on the first pass: a restart then costs one read per page of CLBs,
+    /// and an unused certificate waits a grace period anyway).
+    pub async fn sweep(
+        self: Arc<Self>,
+        concurrency: usize,
+        collect: bool,
+        early: Option<EarlyReads>,
+    ) {
+        // Read while the caches synced, if leadership held since.
+        let early = match early {
+            Some(handle) => match handle.await {
+                Ok(Some((listing, rx))) if leading_since(&rx) => Some(listing),
+                _ => None,
+            },
+            None => None,
+        };
+        let listing = match early {
+            Some(listing) => listing,
+            None => {
+                // The account's quotas can be raised at any time: re-read them on every
+                // sweep. Along with it, one listing of this cluster's CLBs (one read per page
+                // of 100): the stacks whose CLB carries their desired-state digest are not
+                // read at all.
+                tokio::join!(self.refresh_quotas(), self.deployer.listing()).1
+            }
+        };
+        let listing = match listing {
             Ok(l) => Some(Arc::new(l)),
             Err(e) => {
                 self.failed(&super::ControllerError::ListOwnedLbs(e));
@@ -674,7 +726,7 @@ impl Controller {
         let grace = self
             .config
             .certificate_gc_grace
-            .filter(|_| !gateways_unknown);
+            .filter(|_| collect && !gateways_unknown);
         let cert_gc = grace.map(|grace| {
             let facts = super::certgc::SweepFacts {
                 in_use: prepared
@@ -756,6 +808,29 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn early_reads_count_only_while_the_leadership_they_waited_for_never_lapsed() {
+        assert!(
+            leading_since(&None),
+            "without election this replica always leads"
+        );
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let mut rx = Some(rx);
+        tx.send_replace(true);
+        rx.as_mut().unwrap().wait_for(|l| *l).await.unwrap();
+        assert!(leading_since(&rx));
+        // Lost and taken again: another leader may have written in between.
+        tx.send_replace(false);
+        tx.send_replace(true);
+        assert!(!leading_since(&rx));
+        // Lost for good.
+        rx.as_mut().unwrap().borrow_and_update();
+        tx.send_replace(false);
+        assert!(!leading_since(&rx));
+        rx.as_mut().unwrap().borrow_and_update();
+        assert!(!leading_since(&rx), "seen, but not leading");
+    }
 
     #[test]
     fn retries_back_off_exponentially_up_to_the_cap() {

@@ -4,6 +4,7 @@
 //! that must send several chunks to the *same* LB wait for each chunk's task before the next
 //! (a running task locks the LB), and return only once the last task has finished.
 
+use futures::{StreamExt, TryStreamExt};
 use tracing::instrument;
 
 use super::client::{ClbClient, Op, Reply};
@@ -129,6 +130,8 @@ pub const BATCH_WEIGHT_MAX_TARGETS: usize = 500;
 pub const DESCRIBE_CERTIFICATES_PAGE: i64 = 100;
 /// Safety stop for paging loops against a misbehaving server.
 pub const MAX_PAGES: usize = 1000;
+/// Pages of one listing asked for at once (besides the rate limit of their action).
+pub const PARALLEL_PAGES: usize = 20;
 
 /// Split `ids` into chunks of at most `max`; an empty list gives one empty chunk (the API's
 /// "no filter").
@@ -192,22 +195,59 @@ impl ClbClient {
     ) -> Result<Vec<LoadBalancer>, ClbError> {
         let mut all = Vec::new();
         for ids in id_chunks(&req.load_balancer_ids, DESCRIBE_LOAD_BALANCERS_MAX_IDS) {
-            let mut page = DescribeLoadBalancersRequest {
+            let page = DescribeLoadBalancersRequest {
                 load_balancer_ids: ids,
                 limit: Some(DESCRIBE_LOAD_BALANCERS_PAGE),
+                offset: Some(0),
                 ..req.clone()
             };
-            let mut offset = 0i64;
+            // The first page tells how many there are; the other pages are asked for at once
+            // (the rate limiter paces them), in order.
+            let first: Reply<DescribeLoadBalancersResponse> =
+                self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await?;
+            let mut total = first.data.total_count;
+            let mut offset = first.data.load_balancer_set.len() as i64;
+            all.extend(first.data.load_balancer_set);
+            if offset == 0 || offset >= total {
+                continue;
+            }
+            let offsets: Vec<i64> = (1..MAX_PAGES as i64)
+                .map(|k| k * DESCRIBE_LOAD_BALANCERS_PAGE)
+                .take_while(|o| *o < total)
+                .collect();
+            let pages: Vec<Reply<DescribeLoadBalancersResponse>> =
+                futures::stream::iter(offsets.into_iter().map(|o| {
+                    let page = DescribeLoadBalancersRequest {
+                        offset: Some(o),
+                        ..page.clone()
+                    };
+                    async move { self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await }
+                }))
+                .buffered(PARALLEL_PAGES)
+                .try_collect()
+                .await?;
+            let mut more = true;
+            for reply in pages {
+                let got = reply.data.load_balancer_set.len() as i64;
+                more &= got > 0;
+                offset += got;
+                total = reply.data.total_count;
+                all.extend(reply.data.load_balancer_set);
+            }
+            // CLBs created while the pages were read: the rest, one page at a time.
+            let mut page = page;
             for _ in 0..MAX_PAGES {
+                if !more || offset >= total {
+                    break;
+                }
                 page.offset = Some(offset);
                 let reply: Reply<DescribeLoadBalancersResponse> =
                     self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await?;
                 let got = reply.data.load_balancer_set.len() as i64;
-                all.extend(reply.data.load_balancer_set);
+                more = got > 0;
                 offset += got;
-                if got == 0 || offset >= reply.data.total_count {
-                    break;
-                }
+                total = reply.data.total_count;
+                all.extend(reply.data.load_balancer_set);
             }
         }
         Ok(all)

@@ -948,7 +948,8 @@ impl ClbClient {
                     return Err(err);
                 }
             };
-            let waited = inner.limiter.acquire(op.name).await;
+            // Held until the answer arrived: the slot cools down from then.
+            let (slot, waited) = inner.limiter.acquire(op.name).await;
             if !waited.is_zero() {
                 inner.observer.rate_limit_wait(op.name, waited);
             }
@@ -967,6 +968,7 @@ impl ClbClient {
                 .attempt(op, &body, &credentials)
                 .await
                 .and_then(|a| decode::<Resp>(op, a));
+            drop(slot);
             let elapsed = started.elapsed();
             let span = tracing::Span::current();
             span.record("attempts", attempt);

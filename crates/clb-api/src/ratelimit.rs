@@ -1,54 +1,62 @@
-//! Client-side token buckets, one per API action, shared by every task in the process (one
-//! `Arc<RateLimiter>` registry), so that the controller stays just under CLB's 20 requests per
+//! Client-side pacing, one limiter per API action, shared by every task in the process (one
+//! `Arc<RateLimiter>` registry), so that the controller stays within CLB's 20 requests per
 //! second per action instead of discovering the limit through `RequestLimitExceeded`.
 //!
-//! Buckets hand out *reservations*: a caller takes a token immediately (the count may go
-//! negative) and sleeps until its token is due. Waiters are thus served in arrival order at
-//! exactly the configured rate. A cancelled waiter's token is not given back (the rate is then
-//! slightly under-used, never exceeded).
+//! CLB counts an action's calls per second of its own clock ("Your current request times
+//! equals to 21 in a second"). A limit of `n` per second is kept as `n` *slots*: a call takes a
+//! slot before it is sent and the slot is free again one second after the call's answer
+//! arrived. Whatever the network delays, two calls of one slot reach the server more than one
+//! second apart, so no second of the server's clock (nor any one-second span) ever counts more
+//! than `n` calls of this process, while a burst of up to `n` calls (the pages of a listing)
+//! goes out at once. Waiters are served in arrival order (a fair semaphore).
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Default sustained rate per action: just under CLB's documented 20 requests/second.
-pub const DEFAULT_RATE_PER_SECOND: f64 = 19.0;
-/// Default bucket size. With one token, any one-second window sees at most 20 calls
-/// (1 + 19), even when the server counts in fixed windows.
-pub const DEFAULT_BURST: u32 = 1;
+/// Default rate per action: CLB's documented 20 requests per second per action.
+pub const DEFAULT_RATE_PER_SECOND: f64 = 20.0;
 
-/// Rate and burst of one bucket.
+/// The rate of one action's limiter.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimit {
-    /// Tokens added per second; non-finite or <= 0 disables limiting.
+    /// Calls per second; non-finite or <= 0 disables limiting. Below 1, one call per
+    /// `1 / per_second` seconds.
     pub per_second: f64,
-    /// Maximum tokens stored (>= 1).
-    pub burst: u32,
 }
 
 impl RateLimit {
-    pub const fn new(per_second: f64, burst: u32) -> Self {
-        Self { per_second, burst }
+    pub const fn new(per_second: f64) -> Self {
+        Self { per_second }
     }
 
     /// No limiting.
     pub const fn unlimited() -> Self {
         Self {
             per_second: f64::INFINITY,
-            burst: 1,
         }
     }
 
     fn is_limited(&self) -> bool {
         self.per_second.is_finite() && self.per_second > 0.0
     }
+
+    /// How many calls may be under way or cooling down at once, and for how long a slot
+    /// cools down after its call's answer: `n` slots per `n / per_second` seconds, `n` the
+    /// whole calls per second (at least 1).
+    fn slots(&self) -> (usize, Duration) {
+        let n = self.per_second.floor().clamp(1.0, 1e6);
+        (n as usize, Duration::from_secs_f64(n / self.per_second))
+    }
 }
 
 impl Default for RateLimit {
     fn default() -> Self {
-        Self::new(DEFAULT_RATE_PER_SECOND, DEFAULT_BURST)
+        Self::new(DEFAULT_RATE_PER_SECOND)
     }
 }
 
@@ -73,16 +81,21 @@ impl RateLimitConfig {
 }
 
 #[derive(Debug)]
-struct BucketState {
-    tokens: f64,
-    last: Instant,
+struct Slots {
+    /// Slots never used yet (free now).
+    unused: usize,
+    /// When each used, idle slot is free again.
+    cooling: BinaryHeap<Reverse<Instant>>,
 }
 
-/// One token bucket (tokio time, so `tokio::time::pause` drives it in tests).
+/// The slots of one action (tokio time, so `tokio::time::pause` drives it in tests).
 #[derive(Debug)]
-pub struct TokenBucket {
+pub struct ActionLimiter {
     limit: RateLimit,
-    state: Mutex<BucketState>,
+    window: Duration,
+    /// One permit per slot: held from the wait until the slot cools down.
+    permits: Arc<Semaphore>,
+    slots: Mutex<Slots>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -90,18 +103,61 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl TokenBucket {
-    pub fn new(limit: RateLimit) -> Self {
-        let limit = RateLimit {
-            burst: limit.burst.max(1),
-            ..limit
-        };
+/// A slot taken for one call: dropping it (when the call's answer arrived, or the call was
+/// abandoned) starts the slot's cool-down.
+#[must_use = "the slot is returned when this is dropped: hold it until the call's answer"]
+#[derive(Debug)]
+pub struct Slot {
+    owner: Option<Arc<ActionLimiter>>,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot {
+    fn free() -> Self {
         Self {
-            state: Mutex::new(BucketState {
-                tokens: f64::from(limit.burst),
-                last: Instant::now(),
-            }),
+            owner: None,
+            permit: None,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(owner) = &self.owner {
+            // Recorded before the permit is released, so the next waiter finds it.
+            lock(&owner.slots)
+                .cooling
+                .push(Reverse(Instant::now() + owner.window));
+        }
+        drop(self.permit.take());
+    }
+}
+
+/// Gives back a slot whose wait was cancelled, free at the time it was going to be.
+struct Waiting<'a> {
+    owner: &'a ActionLimiter,
+    ready: Option<Instant>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(at) = self.ready.take() {
+            lock(&self.owner.slots).cooling.push(Reverse(at));
+        }
+    }
+}
+
+impl ActionLimiter {
+    pub fn new(limit: RateLimit) -> Self {
+        let (n, window) = limit.slots();
+        Self {
             limit,
+            window,
+            permits: Arc::new(Semaphore::new(n)),
+            slots: Mutex::new(Slots {
+                unused: n,
+                cooling: BinaryHeap::new(),
+            }),
         }
     }
 
@@ -109,55 +165,72 @@ impl TokenBucket {
         self.limit
     }
 
-    /// Take one token now; returns how long the caller must wait before using it.
-    pub fn reserve(&self) -> Duration {
+    /// Wait for a free slot; returns it with the time waited. Hold the slot until the call's
+    /// answer arrived.
+    pub async fn acquire(self: &Arc<Self>) -> (Slot, Duration) {
         if !self.limit.is_limited() {
-            return Duration::ZERO;
+            return (Slot::free(), Duration::ZERO);
         }
-        let rate = self.limit.per_second;
-        let now = Instant::now();
-        let mut s = lock(&self.state);
-        let elapsed = now.saturating_duration_since(s.last).as_secs_f64();
-        s.last = now;
-        s.tokens = (s.tokens + elapsed * rate).min(f64::from(self.limit.burst)) - 1.0;
-        if s.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-s.tokens / rate)
+        let start = Instant::now();
+        // The semaphore is never closed.
+        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+            return (Slot::free(), start.elapsed());
+        };
+        // A permit is held: an unused slot or a cooling one is there for it.
+        let ready = {
+            let mut s = lock(&self.slots);
+            let now = Instant::now();
+            match s.cooling.peek() {
+                Some(Reverse(at)) if *at <= now => s.cooling.pop().map(|r| r.0),
+                _ if s.unused > 0 => {
+                    s.unused -= 1;
+                    None
+                }
+                _ => s.cooling.pop().map(|r| r.0),
+            }
+        };
+        let mut waiting = Waiting { owner: self, ready };
+        if let Some(at) = ready {
+            tokio::time::sleep_until(at).await;
         }
+        waiting.ready = None;
+        let slot = Slot {
+            owner: Some(self.clone()),
+            permit: Some(permit),
+        };
+        (slot, start.elapsed())
     }
 
-    /// Wait (asynchronously) for a token; returns the time waited.
-    pub async fn acquire(&self) -> Duration {
-        let wait = self.reserve();
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
-        wait
-    }
-
-    /// The server said we were throttled: drop any stored burst so that the next callers are
-    /// spaced at the sustained rate.
+    /// The server said we were throttled (other callers share the account's budget): no
+    /// slot of this action is free before a whole window from now.
     pub fn penalize(&self) {
-        let mut s = lock(&self.state);
-        if s.tokens > 0.0 {
-            s.tokens = 0.0;
+        if !self.limit.is_limited() {
+            return;
         }
+        let at = Instant::now() + self.window;
+        let mut s = lock(&self.slots);
+        let unused = std::mem::take(&mut s.unused);
+        let cooling = std::mem::take(&mut s.cooling);
+        s.cooling = cooling
+            .into_iter()
+            .map(|Reverse(t)| Reverse(t.max(at)))
+            .chain(std::iter::repeat_n(Reverse(at), unused))
+            .collect();
     }
 }
 
-/// The process-wide registry of buckets, one per action, created on first use.
+/// The process-wide registry of limiters, one per action, created on first use.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     config: RateLimitConfig,
-    buckets: Mutex<HashMap<&'static str, Arc<TokenBucket>>>,
+    actions: Mutex<HashMap<&'static str, Arc<ActionLimiter>>>,
 }
 
 impl RateLimiter {
     pub fn new(config: RateLimitConfig) -> Self {
         Self {
             config,
-            buckets: Mutex::new(HashMap::new()),
+            actions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -165,23 +238,22 @@ impl RateLimiter {
         &self.config
     }
 
-    /// The bucket of `action` (created with the configured limit on first use).
-    pub fn bucket(&self, action: &'static str) -> Arc<TokenBucket> {
-        let mut buckets = lock(&self.buckets);
-        buckets
+    /// The limiter of `action` (created with the configured limit on first use).
+    pub fn action(&self, action: &'static str) -> Arc<ActionLimiter> {
+        let mut actions = lock(&self.actions);
+        actions
             .entry(action)
-            .or_insert_with(|| Arc::new(TokenBucket::new(self.config.for_action(action))))
+            .or_insert_with(|| Arc::new(ActionLimiter::new(self.config.for_action(action))))
             .clone()
     }
 
-    /// Wait for a token of `action`; returns the time waited.
-    pub async fn acquire(&self, action: &'static str) -> Duration {
-        let bucket = self.bucket(action);
-        bucket.acquire().await
+    /// Wait for a slot of `action`; returns it with the time waited.
+    pub async fn acquire(&self, action: &'static str) -> (Slot, Duration) {
+        self.action(action).acquire().await
     }
 
     pub fn penalize(&self, action: &'static str) {
-        self.bucket(action).penalize();
+        self.action(action).penalize();
     }
 }
 
@@ -189,43 +261,50 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn a_bucket_spaces_calls_at_the_configured_rate() {
-        let bucket = TokenBucket::new(RateLimit::new(10.0, 1));
-        let start = Instant::now();
-        for _ in 0..11 {
-            bucket.acquire().await;
+    /// At most `n` of `times` in any span of one second.
+    fn at_most_per_second(times: &[Duration], n: usize) {
+        for (i, t) in times.iter().enumerate() {
+            let in_window = times[i..]
+                .iter()
+                .take_while(|u| **u < *t + Duration::from_secs(1))
+                .count();
+            assert!(in_window <= n, "{in_window} calls within 1 s from {t:?}");
         }
-        // The first token is stored; the next 10 come at 100 ms intervals.
-        let elapsed = start.elapsed();
-        assert!(
-            elapsed >= Duration::from_millis(999) && elapsed <= Duration::from_millis(1001),
-            "{elapsed:?}"
-        );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn burst_tokens_are_free_then_the_rate_applies() {
-        let bucket = TokenBucket::new(RateLimit::new(20.0, 5));
+    async fn a_burst_of_the_rate_goes_out_at_once_then_each_slot_waits_a_second_after_its_answer() {
+        let limiter = Arc::new(ActionLimiter::new(RateLimit::new(10.0)));
         let start = Instant::now();
-        for _ in 0..5 {
-            assert_eq!(bucket.acquire().await, Duration::ZERO);
+        let mut sent = Vec::new();
+        for _ in 0..25 {
+            let (slot, _) = limiter.acquire().await;
+            sent.push(start.elapsed());
+            // Each call takes 30 ms to answer.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(slot);
         }
-        assert_eq!(start.elapsed(), Duration::ZERO);
-        let waited = bucket.acquire().await;
-        assert!((waited.as_secs_f64() - 0.05).abs() < 1e-6, "{waited:?}");
+        at_most_per_second(&sent, 10);
+        // Sequential calls: the 11th call waits for the first slot, free 1 s after the first
+        // answer (30 ms); it is sent at 1.03 s.
+        assert_eq!(sent[10], Duration::from_millis(1030), "{sent:?}");
+        assert_eq!(sent[9], Duration::from_millis(270), "{sent:?}");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn concurrent_tasks_share_one_bucket_per_action_and_never_exceed_the_rate() {
+    async fn concurrent_tasks_share_the_slots_of_an_action_and_never_exceed_the_rate() {
         let limiter = Arc::new(RateLimiter::new(RateLimitConfig::default()));
         let start = Instant::now();
         let mut handles = Vec::new();
-        for _ in 0..40 {
+        for i in 0..100u64 {
             let limiter = limiter.clone();
             handles.push(tokio::spawn(async move {
-                limiter.acquire("CreateRule").await;
-                start.elapsed()
+                let (slot, _) = limiter.acquire("CreateRule").await;
+                let sent = start.elapsed();
+                // Answers take between 1 and 80 ms.
+                tokio::time::sleep(Duration::from_millis(1 + i * 37 % 80)).await;
+                drop(slot);
+                sent
             }));
         }
         let mut times = Vec::new();
@@ -233,41 +312,76 @@ mod tests {
             times.push(h.await.unwrap());
         }
         times.sort();
-        // In every window of one second there are at most 20 calls.
-        for (i, t) in times.iter().enumerate() {
-            let in_window = times[i..]
-                .iter()
-                .take_while(|u| **u < *t + Duration::from_secs(1))
-                .count();
-            assert!(in_window <= 20, "{in_window} calls within 1 s from {t:?}");
-        }
-        // 40 calls at 19/s with one stored token take (40 - 1) / 19 s.
+        at_most_per_second(&times, 20);
+        // 100 calls at 20 per second: 5 bursts, the last one a little over 4 s after the
+        // first (each second counted from the slowest answers' arrival).
         let last = times.last().unwrap().as_secs_f64();
-        assert!((last - 39.0 / 19.0).abs() < 1e-3, "{last}");
-        // Another action has its own bucket: no wait.
-        assert_eq!(limiter.acquire("DescribeListeners").await, Duration::ZERO);
+        assert!((4.0..4.5).contains(&last), "{last}");
+        // Another action has its own slots: no wait.
+        let (_slot, waited) = limiter.acquire("DescribeListeners").await;
+        assert_eq!(waited, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn per_action_overrides_and_unlimited_buckets() {
+    async fn a_call_slower_than_a_second_keeps_its_slot_until_it_is_answered() {
+        let limiter = Arc::new(ActionLimiter::new(RateLimit::new(1.0)));
+        let (slot, _) = limiter.acquire().await;
+        let waiter = {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.acquire().await.1 })
+        };
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(slot);
+        // Answered at 3 s: the next call goes at 4 s.
+        assert_eq!(waiter.await.unwrap(), Duration::from_secs(4));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fractional_rates_space_single_calls_and_unlimited_ones_never_wait() {
         let mut config = RateLimitConfig::unlimited();
         config
             .per_action
-            .insert("DescribeTargets".into(), RateLimit::new(2.0, 1));
+            .insert("DescribeTargets".into(), RateLimit::new(0.5));
+        config
+            .per_action
+            .insert("DescribeListeners".into(), RateLimit::new(2.5));
         let limiter = RateLimiter::new(config);
         for _ in 0..100 {
-            assert_eq!(limiter.acquire("CreateRule").await, Duration::ZERO);
+            let (_slot, waited) = limiter.acquire("CreateRule").await;
+            assert_eq!(waited, Duration::ZERO);
         }
-        limiter.acquire("DescribeTargets").await;
-        let waited = limiter.acquire("DescribeTargets").await;
-        assert_eq!(waited, Duration::from_millis(500));
+        drop(limiter.acquire("DescribeTargets").await);
+        assert_eq!(
+            limiter.acquire("DescribeTargets").await.1,
+            Duration::from_secs(2)
+        );
+        // 2.5 per second: 2 slots per 0.8 s.
+        let start = Instant::now();
+        for _ in 0..5 {
+            drop(limiter.acquire("DescribeListeners").await);
+        }
+        assert_eq!(start.elapsed(), Duration::from_millis(1600));
     }
 
     #[tokio::test(start_paused = true)]
-    async fn penalize_drops_the_stored_burst() {
-        let bucket = TokenBucket::new(RateLimit::new(10.0, 3));
-        bucket.penalize();
-        let waited = bucket.acquire().await;
-        assert_eq!(waited, Duration::from_millis(100));
+    async fn a_cancelled_wait_gives_its_slot_back() {
+        let limiter = Arc::new(ActionLimiter::new(RateLimit::new(1.0)));
+        drop(limiter.acquire().await);
+        // Cancelled half-way through its wait.
+        let _ = tokio::time::timeout(Duration::from_millis(400), limiter.acquire()).await;
+        // The slot is still free at 1 s, not 1 s after the cancellation.
+        let (_slot, waited) = limiter.acquire().await;
+        assert_eq!(waited, Duration::from_millis(600));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_answer_makes_every_slot_wait_a_whole_window() {
+        let limiter = Arc::new(ActionLimiter::new(RateLimit::new(10.0)));
+        drop(limiter.acquire().await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        limiter.penalize();
+        // 9 slots were never used and one frees at 1 s: all wait until 1.5 s now.
+        let (_slot, waited) = limiter.acquire().await;
+        assert_eq!(waited, Duration::from_secs(1));
     }
 }

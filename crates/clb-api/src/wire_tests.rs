@@ -344,18 +344,24 @@ async fn non_200_statuses_are_transient_but_a_write_is_not_repeated_blindly() {
     assert_eq!(server.requests().len(), 4, "a read is retried");
 }
 
+/// A DescribeLoadBalancers server holding `total(i)` CLBs when it answers its `i`th call.
+async fn listing_server(total: impl Fn(usize) -> usize + Send + Sync + 'static) -> TestServer {
+    serve(move |i, _, req| {
+        let total = total(i);
+        let offset = req["Offset"].as_u64().unwrap() as usize;
+        let limit = req["Limit"].as_u64().unwrap() as usize;
+        let set: Vec<Value> = (offset..(offset + limit).min(total))
+            .map(|n| json!({"LoadBalancerId": format!("lb-{n}")}))
+            .collect();
+        ok(json!({"TotalCount": total, "LoadBalancerSet": set}), i)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn paging_collects_every_page() {
     const TOTAL: usize = 250;
-    let server = serve(|i, _, req| {
-        let offset = req["Offset"].as_u64().unwrap() as usize;
-        let limit = req["Limit"].as_u64().unwrap() as usize;
-        let set: Vec<Value> = (offset..(offset + limit).min(TOTAL))
-            .map(|n| json!({"LoadBalancerId": format!("lb-{n}")}))
-            .collect();
-        ok(json!({"TotalCount": TOTAL, "LoadBalancerSet": set}), i)
-    })
-    .await;
+    let server = listing_server(|_| TOTAL).await;
     let client = client_for(&server, Arc::default());
     let lbs = client
         .describe_load_balancers(&DescribeLoadBalancersRequest::default())
@@ -368,7 +374,31 @@ async fn paging_collects_every_page() {
         .iter()
         .map(|r| r.json()["Offset"].as_u64().unwrap())
         .collect();
-    assert_eq!(offsets, vec![0, 100, 200]);
+    // The first page alone, then the others at once (in any order).
+    assert_eq!(offsets[0], 0);
+    let mut rest = offsets[1..].to_vec();
+    rest.sort_unstable();
+    assert_eq!(rest, vec![100, 200]);
+}
+
+#[tokio::test]
+async fn a_listing_that_grows_while_its_pages_are_read_is_read_to_its_new_end() {
+    // 150 CLBs when the first page is read, 320 from then on.
+    let server = listing_server(|i| if i == 0 { 150 } else { 320 }).await;
+    let client = client_for(&server, Arc::default());
+    let lbs = client
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .unwrap();
+    let ids: std::collections::BTreeSet<String> =
+        lbs.iter().map(|l| l.load_balancer_id.clone()).collect();
+    assert_eq!(ids.len(), 320, "every CLB once");
+    assert_eq!(lbs.len(), 320, "no CLB twice");
+    assert_eq!(
+        server.requests().len(),
+        4,
+        "pages at 0, 100, then 200 and 300"
+    );
 }
 
 #[tokio::test]

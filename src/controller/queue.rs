@@ -794,10 +794,11 @@ impl Controller {
                     return;
                 };
                 let ctl = self.clone();
-                running.spawn(async move {
+                // Its CLB calls leave a tenth of every action's rate to user changes.
+                running.spawn(crate::clb::ratelimit::in_background(async move {
                     ctl.reconcile_stack(job).await;
                     drop(permit);
-                });
+                }));
             }
         }
         while running.join_next().await.is_some() {}

@@ -88,12 +88,11 @@ struct Slots {
     cooling: BinaryHeap<Reverse<Instant>>,
 }
 
-/// The slots of one action (tokio time, so `tokio::time::pause` drives it in tests).
+/// A pool of slots, each free again `window` after its call's answer.
 #[derive(Debug)]
-pub struct ActionLimiter {
-    limit: RateLimit,
+struct Pool {
     window: Duration,
-    /// One permit per slot: held from the wait until the slot cools down.
+    /// One permit per slot whose call is under way (or about to be sent).
     permits: Arc<Semaphore>,
     slots: Mutex<Slots>,
 }
@@ -108,8 +107,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[must_use = "the slot is returned when this is dropped: hold it until the call's answer"]
 #[derive(Debug)]
 pub struct Slot {
-    owner: Option<Arc<ActionLimiter>>,
+    owner: Option<Arc<Pool>>,
     permit: Option<OwnedSemaphorePermit>,
+    /// A background call's ticket, held until its slot has cooled down.
+    ticket: Option<OwnedSemaphorePermit>,
 }
 
 impl Slot {
@@ -117,6 +118,7 @@ impl Slot {
         Self {
             owner: None,
             permit: None,
+            ticket: None,
         }
     }
 }
@@ -124,10 +126,17 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(owner) = &self.owner {
+            let ready = Instant::now() + owner.window;
             // Recorded before the permit is released, so the next waiter finds it.
-            lock(&owner.slots)
-                .cooling
-                .push(Reverse(Instant::now() + owner.window));
+            lock(&owner.slots).cooling.push(Reverse(ready));
+            if let Some(ticket) = self.ticket.take()
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                runtime.spawn(async move {
+                    tokio::time::sleep_until(ready).await;
+                    drop(ticket);
+                });
+            }
         }
         drop(self.permit.take());
     }
@@ -135,7 +144,7 @@ impl Drop for Slot {
 
 /// Gives back a slot whose wait was cancelled, free at the time it was going to be.
 struct Waiting<'a> {
-    owner: &'a ActionLimiter,
+    owner: &'a Pool,
     ready: Option<Instant>,
 }
 
@@ -147,34 +156,22 @@ impl Drop for Waiting<'_> {
     }
 }
 
-impl ActionLimiter {
-    pub fn new(limit: RateLimit) -> Self {
-        let (n, window) = limit.slots();
-        Self {
-            limit,
+impl Pool {
+    fn new(n: usize, window: Duration) -> Arc<Self> {
+        Arc::new(Self {
             window,
             permits: Arc::new(Semaphore::new(n)),
             slots: Mutex::new(Slots {
                 unused: n,
                 cooling: BinaryHeap::new(),
             }),
-        }
+        })
     }
 
-    pub fn limit(&self) -> RateLimit {
-        self.limit
-    }
-
-    /// Wait for a free slot; returns it with the time waited. Hold the slot until the call's
-    /// answer arrived.
-    pub async fn acquire(self: &Arc<Self>) -> (Slot, Duration) {
-        if !self.limit.is_limited() {
-            return (Slot::free(), Duration::ZERO);
-        }
-        let start = Instant::now();
+    async fn acquire(self: &Arc<Self>) -> Slot {
         // The semaphore is never closed.
         let Ok(permit) = self.permits.clone().acquire_owned().await else {
-            return (Slot::free(), start.elapsed());
+            return Slot::free();
         };
         // A permit is held: an unused slot or a cooling one is there for it.
         let ready = {
@@ -194,20 +191,15 @@ impl ActionLimiter {
             tokio::time::sleep_until(at).await;
         }
         waiting.ready = None;
-        let slot = Slot {
+        Slot {
             owner: Some(self.clone()),
             permit: Some(permit),
-        };
-        (slot, start.elapsed())
+            ticket: None,
+        }
     }
 
-    /// The server said we were throttled (other callers share the account's budget): no
-    /// slot of this action is free before a whole window from now.
-    pub fn penalize(&self) {
-        if !self.limit.is_limited() {
-            return;
-        }
-        let at = Instant::now() + self.window;
+    /// No slot free before `at`.
+    fn hold_until(&self, at: Instant) {
         let mut s = lock(&self.slots);
         let unused = std::mem::take(&mut s.unused);
         let cooling = std::mem::take(&mut s.cooling);
@@ -216,6 +208,77 @@ impl ActionLimiter {
             .map(|Reverse(t)| Reverse(t.max(at)))
             .chain(std::iter::repeat_n(Reverse(at), unused))
             .collect();
+    }
+}
+
+tokio::task_local! {
+    static BACKGROUND: bool;
+}
+
+/// Run `work` with its CLB calls in the background lane: they leave a few slots of every
+/// action (a tenth, at least one, when there are two or more) to the other calls, so that
+/// background work such as the full drift sweep never makes a user's change wait for the
+/// rate limit. Tasks spawned by `work` are not in the lane.
+pub async fn in_background<F: std::future::Future>(work: F) -> F::Output {
+    BACKGROUND.scope(true, work).await
+}
+
+/// The calls of the current task are in the background lane.
+pub fn is_background() -> bool {
+    BACKGROUND.try_with(|b| *b).unwrap_or(false)
+}
+
+/// The slots of one action (tokio time, so `tokio::time::pause` drives it in tests). Calls in
+/// the background lane also need a ticket, held until their slot has cooled down: there are a
+/// tenth fewer tickets than slots (at least one fewer when there are two slots or more).
+#[derive(Debug)]
+pub struct ActionLimiter {
+    limit: RateLimit,
+    window: Duration,
+    pool: Arc<Pool>,
+    tickets: Arc<Semaphore>,
+}
+
+impl ActionLimiter {
+    pub fn new(limit: RateLimit) -> Self {
+        let (n, window) = limit.slots();
+        let reserved = if n >= 2 { (n / 10).max(1) } else { 0 };
+        Self {
+            limit,
+            window,
+            pool: Pool::new(n, window),
+            tickets: Arc::new(Semaphore::new(n - reserved)),
+        }
+    }
+
+    pub fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    /// Wait for a free slot; returns it with the time waited. Hold the slot until the call's
+    /// answer arrived. A `background` call first waits for a ticket.
+    pub async fn acquire(&self, background: bool) -> (Slot, Duration) {
+        if !self.limit.is_limited() {
+            return (Slot::free(), Duration::ZERO);
+        }
+        let start = Instant::now();
+        let ticket = if background {
+            // The semaphore is never closed.
+            self.tickets.clone().acquire_owned().await.ok()
+        } else {
+            None
+        };
+        let mut slot = self.pool.acquire().await;
+        slot.ticket = ticket;
+        (slot, start.elapsed())
+    }
+
+    /// The server said we were throttled (other callers share the account's budget): no
+    /// slot of this action is free before a whole window from now.
+    pub fn penalize(&self) {
+        if self.limit.is_limited() {
+            self.pool.hold_until(Instant::now() + self.window);
+        }
     }
 }
 
@@ -247,9 +310,10 @@ impl RateLimiter {
             .clone()
     }
 
-    /// Wait for a slot of `action`; returns it with the time waited.
+    /// Wait for a slot of `action`; returns it with the time waited. In the background lane
+    /// (see [`in_background`]) when the calling task is.
     pub async fn acquire(&self, action: &'static str) -> (Slot, Duration) {
-        self.action(action).acquire().await
+        self.action(action).acquire(is_background()).await
     }
 
     pub fn penalize(&self, action: &'static str) {
@@ -278,7 +342,7 @@ mod tests {
         let start = Instant::now();
         let mut sent = Vec::new();
         for _ in 0..25 {
-            let (slot, _) = limiter.acquire().await;
+            let (slot, _) = limiter.acquire(false).await;
             sent.push(start.elapsed());
             // Each call takes 30 ms to answer.
             tokio::time::sleep(Duration::from_millis(30)).await;
@@ -316,19 +380,53 @@ mod tests {
         // 100 calls at 20 per second: 5 bursts, the last one a little over 4 s after the
         // first (each second counted from the slowest answers' arrival).
         let last = times.last().unwrap().as_secs_f64();
-        assert!((4.0..4.5).contains(&last), "{last}");
+        assert!((4.0..4.5).contains(&last), "{last} {times:?}");
         // Another action has its own slots: no wait.
         let (_slot, waited) = limiter.acquire("DescribeListeners").await;
         assert_eq!(waited, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn background_calls_leave_a_tenth_of_the_slots_to_the_others() {
+        let limiter = Arc::new(RateLimiter::new(RateLimitConfig::default()));
+        let start = Instant::now();
+        let mut sweep = Vec::new();
+        for _ in 0..100 {
+            let limiter = limiter.clone();
+            sweep.push(tokio::spawn(in_background(async move {
+                assert!(is_background());
+                let (slot, _) = limiter.acquire("DescribeListeners").await;
+                let sent = start.elapsed();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(slot);
+                sent
+            })));
+        }
+        // A user's change in the middle of the sweep: two calls, neither waits.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!is_background());
+        for _ in 0..2 {
+            let (_slot, waited) = limiter.acquire("DescribeListeners").await;
+            assert_eq!(waited, Duration::ZERO);
+        }
+        let mut times = Vec::new();
+        for h in sweep {
+            times.push(h.await.unwrap());
+        }
+        times.sort();
+        at_most_per_second(&times, 18);
+        // With the two foreground slots cooling too, the sweep still gets its 18 per second.
+        let last = times.last().unwrap().as_secs_f64();
+        assert!((5.0..5.6).contains(&last), "{last}");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_call_slower_than_a_second_keeps_its_slot_until_it_is_answered() {
         let limiter = Arc::new(ActionLimiter::new(RateLimit::new(1.0)));
-        let (slot, _) = limiter.acquire().await;
+        let (slot, _) = limiter.acquire(false).await;
         let waiter = {
             let limiter = limiter.clone();
-            tokio::spawn(async move { limiter.acquire().await.1 })
+            tokio::spawn(async move { limiter.acquire(false).await.1 })
         };
         tokio::time::sleep(Duration::from_secs(3)).await;
         drop(slot);
@@ -366,22 +464,22 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_wait_gives_its_slot_back() {
         let limiter = Arc::new(ActionLimiter::new(RateLimit::new(1.0)));
-        drop(limiter.acquire().await);
+        drop(limiter.acquire(false).await);
         // Cancelled half-way through its wait.
-        let _ = tokio::time::timeout(Duration::from_millis(400), limiter.acquire()).await;
+        let _ = tokio::time::timeout(Duration::from_millis(400), limiter.acquire(false)).await;
         // The slot is still free at 1 s, not 1 s after the cancellation.
-        let (_slot, waited) = limiter.acquire().await;
+        let (_slot, waited) = limiter.acquire(false).await;
         assert_eq!(waited, Duration::from_millis(600));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_throttled_answer_makes_every_slot_wait_a_whole_window() {
         let limiter = Arc::new(ActionLimiter::new(RateLimit::new(10.0)));
-        drop(limiter.acquire().await);
+        drop(limiter.acquire(false).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         limiter.penalize();
         // 9 slots were never used and one frees at 1 s: all wait until 1.5 s now.
-        let (_slot, waited) = limiter.acquire().await;
+        let (_slot, waited) = limiter.acquire(false).await;
         assert_eq!(waited, Duration::from_secs(1));
     }
 }

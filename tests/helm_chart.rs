@@ -608,6 +608,31 @@ fn an_adopted_clb_in_nodeport_mode_as_the_default_class_renders_and_validates() 
 }
 
 #[test]
+fn the_clb_request_rate_reaches_the_controller_and_the_schema_refuses_a_rate_that_is_not_sane() {
+    let default = render(json!({}));
+    assert!(
+        default
+            .args()
+            .contains(&"--clb-requests-per-second=20".to_string()),
+        "{:?}",
+        default.args()
+    );
+    let r = render(json!({"controller": {"clbRequestsPerSecond": 12.5}}));
+    assert_all_valid(&r);
+    assert!(
+        r.args()
+            .contains(&"--clb-requests-per-second=12.5".to_string()),
+        "{:?}",
+        r.args()
+    );
+    for bad in [json!(0), json!(-1), json!(5000), json!("fast")] {
+        let values = json!({"controller": {"clbRequestsPerSecond": bad}});
+        let out = try_render(values.clone());
+        assert!(out["schemaError"].is_string(), "{values} was accepted");
+    }
+}
+
+#[test]
 fn a_watched_namespace_moves_the_namespaced_permissions_into_a_role_there() {
     let r = render(json!({"controller": {"watchNamespace": "apps"}}));
     assert_all_valid(&r);

@@ -198,16 +198,21 @@ impl Pool {
         }
     }
 
-    /// No slot free before `at`.
-    fn hold_until(&self, at: Instant) {
+    /// After a throttled answer: the slots free now (never used, or cooled down) are spread
+    /// over the next `window`, one every `window / n`, instead of going out at once.
+    fn spread(&self, n: usize) {
+        let now = Instant::now();
+        let step = self.window.div_f64(n.max(1) as f64);
         let mut s = lock(&self.slots);
-        let unused = std::mem::take(&mut s.unused);
-        let cooling = std::mem::take(&mut s.cooling);
-        s.cooling = cooling
-            .into_iter()
-            .map(|Reverse(t)| Reverse(t.max(at)))
-            .chain(std::iter::repeat_n(Reverse(at), unused))
-            .collect();
+        let mut free = std::mem::take(&mut s.unused);
+        while s.cooling.peek().is_some_and(|Reverse(at)| *at <= now) {
+            s.cooling.pop();
+            free += 1;
+        }
+        for k in 1..=free {
+            let at = now + step.mul_f64(k as f64);
+            s.cooling.push(Reverse(at));
+        }
     }
 }
 
@@ -234,7 +239,6 @@ pub fn is_background() -> bool {
 #[derive(Debug)]
 pub struct ActionLimiter {
     limit: RateLimit,
-    window: Duration,
     pool: Arc<Pool>,
     tickets: Arc<Semaphore>,
 }
@@ -245,7 +249,6 @@ impl ActionLimiter {
         let reserved = if n >= 2 { (n / 10).max(1) } else { 0 };
         Self {
             limit,
-            window,
             pool: Pool::new(n, window),
             tickets: Arc::new(Semaphore::new(n - reserved)),
         }
@@ -273,11 +276,11 @@ impl ActionLimiter {
         (slot, start.elapsed())
     }
 
-    /// The server said we were throttled (other callers share the account's budget): no
-    /// slot of this action is free before a whole window from now.
+    /// The server said we were throttled (other callers share the account's budget): the
+    /// next calls of this action go out at the sustained rate, not as a burst.
     pub fn penalize(&self) {
         if self.limit.is_limited() {
-            self.pool.hold_until(Instant::now() + self.window);
+            self.pool.spread(self.limit.slots().0);
         }
     }
 }
@@ -473,13 +476,15 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_throttled_answer_makes_every_slot_wait_a_whole_window() {
+    async fn a_throttled_answer_spreads_the_free_slots_at_the_sustained_rate() {
         let limiter = Arc::new(ActionLimiter::new(RateLimit::new(10.0)));
         drop(limiter.acquire(false).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
         limiter.penalize();
-        // 9 slots were never used and one frees at 1 s: all wait until 1.5 s now.
-        let (_slot, waited) = limiter.acquire(false).await;
-        assert_eq!(waited, Duration::from_secs(1));
+        // 9 slots never used: one every 100 ms from now instead of all at once.
+        let (_a, waited) = limiter.acquire(false).await;
+        assert_eq!(waited, Duration::from_millis(100));
+        let (_b, waited) = limiter.acquire(false).await;
+        assert_eq!(waited, Duration::from_millis(100));
     }
 }

@@ -181,10 +181,18 @@ pub struct View {
 }
 
 impl View {
+    /// The order of `seen`.
+    fn key(ing: &Ingress) -> (Option<&str>, Option<&str>) {
+        (
+            ing.metadata.namespace.as_deref(),
+            ing.metadata.name.as_deref(),
+        )
+    }
+
     fn position(&self, ns: &str, name: &str) -> Option<usize> {
-        self.seen.iter().position(|i| {
-            i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == Some(name)
-        })
+        self.seen
+            .binary_search_by(|i| Self::key(i).cmp(&(Some(ns), Some(name))))
+            .ok()
     }
 
     /// The Ingress `ns/name` as this snapshot saw it.
@@ -346,7 +354,9 @@ impl Controller {
         let seq = self.next_seq();
         // One view of the Ingresses for the whole pass: finalizers are only released for what
         // this pass has seen deleted (a deletion after this point gets its own pass).
-        let seen = self.snapshots.ingresses();
+        let mut seen = self.snapshots.ingresses();
+        // Sorted by namespace and name: a job finds its Ingresses by binary search.
+        seen.sort_unstable_by(|a, b| View::key(a).cmp(&View::key(b)));
         let deleted: Vec<Deleted> = seen
             .iter()
             .filter(|i| i.metadata.deletion_timestamp.is_some())
@@ -809,6 +819,36 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_view_finds_each_ingress_of_its_sorted_snapshot_by_namespace_and_name() {
+        let ing = |ns: &str, name: &str| {
+            let mut i = Ingress::default();
+            i.metadata.namespace = Some(ns.into());
+            i.metadata.name = Some(name.into());
+            Arc::new(i)
+        };
+        let mut seen = vec![ing("b", "x"), ing("a", "y"), ing("a", "x"), ing("c", "a")];
+        seen.sort_unstable_by(|a, b| View::key(a).cmp(&View::key(b)));
+        let placed = seen
+            .iter()
+            .map(|i| View::key(i) != (Some("a"), Some("y")))
+            .collect();
+        let view = View {
+            seen,
+            deleted: Vec::new(),
+            placed,
+        };
+        for (ns, name) in [("a", "x"), ("a", "y"), ("b", "x"), ("c", "a")] {
+            let found = view.find(ns, name).expect("found");
+            assert_eq!(View::key(&found), (Some(ns), Some(name)));
+        }
+        assert!(view.find("a", "z").is_none());
+        assert!(view.find("x", "x").is_none());
+        assert!(view.is_placed("a", "x") && view.is_placed("c", "a"));
+        assert!(!view.is_placed("a", "y"));
+        assert!(!view.is_placed("a", "z"));
+    }
 
     #[tokio::test]
     async fn early_reads_count_only_while_the_leadership_they_waited_for_never_lapsed() {

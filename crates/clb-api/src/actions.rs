@@ -4,7 +4,7 @@
 //! that must send several chunks to the *same* LB wait for each chunk's task before the next
 //! (a running task locks the LB), and return only once the last task has finished.
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tracing::instrument;
 
 use super::client::{ClbClient, Op, Reply};
@@ -215,25 +215,29 @@ impl ClbClient {
                 .map(|k| k * DESCRIBE_LOAD_BALANCERS_PAGE)
                 .take_while(|o| *o < total)
                 .collect();
-            let pages: Vec<Reply<DescribeLoadBalancersResponse>> =
-                futures::stream::iter(offsets.into_iter().map(|o| {
-                    let page = DescribeLoadBalancersRequest {
-                        offset: Some(o),
-                        ..page.clone()
-                    };
-                    async move { self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await }
-                }))
-                .buffered(PARALLEL_PAGES)
-                .try_collect()
-                .await?;
+            let mut pages = futures::stream::iter(offsets.into_iter().map(|o| {
+                let page = DescribeLoadBalancersRequest {
+                    offset: Some(o),
+                    ..page.clone()
+                };
+                async move { self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await }
+            }))
+            .buffered(PARALLEL_PAGES);
             let mut more = true;
-            for reply in pages {
+            while let Some(reply) = pages.next().await {
+                let reply: Reply<DescribeLoadBalancersResponse> = reply?;
                 let got = reply.data.load_balancer_set.len() as i64;
-                more &= got > 0;
                 offset += got;
                 total = reply.data.total_count;
                 all.extend(reply.data.load_balancer_set);
+                if got == 0 {
+                    // Fewer than the count said (CLBs deleted meanwhile, or a count that
+                    // lies): the pages still under way are dropped.
+                    more = false;
+                    break;
+                }
             }
+            drop(pages);
             // CLBs created while the pages were read: the rest, one page at a time.
             let mut page = page;
             for _ in 0..MAX_PAGES {

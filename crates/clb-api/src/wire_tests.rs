@@ -382,6 +382,31 @@ async fn paging_collects_every_page() {
 }
 
 #[tokio::test]
+async fn a_count_that_lies_costs_at_most_one_wave_of_pages_not_a_thousand() {
+    // Says a million CLBs, holds 150.
+    let server = serve(|i, _, req| {
+        let offset = req["Offset"].as_u64().unwrap() as usize;
+        let limit = req["Limit"].as_u64().unwrap() as usize;
+        let set: Vec<Value> = (offset..(offset + limit).min(150))
+            .map(|n| json!({"LoadBalancerId": format!("lb-{n}")}))
+            .collect();
+        ok(json!({"TotalCount": 1_000_000, "LoadBalancerSet": set}), i)
+    })
+    .await;
+    let client = client_for(&server, Arc::default());
+    let lbs = client
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(lbs.len(), 150);
+    let calls = server.requests().len();
+    assert!(
+        calls <= 1 + crate::actions::PARALLEL_PAGES + 1,
+        "{calls} calls"
+    );
+}
+
+#[tokio::test]
 async fn a_listing_that_grows_while_its_pages_are_read_is_read_to_its_new_end() {
     // 150 CLBs when the first page is read, 320 from then on.
     let server = listing_server(|i| if i == 0 { 150 } else { 320 }).await;

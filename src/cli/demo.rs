@@ -275,8 +275,10 @@ async fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         files.join(" ")
     );
     if !args.once {
+        // Handlers first: a SIGTERM sent as soon as this line is read stops the demo cleanly.
+        let shutdown = crate::controller::shutdown_signal();
         println!("Serving until Ctrl-C (or SIGTERM).");
-        crate::controller::shutdown_signal().await;
+        shutdown.await;
     }
     // Exiting drops the runtime, which stops the controller, the emulator and the API server.
     controller.abort();

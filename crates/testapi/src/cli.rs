@@ -16,6 +16,8 @@ pub struct TestApiArgs {
 
 /// Serve until interrupted; prints the URL (and the kubeconfig path) on stdout.
 pub async fn run(args: TestApiArgs) -> anyhow::Result<()> {
+    // Handlers before the URL is printed: a SIGTERM sent as soon as it is read stops cleanly.
+    let stop = wait_for_signal();
     let running = crate::start(args.listen).await?;
     if let Some(path) = &args.kubeconfig_out {
         std::fs::write(path, running.kubeconfig_yaml())
@@ -23,7 +25,7 @@ pub async fn run(args: TestApiArgs) -> anyhow::Result<()> {
         println!("kubeconfig: {}", path.display());
     }
     println!("test API server: {}", running.url());
-    wait_for_signal().await;
+    stop.await;
     running.stop().await;
     Ok(())
 }
@@ -34,17 +36,19 @@ pub fn run_blocking(args: TestApiArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn wait_for_signal() {
+/// SIGTERM or Ctrl-C; the SIGTERM handler is installed by the call, not the first poll.
+fn wait_for_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        if let Ok(mut term) = term {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
             return;
         }
+        let _ = tokio::signal::ctrl_c().await;
     }
-    let _ = tokio::signal::ctrl_c().await;
 }

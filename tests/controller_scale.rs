@@ -228,6 +228,10 @@ async fn measure(size: Size) -> u64 {
         mib(r.peak),
         r.threads
     );
+    eprintln!(
+        "  CLB calls: writes {}, reads {}, errors {}",
+        last["writes"], last["reads"], last["action_errors"]
+    );
     if std::env::var_os("SCALE_SMAPS").is_some() {
         print_biggest_mappings(ctl.child.id());
     }

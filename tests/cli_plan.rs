@@ -153,11 +153,50 @@ fn the_demo_runs_api_server_emulator_and_controller_and_routes_requests_through_
     assert!(!stdout.contains("error:"), "{stdout}");
 }
 
-#[test]
-fn the_demo_stops_on_sigterm() {
+/// Run the binary with `args` until it prints a line starting with `ready`, send it SIGTERM at
+/// once, and check that it exits cleanly (status 0) within 5 s.
+fn stops_cleanly_on_sigterm(args: &[&str], ready: &str) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(clb_test_support::emulator::bin())
-        .args([
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+    let up = lines.any(|l| l.starts_with(ready));
+    assert!(up, "{args:?} did not come up");
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // Keep reading (a closed pipe would fail a later print, not the signal handling).
+    let drain = std::thread::spawn(move || lines.count());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(5) {
+            let _ = child.kill();
+            panic!("{args:?} ignored SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let _ = drain.join();
+    assert!(status.success(), "{args:?}: {status}");
+}
+
+#[test]
+fn the_demo_stops_on_sigterm() {
+    let kubeconfig = std::env::temp_dir().join(format!(
+        "clb-demo-sigterm-{}.kubeconfig",
+        std::process::id()
+    ));
+    stops_cleanly_on_sigterm(
+        &[
             "demo",
             "--listen",
             "127.0.0.1:0",
@@ -166,39 +205,26 @@ fn the_demo_stops_on_sigterm() {
             "--metrics-addr",
             "127.0.0.1:0",
             "--kubeconfig-out",
-        ])
-        .arg(std::env::temp_dir().join(format!(
-            "clb-demo-sigterm-{}.kubeconfig",
-            std::process::id()
-        )))
-        .args(["--vip-base", "127.78.0.1", "--port-offset", "21000"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("run demo");
-    let stdout = child.stdout.take().unwrap();
-    let serving = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("Serving until"));
-    assert!(serving, "the demo did not come up");
-    let started = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(5) {
-            let _ = child.kill();
-            panic!("the demo ignored SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert!(status.success(), "{status}");
+            kubeconfig.to_str().expect("utf-8 path"),
+            "--vip-base",
+            "127.78.0.1",
+            "--port-offset",
+            "21000",
+        ],
+        "Serving until",
+    );
+}
+
+#[test]
+fn the_emulator_and_the_test_api_server_stop_cleanly_on_sigterm() {
+    stops_cleanly_on_sigterm(
+        &["emulator", "--listen", "127.0.0.1:0", "--no-data-plane"],
+        "clb-ingress emulator listening on",
+    );
+    stops_cleanly_on_sigterm(
+        &["test-apiserver", "--listen", "127.0.0.1:0"],
+        "test API server:",
+    );
 }
 
 /// One Ingress and its Service, without any IngressClass (as a team's app repository has it).

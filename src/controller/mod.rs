@@ -462,28 +462,5 @@ pub async fn run(
 
 /// SIGTERM or Ctrl-C.
 pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    // The SIGTERM handler is installed now, not when the future is first polled: a SIGTERM
-    // that arrives between this call and the first poll (say, right after "Serving until" is
-    // printed) is a clean stop, not the default action (killed by the signal).
-    #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    async move {
-        #[cfg(unix)]
-        match term {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "no SIGTERM handler: stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    clb_http_limits::shutdown_signal()
 }

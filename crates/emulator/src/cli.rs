@@ -119,7 +119,7 @@ impl EmulatorArgs {
     }
 }
 
-/// Run the emulator until Ctrl-C.
+/// Run the emulator until Ctrl-C or SIGTERM.
 pub async fn run(args: EmulatorArgs) -> Result<(), StartError> {
     let settings = args.settings()?;
     let plane: Arc<dyn server::PlaneSink> = if args.no_data_plane {
@@ -136,6 +136,8 @@ pub async fn run(args: EmulatorArgs) -> Result<(), StartError> {
     let vip_base = settings.vip_base;
     let offset = settings.port_offset;
     let token_configured = settings.admin_token.is_some();
+    // Handlers first: a SIGTERM sent as soon as the address is read stops it cleanly.
+    let stop = clb_http_limits::shutdown_signal();
     let running = server::start(settings, Arc::new(SystemClock), plane).await?;
     // One machine-readable line so scripts can find the API address.
     println!(
@@ -147,7 +149,7 @@ pub async fn run(args: EmulatorArgs) -> Result<(), StartError> {
         admin_token_line(token_configured, running.admin_token())
     );
     tracing::info!(addr = %running.addr, "emulator started");
-    let _ = tokio::signal::ctrl_c().await;
+    stop.await;
     running.stop().await;
     Ok(())
 }

@@ -26,6 +26,29 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// SIGTERM (unix) or Ctrl-C. The SIGTERM handler is installed by this call, not when the
+/// future is first polled: a SIGTERM that arrives in between (say, right after a server
+/// printed that it serves) is a clean stop, not the default action (killed by the signal).
+/// A handler that cannot be installed is logged and leaves Ctrl-C.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        #[cfg(unix)]
+        match term {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "no SIGTERM handler: stopping on Ctrl-C only"),
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 /// Default time a client has to send a request's headers, and to start the next request on a
 /// kept-alive connection.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -17,7 +17,7 @@ pub struct TestApiArgs {
 /// Serve until interrupted; prints the URL (and the kubeconfig path) on stdout.
 pub async fn run(args: TestApiArgs) -> anyhow::Result<()> {
     // Handlers before the URL is printed: a SIGTERM sent as soon as it is read stops cleanly.
-    let stop = wait_for_signal();
+    let stop = clb_http_limits::shutdown_signal();
     let running = crate::start(args.listen).await?;
     if let Some(path) = &args.kubeconfig_out {
         std::fs::write(path, running.kubeconfig_yaml())
@@ -34,21 +34,4 @@ pub async fn run(args: TestApiArgs) -> anyhow::Result<()> {
 pub fn run_blocking(args: TestApiArgs) -> anyhow::Result<i32> {
     tokio::runtime::Runtime::new()?.block_on(run(args))?;
     Ok(0)
-}
-
-/// SIGTERM or Ctrl-C; the SIGTERM handler is installed by the call, not the first poll.
-fn wait_for_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
-    async move {
-        #[cfg(unix)]
-        if let Ok(mut term) = term {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

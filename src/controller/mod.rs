@@ -308,8 +308,8 @@ pub async fn run(
     // Full sweeps (the first one when leadership starts, then the drift resyncs) run in the
     // background so that user changes are never queued behind them.
     let mut sweep: Option<tokio::task::JoinHandle<()>> = None;
-    let start_sweep = |concurrency: usize, collect: bool, early: Option<queue::EarlyReads>| {
-        tokio::spawn(ctl.clone().sweep(concurrency, collect, early))
+    let start_sweep = |concurrency: usize, first: Option<queue::EarlyReads>| {
+        tokio::spawn(ctl.clone().sweep(concurrency, first))
     };
     // The readiness gate checker writes pod status: it runs on the leader only.
     let mut gate_task: Option<tokio::task::JoinHandle<()>> = None;
@@ -337,7 +337,7 @@ pub async fn run(
                 backlog.insert(d);
             }
             ctl.snapshots.forget_secrets(&backlog).await;
-            sweep = Some(start_sweep(config.concurrency, false, early.take()));
+            sweep = Some(start_sweep(config.concurrency, early.take()));
             resync.reset();
             gate_task = ctl.pods.clone().map(|pods| {
                 tokio::spawn(gate::run(
@@ -383,7 +383,7 @@ pub async fn run(
                 let busy = sweep.as_ref().is_some_and(|s| !s.is_finished());
                 if leader && !busy {
                     debug!("drift resync");
-                    sweep = Some(start_sweep(queue::RESYNC_CONCURRENCY, true, None));
+                    sweep = Some(start_sweep(queue::RESYNC_CONCURRENCY, None));
                 }
             }
             _ = quota_refresh.tick() => {
@@ -460,7 +460,5 @@ pub async fn run(
     result
 }
 
-/// SIGTERM or Ctrl-C.
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
-    clb_http_limits::shutdown_signal()
-}
+/// SIGTERM or Ctrl-C (the SIGTERM handler is installed by the call).
+pub use clb_http_limits::shutdown_signal;

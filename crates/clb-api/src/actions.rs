@@ -133,6 +133,21 @@ pub const MAX_PAGES: usize = 1000;
 /// Pages of one listing asked for at once (besides the rate limit of their action).
 pub const PARALLEL_PAGES: usize = 20;
 
+/// Add one DescribeLoadBalancers page to `all`: `offset` moves past it, `total` takes its
+/// count; returns how many CLBs it held.
+fn take_page(
+    reply: Reply<DescribeLoadBalancersResponse>,
+    all: &mut Vec<LoadBalancer>,
+    offset: &mut i64,
+    total: &mut i64,
+) -> i64 {
+    let got = reply.data.load_balancer_set.len() as i64;
+    *offset += got;
+    *total = reply.data.total_count;
+    all.extend(reply.data.load_balancer_set);
+    got
+}
+
 /// Split `ids` into chunks of at most `max`; an empty list gives one empty chunk (the API's
 /// "no filter").
 fn id_chunks(ids: &[String], max: usize) -> Vec<Vec<String>> {
@@ -205,10 +220,9 @@ impl ClbClient {
             // (the rate limiter paces them), in order.
             let first: Reply<DescribeLoadBalancersResponse> =
                 self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await?;
-            let mut total = first.data.total_count;
-            let mut offset = first.data.load_balancer_set.len() as i64;
-            all.extend(first.data.load_balancer_set);
-            if offset == 0 || offset >= total {
+            let (mut offset, mut total) = (0, 0);
+            let got = take_page(first, &mut all, &mut offset, &mut total);
+            if got == 0 || offset >= total {
                 continue;
             }
             let offsets: Vec<i64> = (1..MAX_PAGES as i64)
@@ -225,12 +239,7 @@ impl ClbClient {
             .buffered(PARALLEL_PAGES);
             let mut more = true;
             while let Some(reply) = pages.next().await {
-                let reply: Reply<DescribeLoadBalancersResponse> = reply?;
-                let got = reply.data.load_balancer_set.len() as i64;
-                offset += got;
-                total = reply.data.total_count;
-                all.extend(reply.data.load_balancer_set);
-                if got == 0 {
+                if take_page(reply?, &mut all, &mut offset, &mut total) == 0 {
                     // Fewer than the count said (CLBs deleted meanwhile, or a count that
                     // lies): the pages still under way are dropped.
                     more = false;
@@ -245,13 +254,8 @@ impl ClbClient {
                     break;
                 }
                 page.offset = Some(offset);
-                let reply: Reply<DescribeLoadBalancersResponse> =
-                    self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await?;
-                let got = reply.data.load_balancer_set.len() as i64;
-                more = got > 0;
-                offset += got;
-                total = reply.data.total_count;
-                all.extend(reply.data.load_balancer_set);
+                let reply = self.call(ops::DESCRIBE_LOAD_BALANCERS, &page).await?;
+                more = take_page(reply, &mut all, &mut offset, &mut total) > 0;
             }
         }
         Ok(all)

@@ -91,6 +91,8 @@ struct Slots {
 /// A pool of slots, each free again `window` after its call's answer.
 #[derive(Debug)]
 struct Pool {
+    /// Slots in the pool.
+    n: usize,
     window: Duration,
     /// One permit per slot whose call is under way (or about to be sent).
     permits: Arc<Semaphore>,
@@ -159,6 +161,7 @@ impl Drop for Waiting<'_> {
 impl Pool {
     fn new(n: usize, window: Duration) -> Arc<Self> {
         Arc::new(Self {
+            n,
             window,
             permits: Arc::new(Semaphore::new(n)),
             slots: Mutex::new(Slots {
@@ -200,9 +203,9 @@ impl Pool {
 
     /// After a throttled answer: the slots free now (never used, or cooled down) are spread
     /// over the next `window`, one every `window / n`, instead of going out at once.
-    fn spread(&self, n: usize) {
+    fn spread(&self) {
         let now = Instant::now();
-        let step = self.window.div_f64(n.max(1) as f64);
+        let step = self.window.div_f64(self.n.max(1) as f64);
         let mut s = lock(&self.slots);
         let mut free = std::mem::take(&mut s.unused);
         while s.cooling.peek().is_some_and(|Reverse(at)| *at <= now) {
@@ -280,7 +283,7 @@ impl ActionLimiter {
     /// next calls of this action go out at the sustained rate, not as a burst.
     pub fn penalize(&self) {
         if self.limit.is_limited() {
-            self.pool.spread(self.limit.slots().0);
+            self.pool.spread();
         }
     }
 }

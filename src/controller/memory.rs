@@ -309,6 +309,61 @@ impl Memory {
     }
 }
 
+/// The stacks whose Ingresses in this pass's view (`ingresses`, placed on stacks by `placed`)
+/// name a Service or TLS Secret of `dirty`, with the item that names them. [`Memory`] learns what
+/// a stack uses only when its reconcile ends: a Service or EndpointSlice event that arrives while
+/// a stack's first reconcile (or the one after its Ingress named another Service) still runs
+/// from an older snapshot finds no user there, and without this the change would wait for the
+/// next resync. Only the namespaces of `dirty`'s Services and Secrets are looked into.
+pub fn named_in_view<'a>(
+    dirty: &'a BTreeSet<Dirty>,
+    ingresses: &[Arc<Ingress>],
+    placed: impl Iterator<Item = ((&'a str, &'a str), &'a StackId)>,
+) -> Vec<(&'a Dirty, StackId)> {
+    let mut wanted: HashMap<(&str, &str, bool), &Dirty> = HashMap::new();
+    for d in dirty {
+        match d {
+            Dirty::Service(ns, n) => wanted.insert((ns, n, false), d),
+            Dirty::Secret(ns, n) => wanted.insert((ns, n, true), d),
+            _ => None,
+        };
+    }
+    if wanted.is_empty() {
+        return Vec::new();
+    }
+    let namespaces: BTreeSet<&str> = wanted.keys().map(|(ns, _, _)| *ns).collect();
+    let mut naming: HashMap<(&str, &str), Vec<&Dirty>> = HashMap::new();
+    for ing in ingresses {
+        let ns = ing.metadata.namespace.as_deref().unwrap_or_default();
+        if !namespaces.contains(ns) || ing.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let services = referenced_services(ing);
+        let secrets = ing
+            .spec
+            .iter()
+            .flat_map(|s| s.tls.iter().flatten())
+            .filter_map(|t| t.secret_name.as_deref());
+        let hits: Vec<&Dirty> = services
+            .iter()
+            .filter_map(|(_, n)| wanted.get(&(ns, n.as_str(), false)))
+            .chain(secrets.filter_map(|n| wanted.get(&(ns, n, true))))
+            .copied()
+            .collect();
+        if !hits.is_empty() {
+            let name = ing.metadata.name.as_deref().unwrap_or_default();
+            naming.insert((ns, name), hits);
+        }
+    }
+    if naming.is_empty() {
+        return Vec::new();
+    }
+    placed
+        .filter_map(|(key, id)| naming.get(&key).map(|ds| (ds, id)))
+        .flat_map(|(ds, id)| ds.iter().map(move |d| (*d, id.clone())))
+        .collect()
+}
+
 /// Every Service `ing` names (default backend and path backends), whether it exists or not.
 pub fn referenced_services(ing: &Ingress) -> Vec<Key> {
     let ns = ing.namespace().unwrap_or_default();
@@ -544,5 +599,61 @@ mod tests {
         assert_ne!(fingerprint(&ing), before);
         ing.finalizers_mut().push(FINALIZER.into());
         assert_ne!(fingerprint(&ing), fingerprint(&Ingress::default()));
+    }
+
+    #[test]
+    fn a_changed_service_or_secret_requeues_the_stacks_of_the_ingresses_naming_it_before_memory_knows_them()
+     {
+        let ing = |ns: &str, name: &str, svc: &str, tls: &str| -> Arc<Ingress> {
+            Arc::new(
+                serde_json::from_value(serde_json::json!({
+                    "metadata": {"namespace": ns, "name": name},
+                    "spec": {"tls": [{"secretName": tls}], "rules": [{"http": {"paths": [
+                        {"path": "/", "pathType": "Prefix",
+                         "backend": {"service": {"name": svc, "port": {"number": 80}}}}]}}]}
+                }))
+                .unwrap(),
+            )
+        };
+        let seen = vec![
+            ing("a", "web", "db", "web-tls"),
+            ing("a", "api", "api", "api-tls"),
+            // Same names in another namespace: not the ones that changed.
+            ing("b", "web", "db", "web-tls"),
+        ];
+        let (web, api, other) = (
+            StackId::ingress("a", "web"),
+            StackId::ingress("a", "api"),
+            StackId::ingress("b", "web"),
+        );
+        let placed = [
+            (("a", "web"), &web),
+            (("a", "api"), &api),
+            (("b", "web"), &other),
+        ];
+        let dirty = BTreeSet::from([
+            Dirty::Service("a".into(), "db".into()),
+            Dirty::Secret("a".into(), "api-tls".into()),
+            Dirty::Service("a".into(), "nobody".into()),
+        ]);
+        let mut hits: Vec<(Dirty, StackId)> = named_in_view(&dirty, &seen, placed.into_iter())
+            .into_iter()
+            .map(|(d, id)| (d.clone(), id))
+            .collect();
+        hits.sort();
+        // (Dirty orders Services before Secrets.)
+        assert_eq!(
+            hits,
+            vec![
+                (Dirty::Service("a".into(), "db".into()), web.clone()),
+                (Dirty::Secret("a".into(), "api-tls".into()), api.clone()),
+            ]
+        );
+        // Memory alone (nothing reconciled yet) finds none of them.
+        let mut m = Memory::default();
+        assert!(affected(&mut m, &dirty.iter().cloned().collect::<Vec<_>>()).is_empty());
+        // An Ingress event or a Nodes change names no Service: nothing extra.
+        let other_dirty = BTreeSet::from([Dirty::Ingress("a".into(), "web".into()), Dirty::Nodes]);
+        assert!(named_in_view(&other_dirty, &seen, placed.into_iter()).is_empty());
     }
 }

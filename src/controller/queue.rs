@@ -471,6 +471,15 @@ impl Controller {
                 },
             )
         };
+        // Also the stacks whose Ingresses in this view name a changed Service or Secret:
+        // memory learns a stack's uses only when its reconcile ends.
+        for (d, id) in super::memory::named_in_view(&dirty, &seen, index.placed()) {
+            if let Some(t) = times.get(d) {
+                let at = since.entry(id.clone()).or_insert(*t);
+                *at = (*at).min(*t);
+            }
+            stacks.insert(id);
+        }
         // A class's default certificate serves the HTTPS hosts of every stack of the class,
         // also when it arrives after them: that Secret requeues every stack.
         let default_certs: HashSet<Key> = snap

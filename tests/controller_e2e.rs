@@ -2,6 +2,7 @@
 //! the CLB emulator (with its data plane), driven by Kubernetes objects and checked with real
 //! HTTP requests through the emulated CLB.
 
+use clb_ingress::clb::types::DescribeLoadBalancersRequest;
 use clb_test_support::cluster;
 
 use cluster::*;
@@ -164,6 +165,43 @@ async fn edits_to_path_backend_host_and_endpoints_are_followed_by_traffic() {
             "10.2.0.9:8080"
         );
     }
+}
+
+/// The controller learns which Services a stack uses when the stack's reconcile ends; an
+/// EndpointSlice change that arrives while that first reconcile still runs (from a snapshot
+/// without the endpoints) must requeue the stack at once, not wait for the resync (300 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_that_arrive_while_the_first_sync_of_their_ingress_runs_are_applied_at_once() {
+    let e = env().await;
+    // Every CLB task takes 1.5 s: the first sync (CLB, listener, rule) runs for seconds.
+    e.emu.app.update_settings(|s| s.task_delay_ms = 1500);
+    let _ctl = e.controller("c1", &[]);
+    e.class("PerIngress").await;
+    e.service("web", &[]).await;
+    e.ingress("late", "late.example.com", &[("/", "Prefix", "web")])
+        .await;
+    // The CLB exists, so the first sync is under way and its listener and rule are still to
+    // come: the pod becomes ready now.
+    let start = Instant::now();
+    while e
+        .clb()
+        .describe_load_balancers(&DescribeLoadBalancersRequest::default())
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(start.elapsed() < SLOW, "no CLB was created");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    e.service("web", &["10.1.0.7"]).await;
+    e.until_routed(
+        "late",
+        "late.example.com",
+        "/",
+        "10.1.0.7:8080",
+        Duration::from_secs(30),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

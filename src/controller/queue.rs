@@ -263,19 +263,33 @@ pub struct Prepared {
 
 /// Per-stack workers: at most one job per stack runs at a time; a newer job for a busy stack
 /// waits (replacing any older waiting one, whose snapshot it supersedes); `concurrency`
-/// stacks reconcile at once. Submitting never waits, so intake is never blocked.
+/// stacks reconcile at once. Submitting never waits, so intake is never blocked. A stack has
+/// at most two jobs in memory (one running, one waiting), each with its desired state and its
+/// pass's view: under a burst (10,000 Ingresses applied one by one) every pass rebuilds the
+/// stacks it touches, and a stale job kept waiting would hold both for nothing.
 pub struct Workers {
-    /// Stacks with a job running or queued to run.
+    /// Stacks with a job running or waiting to run.
     running: HashSet<StackId>,
     tasks: HashMap<tokio::task::Id, StackId>,
-    /// The job that runs after the one its stack has running or queued.
+    /// The job that runs after the one its stack has running.
     next: HashMap<StackId, Job>,
-    /// Jobs waiting for a free worker, in arrival order. A job becomes a task only when it
-    /// can run: a spawned task reserves its whole future up front (8,984 bytes in a debug
-    /// build), for every one of 10,000 queued jobs.
-    queue: VecDeque<Job>,
+    /// Stacks waiting for a free worker, in arrival order, and their jobs. A job becomes a
+    /// task only when it can run: a spawned task reserves its whole future up front (8,984
+    /// bytes in a debug build), for every one of 10,000 queued jobs.
+    queue: VecDeque<StackId>,
+    waiting: HashMap<StackId, Job>,
     set: tokio::task::JoinSet<StackId>,
     concurrency: usize,
+}
+
+/// Keep the newer of a stack's two unrun jobs in `slot`, carrying the other's events (the
+/// dropped job never runs, so the kept one makes them live).
+fn supersede(slot: &mut Job, job: Job) {
+    let since = earliest(job.since, slot.since);
+    if job.seq >= slot.seq {
+        *slot = job;
+    }
+    slot.since = since;
 }
 
 impl Workers {
@@ -285,34 +299,45 @@ impl Workers {
             tasks: HashMap::new(),
             next: HashMap::new(),
             queue: VecDeque::new(),
+            waiting: HashMap::new(),
             set: tokio::task::JoinSet::new(),
             concurrency: concurrency.max(1),
         }
     }
 
-    /// Queue `job`, or put it behind the job its stack has running or queued.
+    /// Queue `job`, or let it replace the job its stack has waiting, or put it behind the one
+    /// its stack has running.
     pub fn submit(&mut self, ctl: &Arc<Controller>, job: Job) {
-        if self.running.contains(&job.id) {
-            let mut job = job;
-            // The job it replaces was never run: its events are carried out by this one.
-            if let Some(older) = self.next.remove(&job.id) {
-                job.since = earliest(job.since, older.since);
+        if let Some(slot) = self.waiting.get_mut(&job.id) {
+            supersede(slot, job);
+        } else if self.running.contains(&job.id) {
+            match self.next.get_mut(&job.id) {
+                Some(slot) => supersede(slot, job),
+                None => {
+                    self.next.insert(job.id.clone(), job);
+                }
             }
-            self.next.insert(job.id.clone(), job);
         } else {
-            self.running.insert(job.id.clone());
-            self.queue.push_back(job);
+            self.enqueue(job);
             self.pump(ctl);
         }
+    }
+
+    fn enqueue(&mut self, job: Job) {
+        self.running.insert(job.id.clone());
+        self.queue.push_back(job.id.clone());
+        self.waiting.insert(job.id.clone(), job);
     }
 
     /// Start queued jobs while workers are free.
     fn pump(&mut self, ctl: &Arc<Controller>) {
         while self.set.len() < self.concurrency {
-            let Some(job) = self.queue.pop_front() else {
+            let Some(id) = self.queue.pop_front() else {
                 break;
             };
-            let id = job.id.clone();
+            let Some(job) = self.waiting.remove(&id) else {
+                continue;
+            };
             let ctl = ctl.clone();
             let handle = self.set.spawn(async move {
                 let id = job.id.clone();
@@ -335,8 +360,7 @@ impl Workers {
         }
         self.running.remove(&id);
         if let Some(job) = self.next.remove(&id) {
-            self.running.insert(id);
-            self.queue.push_back(job);
+            self.enqueue(job);
         }
         self.pump(ctl);
         Some(())
@@ -359,6 +383,7 @@ impl Workers {
         self.running.clear();
         self.next.clear();
         self.queue.clear();
+        self.waiting.clear();
     }
 }
 
@@ -869,6 +894,35 @@ impl Controller {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_waiting_job_is_replaced_by_a_newer_one_and_keeps_the_earliest_event_of_both() {
+        let view = Arc::new(View::new(Vec::new(), Vec::new(), Vec::new()));
+        let t0 = Instant::now();
+        let job = |seq: u64, since: Option<Instant>| Job {
+            id: StackId::ingress("ns", "web"),
+            seq,
+            frozen: false,
+            desired: None,
+            problems: Vec::new(),
+            view: view.clone(),
+            listing: None,
+            gateway: None,
+            since,
+        };
+        let later = t0 + Duration::from_secs(1);
+        let mut slot = job(1, Some(later));
+        supersede(&mut slot, job(2, Some(t0)));
+        assert_eq!((slot.seq, slot.since), (2, Some(t0)));
+        // An older job (a snapshot already superseded) never replaces a newer one, but its
+        // event still counts.
+        let mut slot = job(5, Some(later));
+        supersede(&mut slot, job(4, Some(t0)));
+        assert_eq!((slot.seq, slot.since), (5, Some(t0)));
+        let mut slot = job(5, None);
+        supersede(&mut slot, job(6, None));
+        assert_eq!((slot.seq, slot.since), (6, None));
+    }
 
     #[test]
     fn a_view_finds_each_ingress_by_scanning_then_by_searching_its_sorted_positions() {

@@ -7,9 +7,10 @@ use clap::{Parser, Subcommand};
 /// the quiet controller's RSS with 1,000 Ingresses and 10,000 endpoints measured 48 MiB with it,
 /// 106 MiB with mimalloc and 110 MiB with glibc's malloc, which keep the peak of a sync burst
 /// (docs/operations.md, "Memory").
-// PROFILING #[cfg(not(target_env = "msvc"))]
-// PROFILING #[global_allocator]
-// PROFILING static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+/// The `system-allocator` feature leaves it out, for heap profilers that hook malloc.
+#[cfg(not(any(target_env = "msvc", feature = "system-allocator")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use clb_ingress::cli;
 
 #[derive(Parser)]

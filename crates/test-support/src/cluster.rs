@@ -33,6 +33,8 @@ pub struct Controller {
     pub metrics: String,
     /// The first line the controller printed (its listening addresses).
     pub banner: String,
+    /// Run under `E2E_CONTROLLER_WRAPPER`, in a process group of its own.
+    wrapped: bool,
 }
 
 impl Controller {
@@ -44,7 +46,15 @@ impl Controller {
         self.log.clone()
     }
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        if self.wrapped && matches!(self.child.try_wait(), Ok(None)) {
+            // SIGTERM to the whole group: the controller under the wrapper stops cleanly, and
+            // the wrapper (a profiler) writes its results before it exits.
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &format!("-{}", self.child.id())])
+                .status();
+        } else {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
     }
 }
@@ -229,14 +239,19 @@ impl Env {
         let log = self.dir.path().join(format!("{name}.log"));
         // `E2E_CONTROLLER_WRAPPER=heaptrack` (or `strace -f`, ...) runs the controller under a
         // profiler: the first word is the program, the rest its flags before the binary.
-        let mut command = match std::env::var("E2E_CONTROLLER_WRAPPER") {
-            Ok(w) if !w.trim().is_empty() => {
+        let wrapper = std::env::var("E2E_CONTROLLER_WRAPPER")
+            .ok()
+            .filter(|w| !w.trim().is_empty());
+        let mut command = match &wrapper {
+            Some(w) => {
+                use std::os::unix::process::CommandExt;
                 let mut words = w.split_whitespace();
                 let mut c = Command::new(words.next().unwrap_or_default());
                 c.args(words).arg(emu_support::bin()).env("NO_PROXY", "*");
+                c.process_group(0);
                 c
             }
-            _ => emu_support::command(),
+            None => emu_support::command(),
         };
         let mut child = command
             .args(["run", "--kubeconfig"])
@@ -269,6 +284,7 @@ impl Env {
             log,
             metrics,
             banner: first,
+            wrapped: wrapper.is_some(),
         }
     }
 

@@ -79,7 +79,7 @@ fn snapshot() -> Snapshot {
         }),
     });
     for i in 0..INGRESSES {
-        snap.ingresses.push(ingress(i, 0));
+        snap.ingresses.push(std::sync::Arc::new(ingress(i, 0)));
         for p in 0..PATHS {
             let name = format!("s{i}-{p}");
             snap.services.push(std::sync::Arc::new(Service {
@@ -126,6 +126,7 @@ fn snapshot() -> Snapshot {
     }
     // Direct mode so every path has pod targets.
     for ing in &mut snap.ingresses {
+        let ing = std::sync::Arc::make_mut(ing);
         ing.metadata.annotations = Some(BTreeMap::from([(
             model::build::ANN_DIRECT_ACCESS.to_string(),
             "true".to_string(),
@@ -187,7 +188,7 @@ fn benches(c: &mut Criterion) {
 
     // One Ingress edited (all its paths renamed): rebuild only its stack and plan it.
     let mut edited = snap.clone();
-    edited.ingresses[4242] = ingress(4242, 1);
+    edited.ingresses[4242] = std::sync::Arc::new(ingress(4242, 1));
     let index = model::Index::new(&edited);
     let stack = index.stack_of("bench", "ing4242").unwrap().clone();
     let obs = observed.get(&stack).unwrap();

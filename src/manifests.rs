@@ -126,6 +126,7 @@ pub fn load(paths: &[PathBuf], snap: &mut Snapshot) -> Result<usize, ManifestErr
     }
     let base = jiff::Timestamp::UNIX_EPOCH;
     for (i, ing) in snap.ingresses.iter_mut().enumerate() {
+        let ing = std::sync::Arc::make_mut(ing);
         if ing.metadata.creation_timestamp.is_none() {
             let t = base + jiff::SignedDuration::from_secs(i as i64);
             ing.metadata.creation_timestamp = Some(Time(t));

@@ -72,6 +72,7 @@ fn snapshot(dir: &Path) -> Snapshot {
         }
     }
     for (i, ing) in snap.ingresses.iter_mut().enumerate() {
+        let ing = std::sync::Arc::make_mut(ing);
         if ing.metadata.creation_timestamp.is_none() {
             ing.metadata.creation_timestamp =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

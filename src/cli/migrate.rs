@@ -91,6 +91,7 @@ const SAME: [&str; 14] = [
 pub fn switch_to(snap: &mut Snapshot, class: &str) -> usize {
     let mut n = 0;
     for ing in &mut snap.ingresses {
+        let ing = std::sync::Arc::make_mut(ing);
         let by_name = ing.spec.as_ref().and_then(|s| s.ingress_class_name.clone());
         let by_annotation = ing
             .metadata
@@ -359,7 +360,10 @@ mod cluster {
         };
         snap.ingresses = list(ingresses, "Ingresses")
             .await?
-            .map_err(|code| anyhow::anyhow!("{}", refused("Ingresses", code)))?;
+            .map_err(|code| anyhow::anyhow!("{}", refused("Ingresses", code)))?
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect();
         snap.ingress_classes = list(Api::<IngressClass>::all(client.clone()), "IngressClasses")
             .await?
             .unwrap_or_else(|code| {

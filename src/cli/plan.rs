@@ -102,6 +102,7 @@ pub(crate) fn named_class(ing: &k8s_openapi::api::networking::v1::Ingress) -> Op
 /// IngressClass of ours when the input has none of that name.
 pub fn assume_class(snap: &mut Snapshot, name: &str) {
     for ing in &mut snap.ingresses {
+        let ing = std::sync::Arc::make_mut(ing);
         if named_class(ing).is_none() {
             ing.spec
                 .get_or_insert_with(Default::default)

@@ -225,7 +225,7 @@ impl Snapshots {
         snap.ingresses = ingresses
             .iter()
             .filter(|i| i.metadata.deletion_timestamp.is_none())
-            .map(|i| (**i).clone())
+            .cloned()
             .collect();
         let services = self.stores.services.state();
         let routed = routed_services(&snap);
@@ -326,9 +326,8 @@ impl Snapshots {
             .filter(|i| {
                 !(i.metadata.namespace.as_deref() == Some(ns) && i.metadata.name.as_deref() == name)
             })
-            .map(|i| (*i).clone())
             .collect();
-        snap.ingresses.push(candidate.clone());
+        snap.ingresses.push(Arc::new(candidate.clone()));
         let in_ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
             m.namespace.as_deref() == Some(ns)
         };
@@ -606,7 +605,7 @@ impl Snapshots {
         snap.class_params = clone_all(self.stores.params.state());
         let mut i = ing.clone();
         i.metadata.deletion_timestamp = None;
-        snap.ingresses = vec![i];
+        snap.ingresses = vec![Arc::new(i)];
         let index = Index::new(&snap);
         index
             .stack_ids()

@@ -622,17 +622,23 @@ impl<A: ClbApi> Execution<'_, A> {
         targets: &[RuleTarget],
         register: bool,
     ) -> Result<(), DeployError> {
-        let req = BatchTargetsRequest {
-            load_balancer_id: self.lb(step)?,
-            targets: self.batch_targets(targets, step)?,
-        };
-        let client = &self.d.client;
-        let result = if register {
-            client.batch_register_targets(&req).await
-        } else {
-            client.batch_deregister_targets(&req).await
-        };
-        result.map(drop).map_err(cloud(step))
+        // One call's worth at a time: a new shard CLB registers thousands of targets, and
+        // building every request field for all of them at once held ~1 MB per reconcile
+        // (32 at once) while the calls waited for the rate limit.
+        for chunk in targets.chunks(crate::clb::actions::BATCH_TARGETS_MAX) {
+            let req = BatchTargetsRequest {
+                load_balancer_id: self.lb(step)?,
+                targets: self.batch_targets(chunk, step)?,
+            };
+            let client = &self.d.client;
+            let result = if register {
+                client.batch_register_targets(&req).await
+            } else {
+                client.batch_deregister_targets(&req).await
+            };
+            result.map_err(cloud(step))?;
+        }
+        Ok(())
     }
 
     /// `Change::ModifyTargetWeights`.

@@ -13,6 +13,7 @@ pub fn snapshot(yaml: &str) -> Snapshot {
         clb_ingress::manifests::add_object(&mut snap, doc).expect("object");
     }
     for (i, ing) in snap.ingresses.iter_mut().enumerate() {
+        let ing = std::sync::Arc::make_mut(ing);
         if ing.metadata.creation_timestamp.is_none() {
             ing.metadata.creation_timestamp =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

@@ -134,6 +134,7 @@ impl Gates {
             return;
         };
         if waiting.is_empty() {
+            // Nothing waits: nothing routes to a waiting pod either.
             stacks.remove(stack);
             return;
         }

@@ -55,11 +55,8 @@ impl StackMemo {
             .filter_map(|(ns, name)| find(ns, name))
             .flat_map(|i| {
                 let ns = i.namespace().unwrap_or_default();
-                i.spec
-                    .iter()
-                    .flat_map(|s| s.tls.iter().flatten())
-                    .filter_map(|t| t.secret_name.clone())
-                    .map(|n| (ns.clone(), n))
+                tls_secret_names(&i)
+                    .map(|n| (ns.clone(), n.to_string()))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -339,11 +336,7 @@ pub fn named_in_view<'a>(
             continue;
         }
         let services = referenced_services(ing);
-        let secrets = ing
-            .spec
-            .iter()
-            .flat_map(|s| s.tls.iter().flatten())
-            .filter_map(|t| t.secret_name.as_deref());
+        let secrets = tls_secret_names(ing);
         let hits: Vec<&Dirty> = services
             .iter()
             .filter_map(|(_, n)| wanted.get(&(ns, n.as_str(), false)))
@@ -362,6 +355,14 @@ pub fn named_in_view<'a>(
         .filter_map(|(key, id)| naming.get(&key).map(|ds| (ds, id)))
         .flat_map(|(ds, id)| ds.iter().map(move |d| (*d, id.clone())))
         .collect()
+}
+
+/// The TLS Secrets `ing` names (`spec.tls[].secretName`, in its namespace).
+pub fn tls_secret_names(ing: &Ingress) -> impl Iterator<Item = &str> {
+    ing.spec
+        .iter()
+        .flat_map(|s| s.tls.iter().flatten())
+        .filter_map(|t| t.secret_name.as_deref())
 }
 
 /// Every Service `ing` names (default backend and path backends), whether it exists or not.

@@ -555,12 +555,8 @@ impl Controller {
             .filter(|_| !built.unreadable.is_empty())
         {
             let ns = ing.metadata.namespace.clone().unwrap_or_default();
-            let needs_unreadable = ing
-                .spec
-                .iter()
-                .flat_map(|s| s.tls.iter().flatten())
-                .filter_map(|t| t.secret_name.clone())
-                .any(|n| built.unreadable.contains(&(ns.clone(), n)));
+            let needs_unreadable = super::memory::tls_secret_names(ing)
+                .any(|n| built.unreadable.contains(&(ns.clone(), n.to_string())));
             if needs_unreadable
                 && let Some(id) = index.stack_of(&ns, ing.metadata.name.as_deref().unwrap_or(""))
                 && stacks.remove(id)

@@ -625,12 +625,13 @@ impl<A: ClbApi> Execution<'_, A> {
         // One call's worth at a time: a new shard CLB registers thousands of targets, and
         // building every request field for all of them at once held ~1 MB per reconcile
         // (32 at once) while the calls waited for the rate limit.
+        let lb = self.lb(step)?;
+        let client = &self.d.client;
         for chunk in targets.chunks(crate::clb::actions::BATCH_TARGETS_MAX) {
             let req = BatchTargetsRequest {
-                load_balancer_id: self.lb(step)?,
+                load_balancer_id: lb.clone(),
                 targets: self.batch_targets(chunk, step)?,
             };
-            let client = &self.d.client;
             let result = if register {
                 client.batch_register_targets(&req).await
             } else {
